@@ -1,0 +1,40 @@
+# sharegraph entry points; each target bootstraps .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE ?= $(CURDIR)/state
+export SHAREGRAPH_STATE := $(STATE)
+export DAGSTER_HOME := $(STATE)/dagster
+
+.PHONY: demo test test-fast browser bench lint dev clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+demo: $(BIN)/.installed  ## generate the demo world, run the pipeline, print where the results are
+	$(BIN)/sharegraph demo
+
+browser:  ## install Debian's chromium + driver + CJK fonts for the browser tests, when missing
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || ./.ci/install-browser
+
+test: $(BIN)/.installed browser  ## the full test suite (what CI runs)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+test-fast: $(BIN)/.installed  ## unit tests only, no browser or process-killing tests
+	$(BIN)/python -m pytest -n 2 -q -m "not browser and not slow"
+
+bench: $(BIN)/.installed  ## scale benchmarks with side-by-side peers (minutes; writes bench-out/)
+	$(BIN)/python benchmarks/run_all.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check sharegraph assets pipelines tests benchmarks
+
+dev: $(BIN)/.installed  ## the Dagster UI with the code location loaded
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev
+
+clean:
+	rm -rf $(STATE) bench-out

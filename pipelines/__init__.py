@@ -1,0 +1,1 @@
+"""Dagster wiring for sharegraph: definitions, resources, jobs, schedules and sensors."""

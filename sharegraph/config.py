@@ -1,0 +1,69 @@
+"""Pipeline settings: one typed object, defaults a user of the field would expect.
+
+Values come from defaults, then an optional ``sharegraph.toml`` (or the file named by
+``SHAREGRAPH_CONFIG``), then ``SHAREGRAPH_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    timezone: str = "Asia/Shanghai"
+    """Zone of timestamps written without an offset; zoned ones are converted to it."""
+    encoding: str = "auto"
+    """Text encoding of CSV inputs: auto (detect), utf-8, utf-8-sig, gbk, gb18030."""
+    attribution_window_days: int = 7
+    """An order without share_id is credited to the buyer's last click within this many days."""
+    downstream_decay: float = 0.5
+    """Weight of generation g of downstream GMV is decay**(g-1); 1.0 means no decay."""
+    pagerank_alpha: float = 0.85
+    commission_rate: float = 0.05
+    """Commission as a share of paid GMV, when orders carry no commission column."""
+    red_packet_yuan: float = 2.0
+    """Share red packet per share-attributed paid order, ¥, when orders carry none."""
+    min_pair_customers: int = 20
+    """Minimum customers buying both categories for a pair to be reported."""
+    affinity_window_days: int = 30
+    """Window for directional (A then B) affinity and social spill-over."""
+    fdr_alpha: float = 0.05
+    """Benjamini-Hochberg false discovery rate for affinity significance."""
+    pseudonym_key: str = "sharegraph-demo-key"
+    """Key of the stable keyed hash that pseudonymises people in reports; set your own."""
+    report_row_cap: int = 500
+    """Largest table rendered in a report; the rest is noted and left to the warehouse."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
+        settings = cls()
+        path = path or os.environ.get("SHAREGRAPH_CONFIG")
+        if path is None and Path("sharegraph.toml").is_file():
+            path = "sharegraph.toml"
+        if path is not None:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh).get("sharegraph", {})
+            settings = settings.with_values(data, source=str(path))
+        env = {
+            f.name: os.environ[f"SHAREGRAPH_{f.name.upper()}"]
+            for f in fields(cls)
+            if f"SHAREGRAPH_{f.name.upper()}" in os.environ
+        }
+        return settings.with_values(env, source="environment")
+
+    def with_values(self, values: dict[str, object], source: str = "") -> Settings:
+        known = {f.name: f for f in fields(self)}
+        updates: dict[str, object] = {}
+        for name, raw in values.items():
+            if name not in known:
+                raise ValueError(f"{source}: unknown setting {name!r}; known: {', '.join(known)}")
+            current = getattr(self, name)
+            try:
+                updates[name] = type(current)(raw)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{source}: setting {name!r} = {raw!r} is not a {type(current).__name__}") from exc
+        return replace(self, **updates)
