@@ -1,0 +1,176 @@
+"""Vectorised graph kernels over integer node arrays (NumPy / SciPy), no Python loops over nodes.
+
+NetworkX is the graph model for notebooks and small subgraphs; at 2M nodes / 10M edges it is
+too slow (PERFORMANCE.md), so the heavy metrics are computed here from arrays and
+cross-checked against NetworkX / igraph on small graphs in the tests.
+
+Conventions: nodes are ``0..n-1``; a forest is a ``parent`` array with ``-1`` for a root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class Forest:
+    """A parent array made acyclic, with every node's root and depth (root = 0)."""
+
+    parent: np.ndarray
+    """Parent index after cycle breaking (-1 = root)."""
+    root: np.ndarray
+    depth: np.ndarray
+    cut: np.ndarray
+    """True where the node's parent edge was cut to break a cycle (it became a root)."""
+
+
+def _jump(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pointer doubling: (ancestor 2**k steps up clamped at a root, steps taken).
+
+    After ceil(log2(n)) + 1 rounds every node of a finite acyclic chain sits on its root;
+    nodes on or above a cycle keep circling and never reach a self-pointing root.
+    """
+    n = parent.size
+    idx = np.arange(n, dtype=np.int64)
+    jump = np.where(parent < 0, idx, parent).astype(np.int64)
+    dist = (parent >= 0).astype(np.int64)
+    rounds = max(1, int(np.ceil(np.log2(max(n, 2)))) + 1)
+    for _ in range(rounds):
+        dist = dist + dist[jump]
+        jump = jump[jump]
+    return jump, dist
+
+
+def break_cycles(parent: np.ndarray) -> Forest:
+    """Make ``parent`` a forest: cut one edge per cycle, deterministically, then root/depth.
+
+    In every cycle of the functional graph the member with the smallest index loses its
+    parent (becomes a root). Callers order their ids so that "smallest index" is a
+    documented choice (e.g. the smallest id). O(n log n), all NumPy.
+    """
+    parent = np.asarray(parent, dtype=np.int64).copy()
+    n = parent.size
+    cut = np.zeros(n, dtype=bool)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Forest(parent, empty, empty.copy(), cut)
+    parent[(parent >= n)] = -1
+    jump, dist = _jump(parent)
+    stuck = parent[jump] >= 0  # did not reach a root: on or above a cycle
+    if stuck.any():
+        # jump^(2^k) maps each stuck node onto its cycle; on the cycle it is a rotation, so
+        # the image is exactly the set of cycle members.
+        on_cycle = np.zeros(n, dtype=bool)
+        on_cycle[jump[stuck]] = True
+        members = np.flatnonzero(on_cycle)
+        # smallest member of each cycle by min-doubling along the cycle
+        low = np.arange(n, dtype=np.int64)
+        step = parent.copy()
+        step[~on_cycle] = np.arange(n)[~on_cycle]
+        for _ in range(max(1, int(np.ceil(np.log2(max(n, 2)))) + 1)):
+            low = np.minimum(low, low[step])
+            step = step[step]
+        reps = members[low[members] == members]
+        parent[reps] = -1
+        cut[reps] = True
+        jump, dist = _jump(parent)
+    return Forest(parent, jump, dist, cut)
+
+
+def subtree_sums(
+    forest: Forest, weight: np.ndarray, decay: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per node: number of descendants and decayed sum of descendants' ``weight``.
+
+    ``sums[p] = Σ_{d descendant of p at generation g >= 1} decay**(g-1) * weight[d]``,
+    computed leaves-up with one ``bincount`` per depth level (PERFORMANCE.md: 0.3 s at 2M).
+    """
+    n = forest.parent.size
+    reach = np.zeros(n, dtype=np.int64)
+    sums = np.zeros(n, dtype=np.float64)
+    if n == 0:
+        return reach, sums
+    weight = np.asarray(weight, dtype=np.float64)
+    order = np.argsort(forest.depth, kind="stable")
+    bounds = np.searchsorted(forest.depth[order], np.arange(forest.depth.max() + 2))
+    for level in range(int(forest.depth.max()), 0, -1):
+        nodes = order[bounds[level]:bounds[level + 1]]
+        par = forest.parent[nodes]
+        reach += np.bincount(par, weights=reach[nodes] + 1, minlength=n).astype(np.int64)
+        sums += np.bincount(par, weights=weight[nodes] + decay * sums[nodes], minlength=n)
+    return reach, sums
+
+
+def pagerank(
+    src: np.ndarray,
+    dst: np.ndarray,
+    weight: np.ndarray | None,
+    n: int,
+    alpha: float = 0.85,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+) -> np.ndarray:
+    """Weighted PageRank by power iteration on a sparse matrix, NetworkX semantics.
+
+    Same definition as ``networkx.pagerank(G, alpha, weight=...)``: each node passes rank
+    along its out-edges in proportion to edge weight (parallel edges summed); dangling nodes
+    (no out-weight) spread their rank uniformly; teleport is uniform. Convergence when the
+    L1 change is below ``n * tol`` (NetworkX's criterion). Returns ranks summing to 1.
+    """
+    if n == 0:
+        return np.zeros(0)
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    w = np.ones(src.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    m = sp.csr_matrix((w, (src, dst)), shape=(n, n))
+    out = np.asarray(m.sum(axis=1)).ravel()
+    dangling = out == 0
+    inv = np.zeros(n)
+    inv[~dangling] = 1.0 / out[~dangling]
+    mt = (sp.diags(inv) @ m).T.tocsr()  # column-stochastic transpose: x_new = mt @ x
+    x = np.full(n, 1.0 / n)
+    for _ in range(max_iter):
+        prev = x
+        x = alpha * (mt @ prev + prev[dangling].sum() / n) + (1.0 - alpha) / n
+        if np.abs(x - prev).sum() < n * tol:
+            return x
+    raise RuntimeError(f"pagerank did not converge in {max_iter} iterations")
+
+
+def label_propagation(src: np.ndarray, dst: np.ndarray, n: int, max_iter: int = 30) -> np.ndarray:
+    """Communities of an undirected graph by synchronous min-label propagation, vectorised.
+
+    Each round every node takes the most frequent label among its neighbours (ties to the
+    smallest label), keeping its own when it has no neighbours. Deterministic. Used above
+    the Louvain size threshold; returns a label per node (0..k-1, by first node).
+    """
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    a = np.concatenate([src, dst]).astype(np.int64)
+    b = np.concatenate([dst, src]).astype(np.int64)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    labels = np.arange(n, dtype=np.int64)
+    has_nb = np.zeros(n, dtype=bool)
+    has_nb[a] = True
+    for _ in range(max_iter):
+        lab = labels[b]
+        # count (node, label) pairs, pick the most frequent label per node, ties -> smallest
+        key = a * n + lab
+        uniq, counts = np.unique(key, return_counts=True)
+        node = uniq // n
+        lbl = uniq % n
+        order = np.lexsort((lbl, -counts, node))
+        node, lbl = node[order], lbl[order]
+        first = np.ones(node.size, dtype=bool)
+        first[1:] = node[1:] != node[:-1]
+        new = labels.copy()
+        new[node[first]] = lbl[first]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
