@@ -145,7 +145,7 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         "attributed GMV = paid GMV with credited_id NOT NULL.",
         ATTRIBUTED_ORDERS_DOC,
     )
-    return con.execute("SELECT count(*) FROM graph.attributed_orders").fetchone()[0]
+    return con.execute("SELECT count(*) FROM graph.attributed_orders").fetchall()[0][0]
 
 
 def gmv_conservation(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
@@ -161,7 +161,7 @@ def gmv_conservation(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
           (SELECT coalesce(sum(amount), 0) FROM staging.orders
              WHERE coalesce(status, 'paid') = 'paid')
         """
-    ).fetchone()
+    ).fetchall()[0]
     return {
         "paid_gmv": paid,
         "attributed_gmv": attributed,
