@@ -1,6 +1,8 @@
 """The Dagster code location: ``dagster dev`` and ``dagster asset materialize`` load ``defs``.
 
-Every DuckDB-writing asset runs in one process (in-process executor): DuckDB allows one
+Every asset and asset check of the ``assets`` package is discovered automatically; the
+publish asset is built here because it depends on every graph/* and marts/* asset found.
+Every DuckDB-writing step runs in one process (in-process executor): DuckDB allows one
 writer per file, and the stages are set-based and already use both cores.
 """
 
@@ -9,11 +11,35 @@ from __future__ import annotations
 import dagster as dg
 
 import assets
+from assets.daily import daily_exports
+from assets.publish import build_publish_assets
+from pipelines.jobs import daily_load_job, full_pipeline_job, refresh_job
+from pipelines.partitions import InboxResource
 from pipelines.resources import WarehouseResource
+from pipelines.schedules import daily_load_schedule
+from pipelines.sensors import inbox_sensor, refresh_after_daily_load
+
+
+def load_pipeline() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """Every materializable asset of the ``assets`` package plus ``warehouse/published``,
+    and every asset check (the order ``dg.materialize`` and ``Definitions`` take them)."""
+    found = [
+        a for a in dg.load_assets_from_package_module(assets)
+        if isinstance(a, dg.AssetsDefinition) and a.is_executable
+    ]
+    checks = list(dg.load_asset_checks_from_package_module(assets))
+    published, published_check = build_publish_assets(k for a in found for k in a.keys)
+    return [*found, published], [*checks, published_check]
+
+
+_assets, _checks = load_pipeline()
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_package_module(assets),
-    asset_checks=dg.load_asset_checks_from_package_module(assets),
-    resources={"warehouse": WarehouseResource.from_env()},
+    assets=[*_assets, daily_exports],
+    asset_checks=_checks,
+    jobs=[full_pipeline_job, refresh_job, daily_load_job],
+    schedules=[daily_load_schedule],
+    sensors=[inbox_sensor, refresh_after_daily_load],
+    resources={"warehouse": WarehouseResource.from_env(), "inbox": InboxResource.from_env()},
     executor=dg.in_process_executor,
 )

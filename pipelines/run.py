@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 
-import assets
 from pipelines.resources import WarehouseResource
 from sharegraph import paths
+from sharegraph.warehouse import check_writable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,9 +36,12 @@ def run_pipeline(
 ) -> dg.ExecuteInProcessResult:
     """Materialize every asset (and run every check) of the code location in this process.
 
-    Raises ``dagster.DagsterExecutionStepExecutionError`` (or the underlying error) when a
-    step fails; the published warehouse is then left as it was.
+    Raises ``sharegraph.warehouse.WarehouseError`` before any work when the warehouse
+    location is unusable, and ``dagster.DagsterExecutionStepExecutionError`` (or the
+    underlying error) when a step fails; the published warehouse is then left as it was.
     """
+    from pipelines.definitions import load_pipeline
+
     ensure_dagster_home()
     resource = WarehouseResource(
         warehouse=str(Path(warehouse).expanduser().resolve()),
@@ -46,9 +49,8 @@ def run_pipeline(
         reports_dir=str(Path(reports_dir).expanduser().resolve()),
         config_file=str(config_file) if config_file else None,
     )
-    selection = [
-        *dg.load_assets_from_package_module(assets),
-        *dg.load_asset_checks_from_package_module(assets),
-    ]
+    check_writable(resource.paths)
+    found, checks = load_pipeline()
+    selection = [*found, *checks]
     with dg.DagsterInstance.get() as instance:
         return dg.materialize(selection, resources={"warehouse": resource}, instance=instance)

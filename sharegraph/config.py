@@ -30,7 +30,9 @@ class Settings:
     min_pair_customers: int = 20
     """Minimum customers buying both categories for a pair to be reported."""
     affinity_window_days: int = 30
-    """Window for directional (A then B) affinity and social spill-over."""
+    """Window for directional (A then B) affinity, days after the customer's first A."""
+    spillover_window_days: int = 7
+    """Window for social spill-over: a purchase within this many days after a click, days."""
     fdr_alpha: float = 0.05
     """Benjamini-Hochberg false discovery rate for affinity significance."""
     pseudonym_key: str = "sharegraph-demo-key"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,7 +85,10 @@ def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: 
     """Open a DuckDB file with the session settings every stage relies on."""
     path = Path(path)
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from exc
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute(f"SET TimeZone = '{timezone}'")
     return con
@@ -98,6 +102,93 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(staging_ddl(table))
     for ddl in QUARANTINE_DDL:
         con.execute(ddl)
+    _comment_base_tables(con)
+
+
+LINEAGE_COLUMNS = {
+    "source_file": "Lineage: the export file the row was loaded from.",
+    "source_row": "Lineage: 1-based data row number in that file.",
+    "batch_id": "Lineage: the load batch (one per file per run); see quarantine.batches.",
+    "loaded_at": "Lineage: when the row was loaded (local time).",
+}
+
+QUARANTINE_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "rejected_rows": (
+        "One row per rejected (row, rule): input rows that broke the data contract and were not loaded.",
+        {
+            "batch_id": "Load batch that read the row; see quarantine.batches.",
+            "table_name": "Contract table the file feeds (orders, share_events, ...).",
+            "source_file": "Export file the row came from.",
+            "source_row": "1-based data row number in that file.",
+            "column_name": "Column that broke the rule (NULL for a whole-row rule).",
+            "rule": "The rule broken, e.g. required, type, allowed values, duplicate key.",
+            "raw_value": "The offending value as text, exactly as read.",
+            "raw_record": "The whole input row as JSON text.",
+            "rejected_at": "When the row was rejected (local time).",
+        },
+    ),
+    "batches": (
+        "One row per load batch (one file loaded once): the reconciliation "
+        "rows_read = rows_loaded + rows_quarantined + rows_already_loaded.",
+        {
+            "batch_id": "Load batch id.",
+            "table_name": "Contract table the file feeds.",
+            "source_file": "Export file loaded.",
+            "file_sha256": "SHA-256 of the file's bytes.",
+            "rows_read": "Data rows read from the file.",
+            "rows_loaded": "Rows inserted into staging (new natural keys).",
+            "rows_quarantined": "Rows rejected into quarantine.rejected_rows.",
+            "rows_already_loaded": "Valid rows whose natural key was already in staging (re-delivery, overlap).",
+            "started_at": "When the batch started (local time).",
+            "finished_at": "When the batch finished (local time).",
+        },
+    ),
+    "flagged_rows": (
+        "One row per (loaded row, warning rule): rows loaded but flagged for review.",
+        {
+            "batch_id": "Load batch that read the row.",
+            "table_name": "Contract table the file feeds.",
+            "source_file": "Export file the row came from.",
+            "source_row": "1-based data row number in that file.",
+            "column_name": "Column the flag is about.",
+            "rule": "The warning rule.",
+            "raw_value": "The flagged value as text.",
+            "flagged_at": "When the row was flagged (local time).",
+        },
+    ),
+}
+
+
+def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMENT ON the staging and quarantine tables, from the contract, once per file.
+
+    Skipped when every such table already has a comment, so opening the working file stays
+    cheap; columns added by the ingest beyond the contract get a generic lineage note.
+    """
+    known = [f"staging.{t}" for t in TABLES] + [f"quarantine.{t}" for t in QUARANTINE_COMMENTS]
+    missing = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name IN "
+        "(SELECT unnest($1::VARCHAR[])) AND (comment IS NULL OR comment = '')",
+        [known],
+    ).fetchall()[0][0]
+    if not missing:
+        return
+    for table in TABLES.values():
+        cols = {c.name: c.description or c.name for c in table.columns} | LINEAGE_COLUMNS
+        actual = [r[0] for r in con.execute(f"DESCRIBE staging.{table.name}").fetchall()]
+        cols = {k: v for k, v in cols.items() if k in actual}
+        cols |= {c: f"Ingest bookkeeping column {c}." for c in actual if c not in cols}
+        comment_table(con, f"staging.{table.name}", f"{table.description} Typed and deduplicated by "
+                      f"natural key ({', '.join(table.key)}).", cols)
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'quarantine'").fetchall()}
+    for name, (text, cols) in QUARANTINE_COMMENTS.items():
+        if name not in present:
+            continue
+        actual = [r[0] for r in con.execute(f"DESCRIBE quarantine.{name}").fetchall()]
+        cols = {k: v for k, v in cols.items() if k in actual}
+        cols |= {c: f"Ingest bookkeeping column {c}." for c in actual if c not in cols}
+        comment_table(con, f"quarantine.{name}", text, cols)
 
 
 @contextmanager
@@ -111,27 +202,128 @@ def working(paths: WarehousePaths, timezone: str = "Asia/Shanghai") -> Iterator[
         con.close()
 
 
+class WarehouseError(Exception):
+    """The warehouse cannot be written or published; the message names the path and why."""
+
+
+class PublishError(WarehouseError):
+    """Publishing failed; the previously published snapshot is unchanged."""
+
+
+FAULT_ENV = "SHAREGRAPH_FAULT_AFTER"
+FAULT_SIGNAL_ENV = "SHAREGRAPH_FAULT_SIGNAL"
+FAULT_PAUSE_ENV = "SHAREGRAPH_FAULT_PAUSE_S"
+
+
+def fault_point(name: str) -> None:
+    """Fault-injection hook for the crash tests: pause here when SHAREGRAPH_FAULT_AFTER names it.
+
+    The test sets ``SHAREGRAPH_FAULT_AFTER=<name>`` (comma-separated for several) and
+    ``SHAREGRAPH_FAULT_SIGNAL=<file>``; on reaching the point the process writes the file and
+    sleeps ``SHAREGRAPH_FAULT_PAUSE_S`` seconds (default 120), so the test can SIGKILL it at
+    exactly that moment. Unset (always, in production) it costs one dict lookup.
+    """
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted or name not in {w.strip() for w in wanted.split(",")}:
+        return
+    log.warning("fault point %s reached (pid %d), pausing", name, os.getpid())
+    signal_file = os.environ.get(FAULT_SIGNAL_ENV)
+    if signal_file:
+        Path(signal_file).write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
+    time.sleep(float(os.environ.get(FAULT_PAUSE_ENV, "120")))
+
+
+def check_writable(paths: WarehousePaths) -> None:
+    """Fail early, with the path and the reason, when the warehouse directory is unusable.
+
+    Catches a missing or read-only location, or a file where the directory should be,
+    before any stage has done work.
+    """
+    parent = paths.published.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(
+            f"cannot create the warehouse directory {parent}: {exc.strerror or exc}"
+        ) from exc
+    if not parent.is_dir():
+        raise WarehouseError(f"the warehouse directory {parent} is not a directory")
+    probe = parent / f".{paths.published.name}.probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WarehouseError(f"cannot write in the warehouse directory {parent}: {exc.strerror or exc}") from exc
+    for existing in (paths.published, paths.working):
+        if existing.exists() and not existing.is_file():
+            raise WarehouseError(f"{existing} exists and is not a file")
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Exact row count of every table, keyed ``schema.table`` (one UNION ALL query)."""
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
+    ).fetchall()
+    if not tables:
+        return {}
+    union = " UNION ALL ".join(
+        f"SELECT '{s}.{t}' AS name, count(*) AS n FROM \"{s}\".\"{t}\"" for s, t in tables
+    )
+    return dict(con.execute(union).fetchall())
+
+
 def publish(paths: WarehousePaths) -> Path:
     """Publish the working file as the analysts' snapshot, atomically.
 
-    The copy is written under a temporary name in the same directory, fsynced, then renamed
-    over the published name; a crash at any point leaves the previous snapshot intact.
-    The working file must be closed by every writer (DuckDB checkpoints on close).
+    The working file is checkpointed and held open (DuckDB's file lock keeps every other
+    writer out while it is copied), copied to a temporary name in the same directory,
+    fsynced, verified (it opens read-only with the same tables and row counts), made
+    read-only, then renamed over the published name and the directory fsynced. A reader
+    holding the old snapshot keeps its inode; a crash or error at any point leaves the
+    previous snapshot intact and removes the temporary copy. Raises PublishError.
     """
-    con = duckdb.connect(str(paths.working))
-    con.execute("CHECKPOINT")
-    con.close()
+    if not paths.working.is_file():
+        raise PublishError(f"nothing to publish: the working file {paths.working} does not exist")
     tmp = paths.staging_copy
-    shutil.copyfile(paths.working, tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, paths.published)
-    dir_fd = os.open(paths.published.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        con = duckdb.connect(str(paths.working))
+    except duckdb.Error as exc:
+        raise PublishError(f"cannot open the working file {paths.working} to publish it: {exc}") from exc
+    try:
+        con.execute("CHECKPOINT")
+        expected = table_counts(con)
+        tmp.unlink(missing_ok=True)  # left by a publish that was killed
+        shutil.copyfile(paths.working, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        fault_point("publish-copy")
+        check = duckdb.connect(str(tmp), read_only=True)
+        try:
+            got = table_counts(check)
+        finally:
+            check.close()
+        if got != expected:
+            raise PublishError(f"the copy {tmp} does not match the working file (tables or row counts differ)")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, paths.published)
+        dir_fd = os.open(paths.published.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except PublishError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (OSError, duckdb.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PublishError(
+            f"publishing {paths.published} failed: {reason}; the previously published "
+            "snapshot (if any) is unchanged"
+        ) from exc
     finally:
-        os.close(dir_fd)
-    log.info("published %s", paths.published)
+        con.close()
+    log.info("published %s (%d tables)", paths.published, len(expected))
     return paths.published
 
 

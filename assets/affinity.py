@@ -1,0 +1,142 @@
+"""Affinity stage: category affinity, directional, spill-over, expansion, weak categories.
+
+Thin wrappers over ``sharegraph.affinity`` and ``sharegraph.expansion`` (docs/affinity.md).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.resources import WarehouseResource
+from sharegraph import affinity, expansion
+
+ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
+SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
+PRODUCTS = dg.AssetKey(["staging", "products"])
+SHARE_EVENTS = dg.AssetKey(["staging", "share_events"])
+CATEGORY_AFFINITY = dg.AssetKey(["marts", "category_affinity"])
+DIRECTIONAL = dg.AssetKey(["marts", "directional_affinity"])
+SPILLOVER = dg.AssetKey(["marts", "spillover_affinity"])
+EXPANSION = dg.AssetKey(["marts", "expansion_recommendations"])
+WEAK = dg.AssetKey(["marts", "weak_categories"])
+
+
+def _counts(con, table: str, by: str) -> dict[str, int]:
+    return {f"rows_{k}": int(v) for k, v in
+            con.execute(f"SELECT {by}, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall()}
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+          deps=[ATTRIBUTED, PRODUCTS])
+def category_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per ordered category pair per scope (all | merchant) per basis."""
+    with warehouse.connect() as con:
+        n = affinity.build_category_affinity(con, warehouse.settings())
+        by_basis = _counts(con, "marts.category_affinity", "basis")
+        significant = con.execute(
+            "SELECT count(*) FROM marts.category_affinity WHERE is_significant AND scope = 'all'"
+        ).fetchall()[0][0]
+    return dg.MaterializeResult(metadata={"rows": n, **by_basis,
+                                          "significant_pairs_all": int(significant)})
+
+
+@dg.asset_check(asset=CATEGORY_AFFINITY, blocking=True)
+def category_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """support and confidence in [0, 1]; n_ab <= min(n_a, n_b) <= n_total; q >= p."""
+    with warehouse.connect() as con:
+        bad = affinity.affinity_bounds_problems(con)
+    return dg.AssetCheckResult(
+        passed=not any(bad.values()),
+        description="rows breaking a bound: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
+        metadata=bad,
+    )
+
+
+@dg.asset_check(asset=CATEGORY_AFFINITY, blocking=True)
+def category_affinity_counts_match_orders(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """n_a and n_total (scope all, customers) equal COUNT(DISTINCT customer_id) of paid lines."""
+    with warehouse.connect() as con:
+        bad = affinity.affinity_count_mismatches(con)
+    return dg.AssetCheckResult(
+        passed=not any(bad.values()),
+        description=(f"{bad['n_a_mismatch']} categories with n_a != direct count, "
+                     f"{bad['n_total_mismatch']} rows with n_total != direct count"),
+        metadata=bad,
+    )
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+          deps=[ATTRIBUTED, PRODUCTS])
+def directional_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per ordered category pair (A then B within N days) per scope."""
+    with warehouse.connect() as con:
+        n = affinity.build_directional_affinity(con, warehouse.settings())
+    return dg.MaterializeResult(metadata={"rows": n})
+
+
+@dg.asset_check(asset=DIRECTIONAL, blocking=False)
+def directional_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Rates and p-values in [0, 1]; n_a_then_b <= n_a."""
+    with warehouse.connect() as con:
+        bad = affinity.rate_mart_problems(con, "marts.directional_affinity", "n_a")
+    return dg.AssetCheckResult(
+        passed=not any(bad.values()),
+        description="rows breaking a bound: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
+        metadata=bad,
+    )
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+          deps=[ATTRIBUTED, SHARE_NODES, SHARE_EVENTS, PRODUCTS])
+def spillover_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per (shared category, bought category): click on A, then a B purchase."""
+    with warehouse.connect() as con:
+        n = affinity.build_spillover_affinity(con, warehouse.settings())
+    return dg.MaterializeResult(metadata={"rows": n})
+
+
+@dg.asset_check(asset=SPILLOVER, blocking=False)
+def spillover_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Rates and p-values in [0, 1]; n_a_then_b <= n_clickers_a."""
+    with warehouse.connect() as con:
+        bad = affinity.rate_mart_problems(con, "marts.spillover_affinity", "n_clickers_a")
+    return dg.AssetCheckResult(
+        passed=not any(bad.values()),
+        description="rows breaking a bound: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
+        metadata=bad,
+    )
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+          deps=[CATEGORY_AFFINITY, ATTRIBUTED, PRODUCTS])
+def expansion_recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per merchant per category it does not sell, ranked by expected GMV (¥)."""
+    with warehouse.connect() as con:
+        n = expansion.build_expansion_recommendations(con, warehouse.settings())
+        merchants = con.execute(
+            "SELECT count(DISTINCT merchant_id) FROM marts.expansion_recommendations"
+        ).fetchall()[0][0]
+    return dg.MaterializeResult(metadata={"rows": n, "merchants": int(merchants)})
+
+
+@dg.asset_check(asset=EXPANSION, blocking=False)
+def expansion_recommendations_consistent(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Recommended categories are not sold yet; ranks 1..n; expected buyers bounded."""
+    with warehouse.connect() as con:
+        bad = expansion.expansion_problems(con)
+    return dg.AssetCheckResult(
+        passed=not any(bad.values()),
+        description="rows breaking a rule: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
+        metadata=bad,
+    )
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+          deps=[CATEGORY_AFFINITY, ATTRIBUTED])
+def weak_categories(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per merchant per category it sells, with its fit to the rest of the line."""
+    with warehouse.connect() as con:
+        n = expansion.build_weak_categories(con, warehouse.settings())
+        weak = con.execute(
+            "SELECT count(*) FROM marts.weak_categories WHERE is_weak").fetchall()[0][0]
+    return dg.MaterializeResult(metadata={"rows": n, "weak": int(weak)})

@@ -1,0 +1,106 @@
+"""Graph stage: attribution and the graph.* tables (thin wrappers over sharegraph.graph)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.resources import WarehouseResource
+from sharegraph import attribution, graph
+
+STAGING = {name: dg.AssetKey(["staging", name])
+           for name in ("orders", "share_events", "products", "agents", "group_buys")}
+ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
+SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
+AGENT_UPLINE = dg.AssetKey(["graph", "agent_upline"])
+PEOPLE = dg.AssetKey(["graph", "people"])
+REFERRAL_EDGES = dg.AssetKey(["graph", "referral_edges"])
+ANOMALIES = dg.AssetKey(["graph", "anomalies"])
+
+
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+          deps=[STAGING["orders"], STAGING["share_events"], STAGING["products"]])
+def attributed_orders(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per order line: credited person and attribution rule (docs/influence.md)."""
+    with warehouse.connect() as con:
+        n = attribution.attribute_orders(con, warehouse.settings())
+        by_rule = dict(con.execute(
+            "SELECT rule, count(*) FROM graph.attributed_orders GROUP BY 1").fetchall())
+    return dg.MaterializeResult(metadata={"rows": n, **{f"rule_{k}": v for k, v in by_rule.items()}})
+
+
+@dg.asset_check(asset=ATTRIBUTED, blocking=True)
+def attributed_gmv_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Attributed GMV + organic GMV = total paid GMV (exact DECIMAL ¥)."""
+    with warehouse.connect() as con:
+        c = attribution.gmv_conservation(con)
+    return dg.AssetCheckResult(
+        passed=bool(c["ok"]),
+        description=(f"attributed ¥{c['attributed_gmv']} + organic ¥{c['organic_gmv']} vs paid "
+                     f"¥{c['paid_gmv']} (staging paid ¥{c['staging_paid_gmv']})"),
+        metadata={k: str(v) for k, v in c.items()},
+    )
+
+
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+          deps=[STAGING["share_events"], STAGING["products"]])
+def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per share/reshare with cascade root and depth."""
+    with warehouse.connect() as con:
+        n = graph.build_share_nodes(con, warehouse.settings())
+        roots, flagged = con.execute(
+            "SELECT count(*) FILTER (WHERE depth = 0), count(flag) FROM graph.share_nodes"
+        ).fetchall()[0]
+    return dg.MaterializeResult(metadata={"rows": n, "cascades": roots, "flagged": flagged})
+
+
+@dg.asset_check(asset=SHARE_NODES, blocking=True)
+def share_nodes_depths(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every share has a depth and root; roots depth 0; children = parent depth + 1."""
+    with warehouse.connect() as con:
+        ok, bad = graph.share_depths_ok(con)
+    return dg.AssetCheckResult(passed=ok, description=f"{bad} shares with inconsistent root/depth")
+
+
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]])
+def agent_upline(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per agent: effective upline edge in the agent forest."""
+    with warehouse.connect() as con:
+        n = graph.build_agent_upline(con, warehouse.settings())
+    return dg.MaterializeResult(metadata={"rows": n})
+
+
+@dg.asset_check(asset=AGENT_UPLINE, blocking=True)
+def upline_forest_acyclic(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """After cycle breaking every upline edge goes exactly one level down (hence acyclic)."""
+    with warehouse.connect() as con:
+        ok, bad = graph.upline_is_forest(con)
+    return dg.AssetCheckResult(passed=ok, description=f"{bad} agents violate depth(upline)+1")
+
+
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+          deps=[ATTRIBUTED, AGENT_UPLINE, STAGING["share_events"]])
+def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per person: role, firsts, acquirer, influence-network position."""
+    with warehouse.connect() as con:
+        n = graph.build_people(con, warehouse.settings())
+        roles = dict(con.execute("SELECT role, count(*) FROM graph.people GROUP BY 1").fetchall())
+    return dg.MaterializeResult(metadata={"rows": n, **{f"role_{k}": v for k, v in roles.items()}})
+
+
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
+def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
+    with warehouse.connect() as con:
+        n = graph.build_referral_edges(con, warehouse.settings())
+    return dg.MaterializeResult(metadata={"rows": n})
+
+
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+          deps=[STAGING["orders"], STAGING["share_events"], SHARE_NODES, AGENT_UPLINE, PEOPLE,
+                REFERRAL_EDGES])
+def anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per flagged graph problem (self-referral, cycles, dangling references)."""
+    with warehouse.connect() as con:
+        n = graph.build_anomalies(con, warehouse.settings())
+        kinds = dict(con.execute("SELECT kind, count(*) FROM graph.anomalies GROUP BY 1").fetchall())
+    return dg.MaterializeResult(metadata={"rows": n, **{f"kind_{k}": v for k, v in kinds.items()}})

@@ -1,0 +1,99 @@
+"""Growth stage: k-factor, concentration, channel migration, group buys (over sharegraph.growth)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.resources import WarehouseResource
+from sharegraph import growth
+
+ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
+SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
+STAGING_ORDERS = dg.AssetKey(["staging", "orders"])
+STAGING_GROUP_BUYS = dg.AssetKey(["staging", "group_buys"])
+STAGING_PRODUCTS = dg.AssetKey(["staging", "products"])
+KFACTOR = dg.AssetKey(["marts", "kfactor"])
+CONCENTRATION = dg.AssetKey(["marts", "concentration"])
+CHANNEL_MIGRATION = dg.AssetKey(["marts", "channel_migration"])
+GROUP_BUYS = dg.AssetKey(["marts", "group_buys"])
+GROUP_BUY_SUMMARY = dg.AssetKey(["marts", "group_buy_summary"])
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
+          deps=[ATTRIBUTED, SHARE_NODES])
+def kfactor(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per weekly cohort of new customers plus an overall row: viral coefficient K."""
+    with warehouse.connect() as con:
+        n = growth.build_kfactor(con, warehouse.settings())
+        k = con.execute("SELECT k_factor FROM marts.kfactor WHERE scope = 'overall'").fetchone()
+    return dg.MaterializeResult(metadata={"rows": n, "overall_k": float(k[0]) if k else 0.0})
+
+
+@dg.asset_check(asset=KFACTOR, blocking=True)
+def kfactor_cohorts_partition(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Weekly cohorts add up to the overall row; K >= 0."""
+    with warehouse.connect() as con:
+        ok, text = growth.check_kfactor(con)
+    return dg.AssetCheckResult(passed=ok, description=text)
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
+def concentration(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per scope (overall, per merchant): Gini, top-1%/10% shares, KOL/peer label."""
+    with warehouse.connect() as con:
+        n = growth.build_concentration(con, warehouse.settings())
+        row = con.execute(
+            "SELECT gini, top1_share, label FROM marts.concentration WHERE scope = 'overall'"
+        ).fetchone()
+    meta: dict[str, object] = {"rows": n}
+    if row:
+        meta.update(gini=float(row[0] or 0.0), top1_share=float(row[1]), label=row[2])
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset_check(asset=CONCENTRATION, blocking=True)
+def concentration_shares_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Gini, top-1% and top-10% shares in [0, 1]."""
+    with warehouse.connect() as con:
+        ok, text = growth.check_concentration_bounds(con)
+    return dg.AssetCheckResult(passed=ok, description=text)
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
+def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per month: repeat customers' paid orders on social vs platform channels."""
+    with warehouse.connect() as con:
+        n = growth.build_channel_migration(con, warehouse.settings())
+        first, last = con.execute(
+            "SELECT arg_min(social_order_share, month), arg_max(social_order_share, month) "
+            "FROM marts.channel_migration"
+        ).fetchone()
+    return dg.MaterializeResult(metadata={
+        "rows": n, "social_share_first_month": float(first or 0.0),
+        "social_share_last_month": float(last or 0.0),
+    })
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
+          deps=[ATTRIBUTED, SHARE_NODES, STAGING_ORDERS, STAGING_GROUP_BUYS, STAGING_PRODUCTS])
+def group_buys(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per group buy: members, fill rate, time to fill, fission, refunds (¥)."""
+    with warehouse.connect() as con:
+        n = growth.build_group_buys(con, warehouse.settings())
+    return dg.MaterializeResult(metadata={"rows": n})
+
+
+@dg.asset_check(asset=GROUP_BUYS, blocking=True)
+def group_buys_fill_rate_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """fill_rate in [0, 1]; fission members never exceed members."""
+    with warehouse.connect() as con:
+        ok, text = growth.check_fill_rate_bounds(con)
+    return dg.AssetCheckResult(passed=ok, description=text)
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[GROUP_BUYS])
+def group_buy_summary(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per month of group-buy openings: success rate, fill, fission, refunds (¥)."""
+    with warehouse.connect() as con:
+        n = growth.build_group_buy_summary(con, warehouse.settings())
+    return dg.MaterializeResult(metadata={"rows": n})

@@ -1,0 +1,33 @@
+"""Influence stage: marts.agent_influence (thin wrapper over sharegraph.influence)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, STAGING
+from pipelines.resources import WarehouseResource
+from sharegraph import influence
+
+AGENT_INFLUENCE = dg.AssetKey(["marts", "agent_influence"])
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="influence",
+          deps=[ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, AGENT_UPLINE,
+                STAGING["share_events"]])
+def agent_influence(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per sharer / credited person / agent: influence metrics (docs/influence.md)."""
+    with warehouse.connect() as con:
+        n = influence.build_agent_influence(con, warehouse.settings())
+        top = con.execute(
+            "SELECT person_id, influence_gmv FROM marts.agent_influence "
+            "ORDER BY influence_gmv DESC, person_id LIMIT 5").fetchall()
+    return dg.MaterializeResult(metadata={
+        "rows": n, "top_by_influence_gmv": ", ".join(f"{p} ¥{g:,.2f}" for p, g in top)})
+
+
+@dg.asset_check(asset=AGENT_INFLUENCE, blocking=True)
+def agent_influence_scores_finite(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every score is finite (no NaN / inf) and PageRank, reach are non-negative."""
+    with warehouse.connect() as con:
+        ok, bad = influence.scores_finite(con)
+    return dg.AssetCheckResult(passed=ok, description=f"{bad} rows with a non-finite score")

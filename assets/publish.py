@@ -1,0 +1,92 @@
+"""Publish stage: the analysts' read-only snapshot, ``warehouse/published``.
+
+Built by a factory because it depends on *every* graph/* and marts/* asset, whatever the
+other stage modules define: pipelines/definitions.py calls ``build_publish_assets`` with the
+loaded assets' keys. Reports are files, not tables, and are not dependencies.
+"""
+
+
+from collections.abc import Iterable
+
+import dagster as dg
+
+from pipelines.resources import WarehouseResource
+from sharegraph import warehouse as wh
+
+PUBLISHED = dg.AssetKey(["warehouse", "published"])
+PUBLISH_AFTER = ("graph", "marts")
+
+
+def publish_deps(keys: Iterable[dg.AssetKey]) -> list[dg.AssetKey]:
+    """The keys publishing waits for: every graph/* and marts/* asset."""
+    return sorted({k for k in keys if k.path[0] in PUBLISH_AFTER}, key=lambda k: k.to_user_string())
+
+
+def failed_checks_in_run(context: dg.AssetExecutionContext) -> list[str]:
+    """ERROR-severity check failures recorded so far in this run ("<asset>:<check>: why")."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    failed = []
+    for rec in records:
+        ev = rec.event_log_entry.dagster_event.event_specific_data
+        if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append(f"{ev.asset_key.to_user_string()}:{ev.check_name}: {ev.description or ''}")
+    return failed
+
+
+def build_publish_assets(
+    upstream: Iterable[dg.AssetKey],
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """The publish asset (deps = ``publish_deps(upstream)``) and its snapshot check."""
+    deps = publish_deps(upstream)
+
+    @dg.asset(key=PUBLISHED, deps=deps, kinds={"duckdb"}, group_name="publish")
+    def published(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        """Copy the working file to the published name atomically (docs/operations.md).
+
+        Runs only when every upstream step succeeded (blocking checks stop the run before)
+        and no ERROR-severity check failed in this run.
+        """
+        failed = failed_checks_in_run(context)
+        if failed:
+            raise dg.Failure(
+                description=f"not publishing: {len(failed)} check(s) failed in this run; the "
+                f"published snapshot is unchanged. " + " | ".join(failed[:10])
+            )
+        path = wh.publish(warehouse.paths)
+        con = wh.connect(path, read_only=True)
+        try:
+            counts = wh.table_counts(con)
+        finally:
+            con.close()
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "bytes": path.stat().st_size,
+            "tables": len(counts),
+            **{f"rows.{name}": n for name, n in counts.items()
+               if name.split(".")[0] in ("staging", "graph", "marts")},
+        })
+
+    @dg.asset_check(asset=PUBLISHED, blocking=True)
+    def published_matches_working(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        """The snapshot opens read-only and has the working file's tables and row counts."""
+        paths = warehouse.paths
+        pub = wh.connect(paths.published, read_only=True)
+        try:
+            got = wh.table_counts(pub)
+        finally:
+            pub.close()
+        work = wh.connect(paths.working, read_only=True)
+        try:
+            want = wh.table_counts(work)
+        finally:
+            work.close()
+        diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+        return dg.AssetCheckResult(
+            passed=not diff,
+            description=f"{len(got)} tables match the working file" if not diff
+            else f"{len(diff)} tables differ from the working file: {', '.join(diff[:10])}",
+        )
+
+    return published, published_matches_working

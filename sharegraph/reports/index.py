@@ -1,0 +1,169 @@
+"""The report index (index.html): what was run, the headline numbers, links to every report
+with its file size. Written last, after the other reports exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from sharegraph.config import Settings
+from sharegraph.reports import cascades, expansion, influence
+from sharegraph.reports.data import count_rows, query, scalar
+from sharegraph.reports.page import (
+    PLOTLY_JS,
+    Col,
+    Text,
+    esc,
+    file_size,
+    html_table,
+    number,
+    percent,
+    render_page,
+    section,
+    t,
+    write_atomic,
+    yuan,
+)
+from sharegraph.reports.pseudonym import pseudonym
+
+FILE = "index.html"
+TITLE = Text("sharegraph 报告总览", "sharegraph reports")
+STAGING = ("orders", "share_events", "products", "agents", "group_buys")
+
+
+def headline(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, object]:
+    """The headline numbers (None where a source is missing): paid GMV ¥, attributed share,
+    Gini and label, top agent (pseudonym) and its attributed GMV ¥, overall K-factor."""
+    gmv = query(
+        con,
+        """SELECT coalesce(sum(amount) FILTER (WHERE is_paid), 0)::DOUBLE AS paid,
+                  coalesce(sum(amount) FILTER (WHERE is_paid AND credited_id IS NOT NULL), 0)::DOUBLE
+                      AS attributed
+           FROM graph.attributed_orders""",
+    )
+    paid = attributed = None
+    if gmv is not None and gmv.height:
+        paid, attributed = gmv.row(0)
+    conc = query(
+        con,
+        """SELECT gini, label, label_zh, top_person_id, top1_share FROM marts.concentration
+           WHERE scope = 'overall' LIMIT 1""",
+    )
+    c = conc.row(0, named=True) if conc is not None and conc.height else {}
+    top_gmv = None
+    if c.get("top_person_id") is not None:
+        top_gmv = scalar(
+            con,
+            """SELECT sum(amount)::DOUBLE FROM graph.attributed_orders
+               WHERE is_paid AND credited_id = ?""",
+            [c["top_person_id"]],
+        )
+    return {
+        "paid_gmv": paid,
+        "attributed_gmv": attributed,
+        "attributed_share": (attributed / paid) if paid else None,
+        "gini": c.get("gini"),
+        "label": c.get("label"),
+        "label_zh": c.get("label_zh"),
+        "top1_share": c.get("top1_share"),
+        "top_agent": pseudonym(c.get("top_person_id"), settings.pseudonym_key),
+        "top_agent_gmv": top_gmv,
+        "k_factor": scalar(con, "SELECT k_factor FROM marts.kfactor WHERE scope = 'overall' LIMIT 1"),
+    }
+
+
+def _card(label: Text, value: str, note: str = "") -> str:
+    extra = f'<div class="label">{note}</div>' if note else ""
+    return (f'<div class="card"><div class="label">{label.html()}</div>'
+            f'<div class="value">{esc(value)}</div>{extra}</div>')
+
+
+def cards(h: dict[str, object]) -> str:
+    gini_label = ""
+    if h["label"] is not None:
+        gini_label = t(str(h["label_zh"] or h["label"]), str(h["label"]))
+    top_note = t(f"归因 GMV {yuan(h['top_agent_gmv'])}", f"attributed GMV {yuan(h['top_agent_gmv'])}") \
+        if h["top_agent_gmv"] is not None else ""
+    return '<div class="cards">' + "".join([
+        _card(Text("已付 GMV", "Paid GMV"), yuan(h["paid_gmv"])),
+        _card(Text("归因 GMV 占比", "Attributed share of GMV"), percent(h["attributed_share"]),
+              t(f"归因 {yuan(h['attributed_gmv'])}", f"attributed {yuan(h['attributed_gmv'])}")),
+        _card(Text("基尼系数", "Gini coefficient"), number(h["gini"], 3), gini_label),
+        _card(Text("头部代理", "Top agent"), str(h["top_agent"] or "–"), top_note),
+        _card(Text("病毒系数 K（整体）", "K-factor (overall)"), number(h["k_factor"], 3)),
+    ]) + "</div>"
+
+
+def run_facts(con: duckdb.DuckDBPyConnection, generated_at: str) -> str:
+    """Data period, staging row counts, quarantine, run time, as a two-column table."""
+    period = query(con, "SELECT min(ordered_at) AS lo, max(ordered_at) AS hi FROM staging.orders")
+    lo, hi = period.row(0) if period is not None and period.height else (None, None)
+    rows: list[tuple[str, str, str]] = [
+        ("数据区间（下单时间）", "Data period (ordered_at)",
+         f"{lo:%Y-%m-%d} – {hi:%Y-%m-%d}" if lo is not None and hi is not None else "–"),
+    ]
+    for name in STAGING:
+        n = count_rows(con, f"staging.{name}")
+        rows.append((f"staging.{name} 行数", f"staging.{name} rows", number(n)))
+    rows.append(("隔离行数（quarantine.rejected_rows）", "Quarantined rows (quarantine.rejected_rows)",
+                 number(count_rows(con, "quarantine.rejected_rows"))))
+    rows.append(("加载批次（quarantine.batches）", "Load batches (quarantine.batches)",
+                 number(count_rows(con, "quarantine.batches"))))
+    rows.append(("报告生成时间", "Reports generated at", generated_at or "–"))
+    body = "".join(f"<tr><th>{t(zh, en)}</th><td>{esc(v)}</td></tr>" for zh, en, v in rows)
+    return f'<div class="table-wrap"><table id="run-facts"><tbody>{body}</tbody></table></div>'
+
+
+def links(out_dir: Path, merchant_rows: pl.DataFrame, merchants_total: int, cap: int) -> str:
+    """Links to every report with its size (the index's own size is not known while writing)."""
+    fixed = [
+        (influence.FILE, "代理影响力看板", "Agent influence dashboard"),
+        (cascades.FILE, "传播链浏览", "Cascade explorer"),
+    ]
+    items = []
+    for file, zh, en in fixed:
+        p = out_dir / file
+        size = file_size(p.stat().st_size) if p.is_file() else "–"
+        items.append(f'<li><a href="{esc(file)}">{t(zh, en)}</a> <span class="size">({esc(size)})</span></li>')
+    js = out_dir / PLOTLY_JS
+    if js.is_file():
+        items.append(f"<li>{esc(PLOTLY_JS)} {t('（本地 Plotly，所有页面共用）', '(local Plotly, shared by all pages)')} "
+                     f'<span class="size">({esc(file_size(js.stat().st_size))})</span></li>')
+    existing = merchant_rows.filter(
+        pl.col("file").map_elements(lambda f: (out_dir / f).is_file(), return_dtype=pl.Boolean))
+    sized = existing.with_columns(
+        pl.col("file").map_elements(lambda f: file_size((out_dir / f).stat().st_size), return_dtype=pl.String)
+        .alias("size"),
+        pl.coalesce(pl.col("name"), pl.col("merchant_id")).alias("merchant"),
+    )
+    table = html_table(sized, (
+        Col("merchant", "商家", "Merchant"), Col("merchant_id", "商家编号", "Merchant id"),
+        Col("gmv", "已付 GMV", "Paid GMV", "money"), Col("size", "文件大小", "File size"),
+    ), row_cap=cap, table_id="merchant-reports", total_rows=merchants_total)
+    link_list = "".join(
+        f'<li><a href="{esc(f)}">{esc(m)}</a></li>'
+        for f, m in zip(sized.get_column("file").to_list(), sized.get_column("merchant").to_list(), strict=True)
+    )
+    merchants_block = (
+        f'<h3>{t("商家拓品报告", "Merchant expansion reports")}</h3>'
+        f'<ul class="merchant-links">{link_list}</ul>{table}' if sized.height else ""
+    )
+    return f'<ul class="report-links">{"".join(items)}</ul>{merchants_block}'
+
+
+def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path, generated_at: str = "") -> Path:
+    """Write index.html (after the other reports, whose sizes it lists); returns its path."""
+    merchant_rows = expansion.merchants(con, settings.report_row_cap)
+    body = "".join([
+        section(Text("核心指标", "Headline figures"), cards(headline(con, settings)), sid="headline"),
+        section(Text("报告", "Reports"),
+                links(out_dir, merchant_rows, expansion.merchant_count(con), settings.report_row_cap),
+                Text("所有报告均可离线打开（Plotly 为本地文件，无网络请求）。",
+                     "Every report opens offline (Plotly is a local file; no network requests)."), "reports"),
+        section(Text("本次运行", "This run"), run_facts(con, generated_at), sid="run"),
+    ])
+    path = out_dir / FILE
+    write_atomic(path, render_page(TITLE, body, generated_at=generated_at))
+    return path

@@ -1,0 +1,439 @@
+"""The HTML shell every report shares: escaping, ¥ formatting, language switch, atomic writes.
+
+Reports are plain files opened offline: one ``plotly.min.js`` beside them (copied from the
+installed plotly package at run time, never a CDN), no external fonts, no network.
+
+Escaping rules (docs/reports.md §Safety):
+
+* HTML text and attributes: :func:`esc` (``html.escape(s, quote=True)``).
+* Text Plotly renders (titles, ticks, hover, treemap labels): :func:`pesc`
+  (``html.escape(s, quote=False)``): Plotly interprets a few tags (``<b>``, ``<a href>``)
+  and decodes ``&lt; &gt; &amp;`` but not ``&quot;``, so this makes a name show as written.
+* Figure JSON is written by plotly.py (``fig.to_html``), which escapes ``<`` / ``>`` / ``/``
+  inside the ``<script>``; we never paste ``json.dumps`` output into a script ourselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import plotly.graph_objects as go
+import polars as pl
+
+PLOTLY_JS = "plotly.min.js"
+NO_DATA_ZH = "暂无数据"
+NO_DATA_EN = "No data"
+
+
+# ---------------------------------------------------------------- escaping and formatting
+
+def esc(value: object) -> str:
+    """Escape any value for HTML text or a quoted attribute (None -> '')."""
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+def pesc(value: object) -> str:
+    """Escape a data string for Plotly text (quote=False: Plotly does not decode &quot;)."""
+    return "" if value is None else html.escape(str(value), quote=False)
+
+
+def pesc_expr(expr: pl.Expr) -> pl.Expr:
+    """Vectorised :func:`pesc` on a polars string expression (same three replacements)."""
+    return (
+        expr.cast(pl.String)
+        .str.replace_all("&", "&amp;", literal=True)
+        .str.replace_all("<", "&lt;", literal=True)
+        .str.replace_all(">", "&gt;", literal=True)
+    )
+
+
+def _finite(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        x = float(value)  # Decimal, int, numpy scalars
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def yuan(value: object, decimals: int = 2) -> str:
+    """¥ with thousands separators: 1234567.891 -> '¥1,234,567.89'; missing -> '–'."""
+    x = _finite(value)
+    if x is None:
+        return "–"
+    sign = "-" if x < 0 else ""
+    return f"{sign}¥{abs(x):,.{decimals}f}"
+
+
+def number(value: object, decimals: int = 0) -> str:
+    """A count or ratio with thousands separators; missing -> '–'."""
+    x = _finite(value)
+    return "–" if x is None else f"{x:,.{decimals}f}"
+
+
+def percent(value: object, decimals: int = 1) -> str:
+    """A share in [0, 1] as a percentage: 0.1234 -> '12.3%'."""
+    x = _finite(value)
+    return "–" if x is None else f"{100 * x:.{decimals}f}%"
+
+
+def file_size(n_bytes: int) -> str:
+    """Human file size in KiB / MiB (binary units)."""
+    if n_bytes < 1024:
+        return f"{n_bytes} B"
+    if n_bytes < 1024 * 1024:
+        return f"{n_bytes / 1024:.1f} KiB"
+    return f"{n_bytes / 1024 / 1024:.2f} MiB"
+
+
+# ---------------------------------------------------------------- bilingual text
+
+@dataclass(frozen=True)
+class Text:
+    """One label in both report languages (zh-CN first, the default)."""
+
+    zh: str
+    en: str
+
+    def html(self) -> str:
+        """Both languages as spans; CSS shows the one selected by the switch."""
+        return t(self.zh, self.en)
+
+    def both(self, sep: str = " / ") -> str:
+        return f"{self.zh}{sep}{self.en}"
+
+
+def t(zh: str, en: str) -> str:
+    """Bilingual inline HTML: ``<span class="zh">…</span><span class="en">…</span>`` (escaped)."""
+    return f'<span class="zh" lang="zh-CN">{esc(zh)}</span><span class="en" lang="en">{esc(en)}</span>'
+
+
+def message(zh: str = NO_DATA_ZH, en: str = NO_DATA_EN, detail: str = "") -> str:
+    """An HTML note shown instead of a chart that has nothing to draw ('暂无数据 / No data')."""
+    extra = f' <span class="detail">{esc(detail)}</span>' if detail else ""
+    return f'<div class="no-data" role="note">{t(zh, en)}{extra}</div>'
+
+
+def no_data(detail: str = "") -> str:
+    return message(NO_DATA_ZH, NO_DATA_EN, detail)
+
+
+# ---------------------------------------------------------------- Plotly figures
+
+MONEY_AXIS = {"tickprefix": "¥", "tickformat": ",.2f"}
+_FONT = "system-ui, 'Noto Sans CJK SC', 'Noto Sans SC', 'Microsoft YaHei', sans-serif"
+
+
+def bilingual_layout(
+    fig: go.Figure,
+    zh: dict[str, object],
+    en: dict[str, object],
+    traces_zh: dict[str, list[object]] | None = None,
+    traces_en: dict[str, list[object]] | None = None,
+) -> go.Figure:
+    """Apply the zh-CN labels to ``fig`` and store both sets for the page's language switch.
+
+    ``zh`` / ``en`` map Plotly.relayout paths ("title.text", "xaxis.title.text",
+    "annotations[0].text") to already-escaped strings; ``traces_*`` map a trace attribute to
+    one value per trace (Plotly.restyle form), e.g. {"name": [...], "hovertemplate": [...]}.
+    The switch calls Plotly.relayout / Plotly.restyle with the stored dict (see _SCRIPT).
+    """
+    if set(zh) != set(en) or set(traces_zh or {}) != set(traces_en or {}):
+        raise ValueError("zh and en labels must cover the same keys")
+    fig.plotly_relayout(dict(zh))
+    for attr, values in (traces_zh or {}).items():
+        for trace, value in zip(fig.data, values, strict=True):
+            trace[attr] = value
+    fig.update_layout(
+        meta={"i18n": {
+            "zh": {"layout": zh, "traces": traces_zh or {}},
+            "en": {"layout": en, "traces": traces_en or {}},
+        }},
+        separators=",.",
+        font={"family": _FONT, "size": 13},
+        template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
+    return fig
+
+
+def figure_html(block: go.Figure | str, div_id: str, height: int = 420) -> str:
+    """A figure as an HTML fragment (plotly.py writes and escapes the JSON), or a message."""
+    if isinstance(block, str):
+        return f'<div class="chart" id="{esc(div_id)}-msg">{block}</div>'
+    block.update_layout(height=height)
+    inner = block.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        include_mathjax=False,
+        div_id=div_id,
+        default_height=f"{height}px",
+        config={"displaylogo": False, "responsive": True},
+    )
+    return f'<div class="chart">{inner}</div>'
+
+
+# ---------------------------------------------------------------- HTML tables
+
+@dataclass(frozen=True)
+class Col:
+    """One table column: source column name, bilingual header and display kind.
+
+    kind: text | money | int | float | pct | pvalue. Numeric kinds sort numerically.
+    """
+
+    name: str
+    zh: str
+    en: str
+    kind: str = "text"
+
+
+def _cell(value: object, kind: str) -> tuple[str, str]:
+    """(display text, sort key) for one cell."""
+    if kind == "text":
+        return ("" if value is None else str(value)), ("" if value is None else str(value))
+    x = _finite(value)
+    key = "" if x is None else repr(x)
+    shown = {
+        "money": yuan,
+        "int": lambda v: number(v, 0),
+        "float": lambda v: number(v, 3),
+        "pct": percent,
+        "pvalue": lambda v: "–" if _finite(v) is None else f"{float(v):.2g}",
+    }[kind](value)
+    return shown, key
+
+
+def html_table(
+    frame: pl.DataFrame | None,
+    columns: Sequence[Col],
+    *,
+    row_cap: int,
+    table_id: str,
+    total_rows: int | None = None,
+) -> str:
+    """A sortable HTML table of at most ``row_cap`` rows, every cell escaped.
+
+    Click a header to sort (inline script in the page). When rows were cut, a note says how
+    many were shown of how many (``total_rows``, default the frame's height).
+    """
+    if frame is None or frame.height == 0:
+        return no_data()
+    missing = [c.name for c in columns if c.name not in frame.columns]
+    if missing:
+        return no_data(f"missing columns: {', '.join(missing)}")
+    total = frame.height if total_rows is None else total_rows
+    shown = frame.head(row_cap)
+    head = "".join(
+        f'<th data-kind="{"text" if c.kind == "text" else "num"}" tabindex="0">'
+        f"{t(c.zh, c.en)}</th>"
+        for c in columns
+    )
+    rows: list[str] = []
+    data = shown.select([c.name for c in columns]).rows()
+    for record in data:
+        cells = []
+        for c, value in zip(columns, record, strict=True):
+            text, key = _cell(value, c.kind)
+            cls = ' class="num"' if c.kind != "text" else ""
+            cells.append(f'<td{cls} data-v="{esc(key)}">{esc(text)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    note = ""
+    if total > shown.height:
+        note = (
+            f'<p class="note">{t(f"仅显示前 {shown.height:,} 行，共 {total:,} 行；完整数据见数据仓库。", f"Showing the first {shown.height:,} of {total:,} rows; the full table is in the warehouse.")}</p>'
+        )
+    return (
+        f'<div class="table-wrap"><table class="sortable" id="{esc(table_id)}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{note}"
+    )
+
+
+# ---------------------------------------------------------------- page shell
+
+NAV = (
+    ("index.html", "总览", "Overview"),
+    ("influence.html", "影响力", "Influence"),
+    ("cascades.html", "传播链", "Cascades"),
+)
+
+_CSS = """
+:root{--fg:#1f2933;--muted:#616e7c;--line:#d9e2ec;--accent:#2563eb;--bg:#fff}
+*{box-sizing:border-box}
+body{margin:0;font-family:system-ui,'Noto Sans CJK SC','Noto Sans SC','Microsoft YaHei',sans-serif;
+color:var(--fg);background:var(--bg);line-height:1.5}
+header{display:flex;align-items:center;gap:1rem;padding:.6rem 1.2rem;border-bottom:1px solid var(--line);
+position:sticky;top:0;background:#fff;z-index:10;flex-wrap:wrap}
+header h1{font-size:1.2rem;margin:0;flex:1 1 auto}
+nav a{margin-right:.8rem;color:var(--accent);text-decoration:none}
+main{padding:1rem 1.2rem;max-width:1280px;margin:0 auto}
+section{margin:1.2rem 0 2rem}
+h2{font-size:1.05rem;border-left:4px solid var(--accent);padding-left:.5rem}
+p.desc,p.note{color:var(--muted);font-size:.9rem;margin:.3rem 0}
+button#lang-toggle{border:1px solid var(--accent);background:#fff;color:var(--accent);
+border-radius:4px;padding:.25rem .8rem;cursor:pointer;font-size:.9rem}
+html[data-lang=zh] .en{display:none} html[data-lang=en] .zh{display:none}
+.no-data{padding:1.5rem;border:1px dashed var(--line);color:var(--muted);text-align:center;border-radius:6px}
+.no-data .detail{display:block;font-size:.8rem}
+.table-wrap{overflow:auto;max-height:560px;border:1px solid var(--line);border-radius:6px}
+table{border-collapse:collapse;width:100%;font-size:.85rem}
+th,td{padding:.3rem .6rem;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
+th{position:sticky;top:0;background:#f5f7fa;cursor:pointer;user-select:none}
+th[aria-sort=ascending]::after{content:" ▲"} th[aria-sort=descending]::after{content:" ▼"}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:.8rem}
+.card{border:1px solid var(--line);border-radius:8px;padding:.7rem .9rem}
+.card .label{color:var(--muted);font-size:.85rem}
+.card .value{font-size:1.35rem;font-weight:600;font-variant-numeric:tabular-nums}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:1rem}
+footer{color:var(--muted);font-size:.8rem;padding:1rem 1.2rem;border-top:1px solid var(--line)}
+"""
+
+# Our own constant code: no data is ever interpolated into this script.
+_SCRIPT = """
+(function(){
+  var KEY = 'sharegraph-lang';
+  function setLang(lang){
+    if (lang !== 'en') { lang = 'zh'; }
+    var root = document.documentElement;
+    root.setAttribute('data-lang', lang);
+    root.setAttribute('lang', lang === 'en' ? 'en' : 'zh-CN');
+    var button = document.getElementById('lang-toggle');
+    if (button) { button.textContent = lang === 'en' ? '中文' : 'English'; }
+    var title = document.querySelector('meta[name="title-' + lang + '"]');
+    if (title) { document.title = title.getAttribute('content'); }
+    if (window.Plotly) {
+      document.querySelectorAll('.js-plotly-plot').forEach(function(gd){
+        var meta = gd.layout && gd.layout.meta && gd.layout.meta.i18n;
+        if (!meta || !meta[lang]) { return; }
+        var labels = meta[lang];
+        if (labels.layout && Object.keys(labels.layout).length) {
+          Plotly.relayout(gd, labels.layout);
+        }
+        if (labels.traces && Object.keys(labels.traces).length) {
+          Plotly.restyle(gd, labels.traces);
+        }
+      });
+    }
+    try { window.localStorage.setItem(KEY, lang); } catch (e) { /* file:// may forbid it */ }
+  }
+  window.sharegraphSetLang = setLang;
+  function sortTable(th){
+    var table = th.closest('table');
+    var index = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var numeric = th.getAttribute('data-kind') === 'num';
+    var ascending = th.getAttribute('aria-sort') !== 'ascending';
+    th.parentNode.querySelectorAll('th').forEach(function(h){ h.removeAttribute('aria-sort'); });
+    th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function(a, b){
+      var x = a.cells[index].getAttribute('data-v'), y = b.cells[index].getAttribute('data-v');
+      var r;
+      if (numeric) {
+        var fx = x === '' ? -Infinity : parseFloat(x), fy = y === '' ? -Infinity : parseFloat(y);
+        r = fx - fy;
+      } else { r = x.localeCompare(y); }
+      return ascending ? r : -r;
+    });
+    rows.forEach(function(r){ body.appendChild(r); });
+  }
+  document.addEventListener('DOMContentLoaded', function(){
+    var button = document.getElementById('lang-toggle');
+    if (button) {
+      button.addEventListener('click', function(){
+        setLang(document.documentElement.getAttribute('data-lang') === 'en' ? 'zh' : 'en');
+      });
+    }
+    document.querySelectorAll('table.sortable th').forEach(function(th){
+      th.addEventListener('click', function(){ sortTable(th); });
+      th.addEventListener('keydown', function(e){ if (e.key === 'Enter') { sortTable(th); } });
+    });
+  });
+  window.addEventListener('load', function(){
+    var saved = null;
+    try { saved = window.localStorage.getItem(KEY); } catch (e) { saved = null; }
+    if (saved === 'en') { setLang('en'); }
+  });
+})();
+"""
+
+
+def section(title: Text, body: str, desc: Text | None = None, sid: str = "") -> str:
+    """One titled section of a report."""
+    anchor = f' id="{esc(sid)}"' if sid else ""
+    d = f'<p class="desc">{desc.html()}</p>' if desc else ""
+    return f"<section{anchor}><h2>{title.html()}</h2>{d}{body}</section>"
+
+
+def render_page(title: Text, body: str, *, generated_at: str = "", extra_nav: Iterable[tuple[str, str, str]] = ()) -> str:
+    """A complete report page: head (local plotly.min.js, no external resources), header with
+    navigation and the language switch, the body, a footer."""
+    nav = "".join(
+        f'<a href="{esc(href)}">{t(zh, en)}</a>' for href, zh, en in (*NAV, *extra_nav)
+    )
+    footer = t(f"生成于 {generated_at}", f"Generated {generated_at}") if generated_at else ""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="zh-CN" data-lang="zh">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="title-zh" content="{esc(title.zh)}">\n'
+        f'<meta name="title-en" content="{esc(title.en)}">\n'
+        f"<title>{esc(title.zh)}</title>\n"
+        f"<style>{_CSS}</style>\n"
+        f'<script src="{PLOTLY_JS}" charset="utf-8"></script>\n'
+        f"<script>{_SCRIPT}</script>\n</head>\n<body>\n"
+        f"<header><h1>{title.html()}</h1><nav>{nav}</nav>"
+        '<button id="lang-toggle" type="button" aria-label="切换语言 / switch language">English</button>'
+        f"</header>\n<main>\n{body}\n</main>\n<footer>{footer} · sharegraph</footer>\n</body>\n</html>\n"
+    )
+
+
+# ---------------------------------------------------------------- files
+
+def write_atomic(path: Path, content: str | bytes) -> int:
+    """Write a file atomically (temporary file in the same directory, fsync, os.replace).
+
+    A browser or a reader never sees a half-written report. Returns the size in bytes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(data)
+
+
+def ensure_plotlyjs(out_dir: Path) -> Path:
+    """Copy plotly.js from the installed plotly package (its package data) beside the reports.
+
+    One shared copy for all pages; rewritten only when the installed version differs.
+    """
+    from plotly.offline import get_plotlyjs
+
+    target = out_dir / PLOTLY_JS
+    source = get_plotlyjs().encode("utf-8")
+    if (
+        target.is_file()
+        and target.stat().st_size == len(source)
+        and hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(source).digest()
+    ):
+        return target
+    write_atomic(target, source)
+    return target
