@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import dagster as dg
 
 from pipelines.jobs import daily_load_job
+from pipelines.partitions import TIMEZONE
 
-#: 06:00 Asia/Shanghai every day: load yesterday's export day (files the sensor has not
-#: started a run for yet, plus the archived ones, idempotently). The refresh and publish
-#: follow through ``refresh_after_daily_load``.
-daily_load_schedule = dg.build_schedule_from_partitioned_job(
-    daily_load_job,
-    name="daily_load_schedule",
-    hour_of_day=6,
-    minute_of_hour=0,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Nightly catch-up: load yesterday's export day, then refresh and publish.",
-)
+
+@dg.schedule(job=daily_load_job, cron_schedule="0 6 * * *", execution_timezone=TIMEZONE,
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="06:00 every day: load yesterday's export day (files the sensor has not "
+             "loaded yet, plus the archived ones, idempotently); refresh and publish follow.")
+def daily_load_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Yesterday in the partitions' zone; the refresh follows via refresh_after_daily_load."""
+    at = context.scheduled_execution_time or datetime.now(ZoneInfo(TIMEZONE))
+    day = (at.astimezone(ZoneInfo(TIMEZONE)) - timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(run_key=f"daily-{day}", partition_key=day)

@@ -19,6 +19,7 @@ The pair counts are one integer self-join (customers and categories dense-encode
 from __future__ import annotations
 
 import logging
+import time
 
 import duckdb
 import numpy as np
@@ -77,6 +78,13 @@ def paid_lines_sql(con: duckdb.DuckDBPyConnection) -> str:
                    FROM staging.products GROUP BY product_id) p USING (product_id)
         WHERE COALESCE(o.status, 'paid') = 'paid'
           AND COALESCE(o.category, p.category) IS NOT NULL AND o.customer_id IS NOT NULL"""
+
+
+def _exec(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Run one statement, logging its duration at DEBUG (the benchmark reads these)."""
+    t = time.perf_counter()
+    con.execute(sql)
+    log.debug("%.2f s  %s", time.perf_counter() - t, " ".join(sql.split())[:80])
 
 
 # --------------------------------------------------------------------------- statistics
@@ -192,48 +200,55 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
     """
     src = paid_lines_sql(con)
     # Dense integer codes: merchants (0 = the 'all' scope), categories, customers.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _aff_lines AS {src}")
-    con.execute("""
+    _exec(con, f"""
         CREATE OR REPLACE TEMP TABLE _aff_cat AS
         SELECT category, (row_number() OVER (ORDER BY category) - 1)::INTEGER AS cat
-        FROM (SELECT DISTINCT category FROM _aff_lines)""")
-    con.execute("""
+        FROM (SELECT DISTINCT category FROM ({src}))""")
+    _exec(con, f"""
         CREATE OR REPLACE TEMP TABLE _aff_mer AS
         SELECT merchant_id, row_number() OVER (ORDER BY merchant_id)::INTEGER AS mid
-        FROM (SELECT DISTINCT merchant_id FROM _aff_lines)""")
-    con.execute("""
+        FROM (SELECT DISTINCT merchant_id FROM ({src}))""")
+    _exec(con, f"""
         CREATE OR REPLACE TEMP TABLE _aff_cust AS
         SELECT customer_id, row_number() OVER ()::BIGINT AS cid
-        FROM (SELECT DISTINCT customer_id FROM _aff_lines)""")
+        FROM (SELECT DISTINCT customer_id FROM ({src}))""")
     # Distinct (customer, merchant, category, day) first: everything after is integer work.
-    con.execute(f"""
+    _exec(con, f"""
         CREATE OR REPLACE TEMP TABLE _aff_enc AS
         SELECT DISTINCT c.cid, m.mid, k.cat,
                c.cid * {_DAY_BITS} + (CAST(l.ordered_at AS DATE) - DATE '1970-01-01') AS bid
-        FROM _aff_lines l
+        FROM ({src}) l
         JOIN _aff_cust c USING (customer_id)
         JOIN _aff_mer m USING (merchant_id)
         JOIN _aff_cat k USING (category)""")
     # family = 2 * scope code + basis code (basis 0 = customer, 1 = basket)
-    con.execute("""
+    _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_items AS
         SELECT DISTINCT 0 AS fam, cid AS unit, cat FROM _aff_enc
         UNION ALL SELECT DISTINCT 2 * mid, cid, cat FROM _aff_enc
         UNION ALL SELECT DISTINCT 1, bid, cat FROM _aff_enc
         UNION ALL SELECT DISTINCT 2 * mid + 1, bid, cat FROM _aff_enc""")
-    con.execute("""
+    _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_pairs AS
         SELECT a.fam, a.cat AS cat_a, b.cat AS cat_b, count(*) AS n_ab
         FROM _aff_items a JOIN _aff_items b
           ON a.fam = b.fam AND a.unit = b.unit AND a.cat < b.cat
         GROUP BY ALL""")
-    con.execute("""
+    _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_marg AS
         SELECT fam, cat, count(*) AS n FROM _aff_items GROUP BY ALL""")
-    con.execute("""
+    # Units per family from the (smaller) encoded lines; fam 0 = every customer.
+    _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_fam AS
-        SELECT fam, count(DISTINCT unit) AS n_total, count(DISTINCT cat) AS n_cats
-        FROM _aff_items GROUP BY ALL""")
+        WITH units AS (
+            SELECT 0 AS fam, count(*) AS n_total FROM _aff_cust
+            UNION ALL SELECT 2 * mid, count(DISTINCT cid) FROM _aff_enc GROUP BY mid
+            UNION ALL SELECT 1, count(DISTINCT bid) FROM _aff_enc
+            UNION ALL SELECT 2 * mid + 1, count(DISTINCT bid) FROM _aff_enc GROUP BY mid
+        )
+        SELECT units.fam, units.n_total, c.n_cats
+        FROM units JOIN (SELECT fam, count(*) AS n_cats FROM _aff_marg GROUP BY fam) c
+          USING (fam)""")
     # Unordered pairs: p and q are symmetric in A and B, so test each pair once.
     arr = con.execute("""
         SELECT p.fam, p.cat_a, p.cat_b, p.n_ab, ma.n AS n_a, mb.n AS n_b, f.n_total,
@@ -244,19 +259,19 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         JOIN _aff_fam f ON f.fam = p.fam""").fetchnumpy()
     pv = hypergeom_pvalue(arr["n_ab"], arr["n_total"], arr["n_a"], arr["n_b"])
     qv = bh_qvalues(pv, arr["fam"], arr["m"])
-    tests = pa.table({  # noqa: F841 - read by DuckDB below
+    con.register("_aff_tests", pa.table({
         "fam": np.asarray(arr["fam"]), "cat_a": np.asarray(arr["cat_a"]),
         "cat_b": np.asarray(arr["cat_b"]), "p_value": pv, "q_value": qv,
-    })
+    }))
     lo, hi = _lift_ci_sql()
-    con.execute(f"""
+    _exec(con, f"""
         CREATE OR REPLACE TABLE marts.category_affinity AS
         -- one row per ordered category pair per scope per basis
         WITH pairs AS (
-            SELECT t.fam, t.cat_a, t.cat_b, p.n_ab, t.p_value, t.q_value FROM tests t
+            SELECT t.fam, t.cat_a, t.cat_b, p.n_ab, t.p_value, t.q_value FROM _aff_tests t
             JOIN _aff_pairs p USING (fam, cat_a, cat_b)
             UNION ALL
-            SELECT t.fam, t.cat_b, t.cat_a, p.n_ab, t.p_value, t.q_value FROM tests t
+            SELECT t.fam, t.cat_b, t.cat_a, p.n_ab, t.p_value, t.q_value FROM _aff_tests t
             JOIN _aff_pairs p USING (fam, cat_a, cat_b)
         ), counted AS (
             SELECT pairs.fam, ka.category AS category_a, kb.category AS category_b,
@@ -288,7 +303,8 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
                  AND q_value <= {float(settings.fdr_alpha)} AND lift > 1 AS is_significant
         FROM metrics LEFT JOIN _aff_mer m ON m.mid = metrics.fam // 2
         ORDER BY scope <> '{ALL_SCOPE}', scope, basis DESC, category_a, category_b""")
-    for t in ("_aff_lines", "_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
+    con.unregister("_aff_tests")
+    for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
               "_aff_pairs", "_aff_marg", "_aff_fam"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     comment_table(
@@ -333,16 +349,17 @@ def _finish_binomial_mart(con: duckdb.DuckDBPyConnection, table: str, staged: st
     pv = binom_pvalue(arr["k"], arr["n"], arr["p0"])
     fam = np.asarray(arr["fam"]).astype(str)
     qv = bh_qvalues(pv, fam, arr["m"])
-    tests = pa.table({"rid": np.asarray(arr["rid"]), "p_value": pv,  # noqa: F841 - DuckDB
-                      "q_value": qv})
+    con.register("_rate_tests", pa.table({"rid": np.asarray(arr["rid"]), "p_value": pv,
+                                          "q_value": qv}))
     con.execute(f"""
         CREATE OR REPLACE TABLE {table} AS
         SELECT s.* EXCLUDE (m, rid), t.p_value, t.q_value,
                s.{k} >= {int(settings.min_pair_customers)} AS meets_min_count,
                s.{k} >= {int(settings.min_pair_customers)}
                  AND t.q_value <= {float(settings.fdr_alpha)} AND s.lift > 1 AS is_significant
-        FROM (SELECT rowid AS rid, * FROM {staged}) s JOIN tests t USING (rid)
+        FROM (SELECT rowid AS rid, * FROM {staged}) s JOIN _rate_tests t USING (rid)
         ORDER BY ALL""")
+    con.unregister("_rate_tests")
 
 
 def build_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:

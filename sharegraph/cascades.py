@@ -121,32 +121,40 @@ def _virality_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     # a cursor: the relation API refuses a connection holding a caller's unfinished result
     nodes = con.cursor().sql(
         """
-        -- one row per share node of a non-trivial cascade, with integer node/parent/tree ids
+        -- one row per share node of a non-trivial cascade, with integer node/parent/root ids
+        -- (row numbers in no particular order: only equality matters, and no string sort)
         WITH big AS (
             SELECT root_share_id FROM graph.share_nodes GROUP BY root_share_id HAVING count(*) > 1
         ),
-        n AS (
+        n AS MATERIALIZED (
             SELECT s.share_id, s.parent_share_id, s.root_share_id, s.depth,
-                   row_number() OVER (ORDER BY s.share_id) - 1 AS idx,
-                   dense_rank() OVER (ORDER BY s.root_share_id) - 1 AS tree
-            FROM graph.share_nodes s JOIN big USING (root_share_id)
+                   row_number() OVER () - 1 AS idx
+            FROM graph.share_nodes s SEMI JOIN big USING (root_share_id)
         )
-        SELECT c.idx, coalesce(p.idx, -1) AS parent, c.depth, c.tree, c.root_share_id
-        FROM n c LEFT JOIN n p ON p.share_id = c.parent_share_id AND c.depth > 0
-        ORDER BY c.idx
+        SELECT c.idx, coalesce(p.idx, -1) AS parent, c.depth, r.idx AS root, c.root_share_id
+        FROM n c
+        LEFT JOIN n p ON p.share_id = c.parent_share_id AND c.depth > 0
+        LEFT JOIN n r ON r.share_id = c.root_share_id
         """
     ).to_arrow_table()
     if nodes.num_rows == 0:
         return pa.table({"root_share_id": pa.array([], pa.string()),
                          "structural_virality": pa.array([], pa.float64())})
-    tree = nodes["tree"].to_numpy()
-    n_trees = int(tree.max()) + 1
-    nu = structural_virality(
-        nodes["parent"].to_numpy(), nodes["depth"].to_numpy(), tree, n_trees
-    )
-    _, first = np.unique(tree, return_index=True)
-    roots = nodes["root_share_id"].take(pa.array(first))
-    return pa.table({"root_share_id": roots, "structural_virality": pa.array(nu)})
+    idx = nodes["idx"].to_numpy()
+    parent = np.empty(idx.size, dtype=np.int64)
+    depth = np.empty(idx.size, dtype=np.int64)
+    root = np.empty(idx.size, dtype=np.int64)
+    parent[idx] = nodes["parent"].to_numpy()
+    depth[idx] = nodes["depth"].to_numpy()
+    root[idx] = nodes["root"].fill_null(-1).to_numpy()
+    if (root < 0).any():
+        raise ValueError("graph.share_nodes: a cascade's root_share_id is not one of its shares")
+    roots, tree = np.unique(root, return_inverse=True)
+    nu = structural_virality(parent, depth, tree, roots.size)
+    position = np.empty(idx.size, dtype=np.int64)
+    position[idx] = np.arange(idx.size)
+    root_ids = nodes["root_share_id"].take(pa.array(position[roots]))
+    return pa.table({"root_share_id": root_ids, "structural_virality": pa.array(nu)})
 
 
 def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:

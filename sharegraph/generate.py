@@ -50,11 +50,11 @@ N_TOP_AGENTS = 20
 CATEGORIES: dict[str, tuple[float, float]] = {
     "服装": (159, 0.18), "面膜": (89, 0.09), "水果": (69, 0.16), "地方特产": (99, 0.09),
     "母婴": (129, 0.10), "玩具": (119, 0.08), "茶叶": (199, 0.12), "月饼": (168, 0.08),
-    "数码": (899, 0.15), "家电": (699, 0.09), "家具": (1299, 0.06), "美妆": (139, 0.10),
+    "数码": (599, 0.15), "家电": (459, 0.09), "家具": (599, 0.06), "美妆": (139, 0.10),
     "零食": (39, 0.13), "酒水": (259, 0.08), "家纺": (219, 0.07), "鞋靴": (239, 0.09),
     "箱包": (299, 0.06), "宠物": (89, 0.07), "图书": (49, 0.08), "文具": (29, 0.07),
     "厨具": (149, 0.07), "保健品": (239, 0.08), "护肤": (189, 0.10), "香水": (399, 0.05),
-    "运动": (199, 0.08), "户外": (329, 0.06), "珠宝": (999, 0.05), "手表": (1499, 0.05),
+    "运动": (199, 0.08), "户外": (329, 0.06), "珠宝": (569, 0.05), "手表": (659, 0.05),
     "眼镜": (359, 0.05), "生鲜": (79, 0.12), "粮油": (59, 0.11), "日用百货": (35, 0.13),
 }
 CATEGORY_NAMES = list(CATEGORIES)
@@ -137,7 +137,7 @@ def generate_world(
     od = _orders(rng, orders, pop, cat, inc)
     ev = _cascades(rng, od, pop, cat)
     _spillover(rng, od, ev, pop, cat)
-    _finish_orders(rng, od, ev)
+    _finish_orders(rng, od, ev, cat)
     attributed = _attribute(od, ev, pop)
     truth = _truth(seed, people, orders, pop, cat, od, attributed)
 
@@ -174,7 +174,7 @@ def _catalogue(rng: np.random.Generator) -> dict:
     p_cat = np.repeat(mc_c, n_prod)
     p_style = np.arange(p_merchant.size) - np.repeat(np.cumsum(n_prod) - n_prod, n_prod)
     base = np.array([CATEGORIES[c][0] for c in CATEGORY_NAMES])
-    price = np.round(base[p_cat] * rng.lognormal(0.0, 0.3, p_cat.size)) - 0.1
+    price = np.round(base[p_cat] * rng.lognormal(0.0, 0.2, p_cat.size)) - 0.1
     price_cents = np.maximum(np.round(price * 100), 990).astype(np.int64)
     # product lookup: products of (merchant, category) are contiguous; skewed popularity
     key = p_merchant * n_cat + p_cat
@@ -208,7 +208,7 @@ def _pick_merchant(rng: np.random.Generator, cat: dict, category: np.ndarray) ->
 def _people(rng: np.random.Generator, n: int) -> dict:
     """Agents 0..A-1 (KOLs 0..19, their downlines, ordinary agents), customers A..n-1;
     circles with one owner each; agent upline forest, join times and sales weights."""
-    n_agents = max(100, n // 10)
+    n_agents = max(150, n // 10)
     # KOL downlines: graded sizes, 60% of agents
     n_down = int(0.60 * n_agents)
     grade = 1.0 - 0.015 * np.arange(N_TOP_AGENTS)
@@ -248,9 +248,9 @@ def _people(rng: np.random.Generator, n: int) -> dict:
 
     weight = np.empty(n_agents)
     weight[:N_TOP_AGENTS] = 12.0 * (1.0 - 0.02 * np.arange(N_TOP_AGENTS))
-    weight[N_TOP_AGENTS:first_ord] = (5.0 * (1.0 - 0.015 * kol_of)
+    weight[N_TOP_AGENTS:first_ord] = (6.0 * (1.0 - 0.015 * kol_of)
                                       * rng.lognormal(0.0, 0.2, n_down))
-    weight[first_ord:] = rng.lognormal(0.0, 0.4, n_ord)
+    weight[first_ord:] = rng.lognormal(0.0, 0.3, n_ord)
     weight[ring] = 1.0
 
     # circles: heavy-tailed sizes; the owner is a non-agent member
@@ -651,7 +651,7 @@ def _spillover(rng: np.random.Generator, od: dict, ev: dict, pop: dict, cat: dic
 
 # -- statuses, channels, amounts, share_id omission --------------------------------------------
 
-def _finish_orders(rng: np.random.Generator, od: dict, ev: dict) -> None:
+def _finish_orders(rng: np.random.Generator, od: dict, ev: dict, cat: dict) -> None:
     n = od["t"].size
     kind = od["kind"]
     nodes, clicks = ev["nodes"], ev["clicks"]
@@ -702,7 +702,8 @@ def _finish_orders(rng: np.random.Generator, od: dict, ev: dict) -> None:
     chan[is_g] = ORDER_CHANNEL_NAMES.index("group_buy")
     od["channel"] = chan
 
-    qty = np.where(rng.random(n) < 0.85, 1, rng.integers(2, 4, n))
+    cheap = cat["price_cents"][od["product"]] < 20_000  # several units only of cheap items
+    qty = np.where(cheap & (rng.random(n) < 0.2), rng.integers(2, 4, n), 1)
     qty[is_g] = 1
     od["qty"] = qty
 

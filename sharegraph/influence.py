@@ -3,7 +3,7 @@
 Grain of ``marts.agent_influence``: one row per person who made a share, was credited for a
 sale (sharer or referrer) or is an agent. Every metric is defined in docs/influence.md.
 Heavy kernels run on NumPy/SciPy arrays (:mod:`sharegraph.kernels`); NetworkX only computes
-Louvain circles on graphs up to ``LOUVAIN_MAX_NODES`` nodes.
+Louvain circles on graphs up to ``LOUVAIN_MAX_EDGES`` edges.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from sharegraph.warehouse import comment_table
 
 log = logging.getLogger(__name__)
 
-LOUVAIN_MAX_NODES = 50_000
-"""Above this many nodes circles come from vectorised label propagation instead of Louvain
-(NetworkX Louvain takes ~27 s at 200k nodes; PERFORMANCE.md)."""
+LOUVAIN_MAX_EDGES = 25_000
+"""Above this many edges circles come from vectorised label propagation instead of Louvain
+(NetworkX Louvain is pure Python: ~90 s on 20k nodes / 95k heavy-tailed edges here, ~27 s at
+200k nodes in PERFORMANCE.md)."""
 LOUVAIN_SEED = 42
 
 
@@ -83,15 +84,15 @@ def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float) -> dict[str, n
 
 
 def circles(src: np.ndarray, dst: np.ndarray, n: int,
-            max_louvain_nodes: int = LOUVAIN_MAX_NODES) -> np.ndarray:
+            max_louvain_edges: int = LOUVAIN_MAX_EDGES) -> np.ndarray:
     """Community label per node of the undirected graph (src, dst) over nodes 0..n-1.
 
-    Louvain (NetworkX, seed ``LOUVAIN_SEED``, weight 1 per pair) up to ``max_louvain_nodes``
-    nodes, else synchronous label propagation (:func:`sharegraph.kernels.label_propagation`).
+    Louvain (NetworkX, seed ``LOUVAIN_SEED``, weight 1 per pair) up to ``max_louvain_edges``
+    edges, else synchronous label propagation (:func:`sharegraph.kernels.label_propagation`).
     """
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if n > max_louvain_nodes:
+    if src.size > max_louvain_edges:
         return label_propagation(src, dst, n)
     g = nx.Graph()
     g.add_nodes_from(range(n))
@@ -129,7 +130,7 @@ AGENT_INFLUENCE_DOC = {
     "mean_cascade_size": "Mean rooted cascade size, in shares.",
     "max_cascade_depth": "Deepest rooted cascade (root = 0).",
     "mean_cascade_depth": "Mean depth (max node depth) of rooted cascades.",
-    "circle_id": "Community (circle) on the undirected attribution + upline graph, named by its smallest person_id (Louvain up to 50k nodes, label propagation above).",
+    "circle_id": "Community (circle) on the undirected attribution + upline graph, named by its smallest person_id (Louvain up to 25k edges, label propagation above).",
     "circle_size": "People in the circle (whole graph).",
     "circle_rank": "Rank by pagerank within the circle among rows of this table (1 = top).",
     "commission_yuan": "Commission paid on orders credited to this person, ¥.",
@@ -142,7 +143,7 @@ AGENT_INFLUENCE_DOC = {
 
 
 def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
-                          max_louvain_nodes: int = LOUVAIN_MAX_NODES) -> int:
+                          max_louvain_edges: int = LOUVAIN_MAX_EDGES) -> int:
     """Build ``marts.agent_influence``: one row per person who shared, was credited or is an agent."""
     s = settings or Settings()
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
@@ -187,7 +188,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     loc = np.cumsum(node) - 1
     lab = np.full(n, -1, dtype=np.int64)
     if node.any():
-        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), max_louvain_nodes)
+        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), max_louvain_edges)
 
     metrics = pa.table({  # noqa: F841 - read by DuckDB below
         "i": np.arange(n, dtype=np.int64),

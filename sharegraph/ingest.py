@@ -20,6 +20,7 @@ then move rows to staging and quarantine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -348,10 +349,8 @@ def _load_source(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Sett
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
+    with contextlib.suppress(duckdb.Error):  # no transaction left to roll back
         con.execute("ROLLBACK")
-    except duckdb.Error:  # no transaction left to roll back
-        pass
 
 
 def load_file(con: duckdb.DuckDBPyConnection, path: str | os.PathLike[str], table: str,

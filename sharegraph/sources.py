@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import tomllib
@@ -65,12 +64,10 @@ class SourceFile:
 def classify(path: Path) -> SourceFile | None:
     """The table and format of ``<table>.<ext>`` / ``<table>_<anything>.<ext>``, else None."""
     name = path.name.lower()
-    for ext, fmt in EXTENSIONS.items():
-        if name.endswith(ext):
-            stem = name[: -len(ext)]
-            break
-    else:
+    ext = next((e for e in EXTENSIONS if name.endswith(e)), None)
+    if ext is None:
         return None
+    stem, fmt = name[: -len(ext)], EXTENSIONS[ext]
     # longest table name first so "share_events_x" never reads as a table "share"
     for table in sorted(TABLES, key=len, reverse=True):
         if stem == table or stem.startswith(table + "_"):

@@ -138,7 +138,10 @@ def test_inbox_sensor_rejects_days_outside_the_partitions(tmp_path: Path) -> Non
 
 
 def test_daily_schedule_loads_yesterday() -> None:
-    ctx = dg.build_schedule_context(scheduled_execution_time=datetime.fromisoformat("2026-03-15T06:00:00+08:00"))
+    ctx = dg.build_schedule_context(
+        scheduled_execution_time=datetime.fromisoformat("2026-03-15T06:00:00+08:00"),
+        repository_def=defs.get_repository_def(),
+    )
     requests = list(daily_load_schedule.evaluate_tick(ctx).run_requests or [])
     assert [r.partition_key for r in requests] == ["2026-03-14"]
     assert daily_load_schedule.execution_timezone == "Asia/Shanghai"

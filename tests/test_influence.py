@@ -130,7 +130,7 @@ def _world(con: duckdb.DuckDBPyConnection, seed: int, n_people: int = 40, n_orde
 
 def _build(con: duckdb.DuckDBPyConnection, s: Settings | None = None, louvain: int = 50_000) -> int:
     build_graph(con)
-    return build_agent_influence(con, s or Settings(), max_louvain_nodes=louvain)
+    return build_agent_influence(con, s or Settings(), max_louvain_edges=louvain)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

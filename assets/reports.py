@@ -1,0 +1,135 @@
+"""Reports stage: offline Plotly HTML reports in ``warehouse.reports`` (docs/reports.md).
+
+Thin wrappers over ``sharegraph.reports``: each asset opens the working DuckDB file, renders
+its page(s) atomically and reports the files written. The index runs last: it lists the
+other reports with their sizes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.resources import WarehouseResource
+from sharegraph.reports import (
+    generated_at,
+    render_cascades,
+    render_expansion,
+    render_index,
+    render_influence,
+)
+from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
+
+
+def _key(*path: str) -> dg.AssetKey:
+    return dg.AssetKey(list(path))
+
+
+ATTRIBUTED = _key("graph", "attributed_orders")
+SHARE_NODES = _key("graph", "share_nodes")
+AGENT_UPLINE = _key("graph", "agent_upline")
+AGENT_INFLUENCE = _key("marts", "agent_influence")
+CASCADES = _key("marts", "cascades")
+KFACTOR = _key("marts", "kfactor")
+CONCENTRATION = _key("marts", "concentration")
+CHANNEL_MIGRATION = _key("marts", "channel_migration")
+GROUP_BUYS = _key("marts", "group_buys")
+CATEGORY_AFFINITY = _key("marts", "category_affinity")
+SPILLOVER = _key("marts", "spillover_affinity")
+EXPANSION = _key("marts", "expansion_recommendations")
+WEAK = _key("marts", "weak_categories")
+STAGING = [_key("staging", t) for t in ("orders", "share_events", "products", "agents", "group_buys")]
+
+REPORT_INFLUENCE = _key("reports", "influence")
+REPORT_CASCADES = _key("reports", "cascades")
+REPORT_EXPANSION = _key("reports", "expansion")
+REPORT_INDEX = _key("reports", "index")
+
+
+def _written(paths: list[Path]) -> dict[str, object]:
+    return {
+        "files": len(paths),
+        "bytes": sum(p.stat().st_size for p in paths),
+        **({"path": dg.MetadataValue.path(str(paths[0]))} if paths else {}),
+    }
+
+
+@dg.asset(name="influence", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+          deps=[AGENT_INFLUENCE, CONCENTRATION, CASCADES, KFACTOR, CHANNEL_MIGRATION, GROUP_BUYS,
+                ATTRIBUTED, AGENT_UPLINE])
+def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """influence.html: leaderboard, direct vs downstream, Lorenz/Gini, cascades, K, channels,
+    group buys, downline treemap."""
+    settings = warehouse.settings()
+    out = warehouse.reports
+    ensure_plotlyjs(out)
+    with warehouse.connect() as con:
+        path = render_influence(con, settings, out, generated_at(settings))
+    return dg.MaterializeResult(metadata=_written([path]))
+
+
+@dg.asset(name="cascades", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+          deps=[CASCADES, SHARE_NODES])
+def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """cascades.html: the largest cascades as trees, size vs structural virality, the list."""
+    settings = warehouse.settings()
+    out = warehouse.reports
+    ensure_plotlyjs(out)
+    with warehouse.connect() as con:
+        path = render_cascades(con, settings, out, generated_at(settings))
+    return dg.MaterializeResult(metadata=_written([path]))
+
+
+@dg.asset(name="expansion", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+          deps=[CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED])
+def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """expansion-<merchant>.html, one per merchant (largest GMV first, capped)."""
+    settings = warehouse.settings()
+    out = warehouse.reports
+    ensure_plotlyjs(out)
+    with warehouse.connect() as con:
+        paths = render_expansion(con, settings, out, generated_at(settings))
+    return dg.MaterializeResult(metadata={**_written(paths), "merchants": len(paths)})
+
+
+@dg.asset(name="index", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+          deps=[REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, CONCENTRATION, KFACTOR,
+                ATTRIBUTED, *STAGING])
+def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """index.html: run facts, headline figures, links to every report with file sizes."""
+    settings = warehouse.settings()
+    out = warehouse.reports
+    ensure_plotlyjs(out)
+    with warehouse.connect() as con:
+        path = render_index(con, settings, out, generated_at(settings))
+    return dg.MaterializeResult(metadata={
+        **_written([path]),
+        "reports_dir": dg.MetadataValue.path(str(out)),
+        "reports_bytes": sum(p.stat().st_size for p in out.glob("*.html")),
+    })
+
+
+_EXTERNAL = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.I)
+
+
+@dg.asset_check(asset=REPORT_INDEX)
+def reports_offline(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every report exists, references no external script/style/image, and every local
+    link from the index points to a file that exists."""
+    out = warehouse.reports
+    pages = sorted(out.glob("*.html"))
+    external = [p.name for p in pages if _EXTERNAL.search(p.read_text(encoding="utf-8"))]
+    index = out / "index.html"
+    links = re.findall(r'href="([^"#:]+)"', index.read_text(encoding="utf-8")) if index.is_file() else []
+    dangling = sorted({h for h in links if not (out / h).is_file()})
+    missing = [n for n in ("index.html", "influence.html", "cascades.html", PLOTLY_JS)
+               if not (out / n).is_file()]
+    passed = not (external or dangling or missing)
+    return dg.AssetCheckResult(
+        passed=passed,
+        description=(f"{len(pages)} pages offline, {len(links)} index links resolve" if passed else
+                     f"external resources in {external}; dangling links {dangling}; missing {missing}"),
+        metadata={"pages": len(pages), "external": len(external), "dangling": len(dangling)},
+    )
