@@ -134,7 +134,6 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                          ELSE 0 END AS DECIMAL(18,2)) AS red_packet_yuan
         FROM ranked r
         LEFT JOIN sharers s ON s.share_id = r.res_share_id
-        ORDER BY r.ordered_at, r.order_id, r.line_no
         """
     )
     comment_table(

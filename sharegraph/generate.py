@@ -137,11 +137,12 @@ def generate_world(
     od = _orders(rng, orders, pop, cat, inc)
     ev = _cascades(rng, od, pop, cat)
     _spillover(rng, od, ev, pop, cat)
+    _repair_times(ev)
     _finish_orders(rng, od, ev, cat)
     attributed = _attribute(od, ev, pop)
     truth = _truth(seed, people, orders, pop, cat, od, attributed)
 
-    ids = _ids(rng, pop, od, ev)
+    ids = _ids(rng, pop, ev)
     person = ids["person"]
     for key in ("top_agents_downstream", "top_agents_direct", "ring_members", "circle_owners"):
         truth[key] = person.gather(truth[key]).to_list()
@@ -649,6 +650,19 @@ def _spillover(rng: np.random.Generator, od: dict, ev: dict, pop: dict, cat: dic
         clicks[key] = np.concatenate([clicks[key], *vals])
 
 
+def _repair_times(ev: dict) -> None:
+    """Second-level ties (two orders in the same second, the period end) can put a post a
+    second after a click on it; pull such posts (and, up the tree, their parents) back."""
+    t, parent = ev["nodes"]["t"], ev["nodes"]["parent"]
+    np.minimum.at(t, ev["clicks"]["node"], ev["clicks"]["t"])
+    child = np.nonzero(parent >= 0)[0]
+    while True:  # at most the cascade depth
+        late = t[parent[child]] > t[child]
+        if not late.any():
+            break
+        np.minimum.at(t, parent[child[late]], t[child[late]])
+
+
 # -- statuses, channels, amounts, share_id omission --------------------------------------------
 
 def _finish_orders(rng: np.random.Generator, od: dict, ev: dict, cat: dict) -> None:
@@ -807,14 +821,14 @@ def _gather(ids: pl.Series, idx: np.ndarray) -> pl.Series:
     return ext.gather(np.where(idx < 0, ids.len(), idx))
 
 
-def _ids(rng: np.random.Generator, pop: dict, od: dict, ev: dict) -> dict:
+def _ids(rng: np.random.Generator, pop: dict, ev: dict) -> dict:
     """String ids. People get shuffled numbers so ids do not reveal roles; orders, shares and
     events are numbered in time order."""
     n, na = pop["n"], pop["n_agents"]
     agent_num = rng.permutation(na) + 1
     cust_num = rng.permutation(n - na) + 1
     person = pl.concat([_id_series("a", agent_num, 5), _id_series("c", cust_num, 6)])
-    nodes, clicks = ev["nodes"], ev["clicks"]
+    nodes = ev["nodes"]
     node_order = np.lexsort((np.arange(nodes["t"].size), nodes["t"]))
     node_rank = np.empty_like(node_order)
     node_rank[node_order] = np.arange(node_order.size)

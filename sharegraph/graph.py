@@ -210,7 +210,7 @@ PEOPLE_DOC = {
     "acquired_by": "Person credited with this person's first paid order line (the acquirer), NULL if organic.",
     "upline_id": "Effective agent upline (graph.agent_upline.upline_id).",
     "agent_level": "Agent level (NULL if not an agent).",
-    "network_parent_id": "Parent in the influence network forest: upline_id for agents with an upline, else acquired_by; NULL for a root or where a cycle was cut.",
+    "network_parent_id": "Parent in the influence network forest: upline_id for agents (NULL for a top agent), acquired_by for everyone else; NULL for a root or where a cycle was cut.",
     "network_root_id": "Root of this person's tree in the influence network forest.",
     "network_depth": "Generation below the network root (root = 0).",
     "network_flag": "NULL, or cycle_cut where this person's network parent edge was cut to break a cycle.",
@@ -266,7 +266,8 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     )
     _resolve_forest(
         con,
-        "SELECT person_id AS node_id, coalesce(upline_id, acquired_by) AS parent_id FROM _people",
+        "SELECT person_id AS node_id, CASE WHEN is_agent THEN upline_id ELSE acquired_by END "
+        "AS parent_id FROM _people",
         "_network",
     )
     con.execute(
@@ -414,7 +415,8 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
                          ELSE 'upline is not a known agent; made a top agent' END
         FROM graph.agent_upline WHERE flag IS NOT NULL
         UNION ALL
-        SELECT 'network_cycle', 'person', person_id, coalesce(upline_id, acquired_by),
+        SELECT 'network_cycle', 'person', person_id,
+               CASE WHEN is_agent THEN upline_id ELSE acquired_by END,
                'influence network cycle (upline / acquirer); edge to parent cut here (smallest id)'
         FROM graph.people WHERE network_flag = 'cycle_cut'
         UNION ALL

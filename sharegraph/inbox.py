@@ -211,35 +211,6 @@ def day_files(inbox: str | os.PathLike[str], archive_dir: str | os.PathLike[str]
     return [*old, *new]
 
 
-DAILY_EXPORTS_DDL = """CREATE TABLE IF NOT EXISTS raw.daily_exports (
-    export_date DATE NOT NULL,
-    table_name VARCHAR NOT NULL,
-    file_name VARCHAR NOT NULL,
-    batch_id VARCHAR,
-    outcome VARCHAR NOT NULL,
-    rows_read BIGINT NOT NULL,
-    rows_loaded BIGINT NOT NULL,
-    rows_quarantined BIGINT NOT NULL,
-    rows_already_loaded BIGINT NOT NULL,
-    reason VARCHAR,
-    processed_at TIMESTAMP NOT NULL
-)"""
-
-DAILY_EXPORTS_COMMENTS = {
-    "export_date": "Export day (the date in the file name), the Dagster partition key.",
-    "table_name": "Contract table the file feeds.",
-    "file_name": "Delivered file name.",
-    "batch_id": "Load batch in quarantine.batches (the earlier batch when the same content was loaded before).",
-    "outcome": "loaded | same_content (identical file loaded before, skipped) | rejected (moved to rejected/).",
-    "rows_read": "Data rows read from the file in this load (0 when skipped or rejected).",
-    "rows_loaded": "Rows inserted into staging (new natural keys).",
-    "rows_quarantined": "Rows rejected into quarantine.rejected_rows.",
-    "rows_already_loaded": "Rows whose natural key was already loaded (re-delivery, overlapping days).",
-    "reason": "Why the file was rejected (NULL otherwise).",
-    "processed_at": "When the partition load handled the file (local time).",
-}
-
-
 @dataclass(frozen=True)
 class DayLoad:
     """What one export day's load did: one dict per file (the raw.daily_exports rows)."""
@@ -270,10 +241,9 @@ def load_day(con, day: date, *, inbox: str | os.PathLike[str], archive_dir: str 
     import polars as pl
 
     from sharegraph.ingest import IngestError, flag_references, load_file
-    from sharegraph.warehouse import comment_table, ensure_schema, fault_point
+    from sharegraph.warehouse import ensure_schema, fault_point
 
-    ensure_schema(con)
-    con.execute(DAILY_EXPORTS_DDL)
+    ensure_schema(con)  # creates raw.daily_exports (documented there)
     files = day_files(inbox, archive_dir, day, settle_seconds=settle_seconds)
     inbox_root = Path(inbox).resolve()
     order = {t: i for i, t in enumerate(("products", "agents", "group_buys", "share_events", "orders"))}
@@ -317,9 +287,6 @@ def load_day(con, day: date, *, inbox: str | os.PathLike[str], archive_dir: str 
             "outcome, rows_read, rows_loaded, rows_quarantined, rows_already_loaded, reason, "
             "CAST(processed_at AS TIMESTAMP) FROM frame"
         )
-        comment_table(con, "raw.daily_exports",
-                      "One row per delivered export file per export day: what the daily "
-                      "partition load did with it.", DAILY_EXPORTS_COMMENTS)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -62,6 +62,41 @@ QUARANTINE_DDL = (
 )
 
 
+DAILY_EXPORTS_DDL = """CREATE TABLE IF NOT EXISTS raw.daily_exports (
+    export_date DATE NOT NULL,
+    table_name VARCHAR NOT NULL,
+    file_name VARCHAR NOT NULL,
+    batch_id VARCHAR,
+    outcome VARCHAR NOT NULL,
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    rows_already_loaded BIGINT NOT NULL,
+    reason VARCHAR,
+    processed_at TIMESTAMP NOT NULL
+)"""
+
+DAILY_EXPORTS_COMMENTS = {
+    "export_date": "Export day (the date in the file name), the Dagster partition key.",
+    "table_name": "Contract table the file feeds.",
+    "file_name": "Delivered file name.",
+    "batch_id": "Load batch in quarantine.batches (the earlier batch when the same content was loaded before).",
+    "outcome": "loaded | same_content (identical file loaded before, skipped) | rejected (moved to rejected/).",
+    "rows_read": "Data rows read from the file in this load (0 when skipped or rejected).",
+    "rows_loaded": "Rows inserted into staging (new natural keys).",
+    "rows_quarantined": "Rows rejected into quarantine.rejected_rows.",
+    "rows_already_loaded": "Rows whose natural key was already loaded (re-delivery, overlapping days).",
+    "reason": "Why the file was rejected (NULL otherwise).",
+    "processed_at": "When the partition load handled the file (local time).",
+}
+
+
+DAILY_EXPORTS_TEXT = (
+    "One row per delivered export file per export day: what the daily partition load did "
+    "with it (see docs/operations.md)."
+)
+
+
 @dataclass(frozen=True)
 class WarehousePaths:
     """Where one warehouse lives: the published snapshot and the working file beside it."""
@@ -102,6 +137,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(staging_ddl(table))
     for ddl in QUARANTINE_DDL:
         con.execute(ddl)
+    con.execute(DAILY_EXPORTS_DDL)
     _comment_base_tables(con)
 
 
@@ -166,6 +202,7 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
     cheap; columns added by the ingest beyond the contract get a generic lineage note.
     """
     known = [f"staging.{t}" for t in TABLES] + [f"quarantine.{t}" for t in QUARANTINE_COMMENTS]
+    known.append("raw.daily_exports")
     missing = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name IN "
         "(SELECT unnest($1::VARCHAR[])) AND (comment IS NULL OR comment = '')",
@@ -189,6 +226,7 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
         cols = {k: v for k, v in cols.items() if k in actual}
         cols |= {c: f"Ingest bookkeeping column {c}." for c in actual if c not in cols}
         comment_table(con, f"quarantine.{name}", text, cols)
+    comment_table(con, "raw.daily_exports", DAILY_EXPORTS_TEXT, DAILY_EXPORTS_COMMENTS)
 
 
 @contextmanager

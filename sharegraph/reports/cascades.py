@@ -32,7 +32,7 @@ TREES = 6
 """Largest cascades drawn as trees."""
 TREE_NODE_CAP = 300
 """Most shares drawn per tree (shallowest first, so every drawn share's parent is drawn)."""
-SCATTER_CAP = 5000
+SCATTER_CAP = 1000
 
 TABLE = (
     Col("rank", "排名", "Rank", "int"),
@@ -132,9 +132,11 @@ def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                 "trees"),
         section(Text("规模与结构病毒性", "Size and structural virality"),
                 figure_html(virality_scatter(con), "fig-virality"),
-                Text("结构病毒性 = 传播树中节点两两平均距离（Goel 等 2016）：星形广播低，长链裂变高。",
+                Text("结构病毒性 = 传播树中节点两两平均距离（Goel 等 2016）：星形广播低，长链裂变高。"
+                     f"显示有转发的最大 {SCATTER_CAP:,} 条传播链。",
                      "Structural virality = mean pairwise distance in the cascade tree (Goel et al. 2016): "
-                     "low for broadcasts (stars), high for person-to-person chains."), "virality"),
+                     "low for broadcasts (stars), high for person-to-person chains."
+                     f" The {SCATTER_CAP:,} largest cascades with a re-share."), "virality"),
         section(Text("传播链列表", "Cascades"), cascade_table(con, settings), sid="table"),
     ])
     path = out_dir / FILE

@@ -58,7 +58,7 @@ def direct_downstream_scatter(frame: pl.DataFrame | None) -> Block:
     if d.height == 0:
         return no_data("no agent has both direct and downstream GMV > 0")
     left_out = frame.height - d.height
-    fig = go.Figure(go.Scattergl(
+    fig = go.Figure(go.Scatter(
         x=_floats(d, "direct_gmv"), y=_floats(d, "downstream_gmv"), mode="markers",
         text=_labels(d, "agent"), marker={"size": 6, "opacity": 0.7, "color": _PALETTE[0]},
     ))
@@ -458,7 +458,7 @@ def size_virality_scatter(frame: pl.DataFrame | None) -> Block:
     d = frame.filter(pl.col("size") >= 2)
     if d.height == 0:
         return no_data("every cascade is a lone share (size 1)")
-    fig = go.Figure(go.Scattergl(
+    fig = go.Figure(go.Scatter(
         x=_floats(d, "size"), y=_floats(d, "structural_virality"), mode="markers",
         customdata=_floats(d, "depth"),
         marker={"size": 6, "opacity": 0.6, "color": _floats(d, "depth"), "colorscale": "Viridis",

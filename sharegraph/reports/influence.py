@@ -29,7 +29,7 @@ from sharegraph.reports.pseudonym import pseudonymize
 
 FILE = "influence.html"
 TITLE = Text("代理影响力看板", "Agent influence dashboard")
-SCATTER_CAP = 5000
+SCATTER_CAP = 1000
 """Most agents drawn in the direct-vs-downstream scatter (largest total GMV first)."""
 TREE_ROOTS = 5
 TREE_NODE_CAP = 400
@@ -211,7 +211,8 @@ def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                      "Agents are shown as pseudonyms."), "leaderboard"),
         '<div class="grid2">',
         section(Text("直接 vs 下游", "Direct vs downstream"), figure_html(scatter(con, settings), "fig-scatter"),
-                sid="scatter"),
+                Text(f"GMV 最高的 {SCATTER_CAP:,} 人。", f"The {SCATTER_CAP:,} people with the most GMV."),
+                "scatter"),
         section(Text("集中度", "Concentration"), figure_html(lorenz(con), "fig-lorenz"),
                 Text("基尼系数高、头部 1% 占比高 = KOL 驱动；否则为素人（同伴）驱动。",
                      "High Gini or top-1% share = KOL-driven; otherwise peer-driven."), "lorenz"),
