@@ -227,7 +227,8 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         SELECT DISTINCT 0 AS fam, cid AS unit, cat FROM _aff_enc
         UNION ALL SELECT DISTINCT 2 * mid, cid, cat FROM _aff_enc
         UNION ALL SELECT DISTINCT 1, bid, cat FROM _aff_enc
-        UNION ALL SELECT DISTINCT 2 * mid + 1, bid, cat FROM _aff_enc""")
+        -- (mid, bid, cat) is already unique in _aff_enc: bid determines cid
+        UNION ALL SELECT 2 * mid + 1, bid, cat FROM _aff_enc""")
     _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_pairs AS
         SELECT a.fam, a.cat AS cat_a, b.cat AS cat_b, count(*) AS n_ab

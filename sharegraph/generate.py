@@ -420,7 +420,6 @@ def _orders(rng: np.random.Generator, n_orders: int, pop: dict, cat: dict, inc: 
     od["groups"] = {"initiator": od["person"][np.nonzero(is_g & (od["group_pos"] == 0))[0]],
                     "product": gproduct, "target": target, "opened": opened, "closed": closed,
                     "status": gstatus, "members": members}
-    # the initiator row per group in group order (groups' first member rows are in order)
     return od
 
 

@@ -282,6 +282,7 @@ def load_day(con, day: date, *, inbox: str | os.PathLike[str], archive_dir: str 
         if files:
             flag_references(con)
         con.execute("DELETE FROM raw.daily_exports WHERE export_date = ?", [day])
+        fault_point("daily-record")  # crash tests: killed inside an open transaction
         con.execute(
             "INSERT INTO raw.daily_exports SELECT export_date, table_name, file_name, batch_id, "
             "outcome, rows_read, rows_loaded, rows_quarantined, rows_already_loaded, reason, "

@@ -41,9 +41,9 @@ def test_new_day_loads_and_downstream_recomputes(pipeline_run: dict, tmp_path: P
                    CASE WHEN row_number() OVER () <= 10 THEN DATE '{day}' - 11 ELSE DATE '{day}' - 1 END
                    + INTERVAL 9 HOUR AS ordered_at)
               FROM (SELECT {cols} FROM staging.orders ORDER BY order_id, line_no LIMIT 40)"""
-    old = f"SELECT {cols} FROM staging.orders ORDER BY order_id DESC, line_no LIMIT 10"
+    old = f"SELECT * FROM (SELECT {cols} FROM staging.orders ORDER BY order_id DESC, line_no LIMIT 10)"
     added_paid = con.execute(f"SELECT sum(amount) FILTER (WHERE status = 'paid') FROM ({new})").fetchall()[0][0]
-    con.execute(f"COPY ({new} UNION ALL {old}) TO '{inbox.inbox / f'orders_{day}.csv'}' (HEADER)")
+    con.execute(f"COPY (SELECT * FROM ({new}) UNION ALL {old}) TO '{inbox.inbox / f'orders_{day}.csv'}' (HEADER)")
     con.close()
 
     instance = dg.DagsterInstance.ephemeral()
@@ -60,7 +60,8 @@ def test_new_day_loads_and_downstream_recomputes(pipeline_run: dict, tmp_path: P
 
     # the run-status sensor asks for the refresh after this successful load
     run = instance.get_run_by_id(load.run_id)
-    success = next(e for e in load.all_events if e.event_type_value == "RUN_SUCCESS")
+    success = next(r.event_log_entry.dagster_event for r in instance.get_records_for_run(
+        load.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS).records)
     ctx = dg.build_run_status_sensor_context(sensor_name="refresh_after_daily_load", dagster_instance=instance,
                                              dagster_run=run, dagster_event=success)
     request = refresh_after_daily_load(ctx)

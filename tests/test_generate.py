@@ -2,7 +2,7 @@
 
 Every planted signal is re-measured here from the written files with an independent
 computation (DuckDB / Polars / NetworkX), never with the generator's own code.
-Generating the small world takes about a second; a 1M-order world about 20 s (docs/demo-world.md).
+Generating the small world takes about a second; a 1M-order world about 11 s (docs/demo-world.md).
 """
 
 from __future__ import annotations

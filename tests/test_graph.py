@@ -103,8 +103,8 @@ def test_bad_input_flagged() -> None:
     assert kinds == {"share_cycle": 1, "share_self_loop": 1, "dangling_parent_share": 1,
                      "upline_cycle": 1, "upline_self_loop": 1, "dangling_upline": 1,
                      "self_referral": 1, "dangling_order_share": 1, "referral_cycle": 2,
-                     # X <-> P acquired each other; A (top agent) acquired by B, below A
-                     "network_cycle": 2}
+                     # X <-> P acquired each other (agents A, B hang by upline only)
+                     "network_cycle": 1}
     cut = con.execute("SELECT id, related_id FROM graph.anomalies WHERE kind = 'upline_cycle'").fetchall()
     assert cut == [("A", "B")]  # cut at the smallest agent id
     assert graph.upline_is_forest(con) == (True, 0)

@@ -221,10 +221,10 @@ def test_scatter_has_points_money_axes_and_both_languages() -> None:
     fig = figures.direct_downstream_scatter(frame)
     assert list(fig.data[0].x) == [100.0, 2000.0] and list(fig.data[0].y) == [50.0, 10.0]
     assert fig.data[0].text[1] == page.pesc(XSS[0])
-    assert fig.layout.xaxis.tickprefix == "¥" and fig.layout.separators == ",."
+    assert fig.layout.xaxis.tickprefix == "¥" and fig.layout.separators == ".,"
     labels = _labels(fig)
     assert fig.layout.title.text == labels["zh"]["layout"]["title.text"] and "直接" in fig.layout.title.text
-    assert "Direct" in labels["en"]["layout"]["title.text"] and "1 agents" in labels["en"]["layout"]["title.text"]
+    assert "Direct" in labels["en"]["layout"]["title.text"] and "1 people" in labels["en"]["layout"]["title.text"]
     assert "¥%{x:,.2f}" in labels["en"]["traces"]["hovertemplate"][0]
 
 
@@ -304,7 +304,7 @@ def test_ranked_money_bar() -> None:
     frame = pl.DataFrame({"c": ["a", "b", "c"], "v": [10.0, 30.0, 20.0]})
     fig = figures.ranked_money_bar(frame, "c", "v", ("t", "t"), ("x", "x"))
     assert list(fig.data[0].y) == ["a", "c", "b"]  # largest drawn on top
-    assert fig.layout.xaxis.tickprefix == "¥"
+    assert fig.layout.xaxis.tickprefix == "¥" and fig.layout.height == 240  # floor for a few bars
 
 
 def test_report_file_names_are_safe_and_distinct() -> None:

@@ -94,7 +94,8 @@ def _plots(drv) -> list[dict]:
     return drv.execute_script(
         """return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
                id: gd.id, traces: (gd.data || []).length,
-               points: (gd.data || []).reduce((s, t) => s + ((t.x || t.values || t.z || []).length || 0), 0),
+               points: (gd._fullData || []).reduce(
+                   (s, t) => s + ((t.x || t.values || t.z || []).length || 0), 0),
                title: gd.layout && gd.layout.title ? gd.layout.title.text : null}));""")
 
 

@@ -62,8 +62,8 @@ def direct_downstream_scatter(frame: pl.DataFrame | None) -> Block:
         x=_floats(d, "direct_gmv"), y=_floats(d, "downstream_gmv"), mode="markers",
         text=_labels(d, "agent"), marker={"size": 6, "opacity": 0.7, "color": _PALETTE[0]},
     ))
-    note_zh = f"（{left_out:,} 名代理因 GMV 为 0 未显示）" if left_out else ""
-    note_en = f" ({left_out:,} agents with zero GMV not shown)" if left_out else ""
+    note_zh = f"<br><sup>{left_out:,} 人因 GMV 为 0 未显示</sup>" if left_out else ""
+    note_en = f"<br><sup>{left_out:,} people with zero GMV not shown</sup>" if left_out else ""
     fig.update_xaxes(type="log", tickprefix="¥")
     fig.update_yaxes(type="log", tickprefix="¥")
     return bilingual_layout(
@@ -157,10 +157,13 @@ def cascade_distributions(frame: pl.DataFrame | None) -> Block:
     if msg:
         return msg
     fig = make_subplots(rows=1, cols=2, subplot_titles=("size", "depth"), horizontal_spacing=0.12)
-    for col, kind in ((1, "size"), (2, "depth")):
-        d = frame.filter(pl.col("kind") == kind).sort("value")
-        fig.add_trace(go.Bar(x=_floats(d, "value"), y=_floats(d, "n"), marker_color=_PALETTE[col - 1]),
-                      row=1, col=col)
+    sizes = frame.filter(pl.col("kind") == "size").sort("value")
+    depths = frame.filter(pl.col("kind") == "depth").sort("value")
+    # Sizes span decades: markers on log-log axes (the usual heavy-tail plot); depths are few.
+    fig.add_trace(go.Scatter(x=_floats(sizes, "value"), y=_floats(sizes, "n"), mode="markers+lines",
+                             marker={"color": _PALETTE[0], "size": 6}, line={"width": 1}), row=1, col=1)
+    fig.add_trace(go.Bar(x=_floats(depths, "value"), y=_floats(depths, "n"), marker_color=_PALETTE[1]),
+                  row=1, col=2)
     fig.update_yaxes(type="log")
     fig.update_xaxes(type="log", row=1, col=1)
     fig.update_layout(showlegend=False, bargap=0.1)
@@ -438,6 +441,7 @@ def ranked_money_bar(frame: pl.DataFrame | None, label: str, value: str, titles:
     d = frame.with_columns(pl.col(value).cast(pl.Float64)).sort(value, descending=True, nulls_last=True).head(top)
     d = d.reverse()
     fig = go.Figure(go.Bar(x=_floats(d, value), y=_labels(d, label), orientation="h", marker_color=_PALETTE[2]))
+    fig.update_layout(height=max(240, 130 + 32 * d.height))
     fig.update_xaxes(**MONEY_AXIS)
     fig.update_yaxes(type="category")
     return bilingual_layout(

@@ -139,16 +139,11 @@ def links(out_dir: Path, merchant_rows: pl.DataFrame, merchants_total: int, cap:
         pl.coalesce(pl.col("name"), pl.col("merchant_id")).alias("merchant"),
     )
     table = html_table(sized, (
-        Col("merchant", "商家", "Merchant"), Col("merchant_id", "商家编号", "Merchant id"),
+        Col("merchant", "商家", "Merchant", href="file"), Col("merchant_id", "商家编号", "Merchant id"),
         Col("gmv", "已付 GMV", "Paid GMV", "money"), Col("size", "文件大小", "File size"),
     ), row_cap=cap, table_id="merchant-reports", total_rows=merchants_total)
-    link_list = "".join(
-        f'<li><a href="{esc(f)}">{esc(m)}</a></li>'
-        for f, m in zip(sized.get_column("file").to_list(), sized.get_column("merchant").to_list(), strict=True)
-    )
     merchants_block = (
-        f'<h3>{t("商家拓品报告", "Merchant expansion reports")}</h3>'
-        f'<ul class="merchant-links">{link_list}</ul>{table}' if sized.height else ""
+        f'<h3>{t("商家拓品报告", "Merchant expansion reports")}</h3>{table}' if sized.height else ""
     )
     return f'<ul class="report-links">{"".join(items)}</ul>{merchants_block}'
 

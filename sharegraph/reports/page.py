@@ -128,7 +128,10 @@ def no_data(detail: str = "") -> str:
 
 # ---------------------------------------------------------------- Plotly figures
 
-MONEY_AXIS = {"tickprefix": "¥", "tickformat": ",.2f"}
+MONEY_AXIS = {"tickprefix": "¥", "tickformat": ",.0f"}
+"""Axis ticks in whole ¥ (¥16,000); hover text and tables show fen (¥1,234,567.89)."""
+SEPARATORS = ".,"
+"""Plotly layout.separators is (decimal mark, thousands mark): '.,' gives 1,234,567.89."""
 _FONT = "system-ui, 'Noto Sans CJK SC', 'Noto Sans SC', 'Microsoft YaHei', sans-serif"
 
 
@@ -157,7 +160,7 @@ def bilingual_layout(
             "zh": {"layout": zh, "traces": traces_zh or {}},
             "en": {"layout": en, "traces": traces_en or {}},
         }},
-        separators=",.",
+        separators=SEPARATORS,
         font={"family": _FONT, "size": 13},
         template="plotly_white",
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
@@ -169,6 +172,7 @@ def figure_html(block: go.Figure | str, div_id: str, height: int = 420) -> str:
     """A figure as an HTML fragment (plotly.py writes and escapes the JSON), or a message."""
     if isinstance(block, str):
         return f'<div class="chart" id="{esc(div_id)}-msg">{block}</div>'
+    height = int(block.layout.height or height)
     block.update_layout(height=height)
     inner = block.to_html(
         full_html=False,
@@ -194,6 +198,8 @@ class Col:
     zh: str
     en: str
     kind: str = "text"
+    href: str | None = None
+    """Column holding a relative link for this cell (a sanitised file name), if any."""
 
 
 def _cell(value: object, kind: str) -> tuple[str, str]:
@@ -238,13 +244,18 @@ def html_table(
         for c in columns
     )
     rows: list[str] = []
-    data = shown.select([c.name for c in columns]).rows()
+    links = [c.href for c in columns if c.href]
+    data = shown.select([c.name for c in columns] + links).rows()
     for record in data:
         cells = []
-        for c, value in zip(columns, record, strict=True):
+        hrefs = dict(zip(links, record[len(columns):], strict=True))
+        for c, value in zip(columns, record[: len(columns)], strict=True):
             text, key = _cell(value, c.kind)
             cls = ' class="num"' if c.kind != "text" else ""
-            cells.append(f'<td{cls} data-v="{esc(key)}">{esc(text)}</td>')
+            shown_text = esc(text)
+            if c.href and hrefs.get(c.href):
+                shown_text = f'<a href="{esc(hrefs[c.href])}">{shown_text}</a>'
+            cells.append(f'<td{cls} data-v="{esc(key)}">{shown_text}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     note = ""
     if total > shown.height:
