@@ -258,8 +258,11 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         JOIN _aff_marg ma ON ma.fam = p.fam AND ma.cat = p.cat_a
         JOIN _aff_marg mb ON mb.fam = p.fam AND mb.cat = p.cat_b
         JOIN _aff_fam f ON f.fam = p.fam""").fetchnumpy()
+    t = time.perf_counter()
     pv = hypergeom_pvalue(arr["n_ab"], arr["n_total"], arr["n_a"], arr["n_b"])
     qv = bh_qvalues(pv, arr["fam"], arr["m"])
+    log.debug("%.2f s  p-values and q-values of %d unordered pairs", time.perf_counter() - t,
+              pv.size)
     con.register("_aff_tests", pa.table({
         "fam": np.asarray(arr["fam"]), "cat_a": np.asarray(arr["cat_a"]),
         "cat_b": np.asarray(arr["cat_b"]), "p_value": pv, "q_value": qv,

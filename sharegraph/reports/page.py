@@ -304,7 +304,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .card{border:1px solid var(--line);border-radius:8px;padding:.7rem .9rem}
 .card .label{color:var(--muted);font-size:.85rem}
 .card .value{font-size:1.35rem;font-weight:600;font-variant-numeric:tabular-nums}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:1rem}
+.grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:1rem}
+.grid2>section{min-width:0}
+.chart{width:100%;min-width:0}
 footer{color:var(--muted);font-size:.8rem;padding:1rem 1.2rem;border-top:1px solid var(--line)}
 """
 
