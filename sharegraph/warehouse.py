@@ -123,7 +123,7 @@ def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: 
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from exc
+            raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from None
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute(f"SET TimeZone = '{timezone}'")
     return con
@@ -283,7 +283,7 @@ def check_writable(paths: WarehousePaths) -> None:
     except OSError as exc:
         raise WarehouseError(
             f"cannot create the warehouse directory {parent}: {exc.strerror or exc}"
-        ) from exc
+        ) from None
     if not parent.is_dir():
         raise WarehouseError(f"the warehouse directory {parent} is not a directory")
     probe = parent / f".{paths.published.name}.probe-{os.getpid()}"
@@ -291,7 +291,7 @@ def check_writable(paths: WarehousePaths) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise WarehouseError(f"cannot write in the warehouse directory {parent}: {exc.strerror or exc}") from exc
+        raise WarehouseError(f"cannot write in the warehouse directory {parent}: {exc.strerror or exc}") from None
     for existing in (paths.published, paths.working):
         if existing.exists() and not existing.is_file():
             raise WarehouseError(f"{existing} exists and is not a file")
@@ -326,7 +326,7 @@ def publish(paths: WarehousePaths) -> Path:
     try:
         con = duckdb.connect(str(paths.working))
     except duckdb.Error as exc:
-        raise PublishError(f"cannot open the working file {paths.working} to publish it: {exc}") from exc
+        raise PublishError(f"cannot open the working file {paths.working} to publish it: {exc}") from None
     try:
         con.execute("CHECKPOINT")
         expected = table_counts(con)
@@ -358,7 +358,7 @@ def publish(paths: WarehousePaths) -> Path:
         raise PublishError(
             f"publishing {paths.published} failed: {reason}; the previously published "
             "snapshot (if any) is unchanged"
-        ) from exc
+        ) from None
     finally:
         con.close()
     log.info("published %s (%d tables)", paths.published, len(expected))
