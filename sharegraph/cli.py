@@ -30,11 +30,9 @@ def _positive_int(text: str) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from sharegraph.generate import generate_world
 
-    started = time.perf_counter()
     truth = generate_world(
         args.out, seed=args.seed, people=args.people, orders=args.orders, fmt=args.format, progress=_say
     )
-    _say(f"wrote the demo world to {Path(args.out).resolve()} in {time.perf_counter() - started:.1f} s")
     _say(f"planted truth (never read by the pipeline): {Path(args.out).resolve() / 'truth.json'}")
     _say(f"{len(truth.get('top_agents_downstream', []))} planted top agents, "
          f"{len(truth.get('category_pairs', []))} planted category pairs")

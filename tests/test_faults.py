@@ -77,6 +77,8 @@ def env(pipeline_run: dict, small_world: Path, tmp_path: Path) -> dict:
         if f.is_file() and f.name != "truth.json":
             os.symlink(f, inputs / f.name)
     new_orders_csv(paths.working, inputs / "orders_zz_extra.csv", date(2026, 1, 31))
+    (tmp_path / "dagster").mkdir()
+    shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster" / "dagster.yaml")
     e = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "SHAREGRAPH_STATE": str(tmp_path / "state"),
          "SHAREGRAPH_FAULT_SIGNAL": str(tmp_path / "fault-reached")}
     for k in ("SHAREGRAPH_FAULT_AFTER", "SHAREGRAPH_INBOX", "SHAREGRAPH_WAREHOUSE"):

@@ -221,3 +221,25 @@ def test_hostile_names_show_as_text_and_run_nothing(driver, hostile_reports: Pat
         assert not _errors(driver), page.name
     assert shown_as_text, "the hostile names should be visible as plain text somewhere"
     shutil.copytree(hostile_reports, tmp_path / "copy")  # the files stay readable after the run
+
+
+def test_demo_reports_print_no_raw_person_id(request: pytest.FixtureRequest) -> None:
+    """Every customer, sharer, clicker, referrer and agent id of the demo run is absent from
+    every report (as a whole token), while pseudonyms are present."""
+    if importlib.util.find_spec("sharegraph.generate") is None:
+        pytest.skip("demo generator not installed")
+    import re
+
+    run = request.getfixturevalue("pipeline_run")
+    con = duckdb.connect(str(run["warehouse"]), read_only=True)
+    ids = {r[0] for r in con.execute(
+        """SELECT customer_id FROM staging.orders UNION SELECT referrer_id FROM staging.orders
+           UNION SELECT actor_id FROM staging.share_events UNION SELECT agent_id FROM staging.agents
+           UNION SELECT initiator_id FROM staging.group_buys""").fetchall() if r[0]}
+    con.close()
+    assert len(ids) > 1000
+    for page in _pages(Path(run["reports"])):
+        text = page.read_text(encoding="utf-8")
+        leaked = ids & set(re.findall(r"[A-Za-z0-9_.@+-]+", text))
+        assert not leaked, f"{page.name} prints raw ids {sorted(leaked)[:5]}"
+    assert re.search(r"P-[0-9a-f]{8}", (Path(run["reports"]) / "influence.html").read_text(encoding="utf-8"))
