@@ -100,7 +100,8 @@ assert sig.height == 0 or (
     (sig["q_value"] <= settings.fdr_alpha).all() and (sig["lift"] > 1).all()
     and (sig["n_ab"] >= settings.min_pair_customers).all()
 )
-assert ((affinity["lift_ci_low"] <= affinity["lift"]) & (affinity["lift"] <= affinity["lift_ci_high"])).all()
+assert affinity.select(pl.col("lift").is_between(pl.col("lift_ci_low"), pl.col("lift_ci_high"))
+                       .all()).item()
 
 # %%
 # Cross-check the top pair against the order lines themselves (customers who bought both).
@@ -191,8 +192,10 @@ spill = q(
     ORDER BY is_significant DESC, lift DESC, shared_category, bought_category
     """
 )
-print(spill.group_by("same_category").agg(pairs=pl.len(), significant=pl.col("is_significant").sum(),
-                                          median_lift=pl.col("lift").median()).sort("same_category"))
+print(spill.group_by("same_category")
+      .agg(pairs=pl.len(), significant=pl.col("is_significant").sum(),
+           median_lift=pl.col("lift").median())
+      .sort("same_category"))
 print(spill.filter(~pl.col("same_category")).head(10))
 assert ((spill["rate_b_after_a"] - spill["n_a_then_b"] / spill["n_clickers_a"]).abs() < 1e-12).all()
 assert (spill["same_category"] == (spill["shared_category"] == spill["bought_category"])).all()
@@ -266,7 +269,8 @@ weak = q(
     """
 )
 print(weak.filter("is_weak"))
-flag = (pl.col("mean_lift_to_line") < 1) & (pl.col("share_of_customers") < 1 / pl.col("n_categories"))
+flag = ((pl.col("mean_lift_to_line") < 1)
+        & (pl.col("share_of_customers") < 1 / pl.col("n_categories")))
 assert (weak["is_weak"] == weak.select(flag.fill_null(False).alias("rule"))["rule"]).all()
 if merchant is not None:
     print(f"{merchant}'s line, weakest first:")

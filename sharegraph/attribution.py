@@ -46,31 +46,78 @@ ATTRIBUTED_ORDERS_DOC = {
 def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.attributed_orders``: one row per order line in ``staging.orders``.
 
-    Set-based: the last click is one ASOF JOIN of orders onto clicks by customer and time.
+    Set-based, in three narrow steps so the wide order rows are scanned and written once:
+    the last click is an ASOF JOIN of only the orders that need it (no usable share_id, buyer
+    has clicked) onto clicks by customer and time; the customer's first paid line is one
+    ``arg_min`` per customer; the first line of an order is looked up only for orders that
+    have a line other than 1. Rows are matched back by ``rowid`` (integers, no string joins).
     Returns the number of rows written.
     """
     s = settings or Settings()
     window = int(s.attribution_window_days)
     con.execute("CREATE SCHEMA IF NOT EXISTS graph")
     con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _attr_sharers AS
+        -- grain: one row per share_id; its sharer = actor of the earliest share/reshare event
+        SELECT share_id, arg_min(actor_id, occurred_at) AS sharer_id
+        FROM staging.share_events
+        WHERE event_type IN ('share', 'reshare')
+        GROUP BY share_id
+        """
+    )
+    con.execute(
         f"""
-        CREATE OR REPLACE TABLE graph.attributed_orders AS
-        -- grain: one row per order line (order_id, line_no) of staging.orders
-        WITH sharers AS (
-            SELECT share_id, arg_min(actor_id, occurred_at) AS sharer_id
-            FROM staging.share_events
-            WHERE event_type IN ('share', 'reshare')
-            GROUP BY share_id
-        ),
-        clicks AS (  -- clicks on another person's share; one per (buyer, instant)
+        CREATE OR REPLACE TEMP TABLE _attr_click AS
+        -- grain: one row per order line won by rule last_click (orders.rowid)
+        WITH clicks AS (  -- clicks on another person's share; one per (buyer, instant)
             SELECT c.actor_id AS customer_id, c.occurred_at AS click_at,
                    max(c.share_id) AS share_id
             FROM staging.share_events c
-            JOIN sharers s ON s.share_id = c.share_id
+            JOIN _attr_sharers s ON s.share_id = c.share_id
             WHERE c.event_type = 'click' AND s.sharer_id <> c.actor_id
             GROUP BY ALL
         ),
-        o AS (
+        need AS (  -- lines without a usable share_id whose buyer clicked something
+            SELECT o.rowid AS rid, o.customer_id, o.ordered_at
+            FROM staging.orders o
+            LEFT JOIN _attr_sharers s ON s.share_id = o.share_id
+            WHERE coalesce(s.sharer_id <> o.customer_id, false) = false
+              AND o.customer_id IN (SELECT customer_id FROM clicks)
+        )
+        SELECT n.rid, c.share_id, c.click_at, s.sharer_id
+        FROM need n
+        ASOF JOIN clicks c ON c.customer_id = n.customer_id AND n.ordered_at >= c.click_at
+        JOIN _attr_sharers s ON s.share_id = c.share_id
+        WHERE c.click_at >= n.ordered_at - INTERVAL {window} DAY
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _attr_first AS
+        -- grain: one row per customer: the rowid of its first paid line
+        SELECT arg_min(rowid, (ordered_at, order_id, coalesce(line_no, 1))) AS rid
+        FROM staging.orders
+        WHERE coalesce(status, 'paid') = 'paid'
+        GROUP BY customer_id
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE graph.attributed_orders AS
+        -- grain: one row per order line (order_id, line_no) of staging.orders
+        WITH p AS (
+            SELECT DISTINCT ON (product_id) product_id, category, merchant_id
+            FROM staging.products ORDER BY product_id
+        ),
+        multi AS (  -- first line of the orders that have a line other than 1
+            SELECT order_id, min(coalesce(line_no, 1)) AS first_line
+            FROM staging.orders
+            WHERE order_id IN (SELECT order_id FROM staging.orders
+                               WHERE coalesce(line_no, 1) <> 1)
+            GROUP BY order_id
+        ),
+        r AS (
             SELECT o.order_id, coalesce(o.line_no, 1) AS line_no, o.customer_id,
                    coalesce(o.merchant_id, p.merchant_id, 'default') AS merchant_id,
                    o.product_id, coalesce(o.category, p.category) AS category,
@@ -78,64 +125,56 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                    coalesce(o.status, 'paid') AS status,
                    coalesce(o.status, 'paid') = 'paid' AS is_paid,
                    o.referrer_id, o.commission, o.red_packet,
-                   CASE WHEN s.sharer_id IS NOT NULL AND s.sharer_id <> o.customer_id
-                        THEN o.share_id END AS direct_share_id,
-                   CASE WHEN s.sharer_id <> o.customer_id THEN s.sharer_id END AS direct_sharer
+                   coalesce(s.sharer_id <> o.customer_id, false) AS direct,
+                   o.share_id AS order_share_id, s.sharer_id AS order_sharer,
+                   c.rid IS NOT NULL AS clicked, c.share_id AS click_share_id, c.click_at,
+                   c.sharer_id AS click_sharer,
+                   f.rid IS NOT NULL AS is_first_order,
+                   m.order_id IS NULL OR coalesce(o.line_no, 1) = m.first_line AS first_line
             FROM staging.orders o
-            LEFT JOIN (SELECT DISTINCT ON (product_id) product_id, category, merchant_id
-                       FROM staging.products ORDER BY product_id) p
-                   ON p.product_id = o.product_id
-            LEFT JOIN sharers s ON s.share_id = o.share_id
+            LEFT JOIN p ON p.product_id = o.product_id
+            LEFT JOIN _attr_sharers s ON s.share_id = o.share_id
+            LEFT JOIN _attr_click c ON c.rid = o.rowid
+            LEFT JOIN _attr_first f ON f.rid = o.rowid
+            LEFT JOIN multi m ON m.order_id = o.order_id
         ),
-        lc AS (
-            SELECT o.*, c.share_id AS click_share_id, c.click_at
-            FROM o ASOF LEFT JOIN clicks c
-              ON c.customer_id = o.customer_id AND o.ordered_at >= c.click_at
-        ),
-        resolved AS (
-            SELECT lc.*,
-                CASE
-                    WHEN direct_share_id IS NOT NULL THEN 'share_id'
-                    WHEN click_share_id IS NOT NULL
-                         AND click_at >= ordered_at - INTERVAL {window} DAY THEN 'last_click'
-                    WHEN referrer_id IS NOT NULL AND referrer_id <> customer_id THEN 'referrer'
-                    ELSE 'organic'
-                END AS paid_rule
-            FROM lc
-        ),
-        ranked AS (
+        q AS (
             SELECT r.*,
-                CASE paid_rule WHEN 'share_id' THEN direct_share_id
-                               WHEN 'last_click' THEN click_share_id END AS res_share_id,
-                row_number() OVER (PARTITION BY order_id ORDER BY line_no) AS nth_line,
-                CASE WHEN is_paid THEN row_number() OVER (
-                    PARTITION BY customer_id, is_paid ORDER BY ordered_at, order_id, line_no)
-                END AS nth_paid
-            FROM resolved r
+                   CASE WHEN direct THEN 'share_id'
+                        WHEN clicked THEN 'last_click'
+                        WHEN referrer_id IS NOT NULL AND referrer_id <> customer_id
+                            THEN 'referrer'
+                        ELSE 'organic' END AS paid_rule
+            FROM r
         )
-        SELECT r.order_id, r.line_no, r.customer_id, r.merchant_id, r.product_id, r.category,
-               r.ordered_at, r.amount, r.quantity, r.channel, r.status, r.is_paid,
-               r.res_share_id AS share_id,
-               s.sharer_id,
-               CASE WHEN r.paid_rule = 'last_click' THEN r.click_at END AS click_at,
-               CASE WHEN NOT r.is_paid THEN NULL
-                    WHEN r.paid_rule IN ('share_id', 'last_click') THEN s.sharer_id
-                    WHEN r.paid_rule = 'referrer' THEN r.referrer_id END AS credited_id,
-               CASE WHEN r.is_paid THEN r.paid_rule ELSE 'unpaid' END AS rule,
-               coalesce(r.nth_paid = 1, false) AS is_first_order,
-               CAST(CASE WHEN NOT r.is_paid THEN 0
-                         WHEN r.commission IS NOT NULL THEN r.commission
-                         WHEN r.paid_rule <> 'organic' THEN round(r.amount * {float(s.commission_rate)!r}, 2)
+        SELECT order_id, line_no, customer_id, merchant_id, product_id, category,
+               ordered_at, amount, quantity, channel, status, is_paid,
+               CASE WHEN direct THEN order_share_id WHEN clicked THEN click_share_id END
+                   AS share_id,
+               CASE WHEN direct THEN order_sharer WHEN clicked THEN click_sharer END AS sharer_id,
+               CASE WHEN NOT direct AND clicked THEN click_at END AS click_at,
+               CASE WHEN NOT is_paid THEN NULL
+                    WHEN direct THEN order_sharer
+                    WHEN clicked THEN click_sharer
+                    WHEN paid_rule = 'referrer' THEN referrer_id END AS credited_id,
+               CASE WHEN is_paid THEN paid_rule ELSE 'unpaid' END AS rule,
+               is_first_order,
+               CAST(CASE WHEN NOT is_paid THEN 0
+                         WHEN commission IS NOT NULL THEN commission
+                         WHEN paid_rule <> 'organic'
+                              THEN round(amount * {float(s.commission_rate)!r}, 2)
                          ELSE 0 END AS DECIMAL(18,2)) AS commission_yuan,
-               CAST(CASE WHEN NOT r.is_paid THEN 0
-                         WHEN r.red_packet IS NOT NULL THEN r.red_packet
-                         WHEN r.paid_rule IN ('share_id', 'last_click') AND r.nth_line = 1
+               CAST(CASE WHEN NOT is_paid THEN 0
+                         WHEN red_packet IS NOT NULL THEN red_packet
+                         WHEN (direct OR clicked) AND first_line
                               THEN {float(s.red_packet_yuan)!r}
                          ELSE 0 END AS DECIMAL(18,2)) AS red_packet_yuan
-        FROM ranked r
-        LEFT JOIN sharers s ON s.share_id = r.res_share_id
+        FROM q
         """
     )
+    con.execute("DROP TABLE _attr_sharers")
+    con.execute("DROP TABLE _attr_click")
+    con.execute("DROP TABLE _attr_first")
     comment_table(
         con,
         "graph.attributed_orders",
