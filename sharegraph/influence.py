@@ -33,25 +33,67 @@ def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """graph.people with a dense index ``i`` (ordered by person_id) and parent index."""
+    """graph.people as arrays indexed by ``i`` (dense, in person_id order), built once.
+
+    Writes temp table ``_pidx(person_id, i)`` (the one string -> int32 dictionary every
+    other lookup of this stage joins to) and returns, ordered by ``i``: the network parent
+    index ``p`` (-1 for a root), direct GMV / cost credited (¥), counts and flags.
+    """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pidx AS
-        SELECT person_id, network_parent_id,
-               (row_number() OVER (ORDER BY person_id) - 1)::BIGINT AS i
+        SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::INTEGER AS i,
+               network_parent_id, is_agent
         FROM graph.people
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _direct AS
+        -- grain: one row per credited person (graph.attributed_orders paid, credited lines)
+        WITH a AS (
+            SELECT credited_id, order_id, rule IN ('share_id', 'last_click') AS via_share,
+                   is_first_order, amount, commission_yuan, red_packet_yuan,
+                   -- orders with a line other than 1 may have several credited lines: count
+                   -- them distinct below; every other order is one line (key order_id, line_no)
+                   order_id IN (SELECT order_id FROM graph.attributed_orders
+                                WHERE line_no <> 1) AS multi
+            FROM graph.attributed_orders
+            WHERE is_paid AND credited_id IS NOT NULL
+        ),
+        per_line AS (
+            SELECT credited_id, count(*) FILTER (WHERE NOT multi) AS orders,
+                   count(*) FILTER (WHERE NOT multi AND via_share) AS share_orders,
+                   count(*) FILTER (WHERE is_first_order) AS new_customers,
+                   sum(amount) AS gmv, sum(commission_yuan) AS commission,
+                   sum(red_packet_yuan) AS red_packet
+            FROM a GROUP BY 1
+        ),
+        per_order AS (
+            SELECT credited_id, count(*) AS orders, count(*) FILTER (WHERE via_share) AS share_orders
+            FROM (SELECT credited_id, order_id, bool_or(via_share) AS via_share
+                  FROM a WHERE multi GROUP BY ALL)
+            GROUP BY 1
+        )
+        SELECT x.i, l.credited_id AS person_id,
+               (l.orders + coalesce(o.orders, 0))::BIGINT AS direct_orders,
+               l.gmv::DECIMAL(18,2) AS direct_gmv,
+               l.new_customers,
+               (l.share_orders + coalesce(o.share_orders, 0))::BIGINT AS share_orders,
+               l.commission::DECIMAL(18,2) AS commission_yuan,
+               l.red_packet::DECIMAL(18,2) AS red_packet_yuan
+        FROM per_line l JOIN _pidx x ON x.person_id = l.credited_id
+        LEFT JOIN per_order o ON o.credited_id = l.credited_id
         """
     )
     return _table(
         con,
         """
-        SELECT a.i, coalesce(b.i, -1)::BIGINT AS p, coalesce(d.gmv, 0)::DOUBLE AS gmv,
-               coalesce(d.cost, 0)::DOUBLE AS cost, a.network_parent_id IS NULL AS is_root
+        SELECT a.i, coalesce(b.i, -1)::BIGINT AS p, coalesce(d.direct_gmv, 0)::DOUBLE AS gmv,
+               coalesce(d.commission_yuan + d.red_packet_yuan, 0)::DOUBLE AS cost,
+               d.i IS NOT NULL AS credited, a.is_agent
         FROM _pidx a LEFT JOIN _pidx b ON b.person_id = a.network_parent_id
-        LEFT JOIN (SELECT credited_id, sum(amount) AS gmv,
-                          sum(commission_yuan + red_packet_yuan) AS cost
-                   FROM graph.attributed_orders WHERE is_paid AND credited_id IS NOT NULL
-                   GROUP BY 1) d ON d.credited_id = a.person_id
+        LEFT JOIN _direct d ON d.i = a.i
         ORDER BY a.i
         """,
     )

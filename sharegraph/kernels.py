@@ -146,29 +146,38 @@ def label_propagation(src: np.ndarray, dst: np.ndarray, n: int, max_iter: int = 
     Each round every node takes the most frequent label among its neighbours (ties to the
     smallest label), keeping its own when it has no neighbours. Deterministic. Used above
     the Louvain size threshold; returns a label per node (0..k-1, by first node).
+    One round is one sparse product ``A @ onehot(labels)`` (SciPy, C++), giving the count of
+    each neighbour label per node (parallel edges counted), then a row-wise argmax that
+    prefers the smallest label; no Python loop over nodes.
     """
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     a = np.concatenate([src, dst]).astype(np.int64)
     b = np.concatenate([dst, src]).astype(np.int64)
     keep = a != b
-    a, b = a[keep], b[keep]
-    labels = np.arange(n, dtype=np.int64)
-    has_nb = np.zeros(n, dtype=bool)
-    has_nb[a] = True
+    adj = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float64), (a[keep], b[keep])),
+                        shape=(n, n))
+    del a, b, keep
+    rows = np.arange(n, dtype=np.int64)
+    labels = rows.copy()
+    ones = np.ones(n, dtype=np.float64)
     for _ in range(max_iter):
-        lab = labels[b]
-        # count (node, label) pairs, pick the most frequent label per node, ties -> smallest
-        key = a * n + lab
-        uniq, counts = np.unique(key, return_counts=True)
-        node = uniq // n
-        lbl = uniq % n
-        order = np.lexsort((lbl, -counts, node))
-        node, lbl = node[order], lbl[order]
-        first = np.ones(node.size, dtype=bool)
-        first[1:] = node[1:] != node[:-1]
+        counts = (adj @ sp.csr_matrix((ones, (rows, labels)), shape=(n, n))).tocsr()
+        counts.sum_duplicates()
+        counts.sort_indices()
+        deg = np.diff(counts.indptr)
+        has = deg > 0
+        if not has.any():
+            break
+        row_of = np.repeat(rows, deg)
+        best = np.zeros(n)
+        best[has] = np.maximum.reduceat(counts.data, counts.indptr[:-1][has])
+        pos = np.flatnonzero(counts.data == best[row_of])  # labels sorted: first = smallest
+        r = row_of[pos]
+        first = np.ones(r.size, dtype=bool)
+        first[1:] = r[1:] != r[:-1]
         new = labels.copy()
-        new[node[first]] = lbl[first]
+        new[r[first]] = counts.indices[pos[first]]
         if np.array_equal(new, labels):
             break
         labels = new
