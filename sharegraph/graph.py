@@ -312,15 +312,22 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
         """
         CREATE OR REPLACE TABLE graph.referral_edges AS
         -- grain: one row per merchant_id, sharer_id (credited person), buyer_id
+        -- two hash aggregations instead of count(DISTINCT order_id): per order, then per edge
+        WITH per_order AS (
+            SELECT merchant_id, credited_id, customer_id, order_id, count(*) AS lines,
+                   sum(amount) AS gmv, min(ordered_at) AS first_at, max(ordered_at) AS last_at,
+                   bool_or(is_first_order) AS acq
+            FROM graph.attributed_orders
+            WHERE is_paid AND credited_id IS NOT NULL
+            GROUP BY ALL
+        )
         SELECT merchant_id, credited_id AS sharer_id, customer_id AS buyer_id,
-               count(DISTINCT order_id) AS orders, count(*) AS order_lines,
-               sum(amount)::DECIMAL(18,2) AS gmv,
-               min(ordered_at) AS first_order_at, max(ordered_at) AS last_order_at,
-               bool_or(is_first_order) AS is_acquisition
-        FROM graph.attributed_orders
-        WHERE is_paid AND credited_id IS NOT NULL
+               count(*) AS orders, sum(lines)::BIGINT AS order_lines,
+               sum(gmv)::DECIMAL(18,2) AS gmv,
+               min(first_at) AS first_order_at, max(last_at) AS last_order_at,
+               bool_or(acq) AS is_acquisition
+        FROM per_order
         GROUP BY ALL
-        ORDER BY merchant_id, sharer_id, buyer_id
         """
     )
     comment_table(con, "graph.referral_edges",

@@ -184,9 +184,29 @@ AGENT_INFLUENCE_DOC = {
 }
 
 
+def _ranks(order: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of each position of ``order`` (a sort permutation), restarting per group."""
+    rank = np.empty(order.size, dtype=np.int64)
+    if group is None:
+        rank[order] = np.arange(1, order.size + 1)
+        return rank
+    g = group[order]
+    start = np.ones(order.size, dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    first = np.flatnonzero(start)
+    pos = np.arange(order.size) - np.repeat(first, np.diff(np.append(first, order.size)))
+    rank[order] = pos + 1
+    return rank
+
+
 def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
                           max_louvain_edges: int = LOUVAIN_MAX_EDGES) -> int:
-    """Build ``marts.agent_influence``: one row per person who shared, was credited or is an agent."""
+    """Build ``marts.agent_influence``: one row per person who shared, was credited or is an agent.
+
+    One int32 person dictionary (``_pidx``, person_id order) for the whole stage; per-person
+    metrics are NumPy arrays indexed by it (downstream sums, PageRank, circles, ranks) and go
+    back to DuckDB as one registered Arrow table in a single CREATE TABLE AS.
+    """
     s = settings or Settings()
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     ppl = _people_index(con)
@@ -209,21 +229,26 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     )
     buyer = e.column("buyer").to_numpy().astype(np.int64)
     sharer = e.column("sharer").to_numpy().astype(np.int64)
+    w = e.column("gmv").to_numpy()
+    del e
+    direct_buyers = np.bincount(sharer, minlength=n)  # edges are distinct (sharer, buyer)
     in_graph = np.zeros(n, dtype=bool)
     in_graph[buyer] = True
     in_graph[sharer] = True
     local = np.cumsum(in_graph) - 1
     pr = np.zeros(n)
     if in_graph.any():
-        pr[in_graph] = pagerank(local[buyer], local[sharer], e.column("gmv").to_numpy(),
-                                int(in_graph.sum()), alpha=float(s.pagerank_alpha))
+        pr[in_graph] = pagerank(local[buyer], local[sharer], w, int(in_graph.sum()),
+                                alpha=float(s.pagerank_alpha))
+    del w
 
-    # circles: undirected attribution + upline edges
-    up = _table(con, """SELECT a.i AS agent, u.i AS upline FROM graph.agent_upline g
-                        JOIN _pidx a ON a.person_id = g.agent_id
-                        JOIN _pidx u ON u.person_id = g.upline_id""")
-    cs = np.concatenate([sharer, up.column("upline").to_numpy().astype(np.int64)])
-    cd = np.concatenate([buyer, up.column("agent").to_numpy().astype(np.int64)])
+    # circles: undirected attribution + upline edges (effective upline = network parent of
+    # an agent, both ends in graph.agent_upline)
+    is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
+    up_child = np.flatnonzero(is_agent & (parent >= 0))
+    cs = np.concatenate([sharer, parent[up_child]])
+    cd = np.concatenate([buyer, up_child])
+    del buyer, sharer
     node = np.zeros(n, dtype=bool)
     node[cs] = True
     node[cd] = True
@@ -231,62 +256,77 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     lab = np.full(n, -1, dtype=np.int64)
     if node.any():
         lab[node] = circles(loc[cs], loc[cd], int(node.sum()), max_louvain_edges)
+    del cs, cd, loc
+    # circle named by its smallest person_id = smallest index i (i is in person_id order)
+    k = int(lab.max()) + 1 if node.any() else 0
+    circle_min = np.full(k, n, dtype=np.int64)
+    np.minimum.at(circle_min, lab[node], np.flatnonzero(node))
+    circle_i = np.full(n, -1, dtype=np.int64)
+    circle_i[node] = circle_min[lab[node]]
+    circle_size = np.zeros(n, dtype=np.int64)
+    circle_size[node] = np.bincount(lab[node], minlength=k)[lab[node]]
 
-    metrics = pa.table({  # noqa: F841 - read by DuckDB below
-        "i": np.arange(n, dtype=np.int64),
-        "reach": ds["reach"], "generations": ds["generations"],
-        "ds_gmv": ds["gmv_decayed"], "ds_total": ds["gmv_total"], "ds_cost": cost_total,
-        "pagerank": pr, "circle": lab,
-    })
-    con.execute(
+    # rows of the mart and the ranks over them (ties by person_id = by i)
+    shares = _table(
+        con,
         """
-        CREATE OR REPLACE TABLE marts.agent_influence AS
-        -- grain: one row per person who shared, was credited for a sale or is an agent
-        WITH m AS (SELECT p.person_id, m.* FROM metrics m JOIN _pidx p ON p.i = m.i),
-        circ AS (SELECT circle, min(person_id) AS circle_id, count(*) AS circle_size
-                 FROM m WHERE circle >= 0 GROUP BY 1),
-        direct AS (
-            SELECT credited_id AS person_id, count(DISTINCT order_id) AS direct_orders,
-                   sum(amount)::DECIMAL(18,2) AS direct_gmv,
-                   count(DISTINCT customer_id) AS direct_buyers,
-                   count(*) FILTER (WHERE is_first_order) AS new_customers,
-                   count(DISTINCT order_id) FILTER (WHERE rule IN ('share_id', 'last_click'))
-                       AS share_orders,
-                   sum(commission_yuan)::DECIMAL(18,2) AS commission_yuan,
-                   sum(red_packet_yuan)::DECIMAL(18,2) AS red_packet_yuan
-            FROM graph.attributed_orders WHERE is_paid AND credited_id IS NOT NULL GROUP BY 1
-        ),
-        shares AS (
-            SELECT n.actor_id AS person_id, count(*) AS shares_made,
-                   count(c.event_id) AS clicks_received
-            FROM graph.share_nodes n
-            LEFT JOIN staging.share_events c
-                   ON c.share_id = n.share_id AND c.event_type = 'click'
-                  AND c.actor_id <> n.actor_id
-            GROUP BY 1
+        WITH clicks AS (
+            SELECT c.share_id, count(*) AS clicks
+            FROM staging.share_events c JOIN graph.share_nodes n ON n.share_id = c.share_id
+            WHERE c.event_type = 'click' AND c.actor_id <> n.actor_id GROUP BY 1
         ),
         cascade AS (
             SELECT root_share_id, count(*) AS size, max(depth) AS depth
             FROM graph.share_nodes GROUP BY 1
         ),
-        rooted AS (
-            SELECT r.actor_id AS person_id, count(*) AS cascades_rooted,
-                   max(c.size) AS max_cascade_size, avg(c.size) AS mean_cascade_size,
-                   max(c.depth) AS max_cascade_depth, avg(c.depth) AS mean_cascade_depth
-            FROM graph.share_nodes r JOIN cascade c ON c.root_share_id = r.share_id
-            WHERE r.depth = 0 GROUP BY 1
-        ),
-        base AS (
-            SELECT p.person_id, p.role, p.is_agent, p.agent_level,
+        per_share AS (
+            SELECT n.actor_id, coalesce(k.clicks, 0) AS clicks, c.size, c.depth
+            FROM graph.share_nodes n LEFT JOIN clicks k ON k.share_id = n.share_id
+            LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
+        )
+        SELECT x.i, count(*) AS shares_made, sum(clicks)::BIGINT AS clicks_received,
+               count(size) AS cascades_rooted, max(size) AS max_cascade_size,
+               avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
+               avg(depth) AS mean_cascade_depth
+        FROM per_share p JOIN _pidx x ON x.person_id = p.actor_id
+        GROUP BY 1
+        """,
+    )
+    shared = np.zeros(n, dtype=bool)
+    shared[shares.column("i").to_numpy()] = True
+    keep = is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False)
+    kept = np.flatnonzero(keep)
+    pagerank_rank = np.zeros(n, dtype=np.int64)
+    pagerank_rank[kept] = _ranks(np.lexsort((kept, -pr[kept])))
+    circle_rank = np.zeros(n, dtype=np.int64)
+    in_circle = kept[lab[kept] >= 0]
+    circle_rank[in_circle] = _ranks(np.lexsort((in_circle, -pr[in_circle], circle_i[in_circle])),
+                                    circle_i[in_circle])
+
+    metrics = pa.table({  # noqa: F841 - read by DuckDB below
+        "i": kept.astype(np.int32), "direct_buyers": direct_buyers[kept],
+        "reach": ds["reach"][kept], "generations": ds["generations"][kept],
+        "ds_gmv": ds["gmv_decayed"][kept], "ds_total": ds["gmv_total"][kept],
+        "ds_cost": cost_total[kept], "pagerank": pr[kept], "pagerank_rank": pagerank_rank[kept],
+        "circle_i": circle_i[kept].astype(np.int32),
+        "circle_size": circle_size[kept], "circle_rank": circle_rank[kept],
+    })
+    top_n = int(np.ceil(0.01 * kept.size)) if kept.size else 0
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE marts.agent_influence AS
+        -- grain: one row per person who shared, was credited for a sale or is an agent
+        WITH base AS (
+            SELECT x.person_id, p.role, p.is_agent, p.agent_level,
                    coalesce(d.direct_orders, 0) AS direct_orders,
                    coalesce(d.direct_gmv, 0)::DECIMAL(18,2) AS direct_gmv,
-                   coalesce(d.direct_buyers, 0) AS direct_buyers,
+                   m.direct_buyers,
                    coalesce(d.new_customers, 0) AS new_customers,
                    m.reach AS downstream_reach, m.generations AS downstream_generations,
                    round(m.ds_gmv, 2) AS downstream_gmv,
                    round(m.ds_total, 2) AS downstream_gmv_total,
                    round(coalesce(d.direct_gmv, 0)::DOUBLE + m.ds_gmv, 2) AS influence_gmv,
-                   m.pagerank,
+                   m.pagerank, m.pagerank_rank,
                    coalesce(sh.shares_made, 0) AS shares_made,
                    coalesce(sh.clicks_received, 0) AS clicks_received,
                    coalesce(d.share_orders, 0) AS share_orders,
@@ -295,44 +335,47 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                    CASE WHEN sh.clicks_received > 0
                         THEN coalesce(d.share_orders, 0) / sh.clicks_received END
                        AS conversion_rate,
-                   coalesce(ro.cascades_rooted, 0) AS cascades_rooted,
-                   ro.max_cascade_size, ro.mean_cascade_size, ro.max_cascade_depth,
-                   ro.mean_cascade_depth,
-                   circ.circle_id, circ.circle_size,
+                   coalesce(sh.cascades_rooted, 0) AS cascades_rooted,
+                   sh.max_cascade_size, sh.mean_cascade_size, sh.max_cascade_depth,
+                   sh.mean_cascade_depth,
+                   c.person_id AS circle_id,
+                   CASE WHEN m.circle_i >= 0 THEN m.circle_size END AS circle_size,
+                   CASE WHEN m.circle_i >= 0 THEN m.circle_rank END AS circle_rank,
                    coalesce(d.commission_yuan, 0)::DECIMAL(18,2) AS commission_yuan,
                    coalesce(d.red_packet_yuan, 0)::DECIMAL(18,2) AS red_packet_yuan,
                    (coalesce(d.commission_yuan, 0) + coalesce(d.red_packet_yuan, 0))::DECIMAL(18,2)
                        AS cost_yuan,
                    m.ds_total, m.ds_cost
-            FROM graph.people p
-            JOIN m ON m.person_id = p.person_id
-            LEFT JOIN direct d ON d.person_id = p.person_id
-            LEFT JOIN shares sh ON sh.person_id = p.person_id
-            LEFT JOIN rooted ro ON ro.person_id = p.person_id
-            LEFT JOIN circ ON circ.circle = m.circle
-            WHERE p.is_agent OR sh.person_id IS NOT NULL OR d.person_id IS NOT NULL
+            FROM metrics m
+            JOIN _pidx x ON x.i = m.i
+            JOIN graph.people p ON p.person_id = x.person_id
+            LEFT JOIN _direct d ON d.i = m.i
+            LEFT JOIN shares sh ON sh.i = m.i
+            LEFT JOIN _pidx c ON c.i = m.circle_i
+        ),
+        cut AS (  -- the top_n-th row by influence_gmv DESC, person_id
+            SELECT influence_gmv AS cut_gmv, person_id AS cut_person FROM base
+            ORDER BY influence_gmv DESC, person_id LIMIT 1 OFFSET {max(top_n - 1, 0)}
         )
         SELECT person_id, role, is_agent, agent_level, direct_orders, direct_gmv, direct_buyers,
                new_customers, downstream_reach, downstream_generations, downstream_gmv,
-               downstream_gmv_total, influence_gmv, pagerank,
-               row_number() OVER (ORDER BY pagerank DESC, person_id) AS pagerank_rank,
+               downstream_gmv_total, influence_gmv, pagerank, pagerank_rank,
                shares_made, clicks_received, share_orders, click_rate, conversion_rate,
                cascades_rooted, max_cascade_size, mean_cascade_size, max_cascade_depth,
-               mean_cascade_depth, circle_id, circle_size,
-               CASE WHEN circle_id IS NOT NULL THEN row_number() OVER (
-                   PARTITION BY circle_id ORDER BY pagerank DESC, person_id) END AS circle_rank,
+               mean_cascade_depth, circle_id, circle_size, circle_rank,
                commission_yuan, red_packet_yuan, cost_yuan,
                CASE WHEN cost_yuan > 0 THEN direct_gmv::DOUBLE / cost_yuan::DOUBLE END AS roi,
                CASE WHEN cost_yuan::DOUBLE + ds_cost > 0
                     THEN (direct_gmv::DOUBLE + ds_total) / (cost_yuan::DOUBLE + ds_cost)
                END AS network_roi,
-               influence_gmv > 0 AND row_number() OVER (ORDER BY influence_gmv DESC, person_id)
-                   <= greatest(1, ceil(0.01 * count(*) OVER ()))::BIGINT AS is_top_1pct
-        FROM base
-        ORDER BY influence_gmv DESC, person_id
+               influence_gmv > 0
+                   AND (influence_gmv > cut_gmv
+                        OR (influence_gmv = cut_gmv AND person_id <= cut_person)) AS is_top_1pct
+        FROM base, cut
         """
     )
     con.execute("DROP TABLE _pidx")
+    con.execute("DROP TABLE _direct")
     comment_table(
         con, "marts.agent_influence",
         "One row per person who shared, was credited for a sale or is an agent: direct and "
@@ -340,7 +383,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
         "circle, cost and ROI (¥). Definitions: docs/influence.md.",
         AGENT_INFLUENCE_DOC,
     )
-    return con.execute("SELECT count(*) FROM marts.agent_influence").fetchall()[0][0]
+    return int(kept.size)
 
 
 def scores_finite(con: duckdb.DuckDBPyConnection) -> tuple[bool, int]:

@@ -45,7 +45,7 @@ from sharegraph.sources import (
     require_tables,
     utf8_path,
 )
-from sharegraph.warehouse import ensure_schema
+from sharegraph.warehouse import ensure_schema, fault_point
 
 __all__ = [
     "BatchResult",
@@ -420,6 +420,7 @@ def load_inputs(con: duckdb.DuckDBPyConnection, input_dir: str | os.PathLike[str
         n = flag_references(con)
         if progress:
             progress(f"reference flags: {n}")
+        fault_point("ingest-commit")
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)

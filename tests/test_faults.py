@@ -140,6 +140,19 @@ def test_sigkill_during_publish_keeps_the_snapshot(env: dict) -> None:
     assert_rerun_publishes_new_rows(env)
 
 
+def test_sigkill_during_the_full_ingest_keeps_everything(env: dict) -> None:
+    """Kill `sharegraph run` with every file read and validated, just before the COMMIT."""
+    proc = cli_run(env, fault="ingest-commit")
+    kill_at_fault_point(proc, env["tmp"] / "fault-reached")
+    assert_published_unchanged(env)
+    assert_consistent(env["paths"].working)
+    con = duckdb.connect(str(env["paths"].working))
+    staged = con.execute("SELECT count(*) FROM staging.orders").fetchall()[0][0]
+    con.close()
+    assert staged == env["before"]["staging.orders"]  # the killed load left nothing behind
+    assert_rerun_publishes_new_rows(env)
+
+
 def test_sigkill_inside_a_daily_load_transaction(env: dict) -> None:
     """Kill the daily load job inside its open transaction; rerun the partition, then refresh."""
     day = date(2026, 1, 31)
