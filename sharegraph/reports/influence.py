@@ -58,7 +58,7 @@ LEADERBOARD = (
     Col("downstream_gmv", "下游 GMV", "Downstream GMV", "money"),
     Col("direct_orders", "直接订单", "Direct orders", "int"),
     Col("new_customers", "新客", "New customers", "int"),
-    Col("pagerank", "PageRank", "PageRank", "float"),
+    Col("pagerank", "PageRank（‰）", "PageRank (‰)", "float"),
     Col("conversion", "转化率", "Conversion", "pct"),
     Col("cost", "佣金+红包", "Commission + red packets", "money"),
     Col("roi", "ROI（¥/¥）", "ROI (¥ per ¥)", "float"),
@@ -90,6 +90,7 @@ def leaderboard(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
     # circle_id is named after a member's id: pseudonymise it like a person.
     frame = pseudonymize(frame, ["agent", "circle"], settings.pseudonym_key).with_columns(
         pl.int_range(1, pl.len() + 1).alias("rank"),
+        pl.col("pagerank") * 1000,  # shares of a unit total are tiny: show per mille
     )
     return html_table(frame, LEADERBOARD, row_cap=settings.report_row_cap, table_id="leaderboard",
                       total_rows=total)
