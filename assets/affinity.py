@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets._common import check_from_problems, table_result
 from pipelines.resources import WarehouseResource
 from sharegraph import affinity, expansion
 
@@ -30,14 +31,11 @@ def _counts(con, table: str, by: str) -> dict[str, int]:
           deps=[ATTRIBUTED, PRODUCTS])
 def category_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair per scope (all | merchant) per basis."""
-    with warehouse.connect() as con:
-        n = affinity.build_category_affinity(con, warehouse.settings())
-        by_basis = _counts(con, "marts.category_affinity", "basis")
-        significant = con.execute(
+    return table_result(warehouse, affinity.build_category_affinity, lambda con: {
+        **_counts(con, "marts.category_affinity", "basis"),
+        "significant_pairs_all": int(con.execute(
             "SELECT count(*) FROM marts.category_affinity WHERE is_significant AND scope = 'all'"
-        ).fetchall()[0][0]
-    return dg.MaterializeResult(metadata={"rows": n, **by_basis,
-                                          "significant_pairs_all": int(significant)})
+        ).fetchone()[0])})
 
 
 @dg.asset_check(asset=CATEGORY_AFFINITY, blocking=True)
@@ -45,11 +43,7 @@ def category_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResul
     """support and confidence in [0, 1]; n_ab <= min(n_a, n_b) <= n_total; q >= p."""
     with warehouse.connect() as con:
         bad = affinity.affinity_bounds_problems(con)
-    return dg.AssetCheckResult(
-        passed=not any(bad.values()),
-        description="rows breaking a bound: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
-        metadata=bad,
-    )
+    return check_from_problems(bad, "rows breaking a bound")
 
 
 @dg.asset_check(asset=CATEGORY_AFFINITY, blocking=True)
@@ -69,9 +63,7 @@ def category_affinity_counts_match_orders(warehouse: WarehouseResource) -> dg.As
           deps=[ATTRIBUTED, PRODUCTS])
 def directional_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair (A then B within N days) per scope."""
-    with warehouse.connect() as con:
-        n = affinity.build_directional_affinity(con, warehouse.settings())
-    return dg.MaterializeResult(metadata={"rows": n})
+    return table_result(warehouse, affinity.build_directional_affinity)
 
 
 @dg.asset_check(asset=DIRECTIONAL, blocking=False)
@@ -79,20 +71,14 @@ def directional_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckRe
     """Rates and p-values in [0, 1]; n_a_then_b <= n_a."""
     with warehouse.connect() as con:
         bad = affinity.rate_mart_problems(con, "marts.directional_affinity", "n_a")
-    return dg.AssetCheckResult(
-        passed=not any(bad.values()),
-        description="rows breaking a bound: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
-        metadata=bad,
-    )
+    return check_from_problems(bad, "rows breaking a bound")
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
           deps=[ATTRIBUTED, SHARE_NODES, SHARE_EVENTS, PRODUCTS])
 def spillover_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per (shared category, bought category): click on A, then a B purchase."""
-    with warehouse.connect() as con:
-        n = affinity.build_spillover_affinity(con, warehouse.settings())
-    return dg.MaterializeResult(metadata={"rows": n})
+    return table_result(warehouse, affinity.build_spillover_affinity)
 
 
 @dg.asset_check(asset=SPILLOVER, blocking=False)
@@ -100,23 +86,17 @@ def spillover_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResu
     """Rates and p-values in [0, 1]; n_a_then_b <= n_clickers_a."""
     with warehouse.connect() as con:
         bad = affinity.rate_mart_problems(con, "marts.spillover_affinity", "n_clickers_a")
-    return dg.AssetCheckResult(
-        passed=not any(bad.values()),
-        description="rows breaking a bound: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
-        metadata=bad,
-    )
+    return check_from_problems(bad, "rows breaking a bound")
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
           deps=[CATEGORY_AFFINITY, ATTRIBUTED, PRODUCTS])
 def expansion_recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant per category it does not sell, ranked by expected GMV (¥)."""
-    with warehouse.connect() as con:
-        n = expansion.build_expansion_recommendations(con, warehouse.settings())
-        merchants = con.execute(
+    return table_result(warehouse, expansion.build_expansion_recommendations, lambda con: {
+        "merchants": int(con.execute(
             "SELECT count(DISTINCT merchant_id) FROM marts.expansion_recommendations"
-        ).fetchall()[0][0]
-    return dg.MaterializeResult(metadata={"rows": n, "merchants": int(merchants)})
+        ).fetchone()[0])})
 
 
 @dg.asset_check(asset=EXPANSION, blocking=False)
@@ -124,19 +104,13 @@ def expansion_recommendations_consistent(warehouse: WarehouseResource) -> dg.Ass
     """Recommended categories are not sold yet; ranks 1..n; expected buyers bounded."""
     with warehouse.connect() as con:
         bad = expansion.expansion_problems(con)
-    return dg.AssetCheckResult(
-        passed=not any(bad.values()),
-        description="rows breaking a rule: " + ", ".join(f"{k}={v}" for k, v in bad.items()),
-        metadata=bad,
-    )
+    return check_from_problems(bad, "rows breaking a rule")
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
           deps=[CATEGORY_AFFINITY, ATTRIBUTED])
 def weak_categories(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant per category it sells, with its fit to the rest of the line."""
-    with warehouse.connect() as con:
-        n = expansion.build_weak_categories(con, warehouse.settings())
-        weak = con.execute(
-            "SELECT count(*) FROM marts.weak_categories WHERE is_weak").fetchall()[0][0]
-    return dg.MaterializeResult(metadata={"rows": n, "weak": int(weak)})
+    return table_result(warehouse, expansion.build_weak_categories, lambda con: {
+        "weak": int(con.execute(
+            "SELECT count(*) FROM marts.weak_categories WHERE is_weak").fetchone()[0])})

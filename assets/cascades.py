@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets._common import verdict_check
 from pipelines.resources import WarehouseResource
 from sharegraph import cascades
 
@@ -36,14 +37,10 @@ def cascades_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset_check(asset=CASCADES, blocking=True)
 def cascades_well_formed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """size >= 1, depth >= 0, virality >= 0 and 0 iff size 1 (1 at size 2), sizes sum to nodes."""
-    with warehouse.connect() as con:
-        ok, text = cascades.check_cascade_shape(con)
-    return dg.AssetCheckResult(passed=ok, description=text)
+    return verdict_check(warehouse, cascades.check_cascade_shape)
 
 
 @dg.asset_check(asset=CASCADES, blocking=True)
 def cascades_gmv_within_attributed(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Sum of cascade GMV <= attributed GMV (¥)."""
-    with warehouse.connect() as con:
-        ok, text = cascades.check_cascade_gmv(con)
-    return dg.AssetCheckResult(passed=ok, description=text)
+    return verdict_check(warehouse, cascades.check_cascade_gmv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets._common import table_result, verdict_check
 from pipelines.resources import WarehouseResource
 from sharegraph import growth
 
@@ -32,9 +33,7 @@ def kfactor(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset_check(asset=KFACTOR, blocking=True)
 def kfactor_cohorts_partition(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Weekly cohorts add up to the overall row; K >= 0."""
-    with warehouse.connect() as con:
-        ok, text = growth.check_kfactor(con)
-    return dg.AssetCheckResult(passed=ok, description=text)
+    return verdict_check(warehouse, growth.check_kfactor)
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
@@ -54,9 +53,7 @@ def concentration(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset_check(asset=CONCENTRATION, blocking=True)
 def concentration_shares_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Gini, top-1% and top-10% shares in [0, 1]."""
-    with warehouse.connect() as con:
-        ok, text = growth.check_concentration_bounds(con)
-    return dg.AssetCheckResult(passed=ok, description=text)
+    return verdict_check(warehouse, growth.check_concentration_bounds)
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
@@ -78,22 +75,16 @@ def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
           deps=[ATTRIBUTED, SHARE_NODES, STAGING_ORDERS, STAGING_GROUP_BUYS, STAGING_PRODUCTS])
 def group_buys(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per group buy: members, fill rate, time to fill, fission, refunds (¥)."""
-    with warehouse.connect() as con:
-        n = growth.build_group_buys(con, warehouse.settings())
-    return dg.MaterializeResult(metadata={"rows": n})
+    return table_result(warehouse, growth.build_group_buys)
 
 
 @dg.asset_check(asset=GROUP_BUYS, blocking=True)
 def group_buys_fill_rate_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """fill_rate in [0, 1]; fission members never exceed members."""
-    with warehouse.connect() as con:
-        ok, text = growth.check_fill_rate_bounds(con)
-    return dg.AssetCheckResult(passed=ok, description=text)
+    return verdict_check(warehouse, growth.check_fill_rate_bounds)
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[GROUP_BUYS])
 def group_buy_summary(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per month of group-buy openings: success rate, fill, fission, refunds (¥)."""
-    with warehouse.connect() as con:
-        n = growth.build_group_buy_summary(con, warehouse.settings())
-    return dg.MaterializeResult(metadata={"rows": n})
+    return table_result(warehouse, growth.build_group_buy_summary)

@@ -7,6 +7,7 @@ loaded assets' keys. Reports are files, not tables, and are not dependencies.
 
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import dagster as dg
 
@@ -35,6 +36,15 @@ def failed_checks_in_run(context: dg.AssetExecutionContext) -> list[str]:
     return failed
 
 
+def _table_counts(path: Path) -> dict[str, int]:
+    """Rows per table of a DuckDB file, opened read-only and closed again."""
+    con = wh.connect(path, read_only=True)
+    try:
+        return wh.table_counts(con)
+    finally:
+        con.close()
+
+
 def build_publish_assets(
     upstream: Iterable[dg.AssetKey],
 ) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
@@ -55,11 +65,7 @@ def build_publish_assets(
                 f"published snapshot is unchanged. " + " | ".join(failed[:10])
             )
         path = wh.publish(warehouse.paths)
-        con = wh.connect(path, read_only=True)
-        try:
-            counts = wh.table_counts(con)
-        finally:
-            con.close()
+        counts = _table_counts(path)
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(path)),
             "bytes": path.stat().st_size,
@@ -72,16 +78,8 @@ def build_publish_assets(
     def published_matches_working(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         """The snapshot opens read-only and has the working file's tables and row counts."""
         paths = warehouse.paths
-        pub = wh.connect(paths.published, read_only=True)
-        try:
-            got = wh.table_counts(pub)
-        finally:
-            pub.close()
-        work = wh.connect(paths.working, read_only=True)
-        try:
-            want = wh.table_counts(work)
-        finally:
-            work.close()
+        got = _table_counts(paths.published)
+        want = _table_counts(paths.working)
         diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
         return dg.AssetCheckResult(
             passed=not diff,

@@ -8,7 +8,9 @@ other reports with their sizes.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -21,6 +23,8 @@ from sharegraph.reports import (
     render_influence,
 )
 from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
+
+T = TypeVar("T")
 
 
 def _key(*path: str) -> dg.AssetKey:
@@ -48,6 +52,16 @@ REPORT_EXPANSION = _key("reports", "expansion")
 REPORT_INDEX = _key("reports", "index")
 
 
+def _render(warehouse: WarehouseResource, render: Callable[..., T]) -> T:
+    """Run one ``sharegraph.reports.render_*`` into ``warehouse.reports`` on the working file
+    (plotly.js copied there first); returns what it returns (the path(s) written)."""
+    settings = warehouse.settings()
+    out = warehouse.reports
+    ensure_plotlyjs(out)
+    with warehouse.connect() as con:
+        return render(con, settings, out, generated_at(settings))
+
+
 def _written(paths: list[Path]) -> dict[str, object]:
     return {
         "files": len(paths),
@@ -62,11 +76,7 @@ def _written(paths: list[Path]) -> dict[str, object]:
 def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """influence.html: leaderboard, direct vs downstream, Lorenz/Gini, cascades, K, channels,
     group buys, downline treemap."""
-    settings = warehouse.settings()
-    out = warehouse.reports
-    ensure_plotlyjs(out)
-    with warehouse.connect() as con:
-        path = render_influence(con, settings, out, generated_at(settings))
+    path = _render(warehouse, render_influence)
     return dg.MaterializeResult(metadata=_written([path]))
 
 
@@ -74,11 +84,7 @@ def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
           deps=[CASCADES, SHARE_NODES])
 def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """cascades.html: the largest cascades as trees, size vs structural virality, the list."""
-    settings = warehouse.settings()
-    out = warehouse.reports
-    ensure_plotlyjs(out)
-    with warehouse.connect() as con:
-        path = render_cascades(con, settings, out, generated_at(settings))
+    path = _render(warehouse, render_cascades)
     return dg.MaterializeResult(metadata=_written([path]))
 
 
@@ -86,11 +92,7 @@ def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
           deps=[CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED])
 def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """expansion-<merchant>.html, one per merchant (largest GMV first, capped)."""
-    settings = warehouse.settings()
-    out = warehouse.reports
-    ensure_plotlyjs(out)
-    with warehouse.connect() as con:
-        paths = render_expansion(con, settings, out, generated_at(settings))
+    paths = _render(warehouse, render_expansion)
     return dg.MaterializeResult(metadata={**_written(paths), "merchants": len(paths)})
 
 
@@ -99,11 +101,8 @@ def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 ATTRIBUTED, *STAGING])
 def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """index.html: run facts, headline figures, links to every report with file sizes."""
-    settings = warehouse.settings()
+    path = _render(warehouse, render_index)
     out = warehouse.reports
-    ensure_plotlyjs(out)
-    with warehouse.connect() as con:
-        path = render_index(con, settings, out, generated_at(settings))
     return dg.MaterializeResult(metadata={
         **_written([path]),
         "reports_dir": dg.MetadataValue.path(str(out)),

@@ -33,25 +33,22 @@
 # suite executes this notebook, so a broken invariant fails the build.
 
 # %%
-import os
 from collections import Counter
 from math import comb
 
 import networkx as nx
 import polars as pl
 
-from sharegraph.config import Settings
 from sharegraph.graph import load_cascade_tree, load_downline, load_referral_graph
-from sharegraph.warehouse import connect
+from sharegraph.notebook import open_published
 
 pl.Config.set_tbl_rows(15)
 pl.Config.set_tbl_cols(12)
 pl.Config.set_fmt_str_lengths(60)
 
-WAREHOUSE = os.environ.get("SHAREGRAPH_WAREHOUSE", "state/sharegraph.duckdb")
-settings = Settings.load()
-con = connect(WAREHOUSE, read_only=True, timezone=settings.timezone)
-print(f"warehouse: {WAREHOUSE}")
+# The published warehouse, read-only (SHAREGRAPH_WAREHOUSE, default state/sharegraph.duckdb),
+# and the run's Settings.
+WAREHOUSE, settings, con = open_published()
 
 
 def q(sql: str, params: list | None = None) -> pl.DataFrame:

@@ -38,18 +38,16 @@ import os
 
 import polars as pl
 
-from sharegraph.config import Settings
-from sharegraph.warehouse import connect
+from sharegraph.notebook import open_published
 
 pl.Config.set_tbl_rows(20)
 pl.Config.set_tbl_cols(12)
 pl.Config.set_tbl_width_chars(160)
 pl.Config.set_fmt_str_lengths(80)
 
-WAREHOUSE = os.environ.get("SHAREGRAPH_WAREHOUSE", "state/sharegraph.duckdb")
-settings = Settings.load()
-con = connect(WAREHOUSE, read_only=True, timezone=settings.timezone)
-print(f"warehouse: {WAREHOUSE}")
+# The published warehouse, read-only (SHAREGRAPH_WAREHOUSE, default state/sharegraph.duckdb),
+# and the run's Settings.
+WAREHOUSE, settings, con = open_published()
 
 
 def q(sql: str, params: list | None = None) -> pl.DataFrame:

@@ -51,22 +51,18 @@
 # the notebook is a test.
 
 # %%
-import os
-
 import polars as pl
 
-from sharegraph.config import Settings
-from sharegraph.warehouse import connect
+from sharegraph.notebook import open_published
 
 pl.Config.set_tbl_rows(20)
 pl.Config.set_tbl_cols(14)
 pl.Config.set_tbl_width_chars(170)
 pl.Config.set_fmt_str_lengths(70)
 
-WAREHOUSE = os.environ.get("SHAREGRAPH_WAREHOUSE", "state/sharegraph.duckdb")
-settings = Settings.load()
-con = connect(WAREHOUSE, read_only=True, timezone=settings.timezone)
-print(f"warehouse: {WAREHOUSE}")
+# The published warehouse, read-only (SHAREGRAPH_WAREHOUSE, default state/sharegraph.duckdb),
+# and the run's Settings.
+WAREHOUSE, settings, con = open_published()
 
 
 def run(sql: str, params: list | None = None, show: int = 20) -> pl.DataFrame:

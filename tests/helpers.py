@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from sharegraph.config import Settings
 from sharegraph.contract import TABLES
+from sharegraph.warehouse import ensure_schema
 
 
 def insert_staging(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Mapping[str, object]]) -> int:
@@ -36,3 +39,43 @@ def insert_staging(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Ma
     )
     con.execute(f"INSERT INTO staging.{table} ({', '.join(cols)}) SELECT {casts} FROM frame")
     return len(records)
+
+
+# graph.* tables of exactly the shared contract's shape (graph.share_nodes, graph.attributed_orders),
+# built by hand so unit tests do not depend on the attribution / graph modules
+SHARE_NODES_DDL = """
+CREATE OR REPLACE TABLE graph.share_nodes (
+    share_id VARCHAR, actor_id VARCHAR, parent_share_id VARCHAR, root_share_id VARCHAR,
+    depth INTEGER, shared_at TIMESTAMP, product_id VARCHAR, category VARCHAR, channel VARCHAR)
+"""
+ATTRIBUTED_DDL = """
+CREATE OR REPLACE TABLE graph.attributed_orders (
+    order_id VARCHAR, line_no INTEGER, customer_id VARCHAR, merchant_id VARCHAR,
+    product_id VARCHAR, category VARCHAR, ordered_at TIMESTAMP, amount DECIMAL(18,2),
+    quantity INTEGER, channel VARCHAR, status VARCHAR, is_paid BOOLEAN, share_id VARCHAR,
+    credited_id VARCHAR, rule VARCHAR, is_first_order BOOLEAN,
+    commission_yuan DECIMAL(18,2), red_packet_yuan DECIMAL(18,2))
+"""
+
+
+def graph_contract_db() -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse (schemas, empty staging) plus empty graph.share_nodes and
+    graph.attributed_orders of the shared contract's shape, for unit tests to fill by hand."""
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.execute(SHARE_NODES_DDL)
+    con.execute(ATTRIBUTED_DDL)
+    return con
+
+
+def attributed_world(world: Path, settings: Settings) -> duckdb.DuckDBPyConnection:
+    """An in-memory warehouse with a generated world's files loaded into staging and
+    graph.attributed_orders built: the input every mart starts from."""
+    from sharegraph.attribution import attribute_orders
+    from sharegraph.ingest import load_inputs
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    load_inputs(con, world, settings)
+    attribute_orders(con, settings)
+    return con

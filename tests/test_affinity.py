@@ -28,7 +28,7 @@ from sharegraph.affinity import (
 )
 from sharegraph.config import Settings
 from sharegraph.warehouse import ensure_schema
-from tests.helpers import insert_staging
+from tests.helpers import attributed_world, insert_staging
 
 T0 = datetime(2025, 3, 1, 10, 0)
 
@@ -346,14 +346,10 @@ def test_spillover_counts_by_hand():
 def world_con(request):
     pytest.importorskip("sharegraph.generate")  # the generator lands in parallel
     small_world = request.getfixturevalue("small_world")
-    from sharegraph.attribution import attribute_orders
     from sharegraph.graph import build_share_nodes
-    from sharegraph.ingest import load_inputs
 
-    con = _con()
     settings = Settings()
-    load_inputs(con, small_world, settings)
-    attribute_orders(con, settings)
+    con = attributed_world(small_world, settings)
     build_share_nodes(con, settings)
     build_category_affinity(con, settings)
     build_directional_affinity(con, settings)

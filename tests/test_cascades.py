@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import polars as pl
 import pytest
-from helpers import insert_staging
+from helpers import graph_contract_db, insert_staging
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,33 +24,15 @@ from sharegraph.cascades import (
     structural_virality,
     subtree_sizes,
 )
-from sharegraph.warehouse import ensure_schema
 
 T0 = datetime(2025, 3, 1, 9, 0)
-
-# graph.* tables of exactly the shared contract's shape (built by hand so these unit tests do
-# not depend on the attribution / graph modules; the pipeline test below uses the real ones)
-SHARE_NODES_DDL = """
-CREATE OR REPLACE TABLE graph.share_nodes (
-    share_id VARCHAR, actor_id VARCHAR, parent_share_id VARCHAR, root_share_id VARCHAR,
-    depth INTEGER, shared_at TIMESTAMP, product_id VARCHAR, category VARCHAR, channel VARCHAR)
-"""
-ATTRIBUTED_DDL = """
-CREATE OR REPLACE TABLE graph.attributed_orders (
-    order_id VARCHAR, line_no INTEGER, customer_id VARCHAR, merchant_id VARCHAR,
-    product_id VARCHAR, category VARCHAR, ordered_at TIMESTAMP, amount DECIMAL(18,2),
-    quantity INTEGER, channel VARCHAR, status VARCHAR, is_paid BOOLEAN, share_id VARCHAR,
-    credited_id VARCHAR, rule VARCHAR, is_first_order BOOLEAN,
-    commission_yuan DECIMAL(18,2), red_packet_yuan DECIMAL(18,2))
-"""
 
 
 @pytest.fixture()
 def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    ensure_schema(c)
-    c.execute(SHARE_NODES_DDL)
-    c.execute(ATTRIBUTED_DDL)
+    """graph.* tables of exactly the shared contract's shape (built by hand so these unit tests do
+    not depend on the attribution / graph modules; the pipeline test below uses the real ones)."""
+    c = graph_contract_db()
     yield c
     c.close()
 

@@ -14,7 +14,7 @@ from sharegraph.expansion import (
     expansion_problems,
 )
 from sharegraph.warehouse import ensure_schema
-from tests.helpers import insert_staging
+from tests.helpers import attributed_world, insert_staging
 from tests.test_affinity import _order
 
 SETTINGS = Settings(min_pair_customers=5)
@@ -116,15 +116,9 @@ def test_empty_warehouse_gives_empty_marts():
 
 def test_world_expected_expansion_in_top_three(request):
     pytest.importorskip("sharegraph.generate")  # the generator lands in parallel
-    from sharegraph.attribution import attribute_orders
-    from sharegraph.ingest import load_inputs
-
     world, truth = request.getfixturevalue("small_world"), request.getfixturevalue("small_truth")
-    con = duckdb.connect()
-    ensure_schema(con)
     settings = Settings()
-    load_inputs(con, world, settings)
-    attribute_orders(con, settings)
+    con = attributed_world(world, settings)
     build_category_affinity(con, settings)
     build_expansion_recommendations(con, settings)
     build_weak_categories(con, settings)

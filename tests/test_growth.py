@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from helpers import insert_staging
+from helpers import graph_contract_db, insert_staging
 
 from sharegraph.growth import (
     KOL_GINI,
@@ -24,31 +24,14 @@ from sharegraph.growth import (
     check_fill_rate_bounds,
     check_kfactor,
 )
-from sharegraph.warehouse import ensure_schema
 
-# graph.* tables of exactly the shared contract's shape, built by hand for unit tests
-SHARE_NODES_DDL = """
-CREATE OR REPLACE TABLE graph.share_nodes (
-    share_id VARCHAR, actor_id VARCHAR, parent_share_id VARCHAR, root_share_id VARCHAR,
-    depth INTEGER, shared_at TIMESTAMP, product_id VARCHAR, category VARCHAR, channel VARCHAR)
-"""
-ATTRIBUTED_DDL = """
-CREATE OR REPLACE TABLE graph.attributed_orders (
-    order_id VARCHAR, line_no INTEGER, customer_id VARCHAR, merchant_id VARCHAR,
-    product_id VARCHAR, category VARCHAR, ordered_at TIMESTAMP, amount DECIMAL(18,2),
-    quantity INTEGER, channel VARCHAR, status VARCHAR, is_paid BOOLEAN, share_id VARCHAR,
-    credited_id VARCHAR, rule VARCHAR, is_first_order BOOLEAN,
-    commission_yuan DECIMAL(18,2), red_packet_yuan DECIMAL(18,2))
-"""
 HAS_WORLD = importlib.util.find_spec("sharegraph.generate") is not None
 
 
 @pytest.fixture()
 def con() -> duckdb.DuckDBPyConnection:
-    c = duckdb.connect()
-    ensure_schema(c)
-    c.execute(SHARE_NODES_DDL)
-    c.execute(ATTRIBUTED_DDL)
+    """graph.* tables of exactly the shared contract's shape, built by hand for unit tests."""
+    c = graph_contract_db()
     yield c
     c.close()
 

@@ -176,6 +176,38 @@ def test_agent_influence_vs_networkx(seed: int) -> None:
     assert n_rows == len(rows) and scores_finite(con) == (True, 0)
 
 
+def test_counts_multi_line_orders_and_clicks() -> None:
+    """direct_orders / share_orders count orders not lines; shares_made counts shares, not clicks."""
+    con = duckdb.connect()
+    ensure_schema(con)
+    insert_staging(con, "share_events", [
+        dict(event_id="e1", event_type="share", share_id="s1", actor_id="A", occurred_at=T0),
+        dict(event_id="c1", event_type="click", share_id="s1", actor_id="B",
+             occurred_at=T0 + timedelta(hours=1)),
+        dict(event_id="c2", event_type="click", share_id="s1", actor_id="C",
+             occurred_at=T0 + timedelta(hours=1)),
+        dict(event_id="c3", event_type="click", share_id="s1", actor_id="A",  # own: not counted
+             occurred_at=T0 + timedelta(hours=1))])
+    line = dict(product_id="p", category="x", quantity=1, amount="10.00", channel="wechat")
+    insert_staging(con, "orders", [
+        dict(order_id="o1", line_no=1, customer_id="B", ordered_at=T0 + timedelta(hours=2), **line),
+        dict(order_id="o1", line_no=2, customer_id="B", ordered_at=T0 + timedelta(hours=2), **line),
+        dict(order_id="o2", line_no=1, customer_id="B", ordered_at=T0 + timedelta(hours=3),
+             share_id="s1", **line),
+        dict(order_id="o3", line_no=1, customer_id="C", ordered_at=T0 + timedelta(hours=3),
+             referrer_id="A", status="refunded", **line),
+        dict(order_id="o3", line_no=2, customer_id="C", ordered_at=T0 + timedelta(hours=3),
+             referrer_id="A", **line)])
+    _build(con)
+    got = con.execute(
+        "SELECT direct_orders, direct_buyers, share_orders, new_customers, direct_gmv::DOUBLE, "
+        "shares_made, clicks_received, red_packet_yuan::DOUBLE "
+        "FROM marts.agent_influence WHERE person_id = 'A'").fetchall()
+    # o1 (2 lines, B's last click) + o2 (share_id) + o3 line 2 (C's last click beats the
+    # referrer) = 3 orders, 2 buyers; red packets on the first line of o1 and o2 only
+    assert got == [(3, 2, 3, 2, 40.0, 1, 2, 4.0)]
+
+
 def test_bad_graph_input_stays_finite() -> None:
     con = duckdb.connect()
     ensure_schema(con)

@@ -20,9 +20,8 @@ from sharegraph.reports.page import (
     figure_html,
     html_table,
     no_data,
-    render_page,
     section,
-    write_atomic,
+    write_page,
 )
 from sharegraph.reports.pseudonym import pseudonymize
 
@@ -139,6 +138,4 @@ def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                      f" The {SCATTER_CAP:,} largest cascades with a re-share."), "virality"),
         section(Text("传播链列表", "Cascades"), cascade_table(con, settings), sid="table"),
     ])
-    path = out_dir / FILE
-    write_atomic(path, render_page(TITLE, body, generated_at=generated_at))
-    return path
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)

@@ -23,9 +23,8 @@ from sharegraph.reports.page import (
     Text,
     figure_html,
     html_table,
-    render_page,
     section,
-    write_atomic,
+    write_page,
 )
 
 PREFIX = "expansion-"
@@ -212,9 +211,7 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                      "Weak: mean lift to the rest of the line < 1 and fewer customers than an average category."),
                 "weak"),
     ])
-    path = out_dir / report_file(merchant_id)
-    write_atomic(path, render_page(title, body, generated_at=generated_at))
-    return path
+    return write_page(out_dir / report_file(merchant_id), title, body, generated_at=generated_at)
 
 
 def render_expansion(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path,

@@ -20,10 +20,9 @@ from sharegraph.reports.page import (
     html_table,
     number,
     percent,
-    render_page,
     section,
     t,
-    write_atomic,
+    write_page,
     yuan,
 )
 from sharegraph.reports.pseudonym import pseudonym
@@ -159,6 +158,4 @@ def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Pa
                      "Every report opens offline (Plotly is a local file; no network requests)."), "reports"),
         section(Text("本次运行", "This run"), run_facts(con, generated_at), sid="run"),
     ])
-    path = out_dir / FILE
-    write_atomic(path, render_page(TITLE, body, generated_at=generated_at))
-    return path
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)

@@ -21,9 +21,8 @@ from sharegraph.reports.page import (
     figure_html,
     html_table,
     no_data,
-    render_page,
     section,
-    write_atomic,
+    write_page,
 )
 from sharegraph.reports.pseudonym import pseudonymize
 
@@ -235,7 +234,5 @@ def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                      f"The {TREE_ROOTS} agent trees with the most GMV, at most {TREE_NODE_CAP} agents "
                      "(shallowest first)."), "downline"),
     ])
-    path = out_dir / FILE
-    write_atomic(path, render_page(TITLE, body, generated_at=generated_at))
-    return path
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)
 

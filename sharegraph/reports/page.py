@@ -433,6 +433,13 @@ def write_atomic(path: Path, content: str | bytes) -> int:
     return len(data)
 
 
+def write_page(path: Path, title: Text, body: str, *, generated_at: str = "") -> Path:
+    """Render a complete report page (:func:`render_page`) and write it atomically to ``path``;
+    returns ``path``."""
+    write_atomic(path, render_page(title, body, generated_at=generated_at))
+    return path
+
+
 def ensure_plotlyjs(out_dir: Path) -> Path:
     """Copy plotly.js from the installed plotly package (its package data) beside the reports.
 
