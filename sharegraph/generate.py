@@ -114,7 +114,8 @@ def generate_world(
     """Write a seeded demo world into ``out`` and return its ground truth (also truth.json).
 
     Files: orders, share_events, products, agents, group_buys (``.csv`` UTF-8 with
-    'YYYY-MM-DD HH:MM:SS' timestamps and 2-decimal money, or ``.parquet``), truth.json.
+    'YYYY-MM-DD HH:MM:SS' timestamps and 2-decimal money, or ``.parquet``), truth.json and
+    truth_circles.csv (person_id, circle: the planted circle of every person).
     ``people`` counts customers and agents together; ``orders`` is the number of order lines
     written. Same arguments -> byte-identical files.
     """
@@ -152,6 +153,10 @@ def generate_world(
         say(f"{name}: {frame.height:,} rows written")
     (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False, indent=2) + "\n",
                                     encoding="utf-8")
+    # planted circle of every person (agents included), index into truth["circle_owners"];
+    # not a contract table name, so the ingest never reads it
+    circles = pl.DataFrame({"person_id": person, "circle": pop["circle"].astype(np.int32)})
+    circles.sort("person_id").write_csv(out / "truth_circles.csv")
     say(f"demo world written to {out} in {time.perf_counter() - t0:.1f} s")
     return truth
 
