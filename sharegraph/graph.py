@@ -131,7 +131,6 @@ def build_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
         JOIN _share_forest f ON f.node_id = s.share_id
         LEFT JOIN (SELECT DISTINCT ON (product_id) product_id, category
                    FROM staging.products ORDER BY product_id) p ON p.product_id = s.product_id
-        ORDER BY root_share_id, depth, share_id
         """
     )
     con.execute("DROP TABLE _shares")
@@ -181,7 +180,6 @@ def build_agent_upline(con: duckdb.DuckDBPyConnection, settings: Settings | None
         SELECT a.agent_id, f.parent_id AS upline_id, a.upline_id AS source_upline_id,
                f.root_id AS root_agent_id, f.depth, a.level, a.joined_at, f.flag
         FROM _agents a JOIN _upline_forest f ON f.node_id = a.agent_id
-        ORDER BY root_agent_id, depth, agent_id
         """
     )
     con.execute("DROP TABLE _agents")
@@ -226,25 +224,32 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _people AS
-        WITH ids AS (
-            SELECT customer_id AS person_id FROM graph.attributed_orders
-            UNION SELECT actor_id FROM staging.share_events WHERE actor_id IS NOT NULL
-            UNION SELECT credited_id FROM graph.attributed_orders WHERE credited_id IS NOT NULL
-            UNION SELECT agent_id FROM graph.agent_upline
+        -- one pass over attributed_orders: per (customer, order), then per customer (two hash
+        -- aggregations instead of count(DISTINCT)); the id list reuses o and s
+        WITH per_order AS (
+            SELECT customer_id, order_id, min(ordered_at) AS first_at,
+                   min(ordered_at) FILTER (WHERE is_paid) AS first_paid_at,
+                   sum(amount) FILTER (WHERE is_paid) AS paid,
+                   max(credited_id) FILTER (WHERE is_first_order) AS acq
+            FROM graph.attributed_orders GROUP BY ALL
         ),
-        o AS (
-            SELECT customer_id AS person_id, min(ordered_at) AS first_order_at,
-                   min(ordered_at) FILTER (WHERE is_paid) AS first_paid_order_at,
-                   count(DISTINCT order_id) AS orders,
-                   coalesce(sum(amount) FILTER (WHERE is_paid), 0)::DECIMAL(18,2) AS paid_gmv,
-                   max(credited_id) FILTER (WHERE is_first_order) AS acquired_by
-            FROM graph.attributed_orders GROUP BY 1
+        o AS MATERIALIZED (
+            SELECT customer_id AS person_id, min(first_at) AS first_order_at,
+                   min(first_paid_at) AS first_paid_order_at, count(*) AS orders,
+                   coalesce(sum(paid), 0)::DECIMAL(18,2) AS paid_gmv, max(acq) AS acquired_by
+            FROM per_order GROUP BY 1
         ),
-        s AS (
+        s AS MATERIALIZED (
             SELECT actor_id AS person_id,
                    min(occurred_at) AS first_event_at,
                    min(occurred_at) FILTER (WHERE event_type IN ('share', 'reshare')) AS first_share_at
-            FROM staging.share_events GROUP BY 1
+            FROM staging.share_events WHERE actor_id IS NOT NULL GROUP BY 1
+        ),
+        ids AS (
+            SELECT person_id FROM o
+            UNION SELECT person_id FROM s
+            UNION SELECT credited_id FROM graph.attributed_orders WHERE credited_id IS NOT NULL
+            UNION SELECT agent_id FROM graph.agent_upline
         )
         SELECT i.person_id,
                CASE WHEN o.person_id IS NOT NULL AND a.agent_id IS NOT NULL THEN 'both'
@@ -278,7 +283,6 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
                f.depth AS network_depth,
                CASE WHEN f.flag = 'cycle_cut' THEN 'cycle_cut' END AS network_flag
         FROM _people p JOIN _network f ON f.node_id = p.person_id
-        ORDER BY p.person_id
         """
     )
     con.execute("DROP TABLE _people")
@@ -350,19 +354,26 @@ ANOMALIES_DOC = {
 
 
 def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Strongly connected components of size > 1 in the sharer -> buyer graph (SciPy)."""
+    """Strongly connected components of size > 1 in the sharer -> buyer graph (SciPy).
+
+    Writes temp table ``_rids(id, i)``, the person dictionary of the graph (built once; the
+    caller maps members back through it), and returns the members' ``i`` and component.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rids AS
+        SELECT id, (row_number() OVER () - 1)::BIGINT AS i
+        FROM (SELECT sharer_id AS id FROM graph.referral_edges
+              UNION SELECT buyer_id FROM graph.referral_edges)
+        """
+    )
     edges = con.execute(
         """
-        WITH e AS (SELECT DISTINCT sharer_id, buyer_id FROM graph.referral_edges),
-        ids AS (SELECT id, (row_number() OVER (ORDER BY id) - 1)::BIGINT AS i
-                FROM (SELECT sharer_id AS id FROM e UNION SELECT buyer_id FROM e))
-        SELECT a.i AS s, b.i AS d FROM e JOIN ids a ON a.id = e.sharer_id
-        JOIN ids b ON b.id = e.buyer_id
+        SELECT DISTINCT a.i AS s, b.i AS d FROM graph.referral_edges e
+        JOIN _rids a ON a.id = e.sharer_id JOIN _rids b ON b.id = e.buyer_id
         """
     ).fetchnumpy()
-    n_ids = con.execute(
-        "SELECT count(*) FROM (SELECT sharer_id FROM graph.referral_edges "
-        "UNION SELECT buyer_id FROM graph.referral_edges)").fetchall()[0][0]
+    n_ids = con.execute("SELECT count(*) FROM _rids").fetchall()[0][0]
     if n_ids == 0:
         return pa.table({"i": pa.array([], pa.int64()), "comp": pa.array([], pa.int64())})
     s, d = edges["s"].astype(np.int64), edges["d"].astype(np.int64)
@@ -384,12 +395,9 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
             SELECT share_id, arg_min(actor_id, occurred_at) AS sharer_id
             FROM staging.share_events WHERE event_type IN ('share', 'reshare') GROUP BY 1
         ),
-        ids AS (SELECT id, (row_number() OVER (ORDER BY id) - 1)::BIGINT AS i
-                FROM (SELECT sharer_id AS id FROM graph.referral_edges
-                      UNION SELECT buyer_id FROM graph.referral_edges)),
         scc AS (SELECT c.comp, min(ids.id) AS id, count(*) AS n,
                        string_agg(ids.id, ', ' ORDER BY ids.id) AS members
-                FROM cyc c JOIN ids ON ids.i = c.i GROUP BY c.comp)
+                FROM cyc c JOIN _rids ids ON ids.i = c.i GROUP BY c.comp)
         SELECT 'self_referral' AS kind, 'order' AS entity, o.order_id AS id,
                o.customer_id AS related_id,
                CASE WHEN o.referrer_id = o.customer_id
@@ -434,6 +442,7 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
         ORDER BY 1, 3
         """
     )
+    con.execute("DROP TABLE _rids")
     comment_table(con, "graph.anomalies",
                   "One row per flagged graph problem (self-referral, cycles, dangling "
                   "references) and how the pipeline handled it.", ANOMALIES_DOC)

@@ -2,8 +2,8 @@
 
 Grain of ``marts.agent_influence``: one row per person who made a share, was credited for a
 sale (sharer or referrer) or is an agent. Every metric is defined in docs/influence.md.
-Heavy kernels run on NumPy/SciPy arrays (:mod:`sharegraph.kernels`); NetworkX only computes
-Louvain circles on graphs up to ``LOUVAIN_MAX_EDGES`` edges.
+Heavy kernels run on NumPy/SciPy arrays (:mod:`sharegraph.kernels`), one method at every
+scale (circles by modularity-aware label propagation, docs/influence.md#circles).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 import duckdb
-import networkx as nx
 import numpy as np
 import pyarrow as pa
 
@@ -21,11 +20,12 @@ from sharegraph.warehouse import comment_table
 
 log = logging.getLogger(__name__)
 
-LOUVAIN_MAX_EDGES = 25_000
-"""Above this many edges circles come from vectorised label propagation instead of Louvain
-(NetworkX Louvain is pure Python: ~90 s on 20k nodes / 95k heavy-tailed edges here, ~27 s at
-200k nodes in PERFORMANCE.md)."""
+LOUVAIN_MAX_EDGES = 0
+"""Kept for compatibility and ignored: circles use one method at every scale (NetworkX
+Louvain was used up to 25k edges; the vectorised modularity-aware label propagation recovers
+the planted circles far better and is ~100x faster, docs/influence.md#circles)."""
 LOUVAIN_SEED = 42
+"""Seed of the circle detection (random update subsets and tie-breaks)."""
 
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -126,24 +126,15 @@ def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float) -> dict[str, n
 
 
 def circles(src: np.ndarray, dst: np.ndarray, n: int,
-            max_louvain_edges: int = LOUVAIN_MAX_EDGES) -> np.ndarray:
-    """Community label per node of the undirected graph (src, dst) over nodes 0..n-1.
+            max_louvain_edges: int = LOUVAIN_MAX_EDGES,
+            weight: np.ndarray | None = None) -> np.ndarray:
+    """Community label per node of the undirected weighted graph (src, dst) over 0..n-1.
 
-    Louvain (NetworkX, seed ``LOUVAIN_SEED``, weight 1 per pair) up to ``max_louvain_edges``
-    edges, else synchronous label propagation (:func:`sharegraph.kernels.label_propagation`).
+    Modularity-aware, semi-synchronous label propagation
+    (:func:`sharegraph.kernels.label_propagation`, seed ``LOUVAIN_SEED``) at every scale;
+    ``max_louvain_edges`` is ignored (kept for compatibility).
     """
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if src.size > max_louvain_edges:
-        return label_propagation(src, dst, n)
-    g = nx.Graph()
-    g.add_nodes_from(range(n))
-    g.add_edges_from(zip(src.tolist(), dst.tolist(), strict=True))
-    labels = np.zeros(n, dtype=np.int64)
-    comms = nx.community.louvain_communities(g, seed=LOUVAIN_SEED)
-    for k, members in enumerate(comms):  # one iteration per community, not per row
-        labels[np.fromiter(members, dtype=np.int64, count=len(members))] = k
-    return labels
+    return label_propagation(src, dst, n, weight=weight, seed=LOUVAIN_SEED)
 
 
 AGENT_INFLUENCE_DOC = {
@@ -172,8 +163,8 @@ AGENT_INFLUENCE_DOC = {
     "mean_cascade_size": "Mean rooted cascade size, in shares.",
     "max_cascade_depth": "Deepest rooted cascade (root = 0).",
     "mean_cascade_depth": "Mean depth (max node depth) of rooted cascades.",
-    "circle_id": "Community (circle) on the undirected attribution + upline graph, named by its smallest person_id (Louvain up to 25k edges, label propagation above).",
-    "circle_size": "People in the circle (whole graph).",
+    "circle_id": "Community (circle) of person-to-person ties (credited sales, clicks on shares, re-shares, agent upline), by modularity-aware label propagation; named by its smallest person_id. NULL for a row with no tie.",
+    "circle_size": "People in the circle (everyone with a tie, not only rows of this table).",
     "circle_rank": "Rank by pagerank within the circle among rows of this table (1 = top).",
     "commission_yuan": "Commission paid on orders credited to this person, ¥.",
     "red_packet_yuan": "Red packets paid on orders credited to this person, ¥.",
@@ -221,7 +212,8 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     e = _table(
         con,
         """
-        SELECT b.i AS buyer, a.i AS sharer, sum(r.gmv)::DOUBLE AS gmv
+        SELECT b.i AS buyer, a.i AS sharer, sum(r.gmv)::DOUBLE AS gmv,
+               sum(r.orders)::DOUBLE AS orders
         FROM graph.referral_edges r
         JOIN _pidx a ON a.person_id = r.sharer_id JOIN _pidx b ON b.person_id = r.buyer_id
         GROUP BY ALL
@@ -230,6 +222,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     buyer = e.column("buyer").to_numpy().astype(np.int64)
     sharer = e.column("sharer").to_numpy().astype(np.int64)
     w = e.column("gmv").to_numpy()
+    ref_orders = e.column("orders").to_numpy()
     del e
     direct_buyers = np.bincount(sharer, minlength=n)  # edges are distinct (sharer, buyer)
     in_graph = np.zeros(n, dtype=bool)
@@ -242,21 +235,50 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                                 alpha=float(s.pagerank_alpha))
     del w
 
-    # circles: undirected attribution + upline edges (effective upline = network parent of
-    # an agent, both ends in graph.agent_upline)
+    # circles (docs/influence.md#circles): undirected person-to-person ties, weight = number
+    # of interactions: credited orders (sharer - buyer), clicks (clicker - sharer of the
+    # clicked share, also giving clicks_received), re-shares (re-sharer - parent sharer) and
+    # the effective agent upline (weight 1)
+    clk = _table(
+        con,
+        """
+        SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
+        FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
+        JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
+        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
+        GROUP BY ALL
+        """,
+    )
+    clk_sharer = clk.column("sharer").to_numpy().astype(np.int64)
+    clk_w = clk.column("clicks").to_numpy()
+    clicks_received = np.bincount(clk_sharer, weights=clk_w, minlength=n).astype(np.int64)
+    rsh = _table(
+        con,
+        """
+        SELECT a.i AS parent, b.i AS child, count(*)::DOUBLE AS reshares
+        FROM graph.share_nodes s JOIN graph.share_nodes p ON p.share_id = s.parent_share_id
+        JOIN _pidx a ON a.person_id = p.actor_id JOIN _pidx b ON b.person_id = s.actor_id
+        WHERE p.actor_id <> s.actor_id
+        GROUP BY ALL
+        """,
+    )
     is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
     up_child = np.flatnonzero(is_agent & (parent >= 0))
-    cs = np.concatenate([sharer, parent[up_child]])
-    cd = np.concatenate([buyer, up_child])
-    del buyer, sharer
+    cs = np.concatenate([sharer, clk_sharer, rsh.column("parent").to_numpy().astype(np.int64),
+                         parent[up_child]])
+    cd = np.concatenate([buyer, clk.column("clicker").to_numpy().astype(np.int64),
+                         rsh.column("child").to_numpy().astype(np.int64), up_child])
+    cw = np.concatenate([ref_orders, clk_w, rsh.column("reshares").to_numpy(),
+                         np.ones(up_child.size)])
+    del buyer, sharer, clk, rsh, clk_sharer, clk_w, ref_orders
     node = np.zeros(n, dtype=bool)
     node[cs] = True
     node[cd] = True
     loc = np.cumsum(node) - 1
     lab = np.full(n, -1, dtype=np.int64)
     if node.any():
-        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), max_louvain_edges)
-    del cs, cd, loc
+        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), max_louvain_edges, weight=cw)
+    del cs, cd, cw, loc
     # circle named by its smallest person_id = smallest index i (i is in person_id order)
     k = int(lab.max()) + 1 if node.any() else 0
     circle_min = np.full(k, n, dtype=np.int64)
@@ -270,21 +292,16 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     shares = _table(
         con,
         """
-        WITH clicks AS (
-            SELECT c.share_id, count(*) AS clicks
-            FROM staging.share_events c JOIN graph.share_nodes n ON n.share_id = c.share_id
-            WHERE c.event_type = 'click' AND c.actor_id <> n.actor_id GROUP BY 1
-        ),
-        cascade AS (
+        WITH cascade AS (
             SELECT root_share_id, count(*) AS size, max(depth) AS depth
             FROM graph.share_nodes GROUP BY 1
         ),
         per_share AS (
-            SELECT n.actor_id, coalesce(k.clicks, 0) AS clicks, c.size, c.depth
-            FROM graph.share_nodes n LEFT JOIN clicks k ON k.share_id = n.share_id
+            SELECT n.actor_id, c.size, c.depth
+            FROM graph.share_nodes n
             LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
         )
-        SELECT x.i, count(*) AS shares_made, sum(clicks)::BIGINT AS clicks_received,
+        SELECT x.i, count(*) AS shares_made,
                count(size) AS cascades_rooted, max(size) AS max_cascade_size,
                avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
                avg(depth) AS mean_cascade_depth
@@ -308,7 +325,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
         "reach": ds["reach"][kept], "generations": ds["generations"][kept],
         "ds_gmv": ds["gmv_decayed"][kept], "ds_total": ds["gmv_total"][kept],
         "ds_cost": cost_total[kept], "pagerank": pr[kept], "pagerank_rank": pagerank_rank[kept],
-        "circle_i": circle_i[kept].astype(np.int32),
+        "clicks": clicks_received[kept], "circle_i": circle_i[kept].astype(np.int32),
         "circle_size": circle_size[kept], "circle_rank": circle_rank[kept],
     })
     top_n = int(np.ceil(0.01 * kept.size)) if kept.size else 0
@@ -328,12 +345,12 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                    round(coalesce(d.direct_gmv, 0)::DOUBLE + m.ds_gmv, 2) AS influence_gmv,
                    m.pagerank, m.pagerank_rank,
                    coalesce(sh.shares_made, 0) AS shares_made,
-                   coalesce(sh.clicks_received, 0) AS clicks_received,
+                   m.clicks AS clicks_received,
                    coalesce(d.share_orders, 0) AS share_orders,
-                   CASE WHEN sh.shares_made > 0 THEN sh.clicks_received / sh.shares_made END
+                   CASE WHEN sh.shares_made > 0 THEN m.clicks / sh.shares_made END
                        AS click_rate,
-                   CASE WHEN sh.clicks_received > 0
-                        THEN coalesce(d.share_orders, 0) / sh.clicks_received END
+                   CASE WHEN m.clicks > 0
+                        THEN coalesce(d.share_orders, 0) / m.clicks END
                        AS conversion_rate,
                    coalesce(sh.cascades_rooted, 0) AS cascades_rooted,
                    sh.max_cascade_size, sh.mean_cascade_size, sh.max_cascade_depth,

@@ -140,46 +140,100 @@ def pagerank(
     raise RuntimeError(f"pagerank did not converge in {max_iter} iterations")
 
 
-def label_propagation(src: np.ndarray, dst: np.ndarray, n: int, max_iter: int = 30) -> np.ndarray:
-    """Communities of an undirected graph by synchronous min-label propagation, vectorised.
+LPA_SEED = 42
+"""Seed of the random node subsets and tie-breaks of :func:`label_propagation`."""
 
-    Each round every node takes the most frequent label among its neighbours (ties to the
-    smallest label), keeping its own when it has no neighbours. Deterministic. Used above
-    the Louvain size threshold; returns a label per node (0..k-1, by first node).
-    One round is one sparse product ``A @ onehot(labels)`` (SciPy, C++), giving the count of
-    each neighbour label per node (parallel edges counted), then a row-wise argmax that
-    prefers the smallest label; no Python loop over nodes.
+
+def label_propagation(
+    src: np.ndarray,
+    dst: np.ndarray,
+    n: int,
+    max_iter: int = 16,
+    weight: np.ndarray | None = None,
+    resolution: float = 1.0,
+    seed: int = LPA_SEED,
+    update_fraction: float = 0.5,
+    tol: float = 1e-3,
+) -> np.ndarray:
+    """Communities of an undirected weighted graph: modularity-aware label propagation.
+
+    LPAm (Barber & Clark 2009): a node moves to the neighbouring label ``c`` that maximises
+    its modularity gain ``w(i, c) - resolution * k_i * K_c / 2m`` (``w(i, c)`` = weight of
+    i's edges into c, ``k_i`` its weighted degree, ``K_c`` the total degree of c without i,
+    ``2m`` the total degree), and stays unless some label beats staying. Plain label
+    propagation lets hubs (KOLs, agents with big downlines) pull everyone into one giant
+    label; the ``K_c`` penalty grows with the label's size, so it cannot.
+
+    Semi-synchronous: the nodes are split at random (fixed ``seed``) into 1/``update_fraction``
+    classes that move in turn, each class all at once, which avoids the oscillation of fully
+    synchronous updates; ties between labels are broken at random. A sweep gives every class
+    one round; stops after a sweep in which at most ``tol`` x the non-isolated nodes moved,
+    or no fewer than in the sweep before (a few nodes flipping back and forth), or after
+    ``max_iter`` rounds. Parallel edges add up, self-loops are ignored, isolated nodes keep
+    their own label. One round relabels the column indices of the class's CSR rows (sliced
+    once) and sums duplicates (SciPy, C++), then takes segment maxima (NumPy); no Python loop
+    over nodes. Returns labels 0..k-1 numbered in order of the lowest node.
     """
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     a = np.concatenate([src, dst]).astype(np.int64)
     b = np.concatenate([dst, src]).astype(np.int64)
-    keep = a != b
-    adj = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float64), (a[keep], b[keep])),
-                        shape=(n, n))
-    del a, b, keep
-    rows = np.arange(n, dtype=np.int64)
-    labels = rows.copy()
-    ones = np.ones(n, dtype=np.float64)
-    for _ in range(max_iter):
-        counts = (adj @ sp.csr_matrix((ones, (rows, labels)), shape=(n, n))).tocsr()
-        counts.sum_duplicates()
-        counts.sort_indices()
-        deg = np.diff(counts.indptr)
-        has = deg > 0
-        if not has.any():
-            break
-        row_of = np.repeat(rows, deg)
-        best = np.zeros(n)
-        best[has] = np.maximum.reduceat(counts.data, counts.indptr[:-1][has])
-        pos = np.flatnonzero(counts.data == best[row_of])  # labels sorted: first = smallest
-        r = row_of[pos]
-        first = np.ones(r.size, dtype=bool)
-        first[1:] = r[1:] != r[:-1]
-        new = labels.copy()
-        new[r[first]] = counts.indices[pos[first]]
-        if np.array_equal(new, labels):
-            break
-        labels = new
+    w = (np.ones(a.size) if weight is None
+         else np.concatenate([weight, weight]).astype(np.float64))
+    keep = (a != b) & (w > 0)
+    adj = sp.csr_matrix((w[keep], (a[keep], b[keep])), shape=(n, n))  # sums parallel edges
+    del a, b, w, keep
+    k = np.asarray(adj.sum(axis=1)).ravel()
+    m2 = float(k.sum())
+    labels = np.arange(n, dtype=np.int64)
+    active = np.flatnonzero(k > 0)
+    if active.size == 0:
+        return labels
+    tot = k.copy()  # K_c: total degree per label
+    rng = np.random.default_rng(seed)
+    # random classes of nodes that move together; their rows are sliced once
+    n_cls = max(1, int(round(1.0 / update_fraction)))
+    cls = rng.integers(0, n_cls, active.size)
+    parts = []
+    for rows in (active[cls == c] for c in range(n_cls)):
+        if rows.size:
+            sub = adj[rows]
+            parts.append((rows, sub, k[rows], k[rows] * (resolution / m2)))
+    del adj
+    sweep, last_sweep = 0, active.size + 1
+    for it in range(max_iter):
+        rows, sub, ki, kim = parts[it % len(parts)]
+        cur = labels[rows]
+        # w(i, c) per (moving node, neighbour label): relabel the columns and sum duplicate
+        # (row, label) pairs; attributes set directly (format known valid, skips the check)
+        cnt = sub.copy()
+        cnt.indices = labels[sub.indices].astype(sub.indices.dtype, copy=False)
+        cnt.has_sorted_indices = False
+        cnt.has_canonical_format = False
+        cnt.sum_duplicates()
+        col = cnt.indices
+        r = np.repeat(np.arange(rows.size), np.diff(cnt.indptr))
+        own = np.flatnonzero(col == cur[r])
+        gain = cnt.data - kim[r] * tot[col]
+        gain[own] += kim[r[own]] * ki[r[own]]  # K_c without i itself
+        stay = kim * (ki - tot[cur])
+        stay[r[own]] = gain[own]
+        # random tie-break: a jitter far below any weight (weights are counts >= 1)
+        jit = gain + 1e-9 * rng.random(gain.size)
+        top = np.maximum.reduceat(jit, cnt.indptr[:-1])
+        pick = np.flatnonzero(jit == top[r])
+        first = np.ones(pick.size, dtype=bool)
+        first[1:] = r[pick[1:]] != r[pick[:-1]]
+        pick = pick[first]  # one entry per row, rows in order
+        move = gain[pick] > stay + 1e-12 * (1.0 + np.abs(stay))
+        moved = int(move.sum())
+        if moved:
+            labels[rows[move]] = col[pick[move]]
+            tot = np.bincount(labels, weights=k, minlength=n)
+        sweep += moved
+        if it % n_cls == n_cls - 1:  # every node had its turn
+            if sweep <= tol * active.size or sweep >= last_sweep:  # settled, or oscillating
+                break
+            last_sweep, sweep = sweep, 0
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64)

@@ -354,6 +354,30 @@ def test_ring_and_truth_shape(w: dict, small_truth: dict) -> None:
     assert owner_clicks > 3 * per_actor["len"].mean()
 
 
+def test_truth_circles_file(small_world: Path, small_truth: dict, w: dict) -> None:
+    """truth_circles.csv: every person once, circles index circle_owners (each owner in its
+    own circle), ignored by the ingest; friends click each other, so clicks stay in-circle."""
+    from sharegraph.sources import classify, discover
+
+    path = small_world / "truth_circles.csv"
+    assert classify(path) is None
+    assert all(path not in [f.path for f in files] for files in discover(small_world).values())
+    tc = pl.read_csv(path, schema_overrides={"person_id": pl.String})
+    assert tc.columns == ["person_id", "circle"] and tc["person_id"].is_unique().all()
+    assert tc.height == small_truth["people"] and tc["person_id"].is_sorted()
+    owners = small_truth["circle_owners"]
+    assert sorted(tc["circle"].unique().to_list()) == list(range(len(owners)))
+    own = pl.DataFrame({"person_id": owners}).join(tc, on="person_id", how="left")
+    assert own["circle"].to_list() == list(range(len(owners)))
+    # clicks are mostly within a circle; random pairs would match ~1/len(owners)
+    ev = w["share_events"]
+    poster = ev.filter(pl.col("event_type") != "click").select("share_id", poster="actor_id")
+    pairs = (ev.filter(pl.col("event_type") == "click").join(poster, on="share_id")
+             .join(tc, left_on="actor_id", right_on="person_id")
+             .join(tc, left_on="poster", right_on="person_id", suffix="_poster"))
+    assert (pairs["circle"] == pairs["circle_poster"]).mean() > 0.3
+
+
 def test_merchants_have_gaps_and_expected_expansion_is_consistent(w: dict, small_truth: dict) -> None:
     sells = w["products"].group_by("merchant_id").agg(pl.col("category").unique())
     sells = {m: set(c) for m, c in sells.iter_rows()}

@@ -106,6 +106,37 @@ def test_label_propagation_separates_components() -> None:
     assert len({lab[0], lab[3], lab[6], lab[7]}) == 4
 
 
+def _planted_partition(rng: np.random.Generator, sizes: list[int], p_in: float, n_out: int,
+                       hubs: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Dense blocks + random cross edges + hubs tied to a random 30% of everyone."""
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    n = truth.size
+    a, b = np.triu_indices(n, 1)
+    inside = (truth[a] == truth[b]) & (rng.random(a.size) < p_in)
+    src, dst = [a[inside], rng.integers(0, n, n_out)], [b[inside], rng.integers(0, n, n_out)]
+    for h in range(hubs):  # hub h is node n + h
+        fans = np.flatnonzero(rng.random(n) < 0.3)
+        src.append(np.full(fans.size, n + h))
+        dst.append(fans)
+    return np.concatenate(src), np.concatenate(dst), truth, n + hubs
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_label_propagation_recovers_planted_blocks_despite_hubs(seed: int) -> None:
+    """Hubs tied to 30% of all nodes swallow everything under plain label propagation; the
+    modularity penalty keeps the planted blocks (ARI vs the planted partition)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(seed)
+    sizes = [int(x) for x in rng.integers(8, 60, 12)]
+    src, dst, truth, n = _planted_partition(rng, sizes, 0.3, 40, hubs=3)
+    lab = label_propagation(src, dst, n)
+    assert adjusted_rand_score(truth, lab[:truth.size]) > 0.9
+    assert np.bincount(lab).max() <= max(sizes) + 3
+    # deterministic for a seed
+    assert np.array_equal(lab, label_propagation(src, dst, n))
+
+
 def _world(con: duckdb.DuckDBPyConnection, seed: int, n_people: int = 40, n_orders: int = 300) -> None:
     rng = np.random.default_rng(seed)
     insert_staging(con, "agents", [
@@ -128,9 +159,9 @@ def _world(con: duckdb.DuckDBPyConnection, seed: int, n_people: int = 40, n_orde
         for k in range(n_orders)])
 
 
-def _build(con: duckdb.DuckDBPyConnection, s: Settings | None = None, louvain: int = 50_000) -> int:
+def _build(con: duckdb.DuckDBPyConnection, s: Settings | None = None) -> int:
     build_graph(con)
-    return build_agent_influence(con, s or Settings(), max_louvain_edges=louvain)
+    return build_agent_influence(con, s or Settings())
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -171,9 +202,10 @@ def test_agent_influence_vs_networkx(seed: int) -> None:
                          WHERE circle_rank = 1 AND pagerank < (SELECT max(pagerank)
                          FROM marts.agent_influence b WHERE b.circle_id = a.circle_id)""").fetchall()[0][0]
     assert bad == 0
-    # label propagation path gives the same table shape and finite scores
-    n_rows = _build(con, s, louvain=0)
-    assert n_rows == len(rows) and scores_finite(con) == (True, 0)
+    # rebuilding is deterministic (fixed seed): same circles
+    before = con.execute("SELECT person_id, circle_id FROM marts.agent_influence ORDER BY 1").fetchall()
+    assert _build(con, s) == len(rows) and scores_finite(con) == (True, 0)
+    assert con.execute("SELECT person_id, circle_id FROM marts.agent_influence ORDER BY 1").fetchall() == before
 
 
 def test_counts_multi_line_orders_and_clicks() -> None:
@@ -250,3 +282,40 @@ def test_planted_top_agents_recovered(small_world, small_truth) -> None:  # noqa
     precision = len(planted & set(ours)) / len(planted)
     assert precision >= 0.9, (precision, sorted(planted - set(ours)))
     assert scores_finite(con) == (True, 0)
+
+
+def test_planted_circles_recovered(small_world) -> None:  # noqa: ANN001
+    """Circles vs the generator's planted circles (truth_circles.csv) over the customers in
+    marts.agent_influence. Measured on this world: ARI 0.96, NMI 0.97, 44 circles for 40
+    planted, largest 9.5% of people (about the largest planted one). Before, Louvain on
+    attribution + upline edges only gave ARI 0.57 / NMI 0.71 here, and the label propagation
+    used above 25k edges put 98% of the demo world in one circle. Thresholds (ARI >= 0.8,
+    NMI >= 0.85) leave room for other seeds while failing both old behaviours."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    from sharegraph.ingest import load_inputs
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    load_inputs(con, small_world, Settings())
+    _build(con)
+    truth = str(small_world / "truth_circles.csv")
+    got = con.execute(
+        """
+        SELECT a.circle_id, t.circle FROM marts.agent_influence a
+        JOIN read_csv(?, header = true) t ON t.person_id = a.person_id
+        WHERE NOT a.is_agent AND a.circle_id IS NOT NULL
+        """, [truth]).fetchnumpy()
+    n_customers = con.execute("SELECT count(*) FROM marts.agent_influence WHERE NOT is_agent"
+                              ).fetchall()[0][0]
+    assert got["circle"].size >= 0.99 * n_customers > 500
+    ari = adjusted_rand_score(got["circle"], got["circle_id"])
+    nmi = normalized_mutual_info_score(got["circle"], got["circle_id"])
+    assert ari >= 0.8 and nmi >= 0.85, (ari, nmi)
+    n_people, biggest, n_circles = con.execute(
+        "SELECT (SELECT count(*) FROM graph.people), max(circle_size), count(DISTINCT circle_id) "
+        "FROM marts.agent_influence").fetchall()[0]
+    planted = int(con.execute("SELECT count(DISTINCT circle) FROM read_csv(?)", [truth]
+                              ).fetchall()[0][0])
+    assert biggest <= 0.2 * n_people
+    assert 0.5 * planted <= n_circles <= 2 * planted
