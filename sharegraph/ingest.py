@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -107,6 +108,8 @@ INT_RE = r"[+-]?\d{1,10}(\.0*)?"
 NUMBER_RE = r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
 TS_RE = r"\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
 TS_OFFSET_RE = r":\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$"
+#: above this many products with a category, orders.category_missing uses a hash join
+LIST_LOOKUP_MAX = 4096
 REJECT_OUTCOMES = ("rejected", "conflict_in_file", "conflict_loaded")
 SEEN_OUTCOMES = ("already_loaded", "duplicate_in_file")
 
@@ -151,8 +154,12 @@ def _typed_expr(c: Column, v: str, tz: str) -> str:
     if c.kind == "timestamp":
         # zoned text is parsed as TIMESTAMPTZ and converted to local wall time; a plain
         # ::TIMESTAMP cast would silently drop the offset
+        # the regex runs only where an offset is possible at all (a 'Z' at the end, or a
+        # '+'/'-' past the shortest date 'YYYY-M-D')
         return (
-            f"CASE WHEN regexp_matches({v}, '{TS_OFFSET_RE}') "
+            f"CASE WHEN NOT (suffix({v}, 'Z') OR contains(substr({v}, 9), '+') "
+            f"OR contains(substr({v}, 9), '-')) THEN TRY_CAST({v} AS TIMESTAMP) "
+            f"WHEN regexp_matches({v}, '{TS_OFFSET_RE}') "
             f"THEN timezone({_lit(tz)}, TRY_CAST({v} AS TIMESTAMPTZ)) "
             f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
         )
@@ -175,7 +182,11 @@ def _rule_expr(table: Table, c: Column, v: str, t: str, now_sql: str) -> str:
             whens.append(f"WHEN {t} < {low} THEN 'below_minimum'")
     elif c.kind == "money":
         whens.append(f"WHEN NOT regexp_full_match({v}, '{MONEY_RE}') OR {t} IS NULL THEN 'not_money'")
-        whens.append(f"WHEN regexp_matches({v}, '\\.\\d{{2}}0*[1-9]') THEN 'money_precision'")
+        # more than 2 decimals is possible only with over 2 characters after the '.'
+        whens.append(
+            f"WHEN CASE WHEN strpos({v}, '.') > 0 AND length({v}) - strpos({v}, '.') > 2 "
+            f"THEN regexp_matches({v}, '\\.\\d{{2}}0*[1-9]') ELSE false END "
+            "THEN 'money_precision'")
         whens.append(f"WHEN {t} < 0 THEN 'negative_amount'")
     elif c.kind == "number":
         whens.append(
@@ -190,16 +201,19 @@ def _rule_expr(table: Table, c: Column, v: str, t: str, now_sql: str) -> str:
 
 
 def _validated_sql(table: Table, present: set[str], settings: Settings, now: datetime,
-                   view: str, out: str) -> str:
-    """CREATE TEMP TABLE ``out``: one row per data row with typed values and its outcome.
+                   view: str, out: str, numbered: bool = False) -> str:
+    """CREATE TEMP TABLE ``out``: one row per data row with typed values and the first rule it
+    breaks (err_column, err_rule, err_value, raw_record; NULL for a valid row).
 
-    outcome: load | rejected | conflict_in_file | conflict_loaded | already_loaded |
-    duplicate_in_file.
+    ``numbered``: the view has ``source_row`` (kept as a column); else the statement only
+    projects and filters, so the table is in file order and ``rowid`` numbers the rows.
+    orders.category_missing looks products up in a one-row list (list_contains), which keeps
+    file order, unless ``numbered`` (then a hash join, for large catalogues).
     """
     now_sql = f"TIMESTAMP '{now:%Y-%m-%d %H:%M:%S.%f}'"
     cols = table.columns
     # L1: clean text (trimmed, '' -> NULL, default applied) and the raw text
-    l1 = ["s.source_row"]
+    l1 = ["s.source_row"] if numbered else []
     for c in cols:
         raw = f"s.{_q(c.name)}" if c.name in present else "NULL::VARCHAR"
         if c.kind == "timestamp":
@@ -212,13 +226,14 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
         l1.append(f"{clean} AS {_q('v_' + c.name)}")
     join = ""
     if table.name == "orders":
-        join = (
-            " LEFT JOIN (SELECT DISTINCT product_id AS pc_product_id FROM staging.products "
-            "WHERE category IS NOT NULL) pc ON pc.pc_product_id = NULLIF(trim("
-            + (f"s.{_q('product_id')}" if "product_id" in present else "NULL::VARCHAR")
-            + "), '')"
-        )
-        l1.append("pc.pc_product_id IS NOT NULL AS has_product_category")
+        pid = "NULLIF(trim(" + (
+            f"s.{_q('product_id')}" if "product_id" in present else "NULL::VARCHAR") + "), '')"
+        if numbered:
+            join = (
+                " LEFT JOIN (SELECT DISTINCT product_id AS pc_product_id FROM staging.products "
+                f"WHERE category IS NOT NULL) pc ON pc.pc_product_id = {pid}"
+            )
+            l1.append("pc.pc_product_id IS NOT NULL AS has_product_category")
     # L2: typed values
     l2 = ["*"]
     for c in cols:
@@ -229,9 +244,15 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
     for c in cols:
         e = _rule_expr(table, c, _q("v_" + c.name), _q("t_" + c.name), now_sql)
         if table.name == "orders" and c.name == "category":
-            e = f"COALESCE({e}, CASE WHEN v_category IS NULL AND NOT has_product_category THEN 'category_missing' END)"
+            if numbered:
+                known = "has_product_category"
+            else:  # evaluated only where the category is empty (CASE short-circuits)
+                known = ("COALESCE(list_contains((SELECT list(DISTINCT product_id) FROM "
+                         "staging.products WHERE category IS NOT NULL), v_product_id), false)")
+            e = (f"COALESCE({e}, CASE WHEN v_category IS NOT NULL THEN NULL "
+                 f"WHEN NOT {known} THEN 'category_missing' END)")
         l3.append(f"{e} AS {_q('e_' + c.name)}")
-    # L4: first failing rule in contract column order, row hash for duplicate detection
+    # L4: first failing rule in contract column order (raw text only for rejected rows)
     err_col = "CASE " + " ".join(
         f"WHEN {_q('e_' + c.name)} IS NOT NULL THEN {_lit(c.name)}" for c in cols) + " END"
     err_rule = "COALESCE(" + ", ".join(_q("e_" + c.name) for c in cols) + ")"
@@ -239,46 +260,86 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
         f"WHEN {_q('e_' + c.name)} IS NOT NULL THEN {_q('r_' + c.name)}" for c in cols) + " END"
     raw_record = "to_json(struct_pack(" + ", ".join(
         f"{_q(c.name)} := {_q('r_' + c.name)}" for c in cols if c.name in present) + "))::VARCHAR"
-    typed = ", ".join(_q("t_" + c.name) for c in cols)
     l4 = (
-        ["source_row", *[f"{_q('t_' + c.name)}" for c in cols],
+        [*(["source_row"] if numbered else []), *[f"{_q('t_' + c.name)}" for c in cols],
          f"{err_col} AS err_column", f"{err_rule} AS err_rule", f"{err_val} AS err_value",
-         f"CASE WHEN {err_rule} IS NOT NULL THEN {raw_record} END AS raw_record",
-         f"hash({typed}) AS row_hash"]
+         f"CASE WHEN {err_rule} IS NOT NULL THEN {raw_record} END AS raw_record"]
     )
-    key_t = [_q("t_" + k) for k in table.key]
-    part = f"PARTITION BY err_rule IS NULL, {', '.join(key_t)}"
-    stg_hash = f"hash({', '.join(_q(c.name) for c in cols)})"
-    on = " AND ".join(f"stg.{_q(k)} = v.{_q('t_' + k)}" for k in table.key)
+    # no window, sort or join over the whole file here: the scan streams in file order and
+    # duplicates are found afterwards on the key alone (_outcome_sql)
     return f"""
 CREATE OR REPLACE TEMP TABLE {out} AS
 WITH l1 AS (SELECT {', '.join(l1)} FROM {view} s{join}),
 l2 AS (SELECT {', '.join(l2)} FROM l1),
-l3 AS (SELECT {', '.join(l3)} FROM l2),
-l4 AS (SELECT {', '.join(l4)} FROM l3),
-w AS (
-    SELECT *,
-        min(row_hash) OVER ({part}) <> max(row_hash) OVER ({part}) AS key_conflict,
-        row_number() OVER ({part} ORDER BY source_row) AS key_copy
-    FROM l4
-)
-SELECT v.* EXCLUDE (key_conflict, key_copy),
-    CASE
-        WHEN v.err_rule IS NOT NULL THEN 'rejected'
-        WHEN v.key_conflict THEN 'conflict_in_file'
-        WHEN stg.stg_hash IS NOT NULL AND stg.stg_hash <> v.row_hash THEN 'conflict_loaded'
-        WHEN stg.stg_hash IS NOT NULL THEN 'already_loaded'
-        WHEN v.key_copy > 1 THEN 'duplicate_in_file'
-        ELSE 'load'
-    END AS outcome
-FROM w v
-LEFT JOIN (SELECT {', '.join(_q(k) for k in table.key)}, {stg_hash} AS stg_hash
-           FROM staging.{table.name}) stg ON {on}
+l3 AS (SELECT {', '.join(l3)} FROM l2)
+SELECT {', '.join(l4)} FROM l3
 """
+
+
+def _outcome_sql(table: Table, validated: str, out: str, staging_empty: bool) -> str:
+    """CREATE TEMP TABLE ``out``: ``(source_row, outcome)`` for the few valid rows that are not
+    plainly loaded (outcome conflict_in_file | conflict_loaded | already_loaded |
+    duplicate_in_file). Every other valid row is loaded; rows with an err_rule are rejected.
+
+    Precedence (as documented): conflict_in_file > conflict_loaded > already_loaded >
+    duplicate_in_file. Only keys that occur twice in the file (GROUP BY key HAVING
+    count(*) > 1, grouped by the key's 64-bit hash: a collision only adds candidates, which the
+    window over the candidates partitions by the real key) and keys already in staging are
+    compared on whole typed rows, so the cost is one hash aggregate plus work proportional to
+    the duplicates.
+    """
+    cols = table.columns
+    keys = ", ".join(_q("t_" + k) for k in table.key)
+    typed_hash = "hash(" + ", ".join(_q("t_" + c.name) for c in cols) + ")"
+    keys_v = ", ".join("v." + _q("t_" + k) for k in table.key)
+    part = f"PARTITION BY {', '.join('v.' + _q('t_' + k) for k in table.key)}"
+    dup = f"""
+    dk AS (SELECT hash({keys}) AS kh FROM {validated} WHERE err_rule IS NULL GROUP BY kh
+           HAVING count(*) > 1),
+    dr AS (SELECT v.source_row,
+                  min({typed_hash}) OVER ({part}) <> max({typed_hash}) OVER ({part}) AS conflict,
+                  row_number() OVER ({part} ORDER BY v.source_row) AS copy
+           FROM {validated} v SEMI JOIN dk d ON d.kh = hash({keys_v}) WHERE v.err_rule IS NULL)"""
+    if staging_empty:
+        return f"""
+CREATE OR REPLACE TEMP TABLE {out} AS
+WITH {dup}
+SELECT source_row,
+       CASE WHEN conflict THEN 'conflict_in_file' ELSE 'duplicate_in_file' END AS outcome
+FROM dr WHERE conflict OR copy > 1"""
+    stg_on = " AND ".join(f"s.{_q(k)} = v.{_q('t_' + k)}" for k in table.key)
+    stg_hash = "hash(" + ", ".join(f"s.{_q(c.name)}" for c in cols) + ")"
+    return f"""
+CREATE OR REPLACE TEMP TABLE {out} AS
+WITH {dup},
+    lk AS (SELECT v.source_row, {stg_hash} = {typed_hash.replace('"t_', 'v."t_')} AS same
+           FROM {validated} v JOIN staging.{table.name} s ON {stg_on}
+           WHERE v.err_rule IS NULL)
+SELECT source_row,
+       CASE WHEN dr.conflict THEN 'conflict_in_file'
+            WHEN NOT lk.same THEN 'conflict_loaded'
+            WHEN lk.same THEN 'already_loaded'
+            ELSE 'duplicate_in_file' END AS outcome
+FROM dr FULL OUTER JOIN lk USING (source_row)
+WHERE dr.conflict OR lk.source_row IS NOT NULL OR dr.copy > 1"""
 
 
 def _now_local(settings: Settings) -> datetime:
     return datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
+
+
+@contextlib.contextmanager
+def _insertion_order(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Keep file order through the scan (source_row is the materialised row position)."""
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    if before:
+        yield
+        return
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        con.execute("SET preserve_insertion_order = false")
 
 
 def _load_source(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Settings,
@@ -289,31 +350,78 @@ def _load_source(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Sett
         raise IngestError(f"{src.path}: file does not exist")
     if src.path.stat().st_size == 0:
         raise IngestError(f"{src.path}: file is empty")
-    sha = file_sha256(src.path)
-    prev = con.execute(
-        "SELECT batch_id FROM quarantine.batches WHERE table_name = ? AND file_sha256 = ? "
-        "ORDER BY started_at LIMIT 1", [table.name, sha]).fetchone()
     name = src.path.name
-    if prev is not None:
-        log.info("%s: same content already loaded in batch %s, skipped", src.path, prev[0])
-        return BatchResult(prev[0], table.name, name, 0, 0, 0, 0, skipped=True)
+    first_batch = con.execute(
+        "SELECT count(*) = 0 FROM quarantine.batches WHERE table_name = ?", [table.name]
+    ).fetchone()[0]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # no earlier batch of the table: the file cannot be a re-send, so its content hash
+        # (seconds for GiBs) is computed while DuckDB reads it
+        sha_job = pool.submit(file_sha256, src.path)
+        if not first_batch:
+            prev = con.execute(
+                "SELECT batch_id FROM quarantine.batches WHERE table_name = ? AND file_sha256 = ? "
+                "ORDER BY started_at LIMIT 1", [table.name, sha_job.result()]).fetchone()
+            if prev is not None:
+                log.info("%s: same content already loaded in batch %s, skipped", src.path, prev[0])
+                return BatchResult(prev[0], table.name, name, 0, 0, 0, 0, skipped=True)
+        return _load_new(con, src, settings, mapping, sha_job)
+
+
+def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Settings,
+              mapping: dict[str, dict[str, str]], sha_job: Future[str]) -> BatchResult:
+    """Validate and load a file that was not loaded before (see _load_source)."""
+    table = TABLES[src.table]
+    name = src.path.name
     started = _now_local(settings)
-    batch_id = f"{started:%Y%m%dT%H%M%S%f}-{table.name}-{sha[:10]}"
     encoding = "utf-8" if src.fmt == "parquet" else detect_encoding(src, settings.encoding)
-    view, out = "_sg_src", "_sg_validated"
-    with utf8_path(src, encoding) as path:
-        present = open_text_relation(con, src, table, mapping.get(table.name), path, view)
+    view, tmp, out, oc = "_sg_src", "_sg_validated", "_sg_v", "_sg_outcome"
+    # a large product catalogue is looked up by hash join, which does not keep file order:
+    # then rows are numbered in the view instead of by position
+    numbered = table.name == "orders" and con.execute(
+        "SELECT count(DISTINCT product_id) FROM staging.products WHERE category IS NOT NULL"
+    ).fetchone()[0] > LIST_LOOKUP_MAX
+    with utf8_path(src, encoding) as path, _insertion_order(con):
+        present = open_text_relation(con, src, table, mapping.get(table.name), path, view,
+                                     row_numbers=numbered)
         try:
-            con.execute(_validated_sql(table, set(present), settings, started, view, out))
+            con.execute(_validated_sql(table, set(present), settings, started, view, tmp,
+                                       numbered))
         except duckdb.Error as exc:
             detail = " ".join(str(exc).split())[:600]
             raise IngestError(f"{src.path}: cannot read as {src.fmt} ({encoding}): {detail}") from exc
+    if not numbered:
+        # the scan was materialised in file order (preserve_insertion_order), so the temp
+        # table's rowids are consecutive in file order (they start at an offset while the
+        # transaction is open): the row number is the distance from the first rowid
+        lo, hi, n = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {tmp}").fetchone()
+        number = (f"rowid - {lo} + 1" if n and hi - lo + 1 == n
+                  else "row_number() OVER (ORDER BY rowid)")  # not expected; same order
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {out} AS SELECT * FROM {tmp}" if numbered else
+                f"CREATE OR REPLACE TEMP VIEW {out} AS SELECT {number} AS source_row, * FROM {tmp}")
+    sha = sha_job.result()
+    batch_id = f"{started:%Y%m%dT%H%M%S%f}-{table.name}-{sha[:10]}"
+    staging_empty = con.execute(f"SELECT 1 FROM staging.{table.name} LIMIT 1").fetchone() is None
+    con.execute(_outcome_sql(table, out, oc, staging_empty))
+    n_rows, n_rejected = con.execute(
+        f"SELECT count(*), count(err_rule) FROM {tmp}").fetchone()
+    counts: dict[str, int] = dict(
+        con.execute(f"SELECT outcome, count(*) FROM {oc} GROUP BY outcome").fetchall())
+    counts["rejected"] = n_rejected
+    counts["load"] = n_rows - sum(counts.values())
     cols = table.column_names
     lineage = f"{_lit(name)}, source_row, {_lit(batch_id)}, {_lit(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
+    # a filter keeps the temp table's file order, so staging gets rows in source_row order
+    # without sorting the file; the anti-join (only when some valid rows are not loaded) and a
+    # numbered (joined) scan need the sort
+    special = n_rows != n_rejected + counts["load"]
+    where = "err_rule IS NULL" + (f" AND source_row NOT IN (SELECT source_row FROM {oc})"
+                                  if special else "")
+    order = " ORDER BY source_row" if special or numbered else ""
     con.execute(
         f"INSERT INTO staging.{table.name} ({', '.join(_q(c) for c in cols)}, source_file, "
         f"source_row, batch_id, loaded_at) SELECT {', '.join(_q('t_' + c) for c in cols)}, "
-        f"{lineage} FROM {out} WHERE outcome = 'load' ORDER BY source_row"
+        f"{lineage} FROM {out} WHERE {where}{order}"
     )
     key_cols = ",".join(table.key)
     key_val = " || ',' || ".join(f"COALESCE(CAST({_q('t_' + k)} AS VARCHAR), '')" for k in table.key)
@@ -329,10 +437,15 @@ def _load_source(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Sett
             CASE outcome WHEN 'rejected' THEN err_value ELSE {key_val} END,
             CASE outcome WHEN 'rejected' THEN raw_record ELSE {typed_json} END,
             {_lit(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP
-        FROM {out} WHERE outcome IN ({_in_list(REJECT_OUTCOMES)}) ORDER BY source_row"""
+        FROM (SELECT *, 'rejected' AS outcome FROM {out} WHERE err_rule IS NOT NULL
+              UNION ALL
+              SELECT v.*, o.outcome FROM {out} v JOIN {oc} o USING (source_row)
+              WHERE o.outcome IN ('conflict_in_file', 'conflict_loaded'))
+        ORDER BY source_row"""
     )
-    counts = dict(con.execute(f"SELECT outcome, count(*) FROM {out} GROUP BY outcome").fetchall())
-    con.execute(f"DROP TABLE IF EXISTS {out}")
+    con.execute(f"DROP TABLE IF EXISTS {oc}")
+    con.execute(f"DROP VIEW IF EXISTS {out}")
+    con.execute(f"DROP TABLE IF EXISTS {tmp}")
     con.execute(f"DROP VIEW IF EXISTS {view}")
     read = sum(counts.values())
     loaded = counts.get("load", 0)
@@ -428,24 +541,24 @@ def load_inputs(con: duckdb.DuckDBPyConnection, input_dir: str | os.PathLike[str
     return results
 
 
+#: flag queries; _sg_share_ids (share/reshare ids) and _sg_people (every known person) are
+#: temp tables flag_references builds once
 FLAG_SQL: dict[str, str] = {
     "unknown_share": """
         SELECT 'orders' t, o.source_file, o.source_row, o.batch_id, 'share_id' c, o.share_id v
         FROM staging.orders o
         WHERE o.share_id IS NOT NULL AND o.share_id NOT IN (
-            SELECT share_id FROM staging.share_events WHERE event_type IN ('share', 'reshare'))
+            SELECT share_id FROM _sg_share_ids)
         UNION ALL
         SELECT 'share_events', e.source_file, e.source_row, e.batch_id, 'share_id', e.share_id
         FROM staging.share_events e
         WHERE e.event_type = 'click' AND e.share_id NOT IN (
-            SELECT share_id FROM staging.share_events WHERE event_type IN ('share', 'reshare'))""",
+            SELECT share_id FROM _sg_share_ids)""",
     "unknown_referrer": """
         SELECT 'orders', o.source_file, o.source_row, o.batch_id, 'referrer_id', o.referrer_id
         FROM staging.orders o
         WHERE o.referrer_id IS NOT NULL AND o.referrer_id NOT IN (
-            SELECT customer_id FROM staging.orders UNION SELECT actor_id FROM staging.share_events
-            UNION SELECT agent_id FROM staging.agents
-            UNION SELECT initiator_id FROM staging.group_buys)""",
+            SELECT person_id FROM _sg_people)""",
     "self_referral": """
         SELECT 'orders', source_file, source_row, batch_id, 'referrer_id', referrer_id
         FROM staging.orders WHERE referrer_id = customer_id""",
@@ -464,7 +577,7 @@ FLAG_SQL: dict[str, str] = {
                e.parent_share_id
         FROM staging.share_events e
         WHERE e.parent_share_id IS NOT NULL AND e.parent_share_id NOT IN (
-            SELECT share_id FROM staging.share_events WHERE event_type IN ('share', 'reshare'))""",
+            SELECT share_id FROM _sg_share_ids)""",
     "unknown_upline": """
         SELECT 'agents', source_file, source_row, batch_id, 'upline_id', upline_id
         FROM staging.agents
@@ -480,12 +593,20 @@ def flag_references(con: duckdb.DuckDBPyConnection) -> int:
     wrong (FLAG_RULES). Flags never remove a row from staging. Returns the number of flags."""
     ensure_schema(con)
     con.execute(f"DELETE FROM quarantine.flagged_rows WHERE rule IN ({_in_list(tuple(FLAG_SQL))})")
+    # the reference sets are built once (three rules look shares up, tens of millions of events)
+    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_share_ids AS SELECT DISTINCT share_id
+        FROM staging.share_events WHERE event_type IN ('share', 'reshare')""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_people AS
+        SELECT customer_id AS person_id FROM staging.orders UNION SELECT actor_id FROM staging.share_events
+        UNION SELECT agent_id FROM staging.agents UNION SELECT initiator_id FROM staging.group_buys""")
     for rule, sql in FLAG_SQL.items():
         con.execute(
             f"""INSERT INTO quarantine.flagged_rows
             SELECT batch_id, t, source_file, source_row, c, {_lit(rule)}, v, current_localtimestamp()
             FROM ({sql}) AS f(t, source_file, source_row, batch_id, c, v)"""
         )
+    con.execute("DROP TABLE _sg_share_ids")
+    con.execute("DROP TABLE _sg_people")
     return con.execute(
         f"SELECT count(*) FROM quarantine.flagged_rows WHERE rule IN ({_in_list(tuple(FLAG_SQL))})"
     ).fetchone()[0]
