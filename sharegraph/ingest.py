@@ -141,6 +141,14 @@ def _in_list(values: tuple[str, ...]) -> str:
     return ", ".join(_lit(v) for v in values)
 
 
+def _trimmed(v: str) -> str:
+    """``NULLIF(trim(v), '')``, calling trim only where it can change ``v``: trim strips
+    spaces and Unicode space characters, so an ASCII value (byte length = character length)
+    without a leading/trailing space is already trimmed. About half the cost of trim on IDs."""
+    return (f"CASE WHEN {v} LIKE ' %' OR {v} LIKE '% ' OR strlen({v}) <> length({v}) "
+            f"THEN NULLIF(trim({v}), '') ELSE NULLIF({v}, '') END")
+
+
 def _typed_expr(c: Column, v: str, tz: str) -> str:
     """Typed value of clean text ``v`` (NULL when it does not parse; the rule says why)."""
     if c.kind == "text":
@@ -216,10 +224,9 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
     l1 = ["s.source_row"] if numbered else []
     for c in cols:
         raw = f"s.{_q(c.name)}" if c.name in present else "NULL::VARCHAR"
+        clean = _trimmed(raw)
         if c.kind == "timestamp":
-            clean = f"replace(NULLIF(trim({raw}), ''), '/', '-')"
-        else:
-            clean = f"NULLIF(trim({raw}), '')"
+            clean = f"replace({clean}, '/', '-')"
         if c.default is not None:
             clean = f"COALESCE({clean}, {_lit(c.default)})"
         l1.append(f"{raw} AS {_q('r_' + c.name)}")
@@ -390,12 +397,14 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
         except duckdb.Error as exc:
             detail = " ".join(str(exc).split())[:600]
             raise IngestError(f"{src.path}: cannot read as {src.fmt} ({encoding}): {detail}") from exc
+    positional, lo = False, 0
     if not numbered:
         # the scan was materialised in file order (preserve_insertion_order), so the temp
         # table's rowids are consecutive in file order (they start at an offset while the
         # transaction is open): the row number is the distance from the first rowid
         lo, hi, n = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {tmp}").fetchone()
-        number = (f"rowid - {lo} + 1" if n and hi - lo + 1 == n
+        positional = bool(n) and hi - lo + 1 == n
+        number = (f"rowid - {lo} + 1" if positional
                   else "row_number() OVER (ORDER BY rowid)")  # not expected; same order
     con.execute(f"CREATE OR REPLACE TEMP VIEW {out} AS SELECT * FROM {tmp}" if numbered else
                 f"CREATE OR REPLACE TEMP VIEW {out} AS SELECT {number} AS source_row, * FROM {tmp}")
@@ -410,19 +419,8 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
     counts["rejected"] = n_rejected
     counts["load"] = n_rows - sum(counts.values())
     cols = table.column_names
-    lineage = f"{_lit(name)}, source_row, {_lit(batch_id)}, {_lit(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
-    # a filter keeps the temp table's file order, so staging gets rows in source_row order
-    # without sorting the file; the anti-join (only when some valid rows are not loaded) and a
-    # numbered (joined) scan need the sort
     special = n_rows != n_rejected + counts["load"]
-    where = "err_rule IS NULL" + (f" AND source_row NOT IN (SELECT source_row FROM {oc})"
-                                  if special else "")
-    order = " ORDER BY source_row" if special or numbered else ""
-    con.execute(
-        f"INSERT INTO staging.{table.name} ({', '.join(_q(c) for c in cols)}, source_file, "
-        f"source_row, batch_id, loaded_at) SELECT {', '.join(_q('t_' + c) for c in cols)}, "
-        f"{lineage} FROM {out} WHERE {where}{order}"
-    )
+    lineage = f"{_lit(name)}, source_row, {_lit(batch_id)}, {_lit(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
     key_cols = ",".join(table.key)
     key_val = " || ',' || ".join(f"COALESCE(CAST({_q('t_' + k)} AS VARCHAR), '')" for k in table.key)
     typed_json = "to_json(struct_pack(" + ", ".join(
@@ -442,6 +440,20 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
               SELECT v.*, o.outcome FROM {out} v JOIN {oc} o USING (source_row)
               WHERE o.outcome IN ('conflict_in_file', 'conflict_loaded'))
         ORDER BY source_row"""
+    )
+    # a filter keeps the temp table's file order, so staging gets rows in source_row order
+    # without sorting the file. Rows left out (duplicates, re-sends, conflicts: few) are
+    # deleted from the temp table first, which keeps the other rows' positions; only a
+    # numbered (joined) scan needs an anti-join and a sort.
+    if special and positional:
+        con.execute(f"DELETE FROM {tmp} WHERE rowid IN (SELECT source_row + {lo} - 1 FROM {oc})")
+    where = "err_rule IS NULL" + (f" AND source_row NOT IN (SELECT source_row FROM {oc})"
+                                  if special and not positional else "")
+    order = " ORDER BY source_row" if numbered or (special and not positional) else ""
+    con.execute(
+        f"INSERT INTO staging.{table.name} ({', '.join(_q(c) for c in cols)}, source_file, "
+        f"source_row, batch_id, loaded_at) SELECT {', '.join(_q('t_' + c) for c in cols)}, "
+        f"{lineage} FROM {out} WHERE {where}{order}"
     )
     con.execute(f"DROP TABLE IF EXISTS {oc}")
     con.execute(f"DROP VIEW IF EXISTS {out}")

@@ -176,23 +176,26 @@ def label_propagation(
     """
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    a = np.concatenate([src, dst]).astype(np.int64)
-    b = np.concatenate([dst, src]).astype(np.int64)
-    w = (np.ones(a.size) if weight is None
-         else np.concatenate([weight, weight]).astype(np.float64))
-    keep = (a != b) & (w > 0)
-    adj = sp.csr_matrix((w[keep], (a[keep], b[keep])), shape=(n, n))  # sums parallel edges
+    idx = np.int32 if n < 2**31 - 1 else np.int64
+    src = np.asarray(src, dtype=idx)
+    dst = np.asarray(dst, dtype=idx)
+    w = np.ones(src.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    keep = (src != dst) & (w > 0)
+    a, b, w = src[keep], dst[keep], w[keep]
+    # symmetric adjacency, int32 indices, parallel edges summed
+    adj = sp.csr_matrix((np.concatenate([w, w]), (np.concatenate([a, b]), np.concatenate([b, a]))),
+                        shape=(n, n))
     del a, b, w, keep
     k = np.asarray(adj.sum(axis=1)).ravel()
     m2 = float(k.sum())
-    labels = np.arange(n, dtype=np.int64)
+    labels = np.arange(n, dtype=adj.indices.dtype)
     active = np.flatnonzero(k > 0)
     if active.size == 0:
-        return labels
-    tot = k.copy()  # K_c: total degree per label
+        return labels.astype(np.int64)
+    tot = k.copy()
     rng = np.random.default_rng(seed)
-    # random classes of nodes that move together; their rows are sliced once
     n_cls = max(1, int(round(1.0 / update_fraction)))
+    # random classes of nodes that move together; their rows are sliced once
     cls = rng.integers(0, n_cls, active.size)
     parts = []
     for rows in (active[cls == c] for c in range(n_cls)):
@@ -205,25 +208,26 @@ def label_propagation(
         rows, sub, ki, kim = parts[it % len(parts)]
         cur = labels[rows]
         # w(i, c) per (moving node, neighbour label): relabel the columns and sum duplicate
-        # (row, label) pairs; attributes set directly (format known valid, skips the check)
-        cnt = sub.copy()
-        cnt.indices = labels[sub.indices].astype(sub.indices.dtype, copy=False)
-        cnt.has_sorted_indices = False
-        cnt.has_canonical_format = False
+        # (row, label) pairs (SciPy, C++); per-entry row values by np.repeat, not gathers
+        cnt = sp.csr_matrix((sub.data.copy(), labels[sub.indices], sub.indptr.copy()),
+                            shape=sub.shape, copy=False)
         cnt.sum_duplicates()
         col = cnt.indices
-        r = np.repeat(np.arange(rows.size), np.diff(cnt.indptr))
-        own = np.flatnonzero(col == cur[r])
-        gain = cnt.data - kim[r] * tot[col]
-        gain[own] += kim[r[own]] * ki[r[own]]  # K_c without i itself
+        deg = np.diff(cnt.indptr)
+        kim_r = np.repeat(kim, deg)
+        own = np.flatnonzero(col == np.repeat(cur, deg))
+        gain = cnt.data - kim_r * tot[col]
+        r_own = np.searchsorted(cnt.indptr, own, side="right") - 1
+        gain[own] += kim[r_own] * ki[r_own]
         stay = kim * (ki - tot[cur])
-        stay[r[own]] = gain[own]
+        stay[r_own] = gain[own]  # K_c without i itself on its own label
         # random tie-break: a jitter far below any weight (weights are counts >= 1)
         jit = gain + 1e-9 * rng.random(gain.size)
         top = np.maximum.reduceat(jit, cnt.indptr[:-1])
-        pick = np.flatnonzero(jit == top[r])
+        pick = np.flatnonzero(jit == np.repeat(top, deg))
+        rp = np.searchsorted(cnt.indptr, pick, side="right") - 1
         first = np.ones(pick.size, dtype=bool)
-        first[1:] = r[pick[1:]] != r[pick[:-1]]
+        first[1:] = rp[1:] != rp[:-1]
         pick = pick[first]  # one entry per row, rows in order
         move = gain[pick] > stay + 1e-12 * (1.0 + np.abs(stay))
         moved = int(move.sum())

@@ -423,3 +423,56 @@ def test_small_world_loads_and_reconciles(request: pytest.FixtureRequest, tmp_pa
     again = load_inputs(con, small_world, SETTINGS)
     assert all(r.skipped for r in again)
     assert con.execute("SELECT count(*) FROM staging.orders").fetchone()[0] == n
+
+
+def test_source_row_is_file_order_on_a_parallel_scan(tmp_path: Path, con) -> None:
+    """source_row comes from the materialised row position (no row_number window): on a file
+    large enough for a multi-threaded scan, every staged and quarantined row keeps its line,
+    also when the session had insertion order switched off (restored afterwards)."""
+    n = 120_000
+    rows = [dict(ORDER, order_id=f"o{i}", quantity=str(1 + i % 3)) for i in range(1, n + 1)]
+    for i in (7, 50_001, 119_999):  # defects spread over the file
+        rows[i - 1]["amount"] = "NaN"
+    rows[60_000 - 1] = dict(rows[10 - 1])  # exact copy of line 10 at line 60000
+    d = minimal_dir(tmp_path / "in", orders=rows)
+    con.execute("SET threads = 4")
+    con.execute("SET preserve_insertion_order = false")
+    [_, r] = load_inputs(con, d, SETTINGS)
+    assert not con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined, r.rows_already_loaded) == (
+        n, n - 4, 3, 1)
+    wrong = con.execute(
+        "SELECT count(*) FROM staging.orders WHERE order_id <> 'o' || source_row").fetchone()[0]
+    assert wrong == 0
+    assert [x[0] for x in rejected(con)] == [7, 50_001, 119_999]
+    assert con.execute("SELECT source_row FROM staging.orders WHERE order_id = 'o10'"
+                       ).fetchall() == [(10,)]
+
+
+def test_large_catalogue_lookup_gives_the_same_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """orders.category_missing looks products up in a list, or (above LIST_LOOKUP_MAX
+    products) by hash join with view-numbered rows: both give identical outcomes."""
+    from sharegraph import ingest
+
+    rows = [dict(ORDER, order_id=f"o{i}", category="", product_id=f"p{i % 4}")
+            for i in range(1, 41)]
+    rows += [dict(ORDER, order_id="o3"), dict(ORDER, order_id="o5", amount="1.00"),
+             dict(ORDER, order_id="bad", amount="1.001")]
+    d = minimal_dir(tmp_path / "in", orders=rows)
+    write_csv(d / "products.csv", [{"product_id": f"p{i}", "category": "food"} for i in (1, 2)])
+    out = []
+    for limit in (ingest.LIST_LOOKUP_MAX, 0):
+        monkeypatch.setattr(ingest, "LIST_LOOKUP_MAX", limit)
+        c = connect(tmp_path / f"w{limit}.duckdb")
+        res = load_inputs(c, d, SETTINGS)
+        assert_reconciled(c, res)
+        out.append((
+            [(r.rows_read, r.rows_loaded, r.rows_quarantined, r.rows_already_loaded) for r in res],
+            c.execute("SELECT order_id, source_row, category FROM staging.orders "
+                      "ORDER BY rowid").fetchall(),
+            rejected(c)))
+        c.close()
+    assert out[0] == out[1]
+    assert out[0][0][-1] == (43, 20, 23, 0)  # p0/p3: 20 category_missing; o3, o5 conflicts; bad
+    assert [x[2] for x in out[0][2]].count("category_missing") == 20
