@@ -13,9 +13,11 @@ Per batch (one file) ``quarantine.batches`` records the reconciliation
 ``rows_read = rows_loaded + rows_quarantined + rows_already_loaded``.
 A file whose content hash was already loaded for the same table is skipped.
 
-The work is set-based: one scan of the file as text computes typed values, the first
-failing rule and the dedup outcome of every row into a temp table; two filtered INSERTs
-then move rows to staging and quarantine.
+The work is set-based and linear in the file: one scan of the file as text computes typed
+values and the first failing rule of every row into a temp table (in file order, so the row
+number is the row's position); a hash aggregate on the natural key finds the few duplicate
+keys, whose rows alone are compared (plus a join to staging when it is not empty); two
+filtered INSERTs then move rows to staging and quarantine.
 """
 
 from __future__ import annotations
@@ -553,8 +555,8 @@ def load_inputs(con: duckdb.DuckDBPyConnection, input_dir: str | os.PathLike[str
     return results
 
 
-#: flag queries; _sg_share_ids (share/reshare ids) and _sg_people (every known person) are
-#: temp tables flag_references builds once
+#: flag queries; _sg_share_ids (share/reshare ids) and _sg_people (the referrers that are
+#: known persons) are temp tables flag_references builds once
 FLAG_SQL: dict[str, str] = {
     "unknown_share": """
         SELECT 'orders' t, o.source_file, o.source_row, o.batch_id, 'share_id' c, o.share_id v
@@ -608,9 +610,16 @@ def flag_references(con: duckdb.DuckDBPyConnection) -> int:
     # the reference sets are built once (three rules look shares up, tens of millions of events)
     con.execute("""CREATE OR REPLACE TEMP TABLE _sg_share_ids AS SELECT DISTINCT share_id
         FROM staging.share_events WHERE event_type IN ('share', 'reshare')""")
+    # known persons among the (few distinct) referrers only: the referrers are the hash-join
+    # build side and the person columns (tens of millions of rows) just probe it
     con.execute("""CREATE OR REPLACE TEMP TABLE _sg_people AS
-        SELECT customer_id AS person_id FROM staging.orders UNION SELECT actor_id FROM staging.share_events
-        UNION SELECT agent_id FROM staging.agents UNION SELECT initiator_id FROM staging.group_buys""")
+        WITH r AS (SELECT DISTINCT referrer_id AS p FROM staging.orders
+                   WHERE referrer_id IS NOT NULL)
+        SELECT DISTINCT r.p AS person_id FROM r JOIN (
+            SELECT customer_id AS id FROM staging.orders
+            UNION ALL SELECT actor_id FROM staging.share_events
+            UNION ALL SELECT agent_id FROM staging.agents
+            UNION ALL SELECT initiator_id FROM staging.group_buys) k ON k.id = r.p""")
     for rule, sql in FLAG_SQL.items():
         con.execute(
             f"""INSERT INTO quarantine.flagged_rows

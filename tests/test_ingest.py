@@ -476,3 +476,17 @@ def test_large_catalogue_lookup_gives_the_same_load(
     assert out[0] == out[1]
     assert out[0][0][-1] == (43, 20, 23, 0)  # p0/p3: 20 category_missing; o3, o5 conflicts; bad
     assert [x[2] for x in out[0][2]].count("category_missing") == 20
+
+
+def test_cheap_trim_equals_trim() -> None:
+    """The trim shortcut (trim only where a space or a non-ASCII character can be stripped)
+    gives exactly NULLIF(trim(v), '') on spaces, Unicode spaces, tabs and CJK text."""
+    from sharegraph.ingest import _trimmed
+
+    vals = ["", " ", "   ", "\u3000", "\u3000x", "x\u3000", "\xa0x", "x\u2003", "\t", "\tx",
+            "a b", "中文 ", " 中文", "中文", "abc", None, " abc", "abc "]
+    c = duckdb.connect()
+    c.execute("CREATE TABLE t (x VARCHAR)")
+    c.executemany("INSERT INTO t VALUES (?)", [[v] for v in vals])
+    assert c.execute(f"SELECT count(*) FROM t WHERE ({_trimmed('x')}) "
+                     "IS DISTINCT FROM NULLIF(trim(x), '')").fetchone()[0] == 0
