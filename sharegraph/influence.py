@@ -20,11 +20,7 @@ from sharegraph.warehouse import comment_table
 
 log = logging.getLogger(__name__)
 
-LOUVAIN_MAX_EDGES = 0
-"""Kept for compatibility and ignored: circles use one method at every scale (NetworkX
-Louvain was used up to 25k edges; the vectorised modularity-aware label propagation recovers
-the planted circles far better and is ~100x faster, docs/influence.md#circles)."""
-LOUVAIN_SEED = 42
+CIRCLE_SEED = 42
 """Seed of the circle detection (random update subsets and tie-breaks)."""
 
 
@@ -126,15 +122,13 @@ def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float) -> dict[str, n
 
 
 def circles(src: np.ndarray, dst: np.ndarray, n: int,
-            max_louvain_edges: int = LOUVAIN_MAX_EDGES,
             weight: np.ndarray | None = None) -> np.ndarray:
     """Community label per node of the undirected weighted graph (src, dst) over 0..n-1.
 
     Modularity-aware, semi-synchronous label propagation
-    (:func:`sharegraph.kernels.label_propagation`, seed ``LOUVAIN_SEED``) at every scale;
-    ``max_louvain_edges`` is ignored (kept for compatibility).
+    (:func:`sharegraph.kernels.label_propagation`, seed ``CIRCLE_SEED``) at every scale.
     """
-    return label_propagation(src, dst, n, weight=weight, seed=LOUVAIN_SEED)
+    return label_propagation(src, dst, n, weight=weight, seed=CIRCLE_SEED)
 
 
 AGENT_INFLUENCE_DOC = {
@@ -190,8 +184,7 @@ def _ranks(order: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
     return rank
 
 
-def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | None = None,
-                          max_louvain_edges: int = LOUVAIN_MAX_EDGES) -> int:
+def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``marts.agent_influence``: one row per person who shared, was credited or is an agent.
 
     One int32 person dictionary (``_pidx``, person_id order) for the whole stage; per-person
@@ -277,7 +270,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     loc = np.cumsum(node) - 1
     lab = np.full(n, -1, dtype=np.int64)
     if node.any():
-        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), max_louvain_edges, weight=cw)
+        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), weight=cw)
     del cs, cd, cw, loc
     # circle named by its smallest person_id = smallest index i (i is in person_id order)
     k = int(lab.max()) + 1 if node.any() else 0
