@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets._common import table_result
 from pipelines.resources import WarehouseResource
 from sharegraph import attribution, graph
 
@@ -64,9 +65,7 @@ def share_nodes_depths(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]])
 def agent_upline(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per agent: effective upline edge in the agent forest."""
-    with warehouse.connect() as con:
-        n = graph.build_agent_upline(con, warehouse.settings())
-    return dg.MaterializeResult(metadata={"rows": n})
+    return table_result(warehouse, graph.build_agent_upline)
 
 
 @dg.asset_check(asset=AGENT_UPLINE, blocking=True)
@@ -81,18 +80,14 @@ def upline_forest_acyclic(warehouse: WarehouseResource) -> dg.AssetCheckResult:
           deps=[ATTRIBUTED, AGENT_UPLINE, STAGING["share_events"]])
 def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per person: role, firsts, acquirer, influence-network position."""
-    with warehouse.connect() as con:
-        n = graph.build_people(con, warehouse.settings())
-        roles = dict(con.execute("SELECT role, count(*) FROM graph.people GROUP BY 1").fetchall())
-    return dg.MaterializeResult(metadata={"rows": n, **{f"role_{k}": v for k, v in roles.items()}})
+    return table_result(warehouse, graph.build_people,
+                        lambda con: _counts_by(con, "graph.people", "role"))
 
 
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
 def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
-    with warehouse.connect() as con:
-        n = graph.build_referral_edges(con, warehouse.settings())
-    return dg.MaterializeResult(metadata={"rows": n})
+    return table_result(warehouse, graph.build_referral_edges)
 
 
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
@@ -100,7 +95,11 @@ def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 REFERRAL_EDGES])
 def anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per flagged graph problem (self-referral, cycles, dangling references)."""
-    with warehouse.connect() as con:
-        n = graph.build_anomalies(con, warehouse.settings())
-        kinds = dict(con.execute("SELECT kind, count(*) FROM graph.anomalies GROUP BY 1").fetchall())
-    return dg.MaterializeResult(metadata={"rows": n, **{f"kind_{k}": v for k, v in kinds.items()}})
+    return table_result(warehouse, graph.build_anomalies,
+                        lambda con: _counts_by(con, "graph.anomalies", "kind"))
+
+
+def _counts_by(con, table: str, column: str) -> dict[str, int]:
+    """Row counts per value of ``column``, as metadata ``<column>_<value>``."""
+    rows = con.execute(f"SELECT {column}, count(*) FROM {table} GROUP BY 1").fetchall()
+    return {f"{column}_{value}": n for value, n in rows}
