@@ -285,7 +285,35 @@ SELECT {', '.join(l4)} FROM l3
 """
 
 
-def _outcome_sql(table: Table, validated: str, out: str, staging_empty: bool) -> str:
+def _keys_ascending(con: duckdb.DuckDBPyConnection, table: Table, validated: str) -> bool:
+    """True when the valid rows' natural keys strictly increase from row to row (compared
+    lexicographically over the key columns, in the scan's order): then no key occurs twice.
+
+    Exports are usually sorted by their id, and one streaming ``lag`` over the key costs a
+    fraction of the hash aggregate over tens of millions of distinct keys (0.6 s vs 3 s at
+    24M keys). Sound in any row order: a strictly increasing chain through all rows has no
+    repeated value. False (then the aggregate runs) on any NULL key or any step down/equal.
+    """
+    ks = [_q("t_" + k) for k in table.key]
+    lags = ", ".join(f"lag({k}) OVER () AS {_q('p_' + str(i))}" for i, k in enumerate(ks))
+
+    def greater(i: int) -> str:
+        k, p = ks[i], _q("p_" + str(i))
+        if i == len(ks) - 1:
+            return f"{k} > {p}"
+        return f"({k} > {p} OR ({k} = {p} AND {greater(i + 1)}))"
+
+    null_key = " OR ".join(f"{k} IS NULL" for k in ks)
+    bad = con.execute(
+        f"""SELECT count(*) FILTER (WHERE {null_key}
+                OR ({_q('p_0')} IS NOT NULL AND NOT COALESCE({greater(0)}, false)))
+        FROM (SELECT {', '.join(ks)}, {lags} FROM {validated} WHERE err_rule IS NULL)"""
+    ).fetchone()[0]
+    return bad == 0
+
+
+def _outcome_sql(table: Table, validated: str, out: str, staging_empty: bool,
+                 unique_keys: bool = False) -> str:
     """CREATE TEMP TABLE ``out``: ``(source_row, outcome)`` for the few valid rows that are not
     plainly loaded (outcome conflict_in_file | conflict_loaded | already_loaded |
     duplicate_in_file). Every other valid row is loaded; rows with an err_rule are rejected.
@@ -295,16 +323,21 @@ def _outcome_sql(table: Table, validated: str, out: str, staging_empty: bool) ->
     count(*) > 1, grouped by the key's 64-bit hash: a collision only adds candidates, which the
     window over the candidates partitions by the real key) and keys already in staging are
     compared on whole typed rows, so the cost is one hash aggregate plus work proportional to
-    the duplicates.
+    the duplicates. ``unique_keys`` (_keys_ascending proved no key repeats in the file) skips
+    the aggregate.
     """
+    if unique_keys and staging_empty:
+        return f"CREATE OR REPLACE TEMP TABLE {out} (source_row BIGINT, outcome VARCHAR)"
     cols = table.columns
     keys = ", ".join(_q("t_" + k) for k in table.key)
     typed_hash = "hash(" + ", ".join(_q("t_" + c.name) for c in cols) + ")"
     keys_v = ", ".join("v." + _q("t_" + k) for k in table.key)
     part = f"PARTITION BY {', '.join('v.' + _q('t_' + k) for k in table.key)}"
+    dk_sql = ("SELECT NULL::UBIGINT AS kh WHERE false" if unique_keys else
+              f"SELECT hash({keys}) AS kh FROM {validated} WHERE err_rule IS NULL GROUP BY kh "
+              "HAVING count(*) > 1")
     dup = f"""
-    dk AS (SELECT hash({keys}) AS kh FROM {validated} WHERE err_rule IS NULL GROUP BY kh
-           HAVING count(*) > 1),
+    dk AS ({dk_sql}),
     dr AS (SELECT v.source_row,
                   min({typed_hash}) OVER ({part}) <> max({typed_hash}) OVER ({part}) AS conflict,
                   row_number() OVER ({part} ORDER BY v.source_row) AS copy
@@ -413,7 +446,7 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
     sha = sha_job.result()
     batch_id = f"{started:%Y%m%dT%H%M%S%f}-{table.name}-{sha[:10]}"
     staging_empty = con.execute(f"SELECT 1 FROM staging.{table.name} LIMIT 1").fetchone() is None
-    con.execute(_outcome_sql(table, out, oc, staging_empty))
+    con.execute(_outcome_sql(table, out, oc, staging_empty, _keys_ascending(con, table, tmp)))
     n_rows, n_rejected = con.execute(
         f"SELECT count(*), count(err_rule) FROM {tmp}").fetchone()
     counts: dict[str, int] = dict(
@@ -560,14 +593,12 @@ def load_inputs(con: duckdb.DuckDBPyConnection, input_dir: str | os.PathLike[str
 FLAG_SQL: dict[str, str] = {
     "unknown_share": """
         SELECT 'orders' t, o.source_file, o.source_row, o.batch_id, 'share_id' c, o.share_id v
-        FROM staging.orders o
-        WHERE o.share_id IS NOT NULL AND o.share_id NOT IN (
-            SELECT share_id FROM _sg_share_ids)
+        FROM staging.orders o ANTI JOIN _sg_share_ids i ON i.share_id = o.share_id
+        WHERE o.share_id IS NOT NULL
         UNION ALL
         SELECT 'share_events', e.source_file, e.source_row, e.batch_id, 'share_id', e.share_id
-        FROM staging.share_events e
-        WHERE e.event_type = 'click' AND e.share_id NOT IN (
-            SELECT share_id FROM _sg_share_ids)""",
+        FROM staging.share_events e ANTI JOIN _sg_share_ids i ON i.share_id = e.share_id
+        WHERE e.event_type = 'click'""",
     "unknown_referrer": """
         SELECT 'orders', o.source_file, o.source_row, o.batch_id, 'referrer_id', o.referrer_id
         FROM staging.orders o
@@ -589,9 +620,8 @@ FLAG_SQL: dict[str, str] = {
     "unknown_parent_share": """
         SELECT 'share_events', e.source_file, e.source_row, e.batch_id, 'parent_share_id',
                e.parent_share_id
-        FROM staging.share_events e
-        WHERE e.parent_share_id IS NOT NULL AND e.parent_share_id NOT IN (
-            SELECT share_id FROM _sg_share_ids)""",
+        FROM staging.share_events e ANTI JOIN _sg_share_ids i ON i.share_id = e.parent_share_id
+        WHERE e.parent_share_id IS NOT NULL""",
     "unknown_upline": """
         SELECT 'agents', source_file, source_row, batch_id, 'upline_id', upline_id
         FROM staging.agents
@@ -607,15 +637,18 @@ def flag_references(con: duckdb.DuckDBPyConnection) -> int:
     wrong (FLAG_RULES). Flags never remove a row from staging. Returns the number of flags."""
     ensure_schema(con)
     con.execute(f"DELETE FROM quarantine.flagged_rows WHERE rule IN ({_in_list(tuple(FLAG_SQL))})")
-    # the reference sets are built once (three rules look shares up, tens of millions of events)
-    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_share_ids AS SELECT DISTINCT share_id
+    # the reference sets are built once (three rules look shares up, tens of millions of
+    # events). Lookups are anti/semi joins, which a repeated build key does not multiply, so
+    # the share ids need no DISTINCT (half the cost) and the staging columns (NOT NULL
+    # share_id) need no NOT IN null semantics
+    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_share_ids AS SELECT share_id
         FROM staging.share_events WHERE event_type IN ('share', 'reshare')""")
     # known persons among the (few distinct) referrers only: the referrers are the hash-join
     # build side and the person columns (tens of millions of rows) just probe it
     con.execute("""CREATE OR REPLACE TEMP TABLE _sg_people AS
         WITH r AS (SELECT DISTINCT referrer_id AS p FROM staging.orders
                    WHERE referrer_id IS NOT NULL)
-        SELECT DISTINCT r.p AS person_id FROM r JOIN (
+        SELECT r.p AS person_id FROM r SEMI JOIN (
             SELECT customer_id AS id FROM staging.orders
             UNION ALL SELECT actor_id FROM staging.share_events
             UNION ALL SELECT agent_id FROM staging.agents

@@ -490,3 +490,49 @@ def test_cheap_trim_equals_trim() -> None:
     c.executemany("INSERT INTO t VALUES (?)", [[v] for v in vals])
     assert c.execute(f"SELECT count(*) FROM t WHERE ({_trimmed('x')}) "
                      "IS DISTINCT FROM NULLIF(trim(x), '')").fetchone()[0] == 0
+
+
+def test_ascending_keys_shortcut_is_exact() -> None:
+    """_keys_ascending (which lets a sorted file skip the duplicate-key aggregate) says True
+    only when valid rows' keys strictly increase (lexicographically over order_id, line_no);
+    an equal or falling step, or a NULL key, sends the file to the aggregate."""
+    from sharegraph.ingest import _keys_ascending
+
+    c = duckdb.connect()
+    cases = {
+        (("a", 1, None), ("a", 2, None), ("b", 1, None)): True,
+        (("a", 1, None), ("a", 1, None)): False,  # adjacent copy
+        (("a", 2, None), ("a", 1, None)): False,
+        (("b", 1, None), ("a", 9, None)): False,  # distinct but not sorted: aggregate decides
+        (("a", 1, None), ("a", 1, "required"), ("b", 1, None)): True,  # rejected rows skipped
+        (("a", 1, None), (None, 2, None)): False,
+        (("a", 1, None),): True,
+        (): True,
+    }
+    for rows, expected in cases.items():
+        c.execute("CREATE OR REPLACE TABLE v (t_order_id VARCHAR, t_line_no INTEGER, "
+                  "err_rule VARCHAR)")
+        if rows:
+            c.executemany("INSERT INTO v VALUES (?, ?, ?)", [list(r) for r in rows])
+        assert _keys_ascending(c, TABLES["orders"], "v") is expected, rows
+
+
+def test_sorted_file_with_adjacent_copies_matches_unsorted(tmp_path: Path) -> None:
+    """A key-sorted file (shortcut tried, then the aggregate on the equal step) and the same
+    rows shuffled (aggregate only) load to the same staging rows and quarantine rules."""
+    rows = [dict(ORDER, order_id=f"o{i:03d}") for i in range(1, 60)]
+    rows.insert(10, dict(rows[9]))  # exact copy next to its original
+    rows.insert(30, dict(rows[29], amount="77.00"))  # conflicting copy
+    shuffled = rows[::-1]
+    out = []
+    for name, data in (("sorted", rows), ("shuffled", shuffled)):
+        c = connect(tmp_path / f"{name}.duckdb")
+        res = load_inputs(c, minimal_dir(tmp_path / name, orders=data), SETTINGS)
+        assert_reconciled(c, res)
+        r = res[-1]
+        out.append(((r.rows_loaded, r.rows_quarantined, r.rows_already_loaded),
+                    c.execute("SELECT order_id, amount FROM staging.orders ORDER BY 1").fetchall(),
+                    sorted(x[2] for x in rejected(c))))
+        c.close()
+    assert out[0] == out[1]
+    assert out[0][0] == (58, 2, 1)  # 59 keys: o030 (conflict) quarantined twice
