@@ -15,7 +15,6 @@ SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
 AGENT_UPLINE = dg.AssetKey(["graph", "agent_upline"])
 PEOPLE = dg.AssetKey(["graph", "people"])
 REFERRAL_EDGES = dg.AssetKey(["graph", "referral_edges"])
-ANOMALIES = dg.AssetKey(["graph", "anomalies"])
 
 
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",

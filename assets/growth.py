@@ -17,7 +17,6 @@ KFACTOR = dg.AssetKey(["marts", "kfactor"])
 CONCENTRATION = dg.AssetKey(["marts", "concentration"])
 CHANNEL_MIGRATION = dg.AssetKey(["marts", "channel_migration"])
 GROUP_BUYS = dg.AssetKey(["marts", "group_buys"])
-GROUP_BUY_SUMMARY = dg.AssetKey(["marts", "group_buy_summary"])
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",

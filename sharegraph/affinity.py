@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 ALL_SCOPE = "all"
 """``scope`` value of the rows computed over every merchant together."""
-BASES = ("customer", "basket")
 _DAY_BITS = 4_194_304  # 2**22 days: basket unit = customer code * 2**22 + days since 1970
 _Z95 = 1.959963984540054
 

@@ -16,7 +16,6 @@ ORDER_CHANNELS = (
 PLATFORM_CHANNELS = ("taobao", "tmall", "jd", "pinduoduo")
 SOCIAL_CHANNELS = ("wechat", "wechat_group", "moments", "miniprogram", "group_buy")
 EVENT_TYPES = ("share", "reshare", "click")
-SHARE_CHANNELS = ("moments", "wechat_group", "wechat_chat", "qq", "weibo", "miniprogram")
 GROUP_BUY_STATUSES = ("open", "filled", "failed")
 
 

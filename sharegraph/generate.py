@@ -140,7 +140,7 @@ def generate_world(
     _spillover(rng, od, ev, pop, cat)
     _repair_times(ev)
     _finish_orders(rng, od, ev, cat)
-    attributed = _attribute(od, ev, pop)
+    attributed = _attribute(od, ev)
     truth = _truth(seed, people, orders, pop, cat, od, attributed)
 
     ids = _ids(rng, pop, ev)
@@ -726,7 +726,7 @@ def _finish_orders(rng: np.random.Generator, od: dict, ev: dict, cat: dict) -> N
     od["qty"] = qty
 
 
-def _attribute(od: dict, ev: dict, pop: dict) -> dict:
+def _attribute(od: dict, ev: dict) -> dict:
     """The pipeline's attribution rule on the generated data (docs/demo-world.md):
     share_id -> the share's (re)poster; else the buyer's last click within 7 days -> that
     share's poster; else referrer_id. Returns the credited person per order (-1 = none) and

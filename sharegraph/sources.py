@@ -319,8 +319,10 @@ def open_text_relation(
     ``path`` is the UTF-8 (possibly transcoded) file to read. Returns ``canonical -> source
     header``. With ``row_numbers=False`` the view has no ``source_row`` and keeps file order:
     the caller materialises it (preserve_insertion_order) and numbers rows by ``rowid + 1``,
-    which saves a streaming ``row_number()`` window (about a quarter of a large CSV scan). CSV is read with ``all_varchar`` and strict parsing, so a malformed row fails
-    the file (IngestError naming the line) instead of being silently padded or skipped.
+    which saves a streaming ``row_number()`` window (about a quarter of a large CSV scan). CSV
+    is read with every column declared VARCHAR (explicit ``columns``, no sniffing) and strict
+    parsing, so a malformed row fails the file (IngestError naming the line) instead of being
+    silently padded or skipped.
     """
     p = _lit(str(path))
     csv_headers: list[str] = []
