@@ -8,13 +8,13 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import check_from_problems, table_result
+from assets.graph import ATTRIBUTED, SHARE_NODES
+from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
 from sharegraph import affinity, expansion
 
-ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
-SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
-PRODUCTS = dg.AssetKey(["staging", "products"])
-SHARE_EVENTS = dg.AssetKey(["staging", "share_events"])
+PRODUCTS = STAGING["products"]
+SHARE_EVENTS = STAGING["share_events"]
 CATEGORY_AFFINITY = dg.AssetKey(["marts", "category_affinity"])
 DIRECTIONAL = dg.AssetKey(["marts", "directional_affinity"])
 SPILLOVER = dg.AssetKey(["marts", "spillover_affinity"])

@@ -5,18 +5,16 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import verdict_check
+from assets.graph import ATTRIBUTED, SHARE_NODES
+from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
 from sharegraph import cascades
 
-ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
-SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
-SHARE_EVENTS = dg.AssetKey(["staging", "share_events"])
-PRODUCTS = dg.AssetKey(["staging", "products"])
 CASCADES = dg.AssetKey(["marts", "cascades"])
 
 
 @dg.asset(name="cascades", key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
-          deps=[SHARE_NODES, ATTRIBUTED, SHARE_EVENTS, PRODUCTS])
+          deps=[SHARE_NODES, ATTRIBUTED, STAGING["share_events"], STAGING["products"]])
 def cascades_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share cascade: size, depth, breadth, structural virality, clicks, GMV (¥).
 

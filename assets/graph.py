@@ -5,11 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import table_result
+from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
 from sharegraph import attribution, graph
 
-STAGING = {name: dg.AssetKey(["staging", name])
-           for name in ("orders", "share_events", "products", "agents", "group_buys")}
 ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
 SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
 AGENT_UPLINE = dg.AssetKey(["graph", "agent_upline"])

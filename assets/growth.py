@@ -5,14 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import table_result, verdict_check
+from assets.graph import ATTRIBUTED, SHARE_NODES
+from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
 from sharegraph import growth
 
-ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
-SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
-STAGING_ORDERS = dg.AssetKey(["staging", "orders"])
-STAGING_GROUP_BUYS = dg.AssetKey(["staging", "group_buys"])
-STAGING_PRODUCTS = dg.AssetKey(["staging", "products"])
 KFACTOR = dg.AssetKey(["marts", "kfactor"])
 CONCENTRATION = dg.AssetKey(["marts", "concentration"])
 CHANNEL_MIGRATION = dg.AssetKey(["marts", "channel_migration"])
@@ -71,7 +68,7 @@ def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
-          deps=[ATTRIBUTED, SHARE_NODES, STAGING_ORDERS, STAGING_GROUP_BUYS, STAGING_PRODUCTS])
+          deps=[ATTRIBUTED, SHARE_NODES, STAGING["orders"], STAGING["group_buys"], STAGING["products"]])
 def group_buys(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per group buy: members, fill rate, time to fill, fission, refunds (¥)."""
     return table_result(warehouse, growth.build_group_buys)

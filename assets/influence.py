@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, STAGING
+from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES
+from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
 from sharegraph import influence
 
