@@ -224,20 +224,33 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _people AS
-        -- one pass over attributed_orders: per (customer, order), then per customer (two hash
-        -- aggregations instead of count(DISTINCT)); the id list reuses o and s
-        WITH per_order AS (
-            SELECT customer_id, order_id, min(ordered_at) AS first_at,
-                   min(ordered_at) FILTER (WHERE is_paid) AS first_paid_at,
-                   sum(amount) FILTER (WHERE is_paid) AS paid,
-                   max(credited_id) FILTER (WHERE is_first_order) AS acq
-            FROM graph.attributed_orders GROUP BY ALL
+        -- one pass over attributed_orders per customer; distinct orders without
+        -- count(DISTINCT): an order with only line 1 is one row (key order_id, line_no), so
+        -- only orders with another line are counted per order, in a side aggregate
+        WITH a AS (
+            SELECT customer_id, order_id, ordered_at, is_paid, amount, credited_id,
+                   is_first_order,
+                   order_id IN (SELECT order_id FROM graph.attributed_orders
+                                WHERE line_no <> 1) AS multi
+            FROM graph.attributed_orders
+        ),
+        per_customer AS (
+            SELECT customer_id AS person_id, min(ordered_at) AS first_order_at,
+                   min(ordered_at) FILTER (WHERE is_paid) AS first_paid_order_at,
+                   count(*) FILTER (WHERE NOT multi) AS single_line_orders,
+                   coalesce(sum(amount) FILTER (WHERE is_paid), 0)::DECIMAL(18,2) AS paid_gmv,
+                   max(credited_id) FILTER (WHERE is_first_order) AS acquired_by
+            FROM a GROUP BY 1
+        ),
+        multi AS (
+            SELECT customer_id AS person_id, count(*) AS orders
+            FROM (SELECT DISTINCT customer_id, order_id FROM a WHERE multi) GROUP BY 1
         ),
         o AS MATERIALIZED (
-            SELECT customer_id AS person_id, min(first_at) AS first_order_at,
-                   min(first_paid_at) AS first_paid_order_at, count(*) AS orders,
-                   coalesce(sum(paid), 0)::DECIMAL(18,2) AS paid_gmv, max(acq) AS acquired_by
-            FROM per_order GROUP BY 1
+            SELECT p.person_id, p.first_order_at, p.first_paid_order_at,
+                   p.single_line_orders + coalesce(m.orders, 0) AS orders, p.paid_gmv,
+                   p.acquired_by
+            FROM per_customer p LEFT JOIN multi m ON m.person_id = p.person_id
         ),
         s AS MATERIALIZED (
             SELECT actor_id AS person_id,
@@ -316,14 +329,25 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
         """
         CREATE OR REPLACE TABLE graph.referral_edges AS
         -- grain: one row per merchant_id, sharer_id (credited person), buyer_id
-        -- two hash aggregations instead of count(DISTINCT order_id): per order, then per edge
-        WITH per_order AS (
-            SELECT merchant_id, credited_id, customer_id, order_id, count(*) AS lines,
-                   sum(amount) AS gmv, min(ordered_at) AS first_at, max(ordered_at) AS last_at,
-                   bool_or(is_first_order) AS acq
+        -- distinct orders without count(DISTINCT): an order with only line 1 is one row (key
+        -- order_id, line_no), so only orders with another line are grouped per order first
+        WITH a AS (
+            SELECT merchant_id, credited_id, customer_id, order_id, amount, ordered_at,
+                   is_first_order,
+                   order_id IN (SELECT order_id FROM graph.attributed_orders
+                                WHERE line_no <> 1) AS multi
             FROM graph.attributed_orders
             WHERE is_paid AND credited_id IS NOT NULL
-            GROUP BY ALL
+        ),
+        per_order AS (
+            SELECT merchant_id, credited_id, customer_id, count(*) AS lines, sum(amount) AS gmv,
+                   min(ordered_at) AS first_at, max(ordered_at) AS last_at,
+                   bool_or(is_first_order) AS acq
+            FROM a WHERE multi GROUP BY merchant_id, credited_id, customer_id, order_id
+            UNION ALL
+            SELECT merchant_id, credited_id, customer_id, 1, amount, ordered_at, ordered_at,
+                   is_first_order
+            FROM a WHERE NOT multi
         )
         SELECT merchant_id, credited_id AS sharer_id, customer_id AS buyer_id,
                count(*) AS orders, sum(lines)::BIGINT AS order_lines,

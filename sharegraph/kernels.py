@@ -9,7 +9,11 @@ Conventions: nodes are ``0..n-1``; a forest is a ``parent`` array with ``-1`` fo
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -143,6 +147,82 @@ def pagerank(
 LPA_SEED = 42
 """Seed of the random node subsets and tie-breaks of :func:`label_propagation`."""
 
+LPA_BLOCKS = 4
+"""Row blocks per update class of :func:`label_propagation`, moved in parallel threads.
+
+Fixed (not the CPU count) so that the result, which depends on each block's random
+tie-break stream, is the same on every machine."""
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Adjacency rows of some nodes of one update class: CSR over all columns."""
+
+    rows: np.ndarray
+    adj: sp.csr_matrix
+    deg: np.ndarray
+    """Stored entries per row of ``adj``."""
+    k: np.ndarray
+    """Weighted degree of each row."""
+    km: np.ndarray
+    """``resolution * k / 2m``: the modularity penalty per unit of label degree."""
+
+
+def _class_blocks(c: int, cls: np.ndarray, src: np.ndarray, dst: np.ndarray, w: np.ndarray,
+                  k: np.ndarray, scale: float) -> list[_Block]:
+    """The nodes of update class ``c`` in ``LPA_BLOCKS`` row blocks.
+
+    A block's CSR holds both directions of its rows' edges (parallel edges summed).
+    """
+    rows = np.flatnonzero(cls == c)
+    pos = np.zeros(cls.size, dtype=src.dtype)
+    pos[rows] = np.arange(rows.size, dtype=src.dtype)
+    out, into = cls[src] == c, cls[dst] == c
+    adj = sp.csr_matrix(
+        (np.concatenate([w[out], w[into]]),
+         (np.concatenate([pos[src[out]], pos[dst[into]]]), np.concatenate([dst[out], src[into]]))),
+        shape=(rows.size, cls.size))
+    cuts = np.linspace(0, rows.size, LPA_BLOCKS + 1).astype(np.int64)
+    return [_Block(rows[a:b], sub, np.diff(sub.indptr), k[rows[a:b]], k[rows[a:b]] * scale)
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a for sub in [adj[a:b]]]
+
+
+def _best_moves(b: _Block, labels: np.ndarray, tot: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``b`` that gain modularity by moving, and the label each moves to.
+
+    ``labels`` / ``tot`` (total degree per label) are a snapshot: the whole update class
+    moves at once. ``w(i, c)`` per (row, neighbour label) comes from relabelling the CSR
+    columns and summing duplicates (SciPy, C++); per-entry row values by ``np.repeat``.
+    """
+    cur = labels[b.rows]
+    cnt = sp.csr_matrix((b.adj.data.copy(), labels[b.adj.indices], b.adj.indptr.copy()),
+                        shape=b.adj.shape, copy=False)
+    cnt.sum_duplicates()
+    col = cnt.indices
+    deg = np.diff(cnt.indptr)
+    own = np.flatnonzero(col == np.repeat(cur, deg))
+    gain = cnt.data - np.repeat(b.km, deg) * tot[col]
+    r_own = np.searchsorted(cnt.indptr, own, side="right") - 1
+    gain[own] += b.km[r_own] * b.k[r_own]
+    stay = b.km * (b.k - tot[cur])
+    stay[r_own] = gain[own]  # K_c without i itself on its own label
+    # random tie-break: a jitter far below any weight (weights are counts >= 1)
+    jit = gain + 1e-9 * rng.random(gain.size)
+    top = np.maximum.reduceat(jit, cnt.indptr[:-1])
+    pick = np.flatnonzero(jit == np.repeat(top, deg))
+    rp = np.searchsorted(cnt.indptr, pick, side="right") - 1
+    first = np.ones(pick.size, dtype=bool)
+    first[1:] = rp[1:] != rp[:-1]
+    pick = pick[first]  # one entry per row, rows in order
+    move = gain[pick] > stay + 1e-12 * (1.0 + np.abs(stay))
+    return b.rows[move], col[pick[move]]
+
+
+def _inside_weight(b: _Block, labels: np.ndarray) -> float:
+    """Weight of the edges of ``b``'s rows whose two ends share a label."""
+    return float(b.adj.data[labels[b.adj.indices] == np.repeat(labels[b.rows], b.deg)].sum())
+
 
 def label_propagation(
     src: np.ndarray,
@@ -154,6 +234,8 @@ def label_propagation(
     seed: int = LPA_SEED,
     update_fraction: float = 0.5,
     tol: float = 1e-3,
+    q_tol: float = 5e-3,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Communities of an undirected weighted graph: modularity-aware label propagation.
 
@@ -167,12 +249,14 @@ def label_propagation(
     Semi-synchronous: the nodes are split at random (fixed ``seed``) into 1/``update_fraction``
     classes that move in turn, each class all at once, which avoids the oscillation of fully
     synchronous updates; ties between labels are broken at random. A sweep gives every class
-    one round; stops after a sweep in which at most ``tol`` x the non-isolated nodes moved,
-    or no fewer than in the sweep before (a few nodes flipping back and forth), or after
+    one round. Stops after a sweep in which at most ``tol`` x the non-isolated nodes moved
+    (converged), or which raised the modularity by less than ``q_tol`` (a plateau: nodes
+    drift between labels for no gain, as on a graph without community structure), or after
     ``max_iter`` rounds. Parallel edges add up, self-loops are ignored, isolated nodes keep
-    their own label. One round relabels the column indices of the class's CSR rows (sliced
-    once) and sums duplicates (SciPy, C++), then takes segment maxima (NumPy); no Python loop
-    over nodes. Returns labels 0..k-1 numbered in order of the lowest node.
+    their own label. Each class is cut into ``LPA_BLOCKS`` row blocks (CSR, built once) that
+    are evaluated in ``workers`` threads (NumPy and SciPy release the GIL), each with its own
+    seeded random stream, so the result does not depend on ``workers``. No Python loop over
+    nodes. Returns labels 0..k-1 numbered in order of the lowest node.
     """
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -181,63 +265,48 @@ def label_propagation(
     dst = np.asarray(dst, dtype=idx)
     w = np.ones(src.size) if weight is None else np.asarray(weight, dtype=np.float64)
     keep = (src != dst) & (w > 0)
-    a, b, w = src[keep], dst[keep], w[keep]
-    # symmetric adjacency, int32 indices, parallel edges summed
-    adj = sp.csr_matrix((np.concatenate([w, w]), (np.concatenate([a, b]), np.concatenate([b, a]))),
-                        shape=(n, n))
-    del a, b, w, keep
-    k = np.asarray(adj.sum(axis=1)).ravel()
+    src, dst, w = src[keep], dst[keep], w[keep]
+    del keep
+    k = np.bincount(src, weights=w, minlength=n) + np.bincount(dst, weights=w, minlength=n)
     m2 = float(k.sum())
-    labels = np.arange(n, dtype=adj.indices.dtype)
+    labels = np.arange(n, dtype=idx)
     active = np.flatnonzero(k > 0)
     if active.size == 0:
         return labels.astype(np.int64)
-    tot = k.copy()
     rng = np.random.default_rng(seed)
     n_cls = max(1, int(round(1.0 / update_fraction)))
-    # random classes of nodes that move together; their rows are sliced once
-    cls = rng.integers(0, n_cls, active.size)
-    parts = []
-    for rows in (active[cls == c] for c in range(n_cls)):
-        if rows.size:
-            sub = adj[rows]
-            parts.append((rows, sub, k[rows], k[rows] * (resolution / m2)))
-    del adj
-    sweep, last_sweep = 0, active.size + 1
-    for it in range(max_iter):
-        rows, sub, ki, kim = parts[it % len(parts)]
-        cur = labels[rows]
-        # w(i, c) per (moving node, neighbour label): relabel the columns and sum duplicate
-        # (row, label) pairs (SciPy, C++); per-entry row values by np.repeat, not gathers
-        cnt = sp.csr_matrix((sub.data.copy(), labels[sub.indices], sub.indptr.copy()),
-                            shape=sub.shape, copy=False)
-        cnt.sum_duplicates()
-        col = cnt.indices
-        deg = np.diff(cnt.indptr)
-        kim_r = np.repeat(kim, deg)
-        own = np.flatnonzero(col == np.repeat(cur, deg))
-        gain = cnt.data - kim_r * tot[col]
-        r_own = np.searchsorted(cnt.indptr, own, side="right") - 1
-        gain[own] += kim[r_own] * ki[r_own]
-        stay = kim * (ki - tot[cur])
-        stay[r_own] = gain[own]  # K_c without i itself on its own label
-        # random tie-break: a jitter far below any weight (weights are counts >= 1)
-        jit = gain + 1e-9 * rng.random(gain.size)
-        top = np.maximum.reduceat(jit, cnt.indptr[:-1])
-        pick = np.flatnonzero(jit == np.repeat(top, deg))
-        rp = np.searchsorted(cnt.indptr, pick, side="right") - 1
-        first = np.ones(pick.size, dtype=bool)
-        first[1:] = rp[1:] != rp[:-1]
-        pick = pick[first]  # one entry per row, rows in order
-        move = gain[pick] > stay + 1e-12 * (1.0 + np.abs(stay))
-        moved = int(move.sum())
-        if moved:
-            labels[rows[move]] = col[pick[move]]
-            tot = np.bincount(labels, weights=k, minlength=n)
-        sweep += moved
-        if it % n_cls == n_cls - 1:  # every node had its turn
-            if sweep <= tol * active.size or sweep >= last_sweep:  # settled, or oscillating
-                break
-            last_sweep, sweep = sweep, 0
+    # random classes of nodes that move together, cut into row blocks (built once)
+    cls = np.full(n, -1, dtype=np.int8)
+    cls[active] = rng.integers(0, n_cls, active.size)
+
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        build = partial(_class_blocks, cls=cls, src=src, dst=dst, w=w, k=k, scale=resolution / m2)
+        classes = [bl for bl in pool.map(build, range(n_cls)) if bl]
+        del src, dst, w, cls, build
+        every = [b for bl in classes for b in bl]
+        tot = k.copy()
+
+        def modularity() -> float:
+            inside = sum(pool.map(_inside_weight, every, repeat(labels)))
+            return inside / m2 - resolution * float(np.square(tot / m2).sum())
+
+        q = modularity()
+        sweep = 0
+        for it in range(max_iter):
+            blocks = classes[it % len(classes)]
+            streams = [np.random.default_rng([seed, it, j]) for j in range(len(blocks))]
+            moves = list(pool.map(_best_moves, blocks, repeat(labels), repeat(tot), streams))
+            who = np.concatenate([m[0] for m in moves])
+            if who.size:
+                labels[who] = np.concatenate([m[1] for m in moves])
+                tot = np.bincount(labels, weights=k, minlength=n)
+            sweep += who.size
+            if it % len(classes) == len(classes) - 1:  # every node had its turn
+                if sweep <= tol * active.size:  # converged
+                    break
+                q, q_before = modularity(), q
+                if q - q_before < q_tol:  # plateau
+                    break
+                sweep = 0
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64)

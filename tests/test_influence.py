@@ -133,8 +133,9 @@ def test_label_propagation_recovers_planted_blocks_despite_hubs(seed: int) -> No
     lab = label_propagation(src, dst, n)
     assert adjusted_rand_score(truth, lab[:truth.size]) > 0.9
     assert np.bincount(lab).max() <= max(sizes) + 3
-    # deterministic for a seed
-    assert np.array_equal(lab, label_propagation(src, dst, n))
+    # deterministic for a seed, whatever the number of threads
+    assert np.array_equal(lab, label_propagation(src, dst, n, workers=1))
+    assert np.array_equal(lab, label_propagation(src, dst, n, workers=3))
 
 
 def _world(con: duckdb.DuckDBPyConnection, seed: int, n_people: int = 40, n_orders: int = 300) -> None:
@@ -238,6 +239,11 @@ def test_counts_multi_line_orders_and_clicks() -> None:
     # o1 (2 lines, B's last click) + o2 (share_id) + o3 line 2 (C's last click beats the
     # referrer) = 3 orders, 2 buyers; red packets on the first line of o1 and o2 only
     assert got == [(3, 2, 3, 2, 40.0, 1, 2, 4.0)]
+    # the graph tables count orders, not lines, too
+    assert con.execute("SELECT buyer_id, orders, order_lines, gmv::DOUBLE FROM graph.referral_edges "
+                       "ORDER BY 1").fetchall() == [("B", 2, 3, 30.0), ("C", 1, 1, 10.0)]
+    assert con.execute("SELECT person_id, orders, paid_gmv::DOUBLE FROM graph.people "
+                       "WHERE is_customer ORDER BY 1").fetchall() == [("B", 2, 30.0), ("C", 1, 10.0)]
 
 
 def test_bad_graph_input_stays_finite() -> None:
