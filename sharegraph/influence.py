@@ -9,13 +9,14 @@ scale (circles by modularity-aware label propagation, docs/influence.md#circles)
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from sharegraph.config import Settings
-from sharegraph.kernels import Forest, break_cycles, label_propagation, pagerank, subtree_sums
+from sharegraph.kernels import break_cycles, label_propagation, pagerank, subtree_aggregates
 from sharegraph.warehouse import comment_table
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,15 @@ def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """graph.people as arrays indexed by ``i`` (dense, in person_id order), built once.
 
-    Writes temp table ``_pidx(person_id, i)`` (the one string -> int32 dictionary every
-    other lookup of this stage joins to) and returns, ordered by ``i``: the network parent
+    Writes temp table ``_pidx(person_id, i, ...)`` (the one string -> int32 dictionary
+    every other lookup of this stage joins to) and returns, ordered by ``i``: the network parent
     index ``p`` (-1 for a root), direct GMV / cost credited (¥), counts and flags.
     """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pidx AS
         SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::INTEGER AS i,
-               network_parent_id, is_agent
+               network_parent_id, role, is_agent, agent_level
         FROM graph.people
         """
     )
@@ -95,30 +96,20 @@ def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
     )
 
 
-def network_forest(parent: np.ndarray) -> Forest:
-    """Forest over an already acyclic parent array (graph.people.network_parent_id)."""
-    return break_cycles(parent)
-
-
-def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float) -> dict[str, np.ndarray]:
+def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float,
+               cost: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Downstream reach / GMV per node of the influence forest (docs/influence.md).
 
     ``reach[p]`` = descendants of p; ``gmv_decayed[p] = Σ_{d at generation g>=1}
-    decay**(g-1) * gmv[d]``; ``gmv_total`` the same with decay 1; ``generations`` = height
-    of p's subtree. Cycles (should graph.people not be acyclic) are cut deterministically.
+    decay**(g-1) * gmv[d]``; ``gmv_total`` the same with decay 1 (and ``cost_total`` for
+    ``cost``); ``generations`` = height of p's subtree. One leaves-up pass. Cycles (should
+    graph.people not be acyclic) are cut deterministically.
     """
-    forest = network_forest(parent)
-    reach, decayed = subtree_sums(forest, gmv, decay)
-    _, total = subtree_sums(forest, gmv, 1.0)
-    height = np.zeros(parent.size, dtype=np.int64)
-    if parent.size:
-        order = np.argsort(forest.depth, kind="stable")
-        bounds = np.searchsorted(forest.depth[order], np.arange(forest.depth.max() + 2))
-        for level in range(int(forest.depth.max()), 0, -1):
-            nodes = order[bounds[level]:bounds[level + 1]]
-            np.maximum.at(height, forest.parent[nodes], height[nodes] + 1)
+    cost = np.zeros(parent.size) if cost is None else cost
+    reach, height, (decayed, total, cost_total) = subtree_aggregates(
+        break_cycles(parent), [gmv, gmv, cost], [decay, 1.0, 1.0])
     return {"reach": reach, "gmv_decayed": decayed, "gmv_total": total, "generations": height,
-            "forest_parent": forest.parent}
+            "cost_total": cost_total}
 
 
 def circles(src: np.ndarray, dst: np.ndarray, n: int,
@@ -184,12 +175,28 @@ def _ranks(order: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
     return rank
 
 
+def _pagerank_over_graph(buyer: np.ndarray, sharer: np.ndarray, w: np.ndarray, n: int,
+                         alpha: float) -> np.ndarray:
+    """PageRank (buyer -> credited person, weight ¥) over the nodes of the attribution graph;
+    0 for everyone else."""
+    in_graph = np.zeros(n, dtype=bool)
+    in_graph[buyer] = True
+    in_graph[sharer] = True
+    local = np.cumsum(in_graph) - 1
+    pr = np.zeros(n)
+    if in_graph.any():
+        pr[in_graph] = pagerank(local[buyer], local[sharer], w, int(in_graph.sum()), alpha=alpha)
+    return pr
+
+
 def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``marts.agent_influence``: one row per person who shared, was credited or is an agent.
 
     One int32 person dictionary (``_pidx``, person_id order) for the whole stage; per-person
     metrics are NumPy arrays indexed by it (downstream sums, PageRank, circles, ranks) and go
-    back to DuckDB as one registered Arrow table in a single CREATE TABLE AS.
+    back to DuckDB as one registered Arrow table in a single CREATE TABLE AS joined on ints.
+    The single-threaded kernels (downstream sums, PageRank) run in a worker thread while
+    DuckDB reads the click, re-share and share tables and circles are found.
     """
     s = settings or Settings()
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
@@ -197,11 +204,6 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     n = ppl.num_rows
     parent = ppl.column("p").to_numpy().astype(np.int64)
     gmv = ppl.column("gmv").to_numpy()
-    cost = ppl.column("cost").to_numpy()
-    ds = downstream(parent, gmv, float(s.downstream_decay))
-    _, cost_total = subtree_sums(network_forest(ds["forest_parent"]), cost, 1.0)
-
-    # PageRank: buyer -> credited person, weight = GMV (¥), over nodes of the attribution graph
     e = _table(
         con,
         """
@@ -212,66 +214,82 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
         GROUP BY ALL
         """,
     )
-    buyer = e.column("buyer").to_numpy().astype(np.int64)
-    sharer = e.column("sharer").to_numpy().astype(np.int64)
-    w = e.column("gmv").to_numpy()
+    buyer = e.column("buyer").to_numpy()
+    sharer = e.column("sharer").to_numpy()
     ref_orders = e.column("orders").to_numpy()
-    del e
-    direct_buyers = np.bincount(sharer, minlength=n)  # edges are distinct (sharer, buyer)
-    in_graph = np.zeros(n, dtype=bool)
-    in_graph[buyer] = True
-    in_graph[sharer] = True
-    local = np.cumsum(in_graph) - 1
-    pr = np.zeros(n)
-    if in_graph.any():
-        pr[in_graph] = pagerank(local[buyer], local[sharer], w, int(in_graph.sum()),
-                                alpha=float(s.pagerank_alpha))
-    del w
+    with ThreadPoolExecutor(1) as pool:
+        ds_job = pool.submit(downstream, parent, gmv, float(s.downstream_decay),
+                             ppl.column("cost").to_numpy())
+        pr_job = pool.submit(_pagerank_over_graph, buyer, sharer, e.column("gmv").to_numpy(), n,
+                             float(s.pagerank_alpha))
+        direct_buyers = np.bincount(sharer, minlength=n)  # edges are distinct (sharer, buyer)
 
-    # circles (docs/influence.md#circles): undirected person-to-person ties, weight = number
-    # of interactions: credited orders (sharer - buyer), clicks (clicker - sharer of the
-    # clicked share, also giving clicks_received), re-shares (re-sharer - parent sharer) and
-    # the effective agent upline (weight 1)
-    clk = _table(
-        con,
-        """
-        SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
-        FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
-        JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
-        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
-        GROUP BY ALL
-        """,
-    )
-    clk_sharer = clk.column("sharer").to_numpy().astype(np.int64)
-    clk_w = clk.column("clicks").to_numpy()
-    clicks_received = np.bincount(clk_sharer, weights=clk_w, minlength=n).astype(np.int64)
-    rsh = _table(
-        con,
-        """
-        SELECT a.i AS parent, b.i AS child, count(*)::DOUBLE AS reshares
-        FROM graph.share_nodes s JOIN graph.share_nodes p ON p.share_id = s.parent_share_id
-        JOIN _pidx a ON a.person_id = p.actor_id JOIN _pidx b ON b.person_id = s.actor_id
-        WHERE p.actor_id <> s.actor_id
-        GROUP BY ALL
-        """,
-    )
-    is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
-    up_child = np.flatnonzero(is_agent & (parent >= 0))
-    cs = np.concatenate([sharer, clk_sharer, rsh.column("parent").to_numpy().astype(np.int64),
-                         parent[up_child]])
-    cd = np.concatenate([buyer, clk.column("clicker").to_numpy().astype(np.int64),
-                         rsh.column("child").to_numpy().astype(np.int64), up_child])
-    cw = np.concatenate([ref_orders, clk_w, rsh.column("reshares").to_numpy(),
-                         np.ones(up_child.size)])
-    del buyer, sharer, clk, rsh, clk_sharer, clk_w, ref_orders
-    node = np.zeros(n, dtype=bool)
-    node[cs] = True
-    node[cd] = True
-    loc = np.cumsum(node) - 1
-    lab = np.full(n, -1, dtype=np.int64)
-    if node.any():
-        lab[node] = circles(loc[cs], loc[cd], int(node.sum()), weight=cw)
-    del cs, cd, cw, loc
+        # circles (docs/influence.md#circles): undirected person-to-person ties, weight =
+        # number of interactions: credited orders (sharer - buyer), clicks (clicker - sharer
+        # of the clicked share, also giving clicks_received), re-shares (re-sharer - parent
+        # sharer) and the effective agent upline (weight 1)
+        clk = _table(
+            con,
+            """
+            SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
+            FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
+            JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
+            WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
+            GROUP BY ALL
+            """,
+        )
+        clicks_received = np.bincount(clk.column("sharer").to_numpy(),
+                                      weights=clk.column("clicks").to_numpy(),
+                                      minlength=n).astype(np.int64)
+        rsh = _table(
+            con,
+            """
+            SELECT a.i AS parent, b.i AS child, count(*)::DOUBLE AS reshares
+            FROM graph.share_nodes s JOIN graph.share_nodes p ON p.share_id = s.parent_share_id
+            JOIN _pidx a ON a.person_id = p.actor_id JOIN _pidx b ON b.person_id = s.actor_id
+            WHERE p.actor_id <> s.actor_id
+            GROUP BY ALL
+            """,
+        )
+        is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
+        up_child = np.flatnonzero(is_agent & (parent >= 0)).astype(np.int32)
+        cs = np.concatenate([sharer, clk.column("sharer").to_numpy(),
+                             rsh.column("parent").to_numpy(), parent[up_child].astype(np.int32)])
+        cd = np.concatenate([buyer, clk.column("clicker").to_numpy(),
+                             rsh.column("child").to_numpy(), up_child])
+        cw = np.concatenate([ref_orders, clk.column("clicks").to_numpy(),
+                             rsh.column("reshares").to_numpy(), np.ones(up_child.size)])
+        del e, buyer, sharer, clk, rsh, ref_orders
+        node = np.zeros(n, dtype=bool)
+        node[cs] = True
+        node[cd] = True
+        loc = (np.cumsum(node) - 1).astype(np.int32)
+        lab = np.full(n, -1, dtype=np.int64)
+        if node.any():
+            lab[node] = circles(loc[cs], loc[cd], int(node.sum()), weight=cw)
+        del cs, cd, cw, loc
+        shares = _table(
+            con,
+            """
+            WITH cascade AS (
+                SELECT root_share_id, count(*) AS size, max(depth) AS depth
+                FROM graph.share_nodes GROUP BY 1
+            ),
+            per_share AS (
+                SELECT n.actor_id, c.size, c.depth
+                FROM graph.share_nodes n
+                LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
+            )
+            SELECT x.i, count(*) AS shares_made,
+                   count(size) AS cascades_rooted, max(size) AS max_cascade_size,
+                   avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
+                   avg(depth) AS mean_cascade_depth
+            FROM per_share p JOIN _pidx x ON x.person_id = p.actor_id
+            GROUP BY 1
+            """,
+        )
+        ds, pr = ds_job.result(), pr_job.result()
+
     # circle named by its smallest person_id = smallest index i (i is in person_id order)
     k = int(lab.max()) + 1 if node.any() else 0
     circle_min = np.full(k, n, dtype=np.int64)
@@ -281,27 +299,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     circle_size = np.zeros(n, dtype=np.int64)
     circle_size[node] = np.bincount(lab[node], minlength=k)[lab[node]]
 
-    # rows of the mart and the ranks over them (ties by person_id = by i)
-    shares = _table(
-        con,
-        """
-        WITH cascade AS (
-            SELECT root_share_id, count(*) AS size, max(depth) AS depth
-            FROM graph.share_nodes GROUP BY 1
-        ),
-        per_share AS (
-            SELECT n.actor_id, c.size, c.depth
-            FROM graph.share_nodes n
-            LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
-        )
-        SELECT x.i, count(*) AS shares_made,
-               count(size) AS cascades_rooted, max(size) AS max_cascade_size,
-               avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
-               avg(depth) AS mean_cascade_depth
-        FROM per_share p JOIN _pidx x ON x.person_id = p.actor_id
-        GROUP BY 1
-        """,
-    )
+    # rows of the mart, ranks over them (ties by person_id = by i) and the top 1%
     shared = np.zeros(n, dtype=bool)
     shared[shares.column("i").to_numpy()] = True
     keep = is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False)
@@ -312,31 +310,36 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     in_circle = kept[lab[kept] >= 0]
     circle_rank[in_circle] = _ranks(np.lexsort((in_circle, -pr[in_circle], circle_i[in_circle])),
                                     circle_i[in_circle])
+    influence_gmv = np.round(gmv + ds["gmv_decayed"], 2)
+    top_n = int(np.ceil(0.01 * kept.size))
+    top = np.zeros(n, dtype=bool)
+    top[kept[np.lexsort((kept, -influence_gmv[kept]))[:top_n]]] = True
+    top &= influence_gmv > 0
 
     metrics = pa.table({  # noqa: F841 - read by DuckDB below
         "i": kept.astype(np.int32), "direct_buyers": direct_buyers[kept],
         "reach": ds["reach"][kept], "generations": ds["generations"][kept],
-        "ds_gmv": ds["gmv_decayed"][kept], "ds_total": ds["gmv_total"][kept],
-        "ds_cost": cost_total[kept], "pagerank": pr[kept], "pagerank_rank": pagerank_rank[kept],
+        "ds_gmv": np.round(ds["gmv_decayed"][kept], 2),
+        "ds_total": np.round(ds["gmv_total"][kept], 2), "ds_total_raw": ds["gmv_total"][kept],
+        "ds_cost": ds["cost_total"][kept], "influence_gmv": influence_gmv[kept],
+        "pagerank": pr[kept], "pagerank_rank": pagerank_rank[kept],
         "clicks": clicks_received[kept], "circle_i": circle_i[kept].astype(np.int32),
         "circle_size": circle_size[kept], "circle_rank": circle_rank[kept],
+        "is_top_1pct": top[kept],
     })
-    top_n = int(np.ceil(0.01 * kept.size)) if kept.size else 0
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TABLE marts.agent_influence AS
         -- grain: one row per person who shared, was credited for a sale or is an agent
         WITH base AS (
-            SELECT x.person_id, p.role, p.is_agent, p.agent_level,
+            SELECT x.person_id, x.role, x.is_agent, x.agent_level,
                    coalesce(d.direct_orders, 0) AS direct_orders,
                    coalesce(d.direct_gmv, 0)::DECIMAL(18,2) AS direct_gmv,
                    m.direct_buyers,
                    coalesce(d.new_customers, 0) AS new_customers,
                    m.reach AS downstream_reach, m.generations AS downstream_generations,
-                   round(m.ds_gmv, 2) AS downstream_gmv,
-                   round(m.ds_total, 2) AS downstream_gmv_total,
-                   round(coalesce(d.direct_gmv, 0)::DOUBLE + m.ds_gmv, 2) AS influence_gmv,
-                   m.pagerank, m.pagerank_rank,
+                   m.ds_gmv AS downstream_gmv, m.ds_total AS downstream_gmv_total,
+                   m.influence_gmv, m.pagerank, m.pagerank_rank,
                    coalesce(sh.shares_made, 0) AS shares_made,
                    m.clicks AS clicks_received,
                    coalesce(d.share_orders, 0) AS share_orders,
@@ -355,33 +358,20 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                    coalesce(d.red_packet_yuan, 0)::DECIMAL(18,2) AS red_packet_yuan,
                    (coalesce(d.commission_yuan, 0) + coalesce(d.red_packet_yuan, 0))::DECIMAL(18,2)
                        AS cost_yuan,
-                   m.ds_total, m.ds_cost
+                   m.ds_total_raw, m.ds_cost, m.is_top_1pct
             FROM metrics m
             JOIN _pidx x ON x.i = m.i
-            JOIN graph.people p ON p.person_id = x.person_id
             LEFT JOIN _direct d ON d.i = m.i
             LEFT JOIN shares sh ON sh.i = m.i
             LEFT JOIN _pidx c ON c.i = m.circle_i
-        ),
-        cut AS (  -- the top_n-th row by influence_gmv DESC, person_id
-            SELECT influence_gmv AS cut_gmv, person_id AS cut_person FROM base
-            ORDER BY influence_gmv DESC, person_id LIMIT 1 OFFSET {max(top_n - 1, 0)}
         )
-        SELECT person_id, role, is_agent, agent_level, direct_orders, direct_gmv, direct_buyers,
-               new_customers, downstream_reach, downstream_generations, downstream_gmv,
-               downstream_gmv_total, influence_gmv, pagerank, pagerank_rank,
-               shares_made, clicks_received, share_orders, click_rate, conversion_rate,
-               cascades_rooted, max_cascade_size, mean_cascade_size, max_cascade_depth,
-               mean_cascade_depth, circle_id, circle_size, circle_rank,
-               commission_yuan, red_packet_yuan, cost_yuan,
+        SELECT * EXCLUDE (ds_total_raw, ds_cost, is_top_1pct),
                CASE WHEN cost_yuan > 0 THEN direct_gmv::DOUBLE / cost_yuan::DOUBLE END AS roi,
                CASE WHEN cost_yuan::DOUBLE + ds_cost > 0
-                    THEN (direct_gmv::DOUBLE + ds_total) / (cost_yuan::DOUBLE + ds_cost)
+                    THEN (direct_gmv::DOUBLE + ds_total_raw) / (cost_yuan::DOUBLE + ds_cost)
                END AS network_roi,
-               influence_gmv > 0
-                   AND (influence_gmv > cut_gmv
-                        OR (influence_gmv = cut_gmv AND person_id <= cut_person)) AS is_top_1pct
-        FROM base, cut
+               is_top_1pct
+        FROM base
         """
     )
     con.execute("DROP TABLE _pidx")

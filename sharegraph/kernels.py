@@ -10,6 +10,7 @@ Conventions: nodes are ``0..n-1``; a forest is a ``parent`` array with ``-1`` fo
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -84,27 +85,51 @@ def break_cycles(parent: np.ndarray) -> Forest:
     return Forest(parent, jump, dist, cut)
 
 
+def subtree_aggregates(
+    forest: Forest, weights: Sequence[np.ndarray], decays: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per node: descendants, subtree height and a decayed sum of descendants per weight.
+
+    ``sums[j][p] = Σ_{d descendant of p at generation g >= 1} decays[j]**(g-1) *
+    weights[j][d]``. One pass leaves-up, one depth level at a time; each level adds its
+    nodes into their parents (the level above) with ``bincount`` over that level only, so
+    the whole pass is O(n) (PERFORMANCE.md).
+    """
+    n = forest.parent.size
+    reach = np.zeros(n, dtype=np.int64)
+    height = np.zeros(n, dtype=np.int64)
+    ws = [np.asarray(w, dtype=np.float64) for w in weights]
+    sums = [np.zeros(n, dtype=np.float64) for _ in ws]
+    if n == 0:
+        return reach, height, sums
+    order = np.argsort(forest.depth, kind="stable")
+    bounds = np.searchsorted(forest.depth[order], np.arange(forest.depth.max() + 2))
+    pos = np.empty(n, dtype=np.int64)  # position of each node within its depth level
+    pos[order] = np.arange(n) - bounds[forest.depth[order]]
+    for level in range(int(forest.depth.max()), 0, -1):
+        kids = order[bounds[level]:bounds[level + 1]]
+        above = order[bounds[level - 1]:bounds[level]]
+        slot = pos[forest.parent[kids]]
+        reach[above] += np.bincount(slot, weights=reach[kids] + 1,
+                                    minlength=above.size).astype(np.int64)
+        tallest = np.zeros(above.size, dtype=np.int64)
+        np.maximum.at(tallest, slot, height[kids] + 1)
+        height[above] = np.maximum(height[above], tallest)
+        for w, total, decay in zip(ws, sums, decays, strict=True):
+            total[above] += np.bincount(slot, weights=w[kids] + decay * total[kids],
+                                        minlength=above.size)
+    return reach, height, sums
+
+
 def subtree_sums(
     forest: Forest, weight: np.ndarray, decay: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per node: number of descendants and decayed sum of descendants' ``weight``.
 
-    ``sums[p] = Σ_{d descendant of p at generation g >= 1} decay**(g-1) * weight[d]``,
-    computed leaves-up with one ``bincount`` per depth level (PERFORMANCE.md: 0.3 s at 2M).
+    ``sums[p] = Σ_{d descendant of p at generation g >= 1} decay**(g-1) * weight[d]``
+    (:func:`subtree_aggregates` with one weight).
     """
-    n = forest.parent.size
-    reach = np.zeros(n, dtype=np.int64)
-    sums = np.zeros(n, dtype=np.float64)
-    if n == 0:
-        return reach, sums
-    weight = np.asarray(weight, dtype=np.float64)
-    order = np.argsort(forest.depth, kind="stable")
-    bounds = np.searchsorted(forest.depth[order], np.arange(forest.depth.max() + 2))
-    for level in range(int(forest.depth.max()), 0, -1):
-        nodes = order[bounds[level]:bounds[level + 1]]
-        par = forest.parent[nodes]
-        reach += np.bincount(par, weights=reach[nodes] + 1, minlength=n).astype(np.int64)
-        sums += np.bincount(par, weights=weight[nodes] + decay * sums[nodes], minlength=n)
+    reach, _, (sums,) = subtree_aggregates(forest, [weight], [decay])
     return reach, sums
 
 
