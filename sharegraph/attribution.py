@@ -17,7 +17,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.config import Settings
-from sharegraph.warehouse import comment_table
+from sharegraph.warehouse import comment_table, create_table_as
 
 ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
@@ -102,9 +102,10 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         GROUP BY customer_id
         """
     )
-    con.execute(
+    create_table_as(
+        con,
+        "graph.attributed_orders",
         f"""
-        CREATE OR REPLACE TABLE graph.attributed_orders AS
         -- grain: one row per order line (order_id, line_no) of staging.orders
         WITH p AS (
             SELECT DISTINCT ON (product_id) product_id, category, merchant_id
@@ -170,7 +171,8 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                               THEN {float(s.red_packet_yuan)!r}
                          ELSE 0 END AS DECIMAL(18,2)) AS red_packet_yuan
         FROM q
-        """
+        """,
+        ids=('order_id', 'customer_id', 'share_id', 'sharer_id', 'credited_id'),
     )
     con.execute("DROP TABLE _attr_sharers")
     con.execute("DROP TABLE _attr_click")

@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 
 from sharegraph.config import Settings
 from sharegraph.kernels import break_cycles
-from sharegraph.warehouse import comment_table
+from sharegraph.warehouse import comment_table, create_table_as
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,10 @@ def build_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
     )
     _resolve_forest(con, "SELECT share_id AS node_id, parent_share_id AS parent_id FROM _shares",
                     "_share_forest")
-    con.execute(
+    create_table_as(
+        con,
+        "graph.share_nodes",
         """
-        CREATE OR REPLACE TABLE graph.share_nodes AS
         -- grain: one row per share_id made by a share or reshare event
         SELECT s.share_id, s.actor_id, f.parent_id AS parent_share_id,
                s.parent_share_id AS source_parent_share_id,
@@ -131,7 +132,8 @@ def build_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
         JOIN _share_forest f ON f.node_id = s.share_id
         LEFT JOIN (SELECT DISTINCT ON (product_id) product_id, category
                    FROM staging.products ORDER BY product_id) p ON p.product_id = s.product_id
-        """
+        """,
+        ids=('share_id', 'actor_id', 'parent_share_id', 'source_parent_share_id', 'root_share_id'),
     )
     con.execute("DROP TABLE _shares")
     con.execute("DROP TABLE _share_forest")
@@ -173,14 +175,16 @@ def build_agent_upline(con: duckdb.DuckDBPyConnection, settings: Settings | None
     )
     _resolve_forest(con, "SELECT agent_id AS node_id, upline_id AS parent_id FROM _agents",
                     "_upline_forest")
-    con.execute(
+    create_table_as(
+        con,
+        "graph.agent_upline",
         """
-        CREATE OR REPLACE TABLE graph.agent_upline AS
         -- grain: one row per agent
         SELECT a.agent_id, f.parent_id AS upline_id, a.upline_id AS source_upline_id,
                f.root_id AS root_agent_id, f.depth, a.level, a.joined_at, f.flag
         FROM _agents a JOIN _upline_forest f ON f.node_id = a.agent_id
-        """
+        """,
+        ids=('agent_id', 'upline_id', 'source_upline_id', 'root_agent_id'),
     )
     con.execute("DROP TABLE _agents")
     con.execute("DROP TABLE _upline_forest")
@@ -288,15 +292,17 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
         "AS parent_id FROM _people",
         "_network",
     )
-    con.execute(
+    create_table_as(
+        con,
+        "graph.people",
         """
-        CREATE OR REPLACE TABLE graph.people AS
         -- grain: one row per person
         SELECT p.*, f.parent_id AS network_parent_id, f.root_id AS network_root_id,
                f.depth AS network_depth,
                CASE WHEN f.flag = 'cycle_cut' THEN 'cycle_cut' END AS network_flag
         FROM _people p JOIN _network f ON f.node_id = p.person_id
-        """
+        """,
+        ids=('person_id', 'acquired_by', 'upline_id', 'network_parent_id', 'network_root_id'),
     )
     con.execute("DROP TABLE _people")
     con.execute("DROP TABLE _network")
@@ -325,9 +331,10 @@ REFERRAL_EDGES_DOC = {
 
 def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.referral_edges``: one row per (merchant, sharer, buyer) with credit."""
-    con.execute(
+    create_table_as(
+        con,
+        "graph.referral_edges",
         """
-        CREATE OR REPLACE TABLE graph.referral_edges AS
         -- grain: one row per merchant_id, sharer_id (credited person), buyer_id
         -- distinct orders without count(DISTINCT): an order with only line 1 is one row (key
         -- order_id, line_no), so only orders with another line are grouped per order first
@@ -356,7 +363,8 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
                bool_or(acq) AS is_acquisition
         FROM per_order
         GROUP BY ALL
-        """
+        """,
+        ids=('sharer_id', 'buyer_id'),
     )
     comment_table(con, "graph.referral_edges",
                   "One row per merchant, sharer and buyer: paid orders and GMV (¥) credited "

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from sharegraph.config import Settings
 from sharegraph.kernels import break_cycles, label_propagation, pagerank, subtree_aggregates
-from sharegraph.warehouse import comment_table
+from sharegraph.warehouse import comment_table, create_table_as
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     top[kept[np.lexsort((kept, -influence_gmv[kept]))[:top_n]]] = True
     top &= influence_gmv > 0
 
-    metrics = pa.table({  # noqa: F841 - read by DuckDB below
+    metrics = pa.table({
         "i": kept.astype(np.int32), "direct_buyers": direct_buyers[kept],
         "reach": ds["reach"][kept], "generations": ds["generations"][kept],
         "ds_gmv": np.round(ds["gmv_decayed"][kept], 2),
@@ -327,9 +327,12 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
         "circle_size": circle_size[kept], "circle_rank": circle_rank[kept],
         "is_top_1pct": top[kept],
     })
-    con.execute(
+    con.register("_metrics", metrics)
+    con.register("_shares", shares)
+    create_table_as(
+        con,
+        "marts.agent_influence",
         """
-        CREATE OR REPLACE TABLE marts.agent_influence AS
         -- grain: one row per person who shared, was credited for a sale or is an agent
         WITH base AS (
             SELECT x.person_id, x.role, x.is_agent, x.agent_level,
@@ -359,10 +362,10 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                    (coalesce(d.commission_yuan, 0) + coalesce(d.red_packet_yuan, 0))::DECIMAL(18,2)
                        AS cost_yuan,
                    m.ds_total_raw, m.ds_cost, m.is_top_1pct
-            FROM metrics m
+            FROM _metrics m
             JOIN _pidx x ON x.i = m.i
             LEFT JOIN _direct d ON d.i = m.i
-            LEFT JOIN shares sh ON sh.i = m.i
+            LEFT JOIN _shares sh ON sh.i = m.i
             LEFT JOIN _pidx c ON c.i = m.circle_i
         )
         SELECT * EXCLUDE (ds_total_raw, ds_cost, is_top_1pct),
@@ -372,8 +375,11 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                END AS network_roi,
                is_top_1pct
         FROM base
-        """
+        """,
+        ids=("person_id", "circle_id"),
     )
+    for view in ("_metrics", "_shares"):
+        con.unregister(view)
     con.execute("DROP TABLE _pidx")
     con.execute("DROP TABLE _direct")
     comment_table(
