@@ -388,15 +388,14 @@ ANOMALIES_DOC = {
 def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Strongly connected components of size > 1 in the sharer -> buyer graph (SciPy).
 
-    Writes temp table ``_rids(id, i)``, the person dictionary of the graph (built once; the
-    caller maps members back through it), and returns the members' ``i`` and component.
+    Writes temp table ``_rids(id, i)``, a dense numbering of graph.people (every sharer and
+    buyer is a person; the caller maps members back through it), and returns the members'
+    ``i`` and component.
     """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _rids AS
-        SELECT id, (row_number() OVER () - 1)::BIGINT AS i
-        FROM (SELECT sharer_id AS id FROM graph.referral_edges
-              UNION SELECT buyer_id FROM graph.referral_edges)
+        SELECT person_id AS id, (row_number() OVER () - 1)::BIGINT AS i FROM graph.people
         """
     )
     edges = con.execute(
