@@ -32,7 +32,17 @@ HEADER = """# Warehouse tables
      hand (tests/test_docs_sync.py compares). Change the comment where the table is built. -->
 
 Analysts open the **published** snapshot read-only (`sharegraph sql`, `sharegraph shell`,
-or `duckdb.connect(path, read_only=True)`); see docs/operations.md. Schemas:
+or `duckdb.connect(path, read_only=True)`); see docs/operations.md.
+
+<a id="storage"></a>**Storage.** The near-unique id columns of the large graph and mart tables
+(order, customer, person, share and agent ids) are stored with ZSTD
+(`sharegraph.warehouse.create_table_as`); every other column keeps DuckDB's own choice. On
+the 10M-order benchmark, DuckDB's default dictionary + FSST compression of those ids was the
+slowest part of writing the tables: with ZSTD, copying `graph.attributed_orders` took 5.5 s
+instead of 6.6 s and `graph.referral_edges` 2.5 s instead of 3.3 s, the ids took half the
+disk blocks or fewer, and the joins and aggregations we timed on them ran as fast.
+
+Schemas:
 
 """
 

@@ -108,3 +108,19 @@ def test_fault_point_signals_and_pauses(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv(wh.FAULT_PAUSE_ENV, "0")
     wh.fault_point("publish-copy")
     assert signal.read_text().split() == ["publish-copy", str(os.getpid())]
+
+
+def test_create_table_as_stores_id_columns_with_zstd(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    query = ("SELECT 'o' || i AS order_id, 'shop' || (i % 3) AS merchant_id, i::DOUBLE AS amount "
+             "FROM range(300000) t(i)")
+    wh.create_table_as(con, "t", query, ids=("order_id",))
+    con.execute("CHECKPOINT")
+    used = dict(con.execute("SELECT column_name, string_agg(DISTINCT compression, ',') "
+                            "FROM pragma_storage_info('t') WHERE segment_type = 'VARCHAR' "
+                            "GROUP BY 1").fetchall())
+    assert "ZSTD" in used["order_id"] and "ZSTD" not in used["merchant_id"]
+    assert con.execute("SELECT * FROM t ORDER BY amount DESC LIMIT 1").fetchall() == \
+        [("o299999", "shop2", 299999.0)]
+    with pytest.raises(ValueError, match="customer_id"):
+        wh.create_table_as(con, "t", query, ids=("customer_id",))
