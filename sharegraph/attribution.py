@@ -47,11 +47,12 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
     """Build ``graph.attributed_orders``: one row per order line in ``staging.orders``.
 
     Set-based, in three narrow steps so the wide order rows are scanned and written once:
-    the last click is an ASOF JOIN of only the orders that need it (no usable share_id, buyer
-    has clicked) onto clicks by customer and time; the customer's first paid line is one
-    ``arg_min`` per customer; the first line of an order is looked up only for orders that
-    have a line other than 1. Rows are matched back by ``rowid`` (integers, no string joins).
-    Returns the number of rows written.
+    the last click is an ASOF JOIN of only the orders that need it (no usable share_id, and
+    placed between the buyer's first click and the window after the last one) onto clicks by
+    customer and time; the customer's first paid line is one ``arg_min`` per customer; the
+    first line of an order is looked up only for orders that have a line other than 1. Rows
+    are matched back by ``rowid`` (integers, no string joins). Returns the number of rows
+    written.
     """
     s = settings or Settings()
     window = int(s.attribution_window_days)
@@ -78,12 +79,19 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
             WHERE c.event_type = 'click' AND s.sharer_id <> c.actor_id
             GROUP BY ALL
         ),
-        need AS (  -- lines without a usable share_id whose buyer clicked something
+        span AS (  -- per buyer: first and last click
+            SELECT customer_id, min(click_at) AS first_click, max(click_at) AS last_click
+            FROM clicks GROUP BY 1
+        ),
+        need AS (  -- lines without a usable share_id whose buyer clicked something within
+                   -- reach: no earlier click, or only clicks older than the window, cannot win
             SELECT o.rowid AS rid, o.customer_id, o.ordered_at
             FROM staging.orders o
+            JOIN span c ON c.customer_id = o.customer_id
             LEFT JOIN _attr_sharers s ON s.share_id = o.share_id
             WHERE coalesce(s.sharer_id <> o.customer_id, false) = false
-              AND o.customer_id IN (SELECT customer_id FROM clicks)
+              AND o.ordered_at >= c.first_click
+              AND o.ordered_at <= c.last_click + INTERVAL {window} DAY
         )
         SELECT n.rid, c.share_id, c.click_at, s.sharer_id
         FROM need n
