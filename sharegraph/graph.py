@@ -400,7 +400,7 @@ def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
     )
     edges = con.execute(
         """
-        SELECT DISTINCT a.i AS s, b.i AS d FROM graph.referral_edges e
+        SELECT a.i AS s, b.i AS d FROM graph.referral_edges e  -- repeats (merchants) are harmless
         JOIN _rids a ON a.id = e.sharer_id JOIN _rids b ON b.id = e.buyer_id
         """
     ).fetchnumpy()
