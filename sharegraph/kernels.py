@@ -315,7 +315,7 @@ def label_propagation(
             inside = sum(pool.map(_inside_weight, every, repeat(labels)))
             return inside / m2 - resolution * float(np.square(tot / m2).sum())
 
-        q = modularity()
+        q = -resolution * float(np.square(k / m2).sum())  # every node alone: nothing inside
         sweep = 0
         for it in range(max_iter):
             blocks = classes[it % len(classes)]
