@@ -82,7 +82,7 @@ def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
                         lambda con: _counts_by(con, "graph.people", "role"))
 
 
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED, PEOPLE])
+@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
 def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
     return table_result(warehouse, graph.build_referral_edges)

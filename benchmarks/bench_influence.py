@@ -124,11 +124,16 @@ def stage_list(con: duckdb.DuckDBPyConnection, s: Settings) -> list[tuple[str, C
 
 def igraph_arrays(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
     """igraph's input from the built graph tables: weighted buyer -> sharer edges, parents."""
-    e = con.sql("""SELECT buyer_key AS buyer, sharer_key AS sharer, sum(gmv)::DOUBLE AS gmv
-                   FROM graph.referral_edges GROUP BY ALL""").fetchnumpy()
-    up = con.sql("""SELECT coalesce(u.person_key, -1) AS p FROM graph.people g
-                    LEFT JOIN graph.people u ON u.person_id = g.network_parent_id
-                    ORDER BY g.person_key""").fetchnumpy()
+    e = con.sql("""WITH ids AS (SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::BIGINT AS i
+                               FROM graph.people)
+                   SELECT b.i AS buyer, a.i AS sharer, sum(r.gmv)::DOUBLE AS gmv
+                   FROM graph.referral_edges r JOIN ids a ON a.person_id = r.sharer_id
+                   JOIN ids b ON b.person_id = r.buyer_id GROUP BY ALL""").fetchnumpy()
+    up = con.sql("""WITH ids AS (SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::BIGINT AS i
+                                FROM graph.people)
+                    SELECT coalesce(u.i, -1) AS p FROM ids a
+                    LEFT JOIN graph.people g ON g.person_id = a.person_id
+                    LEFT JOIN ids u ON u.person_id = g.network_parent_id ORDER BY a.i""").fetchnumpy()
     return {"src": e["buyer"].astype(np.int64), "dst": e["sharer"].astype(np.int64), "w": e["gmv"],
             "parent": up["p"].astype(np.int64)}
 

@@ -37,8 +37,7 @@ def _resolve_forest(
 
     ``nodes_sql`` yields ``(node_id, parent_id)`` one row per node; ``parent_id`` may be
     NULL, unknown (dangling), the node itself or part of a cycle. Writes a temp table
-    ``target(node_id, node_key, given_parent, parent_id, root_id, depth, flag)`` where
-    ``node_key`` numbers the nodes 0..n-1 in node_id order, ``parent_id`` is the effective
+    ``target(node_id, parent_id, root_id, depth, flag)`` where ``parent_id`` is the effective
     parent and ``flag`` is NULL | 'self_loop' | 'cycle_cut' | 'dangling'.
     """
     con.execute(
@@ -71,8 +70,7 @@ def _resolve_forest(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {target} AS
-        SELECT n.node_id, n.i::INTEGER AS node_key, n.given_parent, par.node_id AS parent_id,
-               rt.node_id AS root_id,
+        SELECT n.node_id, n.given_parent, par.node_id AS parent_id, rt.node_id AS root_id,
                r.depth::INTEGER AS depth,
                CASE WHEN r.cut THEN 'cycle_cut' ELSE n.flag END AS flag
         FROM _nodes n JOIN res r ON r.i = n.i
@@ -202,7 +200,6 @@ def build_agent_upline(con: duckdb.DuckDBPyConnection, settings: Settings | None
 
 PEOPLE_DOC = {
     "person_id": "Person id (customer, agent, sharer, clicker or referrer).",
-    "person_key": "Dense integer key 0..n-1 in person_id order, renumbered by every run (never store it): for joins and for loading graphs into array libraries (graph.referral_edges.sharer_key / buyer_key).",
     "role": "customer (ordered, not an agent) | agent (agent, never ordered) | both | sharer (only shared, clicked or referred).",
     "is_customer": "Has at least one order line (any status).",
     "is_agent": "Listed in staging.agents.",
@@ -300,8 +297,7 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
         "graph.people",
         """
         -- grain: one row per person
-        SELECT p.person_id, f.node_key AS person_key, p.* EXCLUDE (person_id),
-               f.parent_id AS network_parent_id, f.root_id AS network_root_id,
+        SELECT p.*, f.parent_id AS network_parent_id, f.root_id AS network_root_id,
                f.depth AS network_depth,
                CASE WHEN f.flag = 'cycle_cut' THEN 'cycle_cut' END AS network_flag
         FROM _people p JOIN _network f ON f.node_id = p.person_id
@@ -330,16 +326,11 @@ REFERRAL_EDGES_DOC = {
     "first_order_at": "First credited order.",
     "last_order_at": "Last credited order.",
     "is_acquisition": "True when the buyer's first paid order line is on this edge (sharer acquired the buyer).",
-    "sharer_key": "graph.people.person_key of sharer_id (integer edge list for graph libraries; renumbered by every run).",
-    "buyer_key": "graph.people.person_key of buyer_id.",
 }
 
 
 def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
-    """Build ``graph.referral_edges``: one row per (merchant, sharer, buyer) with credit.
-
-    Needs ``graph.people`` (every sharer and buyer is a person) for the integer end keys.
-    """
+    """Build ``graph.referral_edges``: one row per (merchant, sharer, buyer) with credit."""
     create_table_as(
         con,
         "graph.referral_edges",
@@ -364,19 +355,14 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
             SELECT merchant_id, credited_id, customer_id, 1, amount, ordered_at, ordered_at,
                    is_first_order
             FROM a WHERE NOT multi
-        ),
-        edges AS (
-            SELECT merchant_id, credited_id AS sharer_id, customer_id AS buyer_id,
-                   count(*) AS orders, sum(lines)::BIGINT AS order_lines,
-                   sum(gmv)::DECIMAL(18,2) AS gmv,
-                   min(first_at) AS first_order_at, max(last_at) AS last_order_at,
-                   bool_or(acq) AS is_acquisition
-            FROM per_order
-            GROUP BY ALL
         )
-        SELECT e.*, s.person_key AS sharer_key, b.person_key AS buyer_key
-        FROM edges e JOIN graph.people s ON s.person_id = e.sharer_id
-        JOIN graph.people b ON b.person_id = e.buyer_id
+        SELECT merchant_id, credited_id AS sharer_id, customer_id AS buyer_id,
+               count(*) AS orders, sum(lines)::BIGINT AS order_lines,
+               sum(gmv)::DECIMAL(18,2) AS gmv,
+               min(first_at) AS first_order_at, max(last_at) AS last_order_at,
+               bool_or(acq) AS is_acquisition
+        FROM per_order
+        GROUP BY ALL
         """,
         ids=('sharer_id', 'buyer_id'),
     )
@@ -402,12 +388,23 @@ ANOMALIES_DOC = {
 def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """Strongly connected components of size > 1 in the sharer -> buyer graph (SciPy).
 
-    Runs on the integer edge list (graph.referral_edges sharer_key -> buyer_key over
-    graph.people.person_key) and returns the members' ``person_key`` and component.
+    Writes temp table ``_rids(id, i)``, a dense numbering of graph.people (every sharer and
+    buyer is a person; the caller maps members back through it), and returns the members'
+    ``i`` and component.
     """
-    edges = con.execute("SELECT sharer_key AS s, buyer_key AS d FROM graph.referral_edges"
-                        ).fetchnumpy()  # repeats (one per merchant) are harmless here
-    n_ids = con.execute("SELECT count(*) FROM graph.people").fetchall()[0][0]
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _rids AS
+        SELECT person_id AS id, (row_number() OVER () - 1)::BIGINT AS i FROM graph.people
+        """
+    )
+    edges = con.execute(
+        """
+        SELECT a.i AS s, b.i AS d FROM graph.referral_edges e  -- repeats (merchants) are harmless
+        JOIN _rids a ON a.id = e.sharer_id JOIN _rids b ON b.id = e.buyer_id
+        """
+    ).fetchnumpy()
+    n_ids = con.execute("SELECT count(*) FROM _rids").fetchall()[0][0]
     if n_ids == 0:
         return pa.table({"i": pa.array([], pa.int64()), "comp": pa.array([], pa.int64())})
     s, d = edges["s"].astype(np.int64), edges["d"].astype(np.int64)
@@ -429,9 +426,9 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
             SELECT share_id, arg_min(actor_id, occurred_at) AS sharer_id
             FROM staging.share_events WHERE event_type IN ('share', 'reshare') GROUP BY 1
         ),
-        scc AS (SELECT c.comp, min(p.person_id) AS id, count(*) AS n,
-                       string_agg(p.person_id, ', ' ORDER BY p.person_id) AS members
-                FROM cyc c JOIN graph.people p ON p.person_key = c.i GROUP BY c.comp)
+        scc AS (SELECT c.comp, min(ids.id) AS id, count(*) AS n,
+                       string_agg(ids.id, ', ' ORDER BY ids.id) AS members
+                FROM cyc c JOIN _rids ids ON ids.i = c.i GROUP BY c.comp)
         SELECT 'self_referral' AS kind, 'order' AS entity, o.order_id AS id,
                o.customer_id AS related_id,
                CASE WHEN o.referrer_id = o.customer_id
@@ -476,6 +473,7 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
         ORDER BY 1, 3
         """
     )
+    con.execute("DROP TABLE _rids")
     comment_table(con, "graph.anomalies",
                   "One row per flagged graph problem (self-referral, cycles, dangling "
                   "references) and how the pipeline handled it.", ANOMALIES_DOC)

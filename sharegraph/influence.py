@@ -30,16 +30,17 @@ def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """graph.people as arrays indexed by ``i`` = person_key (dense, in person_id order).
+    """graph.people as arrays indexed by ``i`` (dense, in person_id order), built once.
 
     Writes temp table ``_pidx(person_id, i, ...)`` (the one string -> int32 dictionary
-    every other lookup of this stage joins to) and returns, ordered by ``i``: the network
-    parent index ``p`` (-1 for a root), direct GMV / cost credited (¥), counts and flags.
+    every other lookup of this stage joins to) and returns, ordered by ``i``: the network parent
+    index ``p`` (-1 for a root), direct GMV / cost credited (¥), counts and flags.
     """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pidx AS
-        SELECT person_id, person_key AS i, network_parent_id, role, is_agent, agent_level
+        SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::INTEGER AS i,
+               network_parent_id, role, is_agent, agent_level
         FROM graph.people
         """
     )
@@ -206,9 +207,10 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     e = _table(
         con,
         """
-        SELECT buyer_key AS buyer, sharer_key AS sharer, sum(gmv)::DOUBLE AS gmv,
-               sum(orders)::DOUBLE AS orders
-        FROM graph.referral_edges
+        SELECT b.i AS buyer, a.i AS sharer, sum(r.gmv)::DOUBLE AS gmv,
+               sum(r.orders)::DOUBLE AS orders
+        FROM graph.referral_edges r
+        JOIN _pidx a ON a.person_id = r.sharer_id JOIN _pidx b ON b.person_id = r.buyer_id
         GROUP BY ALL
         """,
     )
