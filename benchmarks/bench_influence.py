@@ -156,13 +156,16 @@ def igraph_reach(a: dict[str, np.ndarray]) -> np.ndarray:
 def child(mode: str, prepared: Path) -> None:
     """One timed run in this process (for whole-command timers); prints JSON."""
     t = time.perf_counter()
+    stages: dict[str, float] = {}
     if mode == "ours":
         db = Path(tempfile.mkdtemp()) / "bench.duckdb"
         shutil.copy(prepared / "bench.duckdb", db)
         t = time.perf_counter()  # the copy is set-up, not work
         con = duckdb.connect(str(db))
-        for _, fn in stage_list(con, Settings()):
+        for name, fn in stage_list(con, Settings()):
+            t1 = time.perf_counter()
             fn()
+            stages[name] = round(time.perf_counter() - t1, 2)
         con.close()
         shutil.rmtree(db.parent)
     else:
@@ -171,7 +174,7 @@ def child(mode: str, prepared: Path) -> None:
         igraph_pagerank(a)
         igraph_reach(a)
     print(json.dumps({"mode": mode, "wall_s": time.perf_counter() - t,
-                      "peak_rss_gib": peak_rss_gib()}))
+                      "peak_rss_gib": peak_rss_gib(), **({"stages": stages} if mode == "ours" else {})}))
 
 
 def main() -> None:
