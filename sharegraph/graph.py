@@ -52,7 +52,6 @@ def _resolve_forest(
                     WHEN a.parent_id = a.node_id THEN 'self_loop'
                     WHEN b.i IS NULL THEN 'dangling' END AS flag
         FROM idx a LEFT JOIN idx b ON b.node_id = a.parent_id
-        ORDER BY a.i
         """
     )
     cols = con.sql("SELECT i, p, flag = 'self_loop' AS sl FROM _nodes ORDER BY i").to_arrow_table()
@@ -110,11 +109,15 @@ def build_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _shares AS
-        SELECT DISTINCT ON (share_id) share_id, actor_id, parent_share_id, occurred_at,
-               event_type, product_id, category, channel
+        -- the earliest share/reshare event of each share_id (one hash aggregate, no sort)
+        SELECT share_id, unnest(arg_min(
+                   {'actor_id': actor_id, 'parent_share_id': parent_share_id,
+                    'occurred_at': occurred_at, 'event_type': event_type,
+                    'product_id': product_id, 'category': category, 'channel': channel},
+                   (occurred_at, event_id)))
         FROM staging.share_events
         WHERE event_type IN ('share', 'reshare')
-        ORDER BY share_id, occurred_at, event_id
+        GROUP BY share_id
         """
     )
     _resolve_forest(con, "SELECT share_id AS node_id, parent_share_id AS parent_id FROM _shares",
@@ -169,8 +172,10 @@ def build_agent_upline(con: duckdb.DuckDBPyConnection, settings: Settings | None
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _agents AS
-        SELECT DISTINCT ON (agent_id) agent_id, upline_id, joined_at, level
-        FROM staging.agents ORDER BY agent_id, joined_at
+        -- one row per agent_id (the earliest joined), one hash aggregate, no sort
+        SELECT agent_id, unnest(arg_min({'upline_id': upline_id, 'joined_at': joined_at,
+                                         'level': level}, (joined_at, upline_id, level)))
+        FROM staging.agents GROUP BY agent_id
         """
     )
     _resolve_forest(con, "SELECT agent_id AS node_id, upline_id AS parent_id FROM _agents",
