@@ -43,6 +43,15 @@ ATTRIBUTED_ORDERS_DOC = {
 }
 
 
+IN_MULTI_LINE_ORDER = ("order_id IN (SELECT order_id FROM graph.attributed_orders "
+                       "WHERE line_no <> 1)")
+"""SQL flag for a graph.attributed_orders row: its order has a line other than 1.
+
+Counting distinct orders without count(DISTINCT): by the contract key (order_id, line_no) an
+order with only line 1 is one row, so only rows with this flag need grouping per order.
+"""
+
+
 def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.attributed_orders``: one row per order line in ``staging.orders``.
 

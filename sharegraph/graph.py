@@ -19,6 +19,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from sharegraph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.config import Settings
 from sharegraph.kernels import break_cycles
 from sharegraph.warehouse import comment_table, create_table_as
@@ -231,16 +232,14 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     over which ``marts.agent_influence`` sums downstream reach and GMV (docs/influence.md).
     """
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _people AS
-        -- one pass over attributed_orders per customer; distinct orders without
-        -- count(DISTINCT): an order with only line 1 is one row (key order_id, line_no), so
-        -- only orders with another line are counted per order, in a side aggregate
+        -- one pass over attributed_orders per customer; orders of more than one line
+        -- are counted per order in a side aggregate (IN_MULTI_LINE_ORDER)
         WITH a AS (
             SELECT customer_id, order_id, ordered_at, is_paid, amount, credited_id,
                    is_first_order,
-                   order_id IN (SELECT order_id FROM graph.attributed_orders
-                                WHERE line_no <> 1) AS multi
+                   {IN_MULTI_LINE_ORDER} AS multi
             FROM graph.attributed_orders
         ),
         per_customer AS (
@@ -339,15 +338,13 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
     create_table_as(
         con,
         "graph.referral_edges",
-        """
+        f"""
         -- grain: one row per merchant_id, sharer_id (credited person), buyer_id
-        -- distinct orders without count(DISTINCT): an order with only line 1 is one row (key
-        -- order_id, line_no), so only orders with another line are grouped per order first
+        -- orders of more than one line are grouped per order first (IN_MULTI_LINE_ORDER)
         WITH a AS (
             SELECT merchant_id, credited_id, customer_id, order_id, amount, ordered_at,
                    is_first_order,
-                   order_id IN (SELECT order_id FROM graph.attributed_orders
-                                WHERE line_no <> 1) AS multi
+                   {IN_MULTI_LINE_ORDER} AS multi
             FROM graph.attributed_orders
             WHERE is_paid AND credited_id IS NOT NULL
         ),

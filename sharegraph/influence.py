@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from sharegraph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.config import Settings
 from sharegraph.kernels import break_cycles, label_propagation, pagerank, subtree_aggregates
 from sharegraph.warehouse import comment_table, create_table_as
@@ -45,7 +46,7 @@ def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
         """
     )
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _direct AS
         -- grain: one row per credited person (graph.attributed_orders paid, credited lines)
         WITH a AS (
@@ -53,8 +54,7 @@ def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
                    is_first_order, amount, commission_yuan, red_packet_yuan,
                    -- orders with a line other than 1 may have several credited lines: count
                    -- them distinct below; every other order is one line (key order_id, line_no)
-                   order_id IN (SELECT order_id FROM graph.attributed_orders
-                                WHERE line_no <> 1) AS multi
+                   {IN_MULTI_LINE_ORDER} AS multi
             FROM graph.attributed_orders
             WHERE is_paid AND credited_id IS NOT NULL
         ),
