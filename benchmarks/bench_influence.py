@@ -101,15 +101,6 @@ def generate(con: duckdb.DuckDBPyConnection, scale: float, seed: int = 0) -> dic
     return {"people": n_people, "orders": n_orders, "shares": n_shares, "clicks": n_clicks}
 
 
-def timed(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
 def stage_list(con: duckdb.DuckDBPyConnection, s: Settings) -> list[tuple[str, Callable[[], object]]]:
     return [
         ("attribution (graph.attributed_orders)", lambda: attribution.attribute_orders(con, s)),
@@ -174,7 +165,7 @@ def child(mode: str, prepared: Path) -> None:
         igraph_pagerank(a)
         igraph_reach(a)
     print(json.dumps({"mode": mode, "wall_s": time.perf_counter() - t,
-                      "peak_rss_gib": peak_rss_gib(), **({"stages": stages} if mode == "ours" else {})}))
+                      "peak_rss_gib": peak_rss_gib(), "stages": stages}))
 
 
 def main() -> None:

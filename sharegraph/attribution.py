@@ -189,7 +189,7 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                          ELSE 0 END AS DECIMAL(18,2)) AS red_packet_yuan
         FROM q
         """,
-        ids=('order_id', 'customer_id', 'share_id', 'sharer_id', 'credited_id'),
+        ids=("order_id", "customer_id", "share_id", "sharer_id", "credited_id"),
     )
     con.execute("DROP TABLE _attr_sharers")
     con.execute("DROP TABLE _attr_click")

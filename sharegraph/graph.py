@@ -137,7 +137,7 @@ def build_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
         LEFT JOIN (SELECT DISTINCT ON (product_id) product_id, category
                    FROM staging.products ORDER BY product_id) p ON p.product_id = s.product_id
         """,
-        ids=('share_id', 'actor_id', 'parent_share_id', 'source_parent_share_id', 'root_share_id'),
+        ids=("share_id", "actor_id", "parent_share_id", "source_parent_share_id", "root_share_id"),
     )
     con.execute("DROP TABLE _shares")
     con.execute("DROP TABLE _share_forest")
@@ -190,7 +190,7 @@ def build_agent_upline(con: duckdb.DuckDBPyConnection, settings: Settings | None
                f.root_id AS root_agent_id, f.depth, a.level, a.joined_at, f.flag
         FROM _agents a JOIN _upline_forest f ON f.node_id = a.agent_id
         """,
-        ids=('agent_id', 'upline_id', 'source_upline_id', 'root_agent_id'),
+        ids=("agent_id", "upline_id", "source_upline_id", "root_agent_id"),
     )
     con.execute("DROP TABLE _agents")
     con.execute("DROP TABLE _upline_forest")
@@ -250,7 +250,7 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
                    max(credited_id) FILTER (WHERE is_first_order) AS acquired_by
             FROM a GROUP BY 1
         ),
-        multi AS (
+        multi_line AS (
             SELECT customer_id AS person_id, count(*) AS orders
             FROM (SELECT DISTINCT customer_id, order_id FROM a WHERE multi) GROUP BY 1
         ),
@@ -258,7 +258,7 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
             SELECT p.person_id, p.first_order_at, p.first_paid_order_at,
                    p.single_line_orders + coalesce(m.orders, 0) AS orders, p.paid_gmv,
                    p.acquired_by
-            FROM per_customer p LEFT JOIN multi m ON m.person_id = p.person_id
+            FROM per_customer p LEFT JOIN multi_line m ON m.person_id = p.person_id
         ),
         s AS MATERIALIZED (
             SELECT actor_id AS person_id,
@@ -306,7 +306,7 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
                CASE WHEN f.flag = 'cycle_cut' THEN 'cycle_cut' END AS network_flag
         FROM _people p JOIN _network f ON f.node_id = p.person_id
         """,
-        ids=('person_id', 'acquired_by', 'upline_id', 'network_parent_id', 'network_root_id'),
+        ids=("person_id", "acquired_by", "upline_id", "network_parent_id", "network_root_id"),
     )
     con.execute("DROP TABLE _people")
     con.execute("DROP TABLE _network")
@@ -366,7 +366,7 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
         FROM per_order
         GROUP BY ALL
         """,
-        ids=('sharer_id', 'buyer_id'),
+        ids=("sharer_id", "buyer_id"),
     )
     comment_table(con, "graph.referral_edges",
                   "One row per merchant, sharer and buyer: paid orders and GMV (¥) credited "

@@ -311,7 +311,7 @@ def label_propagation(
         every = [b for bl in classes for b in bl]
         tot = k.copy()
 
-        def modularity() -> float:
+        def modularity(labels: np.ndarray, tot: np.ndarray) -> float:
             inside = sum(pool.map(_inside_weight, every, repeat(labels)))
             return inside / m2 - resolution * float(np.square(tot / m2).sum())
 
@@ -329,7 +329,7 @@ def label_propagation(
             if it % len(classes) == len(classes) - 1:  # every node had its turn
                 if sweep <= tol * active.size:  # converged
                     break
-                q, q_before = modularity(), q
+                q, q_before = modularity(labels, tot), q
                 if q - q_before < q_tol:  # plateau
                     break
                 sweep = 0
