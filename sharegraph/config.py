@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 
@@ -39,6 +39,12 @@ class Settings:
     """Key of the stable keyed hash that pseudonymises people in reports; set your own."""
     report_row_cap: int = 500
     """Largest table rendered in a report; the rest is noted and left to the warehouse."""
+    max_reject_rate: float = 0.05
+    """A file whose rejected rows exceed this share of its rows fails the run (0..1)."""
+    channel_classes: dict[str, str] = field(default_factory=dict)
+    """Extra channel -> class (platform / social / other), on top of the built-in classes."""
+    value_synonyms: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Extra value synonyms per column, e.g. {"channel": {"抖音直播": "douyin"}}."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
@@ -64,8 +70,29 @@ class Settings:
             if name not in known:
                 raise ValueError(f"{source}: unknown setting {name!r}; known: {', '.join(known)}")
             current = getattr(self, name)
+            if isinstance(current, dict):
+                updates[name] = _string_map(name, raw, source)
+                continue
             try:
                 updates[name] = type(current)(raw)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{source}: setting {name!r} = {raw!r} is not a {type(current).__name__}") from exc
-        return replace(self, **updates)
+        settings = replace(self, **updates)
+        if not 0 <= settings.max_reject_rate <= 1:
+            raise ValueError(f"{source}: max_reject_rate = {settings.max_reject_rate} is not in 0..1")
+        return settings
+
+
+def _string_map(name: str, raw: object, source: str) -> dict:
+    """A TOML table of text (or, one level down, of tables of text) as plain dicts."""
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw)  # from the environment: a JSON object
+        except ValueError:
+            raise ValueError(f"{source}: setting {name!r} must be a table (JSON object)") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: setting {name!r} must be a table, got {raw!r}")
+    return {str(k): (_string_map(f"{name}.{k}", v, source) if isinstance(v, dict) else str(v))
+            for k, v in raw.items()}

@@ -500,7 +500,7 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
     seen = sum(counts.get(o, 0) for o in SEEN_OUTCOMES)
     finished = _now_local(settings)
     con.execute(
-        "INSERT INTO quarantine.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO quarantine.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
         [batch_id, table.name, name, sha, read, loaded, quarantined, seen, started, finished],
     )
     log.info("%s -> staging.%s: read %d, loaded %d, quarantined %d, already loaded %d",

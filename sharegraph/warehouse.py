@@ -47,8 +47,11 @@ QUARANTINE_DDL = (
         rows_quarantined BIGINT NOT NULL,
         rows_already_loaded BIGINT NOT NULL,
         started_at TIMESTAMP NOT NULL,
-        finished_at TIMESTAMP NOT NULL
+        finished_at TIMESTAMP NOT NULL,
+        rows_updated BIGINT NOT NULL DEFAULT 0
     )""",
+    # warehouses made before rows_updated existed
+    "ALTER TABLE quarantine.batches ADD COLUMN IF NOT EXISTS rows_updated BIGINT DEFAULT 0",
     """CREATE TABLE IF NOT EXISTS quarantine.flagged_rows (
         batch_id VARCHAR NOT NULL,
         table_name VARCHAR NOT NULL,
@@ -165,7 +168,7 @@ QUARANTINE_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "batches": (
         "One row per load batch (one file loaded once): the reconciliation "
-        "rows_read = rows_loaded + rows_quarantined + rows_already_loaded.",
+        "rows_read = rows_loaded + rows_updated + rows_quarantined + rows_already_loaded.",
         {
             "batch_id": "Load batch id.",
             "table_name": "Contract table the file feeds.",
@@ -177,6 +180,7 @@ QUARANTINE_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
             "rows_already_loaded": "Valid rows whose natural key was already in staging (re-delivery, overlap).",
             "started_at": "When the batch started (local time).",
             "finished_at": "When the batch finished (local time).",
+            "rows_updated": "Rows whose natural key was loaded before and whose status changed (paid -> refunded, open -> filled, ...): the staged row was updated and the change kept in staging.status_history.",
         },
     ),
     "flagged_rows": (

@@ -386,8 +386,8 @@ def test_other_format_errors(tmp_path: Path, con) -> None:
     with pytest.raises(IngestError, match="orders_y.jsonl"):
         load_inputs(con, d, SETTINGS)
     (d / "orders_y.jsonl").unlink()
-    (d / "share_events.csv").unlink()
-    with pytest.raises(IngestError, match="required table.*share_events"):
+    (d / "orders.csv").unlink()
+    with pytest.raises(IngestError, match="required table.*orders"):
         load_inputs(con, d, SETTINGS)
     assert table_counts(con)["quarantine.batches"] == 0
 
