@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import dagster as dg
 
+from assets.coverage import TABLE_NOTES
 from pipelines.resources import WarehouseResource
 from sharegraph.reports import (
     generated_at,
@@ -72,7 +73,7 @@ def _written(paths: list[Path]) -> dict[str, object]:
 
 @dg.asset(name="influence", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
           deps=[AGENT_INFLUENCE, CONCENTRATION, CASCADES, KFACTOR, CHANNEL_MIGRATION, GROUP_BUYS,
-                ATTRIBUTED, AGENT_UPLINE])
+                ATTRIBUTED, AGENT_UPLINE, TABLE_NOTES])
 def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """influence.html: leaderboard, direct vs downstream, Lorenz/Gini, cascades, K, channels,
     group buys, downline treemap."""
@@ -81,7 +82,7 @@ def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(name="cascades", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
-          deps=[CASCADES, SHARE_NODES])
+          deps=[CASCADES, SHARE_NODES, TABLE_NOTES])
 def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """cascades.html: the largest cascades as trees, size vs structural virality, the list."""
     path = _render(warehouse, render_cascades)
@@ -89,7 +90,7 @@ def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(name="expansion", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
-          deps=[CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED])
+          deps=[CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED, TABLE_NOTES])
 def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """expansion-<merchant>.html, one per merchant (largest GMV first, capped)."""
     paths = _render(warehouse, render_expansion)
@@ -98,9 +99,10 @@ def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(name="index", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
           deps=[REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, CONCENTRATION, KFACTOR,
-                ATTRIBUTED, *STAGING])
+                ATTRIBUTED, TABLE_NOTES, *STAGING])
 def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """index.html: run facts, headline figures, links to every report with file sizes."""
+    """index.html: quarantine banner, headline figures, unavailable analyses and why, links to
+    every report with file sizes, run facts."""
     path = _render(warehouse, render_index)
     out = warehouse.reports
     return dg.MaterializeResult(metadata={

@@ -14,6 +14,7 @@ import polars as pl
 from sharegraph.config import Settings
 from sharegraph.reports import figures
 from sharegraph.reports.data import query
+from sharegraph.reports.notes import explain, load_notes
 from sharegraph.reports.page import (
     Col,
     Text,
@@ -118,9 +119,12 @@ def largest_trees(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[tu
 
 
 def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path, generated_at: str = "") -> Path:
-    """Write cascades.html; returns its path."""
+    """Write cascades.html; returns its path (empty sections say why, from marts.table_notes)."""
+    notes = load_notes(con)
+    sources = ("marts.cascades", "graph.share_nodes")
     trees = "".join(
-        figure_html(block, f"fig-tree-{i}", height=460) for i, (_, block) in enumerate(largest_trees(con, settings), 1)
+        figure_html(explain(block, notes, *sources), f"fig-tree-{i}", height=460)
+        for i, (_, block) in enumerate(largest_trees(con, settings), 1)
     )
     body = "".join([
         section(Text("最大传播链", "Largest cascades"), trees,
@@ -130,12 +134,13 @@ def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                      f"per share, hover for the sharer's pseudonym; at most {TREE_NODE_CAP} nodes per tree."),
                 "trees"),
         section(Text("规模与结构病毒性", "Size and structural virality"),
-                figure_html(virality_scatter(con), "fig-virality"),
+                figure_html(explain(virality_scatter(con), notes, *sources), "fig-virality"),
                 Text("结构病毒性 = 传播树中节点两两平均距离（Goel 等 2016）：星形广播低，长链裂变高。"
                      f"显示有转发的最大 {SCATTER_CAP:,} 条传播链。",
                      "Structural virality = mean pairwise distance in the cascade tree (Goel et al. 2016): "
                      "low for broadcasts (stars), high for person-to-person chains."
                      f" The {SCATTER_CAP:,} largest cascades with a re-share."), "virality"),
-        section(Text("传播链列表", "Cascades"), cascade_table(con, settings), sid="table"),
+        section(Text("传播链列表", "Cascades"), explain(cascade_table(con, settings), notes, *sources),
+                sid="table"),
     ])
     return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)

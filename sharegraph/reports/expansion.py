@@ -18,11 +18,13 @@ import polars as pl
 from sharegraph.config import Settings
 from sharegraph.reports import figures
 from sharegraph.reports.data import has_table, query
+from sharegraph.reports.notes import Notes, explain, load_notes
 from sharegraph.reports.page import (
     Col,
     Text,
     figure_html,
     html_table,
+    is_message,
     section,
     write_page,
 )
@@ -181,32 +183,43 @@ def weak_categories(con: duckdb.DuckDBPyConnection, merchant_id: str, cap: int) 
 
 
 def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path,
-                    merchant_id: str, name: str | None = None, generated_at: str = "") -> Path:
-    """Write one merchant's expansion report; returns its path."""
+                    merchant_id: str, name: str | None = None, generated_at: str = "",
+                    notes: Notes | None = None) -> Path:
+    """Write one merchant's expansion report; returns its path. A section whose source mart is
+    empty for a recorded reason (``notes``, marts.table_notes) shows that reason in words."""
     cap = settings.report_row_cap
+    notes = load_notes(con) if notes is None else notes
+    recs_table, aff_table = "marts.expansion_recommendations", "marts.category_affinity"
     shown = f"{name} ({merchant_id})" if name else merchant_id
     title = Text(f"商家拓品报告：{shown}", f"Merchant expansion report: {shown}")
     recs = recommendations(con, merchant_id)
     ev = evidence(con, merchant_id, cap)
+    bar = explain(figures.ranked_money_bar(
+        recs, "category", "expected_incremental_gmv_yuan",
+        ("建议新增类目：预期增量 GMV", "Categories to add: expected incremental GMV"),
+        ("预期增量 GMV（¥）", "Expected incremental GMV (¥)")), notes, recs_table)
+    # an empty bar chart means an empty table: say it once
+    recs_html = figure_html(bar, "fig-recommendations") + (
+        "" if is_message(bar) else html_table(recs, RECOMMENDATIONS, row_cap=cap, table_id="recommendations"))
     body = "".join([
         section(Text("拓品建议", "Expansion recommendations"),
-                figure_html(figures.ranked_money_bar(
-                    recs, "category", "expected_incremental_gmv_yuan",
-                    ("建议新增类目：预期增量 GMV", "Categories to add: expected incremental GMV"),
-                    ("预期增量 GMV（¥）", "Expected incremental GMV (¥)")), "fig-recommendations")
-                + html_table(recs, RECOMMENDATIONS, row_cap=cap, table_id="recommendations"),
+                recs_html,
                 Text("本商家未销售的类目，按本商家客户的类目亲和度（显著的 A → B 提升）估算预期增量 GMV 排序。",
                      "Categories this merchant does not sell, ranked by expected incremental GMV from its own "
                      "customers' affinity (significant A -> B uplift)."), "recommendations"),
-        section(Text("证据", "Evidence"), html_table(ev, EVIDENCE, row_cap=cap, table_id="evidence"),
+        section(Text("证据", "Evidence"),
+                explain(html_table(ev, EVIDENCE, row_cap=cap, table_id="evidence"), notes, recs_table),
                 Text("支持每条建议的类目对：提升度、支持度、置信度、同时购买人数、p 值与 BH 校正 q 值（全体客户）。",
                      "Pairs behind each recommendation: lift, support, confidence, customers with both, "
                      "p-value and Benjamini-Hochberg q-value (all customers)."), "evidence"),
         section(Text("类目亲和度", "Category affinity"),
-                figure_html(affinity_heatmap(con, merchant_id), "fig-affinity", height=560), sid="affinity"),
+                figure_html(explain(affinity_heatmap(con, merchant_id), notes, aff_table), "fig-affinity",
+                            height=560), sid="affinity"),
         section(Text("分享外溢", "Spill-over from shares"),
-                figure_html(spillover(con, merchant_id), "fig-spillover", height=560), sid="spillover"),
-        section(Text("类目契合度", "Category fit"), weak_categories(con, merchant_id, cap),
+                figure_html(explain(spillover(con, merchant_id), notes, "marts.spillover_affinity"),
+                            "fig-spillover", height=560), sid="spillover"),
+        section(Text("类目契合度", "Category fit"),
+                explain(weak_categories(con, merchant_id, cap), notes, "marts.weak_categories", aff_table),
                 Text("弱类目：与本商家其他类目的平均提升度 < 1 且客户覆盖低于平均。",
                      "Weak: mean lift to the rest of the line < 1 and fewer customers than an average category."),
                 "weak"),
@@ -219,8 +232,9 @@ def render_expansion(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
     """Write one report per merchant (largest GMV first, at most Settings.report_row_cap) and
     remove expansion reports of merchants no longer present; returns the paths written."""
     table = merchants(con, settings.report_row_cap)
+    notes = load_notes(con)
     written = [
-        render_merchant(con, settings, out_dir, m["merchant_id"], m["name"], generated_at)
+        render_merchant(con, settings, out_dir, m["merchant_id"], m["name"], generated_at, notes)
         for m in table.iter_rows(named=True)
     ]
     keep = {p.name for p in written}

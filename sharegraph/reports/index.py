@@ -11,6 +11,7 @@ import polars as pl
 from sharegraph.config import Settings
 from sharegraph.reports import cascades, expansion, influence
 from sharegraph.reports.data import count_rows, query, scalar
+from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable
 from sharegraph.reports.page import (
     PLOTLY_JS,
     Col,
@@ -148,10 +149,18 @@ def links(out_dir: Path, merchant_rows: pl.DataFrame, merchants_total: int, cap:
 
 
 def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path, generated_at: str = "") -> Path:
-    """Write index.html (after the other reports, whose sizes it lists); returns its path."""
+    """Write index.html (after the other reports, whose sizes it lists); returns its path.
+
+    It opens with the quarantine banner when input rows were rejected, and lists the
+    analyses without data and why (marts.table_notes)."""
     merchant_rows = expansion.merchants(con, settings.report_row_cap)
     body = "".join([
+        quarantine_banner(con),
         section(Text("核心指标", "Headline figures"), cards(headline(con, settings)), sid="headline"),
+        section(Text("缺少数据的分析", "Unavailable or limited analyses"), unavailable(load_notes(con)),
+                Text("哪些表为空（或因缺少输入而不完整）以及原因（marts.table_notes）。",
+                     "Which tables are empty (or thinner for a missing input) and why (marts.table_notes)."),
+                "coverage"),
         section(Text("报告", "Reports"),
                 links(out_dir, merchant_rows, expansion.merchant_count(con), settings.report_row_cap),
                 Text("所有报告均可离线打开（Plotly 为本地文件，无网络请求）。",

@@ -15,6 +15,7 @@ import polars as pl
 from sharegraph.config import Settings
 from sharegraph.reports import figures
 from sharegraph.reports.data import query, select_list
+from sharegraph.reports.notes import caveat, explain, load_notes
 from sharegraph.reports.page import (
     Col,
     Text,
@@ -202,37 +203,51 @@ def downline_tree(con: duckdb.DuckDBPyConnection, settings: Settings) -> figures
 
 
 def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path, generated_at: str = "") -> Path:
-    """Write influence.html; returns its path."""
+    """Write influence.html; returns its path. A chart whose source table is empty for a
+    recorded reason (marts.table_notes) shows that reason in words."""
     cap = settings.report_row_cap
+    notes = load_notes(con)
+
+    def fig(block: figures.Block, div_id: str, *tables: str, height: int = 420) -> str:
+        return figure_html(explain(block, notes, *tables), div_id, height=height)
+
     body = "".join([
-        section(Text("代理排行榜", "Agent leaderboard"), leaderboard(con, settings),
+        section(Text("代理排行榜", "Agent leaderboard"),
+                caveat(notes, "marts.agent_influence")
+                + explain(leaderboard(con, settings), notes, "marts.agent_influence"),
                 Text(f"按直接 + 下游 GMV 排序，点击表头可排序；最多显示 {cap:,} 行。代理以化名显示。",
                      f"Ordered by direct + downstream GMV; click a header to sort; at most {cap:,} rows. "
                      "Agents are shown as pseudonyms."), "leaderboard"),
         '<div class="grid2">',
-        section(Text("直接 vs 下游", "Direct vs downstream"), figure_html(scatter(con, settings), "fig-scatter"),
+        section(Text("直接 vs 下游", "Direct vs downstream"),
+                fig(scatter(con, settings), "fig-scatter", "marts.agent_influence"),
                 Text(f"GMV 最高的 {SCATTER_CAP:,} 人。", f"The {SCATTER_CAP:,} people with the most GMV."),
                 "scatter"),
-        section(Text("集中度", "Concentration"), figure_html(lorenz(con), "fig-lorenz"),
+        section(Text("集中度", "Concentration"),
+                fig(lorenz(con), "fig-lorenz", "graph.attributed_orders", "graph.referral_edges",
+                    "marts.concentration"),
                 Text("基尼系数高、头部 1% 占比高 = KOL 驱动；否则为素人（同伴）驱动。",
                      "High Gini or top-1% share = KOL-driven; otherwise peer-driven."), "lorenz"),
         "</div>",
-        section(Text("传播链分布", "Cascade distributions"), figure_html(cascade_distribution(con), "fig-cascade-dist"),
-                sid="cascade-dist"),
+        section(Text("传播链分布", "Cascade distributions"),
+                fig(cascade_distribution(con), "fig-cascade-dist", "marts.cascades"), sid="cascade-dist"),
         '<div class="grid2">',
-        section(Text("病毒系数", "Viral coefficient"), figure_html(kfactor(con), "fig-kfactor"),
+        section(Text("病毒系数", "Viral coefficient"),
+                caveat(notes, "marts.kfactor") + fig(kfactor(con), "fig-kfactor", "marts.kfactor"),
                 Text("K = 批次成员带来的新客数 / 批次人数；K > 1 可自我增长。",
                      "K = new customers brought by cohort members / cohort size; K > 1 grows by itself."),
                 "kfactor"),
-        section(Text("渠道迁移", "Channel migration"), figure_html(channel_migration(con), "fig-channels"),
+        section(Text("渠道迁移", "Channel migration"),
+                fig(channel_migration(con), "fig-channels", "marts.channel_migration"),
                 Text("复购订单的 GMV 在平台渠道与社交渠道间的占比。",
                      "Repeat orders' GMV split between platform and social channels."), "channels"),
         "</div>",
-        section(Text("拼团", "Group buys"), figure_html(group_buys(con), "fig-group-buys"), sid="group-buys"),
-        section(Text("下线树", "Downline tree"), figure_html(downline_tree(con, settings), "fig-downline", height=560),
+        section(Text("拼团", "Group buys"), fig(group_buys(con), "fig-group-buys", "marts.group_buys"),
+                sid="group-buys"),
+        section(Text("下线树", "Downline tree"),
+                fig(downline_tree(con, settings), "fig-downline", "graph.agent_upline", height=560),
                 Text(f"GMV 最高的 {TREE_ROOTS} 个代理树，最多 {TREE_NODE_CAP} 名代理（由浅到深）。",
                      f"The {TREE_ROOTS} agent trees with the most GMV, at most {TREE_NODE_CAP} agents "
                      "(shallowest first)."), "downline"),
     ])
     return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)
-

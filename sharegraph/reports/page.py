@@ -116,10 +116,21 @@ def t(zh: str, en: str) -> str:
     return f'<span class="zh" lang="zh-CN">{esc(zh)}</span><span class="en" lang="en">{esc(en)}</span>'
 
 
-def message(zh: str = NO_DATA_ZH, en: str = NO_DATA_EN, detail: str = "") -> str:
-    """An HTML note shown instead of a chart that has nothing to draw ('暂无数据 / No data')."""
+_MESSAGE = '<div class="no-data'
+
+
+def message(zh: str = NO_DATA_ZH, en: str = NO_DATA_EN, detail: str = "", kind: str = "") -> str:
+    """An HTML note shown instead of a chart that has nothing to draw ('暂无数据 / No data').
+
+    ``kind`` adds a CSS class (``reason``: the table is empty for a recorded reason)."""
     extra = f' <span class="detail">{esc(detail)}</span>' if detail else ""
-    return f'<div class="no-data" role="note">{t(zh, en)}{extra}</div>'
+    cls = f" {esc(kind)}" if kind else ""
+    return f'{_MESSAGE}{cls}" role="note">{t(zh, en)}{extra}</div>'
+
+
+def is_message(block: object) -> bool:
+    """True for the HTML of :func:`message` (what an empty chart or table renders as)."""
+    return isinstance(block, str) and block.startswith(_MESSAGE)
 
 
 def no_data(detail: str = "") -> str:
@@ -294,6 +305,13 @@ border-radius:4px;padding:.25rem .8rem;cursor:pointer;font-size:.9rem}
 html[data-lang=zh] .en{display:none} html[data-lang=en] .zh{display:none}
 .no-data{padding:1.5rem;border:1px dashed var(--line);color:var(--muted);text-align:center;border-radius:6px}
 .no-data .detail{display:block;font-size:.8rem}
+.no-data.reason{color:var(--fg);background:#f8fafc}
+.banner{border:1px solid #f59e0b;background:#fffbeb;border-radius:8px;padding:.7rem 1rem;margin:1rem 0}
+.banner strong{display:block;margin-bottom:.3rem}
+.banner ul{margin:.3rem 0 .3rem 1.2rem;padding:0}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em;background:#f1f5f9;
+padding:.05rem .3rem;border-radius:3px;white-space:pre-wrap;word-break:break-all}
+p.caveat{color:#92400e;font-size:.9rem;margin:.3rem 0}
 .table-wrap{overflow:auto;max-height:560px;border:1px solid var(--line);border-radius:6px}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
 th,td{padding:.3rem .6rem;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
