@@ -281,4 +281,4 @@ def build_table_notes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
         for name in ("_tn_causes", "_tn_tables", "_tn_needs", "_tn_caveats"):
             con.unregister(name)
     comment_table(con, TABLE, TEXT, COLUMNS)
-    return int(con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
+    return int(con.execute(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0])

@@ -116,7 +116,7 @@ def test_notes_cover_every_graph_and_mart_table(orders_only_run: dict[str, Path]
     tables = {f"{s}.{t}" for s, t in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name IN ('graph', 'marts')"
     ).fetchall()} - {"marts.table_notes"}
-    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in tables}
     con.close()
     notes = _notes(orders_only_run)
     assert set(notes) == tables
@@ -141,7 +141,7 @@ def test_orders_only_reports_say_why_in_both_languages(orders_only_run: dict[str
 
 def test_broken_rows_show_the_banner_with_the_exact_count(broken_run: dict[str, Path]) -> None:
     con = duckdb.connect(str(broken_run["warehouse"]), read_only=True)
-    total = con.execute("SELECT count(*) FROM quarantine.rejected_rows").fetchone()[0]
+    total = con.execute("SELECT count(*) FROM quarantine.rejected_rows").fetchall()[0][0]
     per_table = dict(con.execute("SELECT table_name, count(*) FROM quarantine.rejected_rows GROUP BY 1").fetchall())
     con.close()
     assert total >= len(BROKEN_ROWS) and set(per_table) == {"orders"}
@@ -206,14 +206,14 @@ def test_empty_upstream_table_passes_on_its_reason() -> None:
     assert notes["marts.cascades"][1] == "no_share_events"
     comments = con.execute(
         "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'marts' AND table_name = 'table_notes' "
-        "AND coalesce(comment, '') <> ''").fetchone()[0]
+        "AND coalesce(comment, '') <> ''").fetchall()[0][0]
     assert comments == 8
     con.execute("DROP TABLE marts.group_buy_summary")
     con.execute("INSERT INTO marts.group_buys VALUES ('g1')")
     build_table_notes(con)  # rebuilt: no stale rows, reasons follow the data
     assert con.execute("SELECT rows, reason_code FROM marts.table_notes WHERE table_name = 'marts.group_buys'"
-                       ).fetchone() == (1, None)
-    assert con.execute("SELECT count(*) FROM marts.table_notes").fetchone()[0] == 5
+                       ).fetchall()[0] == (1, None)
+    assert con.execute("SELECT count(*) FROM marts.table_notes").fetchall()[0][0] == 5
 
 
 def test_asset_depends_on_every_graph_and_mart_asset_and_reports_on_it() -> None:

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 from datetime import datetime, timedelta
+from html import escape as html_escape
 from pathlib import Path
 
 import duckdb
@@ -364,3 +365,71 @@ def test_hostile_names_are_escaped_in_the_files(tmp_path: Path) -> None:
         assert "<script>alert" not in text and "<img src=x" not in text, path.name
         scripts = re.findall(r"<script([^>]*)>", text)
         assert all(s in ("", ' src="plotly.min.js" charset="utf-8"', ' type="text/javascript"') for s in scripts), scripts
+
+
+# ------------------------------------------------------------------ reasons and the quarantine banner
+
+def test_empty_state_shows_the_recorded_reason_escaped() -> None:
+    from sharegraph.reports.notes import Note, caveat, explain
+
+    notes = {
+        "marts.cascades": Note("marts.cascades", 0, "no_share_events", "没有<分享>事件。", 'No "share" <events>.',
+                               None, None, None),
+        "marts.kfactor": Note("marts.kfactor", 3, None, None, None, "no_share_events", "只有推荐人。",
+                              "Referrers only."),
+    }
+    block = explain(page.no_data(), notes, "marts.kfactor", "marts.cascades")
+    assert page.is_message(block) and 'class="no-data reason"' in block
+    assert "没有&lt;分享&gt;事件。" in block and "No &quot;share&quot; &lt;events&gt;." in block
+    fig = go.Figure()
+    assert explain(fig, notes, "marts.cascades") is fig  # a chart with data stays
+    assert explain(page.no_data(), notes, "marts.kfactor") == page.no_data()  # has rows: generic message
+    assert explain(page.no_data(), {}, "marts.cascades") == page.no_data()  # no notes table
+    assert 'class="caveat"' in caveat(notes, "marts.kfactor") and caveat(notes, "marts.cascades") == ""
+
+
+def test_quarantine_banner_counts_per_table_and_escapes(tmp_path: Path) -> None:
+    from sharegraph.reports.notes import quarantine_banner
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    assert quarantine_banner(con) == ""  # nothing rejected: no banner
+    rows = [("orders", "amount", "type")] * 4 + [("orders", XSS[0], "required")] + \
+           [("share_events", "occurred_at", "type")] * 2
+    con.executemany(
+        "INSERT INTO quarantine.rejected_rows VALUES ('b', ?, 'f.csv', 1, ?, ?, 'abc', '{}', now())",
+        [list(r) for r in rows])
+    banner = quarantine_banner(con)
+    assert 'role="alert"' in banner and "⚠ 7 input rows broke" in banner and "⚠ 有 7 行" in banner
+    assert "amount type × 4" in banner and "occurred_at type × 2" in banner
+    assert banner.index("<code>orders</code>") < banner.index("<code>share_events</code>")  # most first
+    assert "<script>" not in banner and html_escape(XSS[0]) in banner
+    assert "quarantine.rejected_rows" in banner
+    con.execute("DELETE FROM quarantine.rejected_rows WHERE table_name = 'share_events' OR rule = 'required'")
+    con.execute("DELETE FROM quarantine.rejected_rows WHERE rowid IN (SELECT min(rowid) FROM quarantine.rejected_rows)")
+    con.execute("DELETE FROM quarantine.rejected_rows WHERE rowid IN (SELECT min(rowid) FROM quarantine.rejected_rows)")
+    con.execute("DELETE FROM quarantine.rejected_rows WHERE rowid IN (SELECT min(rowid) FROM quarantine.rejected_rows)")
+    assert "⚠ 1 input row broke the data contract and was quarantined" in quarantine_banner(con)
+
+
+def test_index_lists_unavailable_analyses_from_table_notes(tmp_path: Path) -> None:
+    from sharegraph.coverage import build_table_notes
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    build_world(con)
+    con.execute("DELETE FROM marts.group_buys")
+    con.execute("DELETE FROM staging.group_buys")
+    build_table_notes(con)
+    render_all(con, SETTINGS, tmp_path / "r")
+    reason = con.execute(
+        "SELECT reason_zh, reason_en FROM marts.table_notes WHERE table_name = 'marts.group_buys'").fetchall()[0]
+    con.close()
+    index = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    influence = (tmp_path / "r" / "influence.html").read_text(encoding="utf-8")
+    assert reason == ("没有提供拼团表（group_buys），所以拼团分析为空。",
+                      "No group buys were given, so group-buy analysis is empty.")
+    for text in (index, influence):
+        assert html_escape(reason[0]) in text and html_escape(reason[1]) in text
+    assert 'id="table-notes"' in index and "<code>marts.group_buys</code>" in index
+    assert "quarantine-banner" not in index
+    assert influence.count("Plotly.newPlot") == 6  # the group-buy chart became the reason
