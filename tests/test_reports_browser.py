@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from sharegraph.reports import render_all
+from tests.test_coverage import broken_run, coverage_world  # noqa: F401 - session fixtures
 from tests.test_reports import SETTINGS, XSS, build_world
 
 pytestmark = pytest.mark.browser
@@ -243,3 +244,31 @@ def test_demo_reports_print_no_raw_person_id(request: pytest.FixtureRequest) -> 
         leaked = ids & set(re.findall(r"[A-Za-z0-9_.@+-]+", text))
         assert not leaked, f"{page.name} prints raw ids {sorted(leaked)[:5]}"
     assert re.search(r"P-[0-9a-f]{8}", (Path(run["reports"]) / "influence.html").read_text(encoding="utf-8"))
+
+
+def test_quarantine_banner_and_empty_state_reason_are_visible(driver, broken_run: dict) -> None:  # noqa: F811
+    """A world with a few broken order rows and no group buys: the index shows the banner with
+    the count of quarantine.rejected_rows, the influence page the reason instead of a chart,
+    in Chinese and after the switch in English."""
+    con = duckdb.connect(str(broken_run["warehouse"]), read_only=True)
+    total = con.execute("SELECT count(*) FROM quarantine.rejected_rows").fetchall()[0][0]
+    con.close()
+    reports = Path(broken_run["reports"])
+    _open(driver, reports / "index.html")
+    banner = driver.find_element(By.ID, "quarantine-banner")
+    assert banner.is_displayed() and banner.size["height"] > 20
+    assert f"有 {total:,} 行输入数据" in banner.text and "quarantine.rejected_rows" in banner.text
+    driver.find_element(By.ID, "lang-toggle").click()
+    assert f"{total:,} input rows broke the data contract" in banner.text
+    notes = driver.find_element(By.ID, "table-notes")
+    assert notes.is_displayed() and "No group buys were given" in notes.text
+    assert not _errors(driver)
+    _open(driver, reports / "influence.html")  # _open switches back to Chinese
+    reason = driver.find_element(By.CSS_SELECTOR, "#group-buys .no-data.reason")
+    assert reason.is_displayed() and reason.text == "没有提供拼团表（group_buys），所以拼团分析为空。"
+    assert not driver.find_elements(By.CSS_SELECTOR, "#group-buys .js-plotly-plot")
+    driver.find_element(By.ID, "lang-toggle").click()
+    assert reason.text == "No group buys were given, so group-buy analysis is empty."
+    assert not driver.find_elements(By.ID, "quarantine-banner")  # the banner is on the index only
+    assert not _errors(driver)
+    driver.execute_script("window.sharegraphSetLang('zh');")
