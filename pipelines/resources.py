@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,13 +26,17 @@ class WarehouseResource(dg.ConfigurableResource):
     input_dir: str
     reports_dir: str
     config_file: str | None = None
+    settings_overrides: str | None = None
+    """JSON object of settings applied over the config file and environment (what command-line
+    flags such as ``--max-reject-rate`` set); a string so it shows as-is in the run's config."""
 
     @classmethod
     def from_env(cls) -> WarehouseResource:
+        warehouse_file = os.environ.get("SHAREGRAPH_WAREHOUSE", str(paths.default_warehouse()))
         return cls(
-            warehouse=os.environ.get("SHAREGRAPH_WAREHOUSE", str(paths.default_warehouse())),
+            warehouse=warehouse_file,
             input_dir=os.environ.get("SHAREGRAPH_INPUT", str(paths.default_input_dir())),
-            reports_dir=os.environ.get("SHAREGRAPH_REPORTS", str(paths.default_reports_dir())),
+            reports_dir=str(paths.reports_dir_for(warehouse_file)),
             config_file=os.environ.get("SHAREGRAPH_CONFIG"),
         )
 
@@ -48,7 +53,10 @@ class WarehouseResource(dg.ConfigurableResource):
         return Path(self.reports_dir).expanduser().resolve()
 
     def settings(self) -> Settings:
-        return Settings.load(self.config_file)
+        settings = Settings.load(self.config_file)
+        if self.settings_overrides:
+            settings = settings.with_values(json.loads(self.settings_overrides), source="settings_overrides")
+        return settings
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,60 +38,57 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reject_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1 (0.05 = 5%), got {text}")
+    return value
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings given on the command line; they win over the config file and environment."""
+    rate = getattr(args, "max_reject_rate", None)
+    return {} if rate is None else {"max_reject_rate": rate}
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from sharegraph.config import Settings
     from sharegraph.validate import validate_inputs
 
-    report = validate_inputs(Path(args.input), Settings.load(args.config))
+    settings = Settings.load(args.config).with_values(_overrides(args), source="command line")
+    report = validate_inputs(Path(args.input), settings)
     print(report.render())
     return 0 if report.ok else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(Path(args.input), Path(args.warehouse), Path(args.reports), args.config)
+    reports = Path(args.reports) if args.reports else None
+    return _run(Path(args.input), Path(args.warehouse), reports, args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    state = paths.state_dir()
     input_dir = paths.default_input_dir()
     if args.regenerate or not any(input_dir.glob("orders.*")):
         from sharegraph.generate import generate_world
 
         _say(f"generating the demo world ({args.orders:,} orders, seed {args.seed}) into {input_dir}")
         generate_world(input_dir, seed=args.seed, people=args.people, orders=args.orders, progress=_say)
-    code = _run(input_dir, paths.default_warehouse(), paths.default_reports_dir(), args.config)
-    if code == 0:
-        _say(f"state directory: {state}")
-    return code
+    return _run(input_dir, paths.default_warehouse(), None, args)
 
 
-def _run(input_dir: Path, warehouse: Path, reports: Path, config: str | None) -> int:
+def _run(input_dir: Path, warehouse: Path, reports: Path | None, args: argparse.Namespace) -> int:
+    """Run the pipeline with the console report (pipelines.console); Dagster loads only here."""
     if not input_dir.is_dir():
         _say(f"error: input directory {input_dir} does not exist")
         return 2
-    from pipelines.run import run_pipeline
+    from pipelines.console import run_and_report
 
-    started = time.perf_counter()
-    _say(f"running the pipeline on {input_dir.resolve()}")
-    try:
-        result = run_pipeline(input_dir=input_dir, warehouse=warehouse, reports_dir=reports, config_file=config)
-    except Exception as exc:  # noqa: BLE001 - the CLI turns any failure into one clear message
-        _say(f"error: the run failed, the published warehouse is unchanged: {_root_cause(exc)}")
-        return 1
-    if not result.success:
-        _say("error: the run failed, the published warehouse is unchanged (see the Dagster logs above)")
-        return 1
-    _say(f"done in {time.perf_counter() - started:.1f} s")
-    _say(f"warehouse (open read-only): {warehouse.resolve()}")
-    index = reports.resolve() / "index.html"
-    _say(f"reports: {index if index.exists() else reports.resolve()}")
-    return 0
-
-
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return f"{type(exc).__name__}: {exc}"
+    return run_and_report(input_dir=input_dir, warehouse=warehouse, reports_dir=reports,
+                          config_file=args.config, settings_overrides=_overrides(args),
+                          verbose=args.verbose)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -148,6 +144,19 @@ def _open_published(warehouse: str):  # -> duckdb.DuckDBPyConnection | None
     return connect(path, read_only=True, timezone=Settings.load().timezone)
 
 
+def _add_reject_rate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-reject-rate", type=_reject_rate, metavar="RATE",
+                        help="fail a file whose rejected rows exceed this share of its rows, 0..1 "
+                        "(default: max_reject_rate of the settings, 0.05)")
+
+
+def _add_run_output(parser: argparse.ArgumentParser) -> None:
+    _add_reject_rate(parser)
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="stream Dagster's event log (and tracebacks) to the terminal; it always "
+                        "goes to logs/run-*.log beside the warehouse")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sharegraph",
@@ -170,14 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Check files against the data contract; exit 0 when every row is loadable, 1 otherwise.")
     val.add_argument("--input", required=True, help="directory of export files (orders.csv, share_events.csv, ...)")
     val.add_argument("--config", help="settings file (sharegraph.toml)")
+    _add_reject_rate(val)
     val.set_defaults(func=cmd_validate)
 
     run = sub.add_parser("run", help="run the pipeline (Dagster, in-process) into a DuckDB warehouse",
                          description="Load, validate, attribute, score and report; publish the warehouse atomically at the end of a good run.")
     run.add_argument("--input", required=True, help="directory of export files")
     run.add_argument("--warehouse", required=True, help="published DuckDB file analysts open (working file lives beside it)")
-    run.add_argument("--reports", default=str(paths.default_reports_dir()), help="directory for the HTML reports (default state/reports)")
+    run.add_argument("--reports", help="directory for the HTML reports (default: reports/ beside the warehouse, or SHAREGRAPH_REPORTS)")
     run.add_argument("--config", help="settings file (sharegraph.toml)")
+    _add_run_output(run)
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate the demo world and run the pipeline into the state directory",
@@ -187,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--orders", type=_positive_int, default=200_000, help="number of order lines (default 200000)")
     demo.add_argument("--regenerate", action="store_true", help="regenerate the demo world even if present")
     demo.add_argument("--config", help="settings file (sharegraph.toml)")
+    _add_run_output(demo)
     demo.set_defaults(func=cmd_demo)
 
     sql = sub.add_parser("sql", help="run a SQL query on the published warehouse (read-only)",
