@@ -105,7 +105,9 @@ DEPENDENCIES: dict[str, Needs] = {
     "graph.attributed_orders": Needs(
         ("订单归因", "order attribution"), ("no_orders",),
         caveats={"no_share_events": ("订单只能按推荐人（referrer_id）归因",
-                                     "orders are credited through referrers (referrer_id) only")}),
+                                     "orders are credited through referrers (referrer_id) only"),
+                 "no_products": ("类目只来自订单自己的 category 列",
+                                 "categories come from the orders' own category column only")}),
     "graph.share_nodes": Needs(("分享传播图", "the share cascade graph"), ("no_share_events",)),
     "graph.agent_upline": Needs(("代理上下级树", "the agent upline tree"), ("no_agents",)),
     "graph.people": Needs(("人员表", "the people table"), ("no_orders",)),
