@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sharegraph.vocabulary import CHANNEL_CLASSES
+
 ORDER_STATUSES = ("paid", "refunded", "cancelled")
-ORDER_CHANNELS = (
-    "taobao", "tmall", "jd", "pinduoduo",  # platform channels
-    "wechat", "wechat_group", "moments", "miniprogram", "group_buy",  # social channels
-)
-PLATFORM_CHANNELS = ("taobao", "tmall", "jd", "pinduoduo")
-SOCIAL_CHANNELS = ("wechat", "wechat_group", "moments", "miniprogram", "group_buy")
+#: built-in channel values by class; channels are an open set (sharegraph/vocabulary.py)
+PLATFORM_CHANNELS = tuple(c for c, k in CHANNEL_CLASSES.items() if k == "platform")
+SOCIAL_CHANNELS = tuple(c for c, k in CHANNEL_CLASSES.items() if k == "social")
 EVENT_TYPES = ("share", "reshare", "click")
 GROUP_BUY_STATUSES = ("open", "filled", "failed")
 
@@ -33,6 +32,11 @@ class Column:
     allowed: tuple[str, ...] | None = None
     default: str | None = None
     description: str = ""
+    open_set: bool = False
+
+    @property
+    def enumerated(self) -> bool:
+        return self.allowed is not None or self.open_set
 
     @property
     def sql_type(self) -> str:
@@ -83,21 +87,48 @@ ORDERS = Table(
         Column("category", "text", description="Product category; required unless the products file gives it."),
         Column("quantity", "int", required=True, description="Units bought, >= 1."),
         Column("amount", "money", required=True, description="Paid amount of the line in CNY (¥), >= 0."),
-        Column("channel", "text", required=True, allowed=ORDER_CHANNELS, description="Sales channel: platform (taobao, tmall, jd, pinduoduo) or social (wechat, wechat_group, moments, miniprogram, group_buy)."),
+        Column("channel", "text", required=True, open_set=True, description="Sales channel, an open set: zh/en synonyms are mapped (淘宝 -> taobao); staging.channels gives each value's class (platform, social, other)."),
         Column("merchant_id", "text", default="default", description="Merchant selling the line (one default merchant when absent)."),
         Column("referrer_id", "text", description="Person credited for the sale by the source system, if any."),
         Column("share_id", "text", description="The share link that led to the order, if known."),
         Column("group_id", "text", description="The group buy (拼团) the order joined, if any."),
-        Column("status", "text", default="paid", allowed=ORDER_STATUSES, description="paid / refunded / cancelled."),
+        Column("status", "text", default="paid", allowed=ORDER_STATUSES, description="paid / refunded / cancelled (synonyms such as 已付款, 已退款, 交易关闭 are mapped; an unknown status is quarantined, never read as paid)."),
         Column("commission", "money", description="Commission paid to the credited agent for this line, ¥ (optional; else computed at the configured rate)."),
         Column("red_packet", "money", description="Share red packet paid for this line, ¥ (optional; else the configured amount for share-attributed orders)."),
     ),
+    # header aliases seen in Taobao/Tmall (订单报表), Youzan (有赞订单导出), WeChat shop (微信小店)
+    # and Pinduoduo exports; earlier entries win when a file has several headers for a column
     aliases={
-        "订单号": "order_id", "订单编号": "order_id", "行号": "line_no", "客户id": "customer_id",
-        "买家": "customer_id", "下单时间": "ordered_at", "商品id": "product_id", "商品编号": "product_id",
-        "类目": "category", "品类": "category", "数量": "quantity", "实付金额": "amount",
-        "渠道": "channel", "商家": "merchant_id", "推荐人": "referrer_id", "分享id": "share_id",
-        "拼团id": "group_id", "状态": "status", "佣金": "commission", "红包": "red_packet",
+        "订单号": "order_id", "订单编号": "order_id", "订单id": "order_id", "主订单编号": "order_id",
+        "行号": "line_no", "商品行号": "line_no",
+        "客户id": "customer_id", "买家id": "customer_id", "会员id": "customer_id",
+        "用户id": "customer_id", "买家会员名": "customer_id", "买家昵称": "customer_id",
+        "买家": "customer_id", "客户": "customer_id", "手机号": "customer_id",
+        "买家手机号": "customer_id", "openid": "customer_id",
+        "下单时间": "ordered_at", "订单创建时间": "ordered_at", "创建时间": "ordered_at",
+        "下单日期": "ordered_at", "订单时间": "ordered_at", "付款时间": "ordered_at",
+        "支付时间": "ordered_at",
+        "商品id": "product_id", "商品编号": "product_id", "宝贝id": "product_id",
+        "商品编码": "product_id", "商家编码": "product_id", "sku id": "product_id",
+        "skuid": "product_id",
+        "类目": "category", "品类": "category", "商品类目": "category", "商品分类": "category",
+        "分类": "category", "一级类目": "category",
+        "数量": "quantity", "商品数量": "quantity", "购买数量": "quantity", "宝贝数量": "quantity",
+        "件数": "quantity",
+        "实付金额": "amount", "实付款": "amount", "买家实际支付金额": "amount",
+        "实际支付金额": "amount", "支付金额": "amount", "实收金额": "amount", "实付": "amount",
+        "渠道": "channel", "来源渠道": "channel", "订单来源": "channel", "销售渠道": "channel",
+        "下单渠道": "channel",
+        "商家": "merchant_id", "商家id": "merchant_id", "店铺": "merchant_id",
+        "店铺id": "merchant_id", "店铺名称": "merchant_id", "商户": "merchant_id",
+        "推荐人": "referrer_id", "分销员": "referrer_id", "分销员id": "referrer_id",
+        "推广员": "referrer_id", "推广员id": "referrer_id", "推客": "referrer_id",
+        "邀请人": "referrer_id",
+        "分享id": "share_id", "分享链接id": "share_id",
+        "拼团id": "group_id", "团id": "group_id", "拼团编号": "group_id",
+        "订单状态": "status", "交易状态": "status", "状态": "status",
+        "佣金": "commission", "分销佣金": "commission", "推广佣金": "commission",
+        "红包": "red_packet", "分享红包": "red_packet",
     },
 )
 
@@ -116,10 +147,12 @@ SHARE_EVENTS = Table(
         Column("parent_share_id", "text", description="For a reshare: the share it re-shares."),
         Column("product_id", "text", description="Product shared (optional)."),
         Column("category", "text", description="Category shared (optional; else from the product)."),
-        Column("channel", "text", description="Where it was shared: moments, wechat_group, wechat_chat, qq, weibo, ..."),
+        Column("channel", "text", open_set=True, description="Where it was shared, an open set: moments, wechat_group, wechat_chat, qq, weibo, ... (synonyms such as 朋友圈 are mapped)."),
     ),
-    aliases={"事件id": "event_id", "事件类型": "event_type", "分享id": "share_id", "用户": "actor_id",
-             "时间": "occurred_at", "上级分享id": "parent_share_id"},
+    aliases={"事件id": "event_id", "事件类型": "event_type", "类型": "event_type",
+             "分享id": "share_id", "用户": "actor_id", "用户id": "actor_id", "会员id": "actor_id",
+             "时间": "occurred_at", "发生时间": "occurred_at", "上级分享id": "parent_share_id",
+             "商品id": "product_id", "类目": "category", "渠道": "channel"},
 )
 
 PRODUCTS = Table(
@@ -136,7 +169,11 @@ PRODUCTS = Table(
         Column("price", "money", description="List price, ¥."),
         Column("agent_price", "money", description="Price to agents, ¥."),
     ),
-    aliases={"商品名称": "product_name", "商品id": "product_id", "类目": "category", "价格": "price"},
+    aliases={"商品名称": "product_name", "商品id": "product_id", "商品编号": "product_id",
+             "宝贝id": "product_id", "类目": "category", "商品类目": "category",
+             "分类": "category", "店铺": "merchant_id", "商家": "merchant_id",
+             "价格": "price", "售价": "price", "零售价": "price", "代理价": "agent_price",
+             "分销价": "agent_price"},
 )
 
 AGENTS = Table(
@@ -151,7 +188,9 @@ AGENTS = Table(
         Column("joined_at", "timestamp", description="When the agent joined."),
         Column("level", "int", description="Agent level (1 = top)."),
     ),
-    aliases={"代理id": "agent_id", "上级": "upline_id", "加入时间": "joined_at", "等级": "level"},
+    aliases={"代理id": "agent_id", "分销员id": "agent_id", "推广员id": "agent_id",
+             "上级": "upline_id", "上级id": "upline_id", "邀请人": "upline_id",
+             "加入时间": "joined_at", "成为分销员时间": "joined_at", "等级": "level"},
 )
 
 GROUP_BUYS = Table(
@@ -167,12 +206,20 @@ GROUP_BUYS = Table(
         Column("target_size", "int", required=True, description="Members needed to fill the group."),
         Column("opened_at", "timestamp", required=True, description="When the group opened."),
         Column("closed_at", "timestamp", description="When it filled or expired."),
-        Column("status", "text", required=True, allowed=GROUP_BUY_STATUSES, description="open / filled / failed (failed groups are refunded)."),
+        Column("status", "text", required=True, allowed=GROUP_BUY_STATUSES, description="open / filled / failed (failed groups are refunded); synonyms such as 成团, 未成团, 拼团中, success are mapped."),
     ),
-    aliases={"拼团id": "group_id", "团长": "initiator_id", "成团人数": "target_size"},
+    aliases={"拼团id": "group_id", "团id": "group_id", "团长": "initiator_id",
+             "开团人": "initiator_id", "商品id": "product_id", "成团人数": "target_size",
+             "开团时间": "opened_at", "结束时间": "closed_at", "成团时间": "closed_at",
+             "拼团状态": "status", "状态": "status"},
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (ORDERS, SHARE_EVENTS, PRODUCTS, AGENTS, GROUP_BUYS)}
+
+#: every enumerated column: its closed value list, or None for an open set
+ENUMERATED: dict[tuple[str, str], tuple[str, ...] | None] = {
+    (t.name, c.name): c.allowed for t in TABLES.values() for c in t.columns if c.enumerated
+}
 
 
 def staging_ddl(table: Table) -> str:

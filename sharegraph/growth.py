@@ -12,10 +12,14 @@ import logging
 import duckdb
 
 from sharegraph.config import Settings
-from sharegraph.contract import PLATFORM_CHANNELS, SOCIAL_CHANNELS
+from sharegraph.contract import ENUMERATED, PLATFORM_CHANNELS, SOCIAL_CHANNELS
+from sharegraph.vocabulary import Vocabulary
 from sharegraph.warehouse import comment_table
 
 log = logging.getLogger(__name__)
+
+#: the built-in channel classes, for channels staging.channels does not list
+BUILT_IN = Vocabulary.build(ENUMERATED)
 
 K_WINDOW_DAYS = 30
 """k_factor_30d counts acquisitions within this many days of the inviter's first paid order."""
@@ -232,10 +236,10 @@ CHANNEL_MIGRATION_DOC = {
     "repeat_customers": "Customers with a repeat paid order line in the month.",
     "repeat_orders": "Distinct repeat paid orders: paid lines placed strictly after the "
                      "customer's first paid order.",
-    "social_orders": "Repeat orders with a line on a social channel "
-                     f"({', '.join(SOCIAL_CHANNELS)}).",
-    "platform_orders": "Repeat orders with a line on a platform channel "
-                       f"({', '.join(PLATFORM_CHANNELS)}).",
+    "social_orders": "Repeat orders with a line on a social channel (class social in "
+                     "staging.channels; built-in: " + ", ".join(SOCIAL_CHANNELS) + ").",
+    "platform_orders": "Repeat orders with a line on a platform channel (class platform in "
+                       "staging.channels; built-in: " + ", ".join(PLATFORM_CHANNELS) + ").",
     "social_order_share": "social_orders / (social_orders + platform_orders).",
     "repeat_gmv": "Paid GMV of repeat order lines, ¥.",
     "social_gmv": "Repeat GMV on social channels, ¥.",
@@ -251,7 +255,8 @@ def build_channel_migration(
     between social and platform channels (counts and GMV, ¥).
 
     A repeat order line is a paid line placed strictly after the customer's first paid order
-    (lines sharing the first order's timestamp are not repeats).
+    (lines sharing the first order's timestamp are not repeats). Channel classes come from
+    staging.channels (built by the ingest with the configured classes), else the built-ins.
     """
     del settings
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
@@ -265,10 +270,10 @@ def build_channel_migration(
         ),
         repeat_lines AS (
             SELECT a.customer_id, a.order_id, a.ordered_at, a.amount,
-                   CASE WHEN a.channel IN ({_sql_list(SOCIAL_CHANNELS)}) THEN 'social'
-                        WHEN a.channel IN ({_sql_list(PLATFORM_CHANNELS)}) THEN 'platform'
-                        ELSE 'other' END AS channel_group
+                   COALESCE(c.channel_class, {BUILT_IN.channel_class_sql('a.channel')})
+                       AS channel_group
             FROM graph.attributed_orders a JOIN firsts f USING (customer_id)
+            LEFT JOIN staging.channels c ON c.channel = a.channel
             WHERE a.is_paid AND a.ordered_at > f.first_paid_at
         ),
         monthly AS (

@@ -21,7 +21,7 @@ import tempfile
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -105,11 +105,33 @@ def require_tables(found: dict[str, list[SourceFile]], input_dir: str | os.PathL
         )
 
 
-def load_mapping(input_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
-    """Per-table ``source header -> canonical column`` from mapping.toml / mapping.json.
+@dataclass(frozen=True)
+class InputMapping:
+    """What the input's mapping file says: header renames and value synonyms per table, and
+    extra channel classes. Empty when the directory has no mapping file."""
 
-    Format: one section (TOML table / JSON object) per contract table, e.g.
-    ``[orders]`` then ``"单号" = "order_id"``. Targets must be canonical columns.
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    """table -> source header -> canonical column."""
+    values: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """table -> column -> source value -> canonical value."""
+    channel_classes: dict[str, str] = field(default_factory=dict)
+    """channel -> class (platform / social / other)."""
+    source: str = ""
+
+
+def load_mapping(input_dir: str | os.PathLike[str]) -> InputMapping:
+    """The mapping file (mapping.toml / mapping.json) of an input directory.
+
+    Format (TOML; JSON objects nest the same way): one section per contract table mapping
+    source headers to canonical columns, an optional ``values`` sub-table per column, and an
+    optional top-level ``channel_classes``::
+
+        [orders]
+        "单号" = "order_id"
+        [orders.values.status]
+        "交易完成" = "paid"
+        [channel_classes]
+        "douyin_live" = "social"
     """
     root = Path(input_dir)
     for name in MAPPING_FILES:
@@ -123,60 +145,145 @@ def load_mapping(input_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]
                 data = json.loads(path.read_text(encoding="utf-8-sig"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise IngestError(f"{path}: cannot parse mapping file: {exc}") from exc
-        if not isinstance(data, dict):
-            raise IngestError(f"{path}: mapping must be an object of tables")
-        out: dict[str, dict[str, str]] = {}
-        for table, cols in data.items():
-            if table not in TABLES:
-                raise IngestError(f"{path}: unknown table {table!r}; known: {', '.join(TABLES)}")
-            if not isinstance(cols, dict):
-                raise IngestError(f"{path}: [{table}] must map source header -> column")
-            for src, dst in cols.items():
-                if dst not in TABLES[table].column_names:
-                    raise IngestError(
-                        f"{path}: [{table}] maps {src!r} to {dst!r}, which is not a column of "
-                        f"{table} ({', '.join(TABLES[table].column_names)})"
-                    )
-            out[table] = {str(k).strip(): str(v) for k, v in cols.items()}
-        return out
-    return {}
+        return _parse_mapping(data, path)
+    return InputMapping()
+
+
+def _parse_mapping(data: object, path: Path) -> InputMapping:
+    if not isinstance(data, dict):
+        raise IngestError(f"{path}: mapping must be an object of tables")
+    headers: dict[str, dict[str, str]] = {}
+    values: dict[str, dict[str, dict[str, str]]] = {}
+    classes = data.pop("channel_classes", {})
+    if not isinstance(classes, dict):
+        raise IngestError(f"{path}: channel_classes must map channel -> class")
+    for table, cols in data.items():
+        if table not in TABLES:
+            raise IngestError(f"{path}: unknown table {table!r}; known: {', '.join(TABLES)}, "
+                              "channel_classes")
+        if not isinstance(cols, dict):
+            raise IngestError(f"{path}: [{table}] must map source header -> column")
+        table_values = cols.pop("values", {})
+        if not isinstance(table_values, dict) or not all(
+                isinstance(v, dict) for v in table_values.values()):
+            raise IngestError(f"{path}: [{table}.values] must hold one table per column")
+        values[table] = {c: {str(k): str(v) for k, v in m.items()} for c, m in table_values.items()}
+        for src, dst in cols.items():
+            if dst not in TABLES[table].column_names:
+                raise IngestError(
+                    f"{path}: [{table}] maps {src!r} to {dst!r}, which is not a column of "
+                    f"{table} ({', '.join(TABLES[table].column_names)})"
+                )
+        headers[table] = {str(k).strip(): str(v) for k, v in cols.items()}
+    return InputMapping(headers, values, {str(k): str(v) for k, v in classes.items()}, str(path))
+
+
+#: substrings of a header that suggest a contract column, checked in this order; a header
+#: that maps to nothing but contains one is reported with the suggestion
+LOOKALIKES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("status", ("状态", "status")),
+    ("commission", ("佣金", "commission")),
+    ("red_packet", ("红包", "red_packet", "redpacket")),
+    ("amount", ("金额", "实付", "付款", "amount", "paid", "total")),
+    ("quantity", ("数量", "件数", "qty", "quantity")),
+    ("ordered_at", ("时间", "日期", "time", "date")),
+    ("occurred_at", ("时间", "日期", "time", "date")),
+    ("channel", ("渠道", "来源", "channel", "source")),
+    ("category", ("类目", "分类", "品类", "category")),
+    ("merchant_id", ("店铺", "商家", "shop", "store", "merchant")),
+    ("referrer_id", ("分销", "推广", "推荐", "邀请", "referrer", "promoter")),
+    ("group_id", ("拼团", "团id", "group")),
+    ("customer_id", ("买家", "客户", "会员", "customer", "buyer", "member")),
+    ("product_id", ("商品", "宝贝", "sku", "product", "item")),
+    ("order_id", ("订单", "order")),
+)
+
+
+@dataclass(frozen=True)
+class HeaderMap:
+    """How one file's headers map onto the contract."""
+
+    columns: dict[str, str]
+    """canonical column -> source header."""
+    unmapped: list[str]
+    """Headers that map to nothing (their values are not loaded)."""
+    suggestions: dict[str, str]
+    """Unmapped header -> the unmapped contract column it looks like."""
+
+    def notes(self) -> str | None:
+        """One line for the batch record and the run output, or None when every header mapped."""
+        if not self.unmapped:
+            return None
+        parts = [f"unmapped headers (not loaded): {', '.join(self.unmapped)}"]
+        parts += [f"header {h!r} looks like column {c!r}: map it in mapping.toml if it is"
+                  for h, c in self.suggestions.items()]
+        return "; ".join(parts)
 
 
 def map_headers(
     headers: list[str], table: Table, mapping: dict[str, str] | None, source: Path
-) -> dict[str, str]:
-    """``canonical column -> source header`` for one file.
+) -> HeaderMap:
+    """Map one file's headers onto ``table``'s canonical columns.
 
     A header matches, in order of precedence: the mapping file, the canonical name
-    (case-insensitive, trimmed), the contract's default aliases (e.g. 订单号 -> order_id).
-    Unknown headers are ignored. Raises IngestError when two headers map to one column or a
-    required column has no header.
+    (case-insensitive, trimmed), the contract's aliases (e.g. 订单号 -> order_id; when a
+    file has several alias headers for one column, the alias listed first wins and the others
+    are reported as unmapped). Raises IngestError when the mapping file maps two headers to one
+    column, a required column has no header, or a header looks like the order status while no
+    status column is mapped: without it every line would be read as paid.
     """
     mapping = mapping or {}
+    rank = {k.strip().lower(): i for i, k in enumerate(table.aliases)}
     aliases = {k.strip().lower(): v for k, v in table.aliases.items()}
     names = set(table.column_names)
     found: dict[str, str] = {}
+    found_rank: dict[str, int] = {}
+    unmapped: list[str] = []
     for header in headers:
         h = header.strip().lstrip("\ufeff")
-        target = mapping.get(h)
-        if target is None and h.lower() in names:
-            target = h.lower()
-        if target is None:
-            target = aliases.get(h.lower())
-        if target is None:
+        if h in mapping:
+            target, r = mapping[h], -2
+            if found_rank.get(target) == -2:
+                raise IngestError(
+                    f"{source}: headers {found[target]!r} and {header!r} both map to column {target!r}")
+        elif h.lower() in names:
+            target, r = h.lower(), -1
+        elif h.lower() in aliases:
+            target, r = aliases[h.lower()], rank[h.lower()]
+        else:
+            unmapped.append(header)
+            continue
+        if target in found and found_rank[target] <= r:
+            unmapped.append(header)
             continue
         if target in found:
-            raise IngestError(
-                f"{source}: headers {found[target]!r} and {header!r} both map to column {target!r}"
-            )
-        found[target] = header
+            unmapped.append(found[target])
+        found[target], found_rank[target] = header, r
+    unmapped = [h for h in headers if h in unmapped]
+    suggestions: dict[str, str] = {}
+    for header in unmapped:
+        low = header.strip().lower()
+        for column, words in LOOKALIKES:
+            if column in names and column not in found and any(w in low for w in words):
+                suggestions[header] = column
+                break
     missing = [c.name for c in table.columns if c.required and c.name not in found]
     if missing:
+        hint = "".join(f"; header {h!r} looks like {c!r}" for h, c in suggestions.items()
+                       if c in missing)
         raise IngestError(
             f"{source}: missing required column(s) {', '.join(missing)} for table {table.name} "
-            f"(headers found: {', '.join(headers) or 'none'})"
+            f"(headers found: {', '.join(headers) or 'none'}{hint}); map source headers in "
+            f"mapping.toml, e.g. [{table.name}] \"<header>\" = \"{missing[0]}\""
         )
-    return found
+    if table.name == "orders" and "status" not in found and "status" in suggestions.values():
+        header = next(h for h, c in suggestions.items() if c == "status")
+        raise IngestError(
+            f"{source}: header {header!r} looks like the order status but maps to no column; "
+            "without a status column every line would be read as paid. Map it in mapping.toml "
+            f"([orders] \"{header}\" = \"status\") or remove the column"
+        )
+    return HeaderMap(found, unmapped, suggestions)
 
 
 def file_sha256(path: Path) -> str:
@@ -304,6 +411,48 @@ def _duck_error(src: SourceFile, exc: Exception) -> IngestError:
     return IngestError(f"{src.path}: cannot read as {src.fmt}: {detail}")
 
 
+REJECTS_TABLE, REJECTS_SCAN = "_sg_csv_rejects", "_sg_csv_reject_scans"
+
+#: DuckDB CSV error types that make a line a quarantined row (rule name), not a file failure
+LINE_RULES = {
+    "MISSING COLUMNS": "field_count",
+    "TOO MANY COLUMNS": "field_count",
+    "UNQUOTED VALUE": "malformed_quotes",
+    "LINE SIZE OVER MAXIMUM": "line_too_long",
+}
+
+
+def csv_line_rejects(con: duckdb.DuckDBPyConnection, src: SourceFile) -> str | None:
+    """After a CSV scan: a temp table of its malformed lines (one row per line: ``line``, DuckDB's
+    record number with the header as 1, so ``source_row`` = line - 1 is the data row number
+    even when quoted fields span lines; ``rule``, ``csv_line``, ``error``), or None when there
+    are none. Raises IngestError when the text itself is broken: a quote that never
+    closes (the rest of the file would be one value), invalid encoding, a parser state error."""
+    try:
+        n = con.execute(f"SELECT count(*) FROM {REJECTS_TABLE}").fetchone()[0]
+    except duckdb.CatalogException:
+        return None  # not a CSV scan
+    if not n:
+        return None
+    rules = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" for k, v in LINE_RULES.items())
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _sg_line_rejects AS
+        SELECT line, line - 1 AS source_row,
+               CASE WHEN error_type = 'UNQUOTED VALUE'
+                         AND (length(csv_line) - length(replace(csv_line, '"', ''))) % 2 = 1
+                    THEN 'unclosed_quote'
+                    ELSE CASE CAST(error_type AS VARCHAR) {rules} ELSE 'fatal' END END AS rule,
+               csv_line, error_message AS error
+        FROM {REJECTS_TABLE} QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1""")
+    fatal = con.execute("""SELECT line, rule, error FROM _sg_line_rejects
+        WHERE rule IN ('unclosed_quote', 'fatal') ORDER BY line LIMIT 1""").fetchone()
+    if fatal is not None:
+        line, rule, error = fatal
+        what = ("a quote opened on this line never closes" if rule == "unclosed_quote"
+                else " ".join(str(error).split())[:300])
+        raise IngestError(f"{src.path}: line {line}: {what}; the file cannot be read as CSV")
+    return "_sg_line_rejects"
+
+
 def open_text_relation(
     con: duckdb.DuckDBPyConnection,
     src: SourceFile,
@@ -313,16 +462,16 @@ def open_text_relation(
     view: str,
     *,
     row_numbers: bool = True,
-) -> dict[str, str]:
+) -> HeaderMap:
     """Create temp view ``view``: ``source_row`` + one VARCHAR column per mapped canonical name.
 
-    ``path`` is the UTF-8 (possibly transcoded) file to read. Returns ``canonical -> source
-    header``. With ``row_numbers=False`` the view has no ``source_row`` and keeps file order:
+    ``path`` is the UTF-8 (possibly transcoded) file to read. Returns how the headers mapped.
+    With ``row_numbers=False`` the view has no ``source_row`` and keeps file order:
     the caller materialises it (preserve_insertion_order) and numbers rows by ``rowid + 1``,
     which saves a streaming ``row_number()`` window (about a quarter of a large CSV scan). CSV
     is read with every column declared VARCHAR (explicit ``columns``, no sniffing) and strict
-    parsing, so a malformed row fails the file (IngestError naming the line) instead of being
-    silently padded or skipped.
+    parsing: a line with too many or too few fields is never padded or cut; the scan skips it
+    and records it for ``csv_line_rejects``, and row numbers count only the lines read.
     """
     p = _lit(str(path))
     csv_headers: list[str] = []
@@ -330,11 +479,15 @@ def open_text_relation(
         delim, csv_headers = csv_header(path, src)
         columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in csv_headers) + "}"
         # explicit dialect: the sniffer can mistake a truncated last line for another
-        # delimiter; strict mode makes a short/long/unterminated row a file error
+        # delimiter. Strict parsing with rejects stored: a line with too many or too few
+        # fields is skipped by the scan and recorded in REJECTS_TABLE (csv_line_rejects)
+        for t in (REJECTS_TABLE, REJECTS_SCAN):
+            con.execute(f"DROP TABLE IF EXISTS {t}")
         scan = (
             f"read_csv({p}, header=true, auto_detect=false, columns={columns}, "
             f"delim={_lit(delim)}, quote='\"', escape='\"', strict_mode=true, "
-            f"null_padding=false, ignore_errors=false, encoding='utf-8')"
+            f"null_padding=false, ignore_errors=true, store_rejects=true, "
+            f"rejects_table='{REJECTS_TABLE}', rejects_scan='{REJECTS_SCAN}', encoding='utf-8')"
         )
         # the explicit row number is computed over the scan in file order
         # (preserve_insertion_order keeps the scan order through the window)
@@ -368,7 +521,8 @@ def open_text_relation(
         raise
     except duckdb.Error as exc:
         raise _duck_error(src, exc) from exc
-    cols = map_headers(headers, table, mapping, src.path)
+    header_map = map_headers(headers, table, mapping, src.path)
+    cols = header_map.columns
     if src.fmt == "jsonl":
         exprs = [f"__json ->> {_lit(h)} AS {_q(c)}" for c, h in cols.items()]
     else:
@@ -383,4 +537,4 @@ def open_text_relation(
         f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {row}"
         f"{', '.join(exprs)} FROM ({base})"
     )
-    return cols
+    return header_map

@@ -14,8 +14,19 @@ from dataclasses import dataclass, field
 import duckdb
 
 from sharegraph.config import Settings
-from sharegraph.ingest import LOAD_ORDER, BatchResult, _load_source, flag_references
+from sharegraph.contract import ENUMERATED
+from sharegraph.ingest import (
+    LOAD_ORDER,
+    BatchResult,
+    _load_source,
+    check_reject_rate,
+    flag_references,
+    require_rows,
+    vocabulary_for,
+)
 from sharegraph.sources import IngestError, discover, load_mapping, require_tables
+from sharegraph.sql import literal
+from sharegraph.vocabulary import Vocabulary
 from sharegraph.warehouse import ensure_schema
 
 EXAMPLES_PER_RULE = 3
@@ -35,11 +46,13 @@ class RuleSummary:
 class ValidationReport:
     """Outcome of validating one input directory.
 
-    ``ok`` is True when every file is readable, required tables are present and no row would
-    be quarantined; reference flags are warnings and do not make it False.
+    ``ok`` is True when every file is readable, required tables have loadable rows and no row
+    would be quarantined; reference flags and unmapped headers are warnings and do not make it
+    False. ``errors`` are what would fail a run (unreadable file, reject rate over the limit).
     """
 
     input_dir: str
+    vocabulary: Vocabulary | None = None
     batches: list[BatchResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     rejected: list[RuleSummary] = field(default_factory=list)
@@ -66,8 +79,11 @@ class ValidationReport:
                 lines.append(f"{b.source_file:40} {b.table:13} {b.rows_read:>10} "
                              f"{b.rows_loaded:>10} {b.rows_quarantined:>10} "
                              f"{b.rows_already_loaded:>10}")
+        notes = [f"  - {b.source_file}: {b.notes}" for b in self.batches if b.notes]
+        if notes:
+            lines += ["", "Headers (warnings):", *notes]
         if self.errors:
-            lines += ["", "File errors (the file would fail its batch):"]
+            lines += ["", "Errors (a run would fail):"]
             lines += [f"  - {e}" for e in self.errors]
         for title, items in (("Rejected rows by rule", self.rejected),
                              ("Flagged rows (loaded, reference looks wrong)", self.flagged)):
@@ -78,7 +94,23 @@ class ValidationReport:
                 lines.append(f"  {r.table}.{r.rule}: {r.count}")
                 for f, row, col, val in r.examples:
                     lines.append(f"      {f} row {row} column {col}: {val!r}")
+                lines += self._allowed(r)
         return "\n".join(lines)
+
+
+    def _allowed(self, r: RuleSummary) -> list[str]:
+        """For unknown_value: the accepted values of each column involved and how to map more."""
+        if r.rule != "unknown_value" or self.vocabulary is None:
+            return []
+        out = []
+        for col in sorted({c for _, _, c, _ in r.examples if c}):
+            allowed = ENUMERATED.get((r.table, col))
+            if allowed:
+                out.append(f"      allowed {r.table}.{col}: "
+                           f"{self.vocabulary.describe(r.table, col, allowed)}")
+                out.append(f"      map other values in mapping.toml: [{r.table}.values.{col}] "
+                           f"\"<value>\" = \"{allowed[0]}\"")
+        return out
 
 
 def _summaries(con: duckdb.DuckDBPyConnection, table: str) -> list[RuleSummary]:
@@ -106,22 +138,34 @@ def validate_inputs(input_dir: str | os.PathLike[str], settings: Settings) -> Va
         report.errors.append(str(exc))
     try:
         mapping = load_mapping(input_dir)
+        report.vocabulary = vocabulary_for(settings, mapping)
     except IngestError as exc:
         report.errors.append(str(exc))
         return report
     con = duckdb.connect()
     try:
-        con.execute(f"SET TimeZone = '{settings.timezone}'")
+        con.execute(f"SET TimeZone = {literal(settings.timezone)}")
         ensure_schema(con)
         for table in LOAD_ORDER:
             for src in found.get(table, []):
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    report.batches.append(_load_source(con, src, settings, mapping))
+                    batch = _load_source(con, src, settings, mapping, report.vocabulary)
                     con.execute("COMMIT")
                 except IngestError as exc:
                     con.execute("ROLLBACK")
                     report.errors.append(str(exc))
+                    continue
+                report.batches.append(batch)
+                try:
+                    check_reject_rate(batch, settings, src.path)
+                except IngestError as exc:
+                    report.errors.append(str(exc))
+        if not any(e for e in report.errors if "no input file for required" in e):
+            try:
+                require_rows(con, found)
+            except IngestError as exc:
+                report.errors.append(str(exc))
         flag_references(con)
         report.rejected = _summaries(con, "quarantine.rejected_rows")
         report.flagged = _summaries(con, "quarantine.flagged_rows")

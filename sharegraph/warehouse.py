@@ -48,10 +48,12 @@ QUARANTINE_DDL = (
         rows_already_loaded BIGINT NOT NULL,
         started_at TIMESTAMP NOT NULL,
         finished_at TIMESTAMP NOT NULL,
-        rows_updated BIGINT NOT NULL DEFAULT 0
+        rows_updated BIGINT NOT NULL DEFAULT 0,
+        notes VARCHAR
     )""",
-    # warehouses made before rows_updated existed
+    # warehouses made before these columns existed
     "ALTER TABLE quarantine.batches ADD COLUMN IF NOT EXISTS rows_updated BIGINT DEFAULT 0",
+    "ALTER TABLE quarantine.batches ADD COLUMN IF NOT EXISTS notes VARCHAR",
     """CREATE TABLE IF NOT EXISTS quarantine.flagged_rows (
         batch_id VARCHAR NOT NULL,
         table_name VARCHAR NOT NULL,
@@ -64,6 +66,46 @@ QUARANTINE_DDL = (
     )""",
 )
 
+
+STATUS_HISTORY_DDL = """CREATE TABLE IF NOT EXISTS staging.status_history (
+    table_name VARCHAR NOT NULL,
+    natural_key VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    old_value VARCHAR,
+    new_value VARCHAR,
+    batch_id VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    changed_at TIMESTAMP NOT NULL
+)"""
+
+STATUS_HISTORY_TEXT = (
+    "One row per change of a mutable column (orders.status; group_buys.status, closed_at) "
+    "by a later export: the staged row was updated, its old value is kept here.")
+
+STATUS_HISTORY_COMMENTS = {
+    "table_name": "Contract table of the row (orders, group_buys).",
+    "natural_key": "The row's natural key, comma-joined (order_id,line_no or group_id).",
+    "column_name": "Column that changed.",
+    "old_value": "Value before the update, as text.",
+    "new_value": "Value after the update, as text.",
+    "batch_id": "Load batch that brought the change; see quarantine.batches.",
+    "source_file": "Export file that brought the change.",
+    "source_row": "1-based data row number of the changing row in that file.",
+    "changed_at": "When the update was applied (local time).",
+}
+
+CHANNELS_TEXT = ("One row per channel value of staging.orders: its class (platform / social / "
+                 "other) and line count; rebuilt at every load (docs/data-contract.md).")
+CHANNELS_COMMENTS = {
+    "channel": "Channel value as loaded into staging.orders.channel (canonical after synonyms).",
+    "channel_class": "platform (marketplaces, 公域), social (WeChat private domain, 私域) or other "
+                     "(a value no built-in, sharegraph.toml or mapping-file class names).",
+    "order_lines": "Order lines in staging.orders with this channel.",
+}
+
+CHANNELS_DDL = """CREATE TABLE IF NOT EXISTS staging.channels (
+    channel VARCHAR, channel_class VARCHAR, order_lines BIGINT)"""
 
 DAILY_EXPORTS_DDL = """CREATE TABLE IF NOT EXISTS raw.daily_exports (
     export_date DATE NOT NULL,
@@ -140,6 +182,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(staging_ddl(table))
     for ddl in QUARANTINE_DDL:
         con.execute(ddl)
+    con.execute(STATUS_HISTORY_DDL)
+    con.execute(CHANNELS_DDL)
     con.execute(DAILY_EXPORTS_DDL)
     _comment_base_tables(con)
 
@@ -181,6 +225,7 @@ QUARANTINE_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
             "started_at": "When the batch started (local time).",
             "finished_at": "When the batch finished (local time).",
             "rows_updated": "Rows whose natural key was loaded before and whose status changed (paid -> refunded, open -> filled, ...): the staged row was updated and the change kept in staging.status_history.",
+            "notes": "Headers of the file that mapped to no column, and look-alike headers with the column they resemble (NULL when every header mapped).",
         },
     ),
     "flagged_rows": (
@@ -206,7 +251,7 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
     cheap; columns added by the ingest beyond the contract get a generic lineage note.
     """
     known = [f"staging.{t}" for t in TABLES] + [f"quarantine.{t}" for t in QUARANTINE_COMMENTS]
-    known.append("raw.daily_exports")
+    known += ["raw.daily_exports", "staging.status_history", "staging.channels"]
     missing = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name IN "
         "(SELECT unnest($1::VARCHAR[])) AND (comment IS NULL OR comment = '')",
@@ -231,6 +276,8 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
         cols |= {c: f"Ingest bookkeeping column {c}." for c in actual if c not in cols}
         comment_table(con, f"quarantine.{name}", text, cols)
     comment_table(con, "raw.daily_exports", DAILY_EXPORTS_TEXT, DAILY_EXPORTS_COMMENTS)
+    comment_table(con, "staging.status_history", STATUS_HISTORY_TEXT, STATUS_HISTORY_COMMENTS)
+    comment_table(con, "staging.channels", CHANNELS_TEXT, CHANNELS_COMMENTS)
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import pytest
 from sharegraph.contract import ORDERS
 from sharegraph.sources import (
     IngestError,
+    InputMapping,
     SourceFile,
     classify,
     detect_encoding,
@@ -43,9 +44,11 @@ def test_discover_matches_table_names_and_ignores_everything_else(tmp_path: Path
 
 
 def test_missing_required_table_is_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "orders.csv").write_text("x\n")
-    with pytest.raises(IngestError, match="share_events"):
+    (tmp_path / "share_events.csv").write_text("x\n")
+    with pytest.raises(IngestError, match="required table.*orders"):
         require_tables(discover(tmp_path), tmp_path)
+    (tmp_path / "orders.csv").write_text("x\n")
+    require_tables(discover(tmp_path), tmp_path)  # orders alone are enough
 
 
 def test_missing_input_dir(tmp_path: Path) -> None:
@@ -112,21 +115,25 @@ def test_map_headers_precedence_and_errors(tmp_path: Path) -> None:
     p = tmp_path / "orders.csv"
     headers = ["订单号", "Customer_ID ", "下单时间", "商品id", "数量", "实付金额", "渠道", "extra"]
     got = map_headers(headers, ORDERS, None, p)
-    assert got == {"order_id": "订单号", "customer_id": "Customer_ID ", "ordered_at": "下单时间",
-                   "product_id": "商品id", "quantity": "数量", "amount": "实付金额",
-                   "channel": "渠道"}
+    assert got.columns == {"order_id": "订单号", "customer_id": "Customer_ID ",
+                           "ordered_at": "下单时间", "product_id": "商品id", "quantity": "数量",
+                           "amount": "实付金额", "channel": "渠道"}
+    assert got.unmapped == ["extra"] and got.suggestions == {}
     # mapping file wins over alias
     got = map_headers(["单号", *headers[1:]], ORDERS, {"单号": "order_id"}, p)
-    assert got["order_id"] == "单号"
+    assert got.columns["order_id"] == "单号"
+    # the canonical name wins over an alias; the alias header is reported, not an error
+    got = map_headers(["order_id", *headers], ORDERS, None, p)
+    assert got.columns["order_id"] == "order_id" and got.unmapped == ["订单号", "extra"]
     with pytest.raises(IngestError, match="both map to column 'order_id'"):
-        map_headers(["order_id", *headers], ORDERS, None, p)
+        map_headers(["a", "b", *headers[1:]], ORDERS, {"a": "order_id", "b": "order_id"}, p)
     with pytest.raises(IngestError, match=r"missing required column\(s\) amount"):
         map_headers([h for h in headers if h != "实付金额"], ORDERS, None, p)
 
 
 def test_load_mapping_toml_json_and_errors(tmp_path: Path) -> None:
     (tmp_path / "mapping.toml").write_text('[orders]\n"单号" = "order_id"\n', encoding="utf-8")
-    assert load_mapping(tmp_path) == {"orders": {"单号": "order_id"}}
+    assert load_mapping(tmp_path).headers == {"orders": {"单号": "order_id"}}
     (tmp_path / "mapping.toml").unlink()
     (tmp_path / "mapping.json").write_text('{"orders": {"单号": "nope"}}', encoding="utf-8")
     with pytest.raises(IngestError, match="'nope', which is not a column of orders"):
@@ -134,7 +141,7 @@ def test_load_mapping_toml_json_and_errors(tmp_path: Path) -> None:
     (tmp_path / "mapping.json").write_text('{"bogus": {}}', encoding="utf-8")
     with pytest.raises(IngestError, match="unknown table 'bogus'"):
         load_mapping(tmp_path)
-    assert load_mapping(tmp_path / "x") == {}
+    assert load_mapping(tmp_path / "x") == InputMapping()
 
 
 HEADER = "order_id,customer_id,ordered_at,product_id,quantity,amount,channel"
@@ -145,7 +152,7 @@ def test_relation_row_numbers_follow_data_rows(tmp_path: Path) -> None:
     p = tmp_path / "orders.csv"
     p.write_text(HEADER + '\nA,"c\n1",2026-01-01,p,1,1,jd\nB,c2,2026-01-01,p,1,2.50,jd\n')
     con = duckdb.connect()
-    cols = open_text_relation(con, _src(p), ORDERS, None, p, "v")
+    cols = open_text_relation(con, _src(p), ORDERS, None, p, "v").columns
     assert set(cols) == set(HEADER.split(","))
     rows = con.execute("SELECT source_row, order_id, customer_id, amount FROM v ORDER BY 1").fetchall()
     assert rows == [(1, "A", "c\n1", "1"), (2, "B", "c2", "2.50")]

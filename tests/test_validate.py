@@ -27,7 +27,7 @@ def test_report_counts_rules_examples_and_all_file_errors(tmp_path: Path) -> Non
     ], events=[dict(EVENT, event_id="e1"), dict(EVENT, event_id="e2", event_type="like")])
     (d / "orders_broken.csv").write_bytes(b"\x00\x01\x02")
     write_csv(d / "products_x.csv", [{"product_id": "p1"}])  # no category column
-    report = validate_inputs(d, Settings())
+    report = validate_inputs(d, Settings(max_reject_rate=1.0))
     assert not report.ok
     assert report.rule_counts == {"not_money": 2, "money_precision": 1, "unknown_value": 1}
     assert len(report.errors) == 2
@@ -45,7 +45,9 @@ def test_report_counts_rules_examples_and_all_file_errors(tmp_path: Path) -> Non
 def test_missing_required_table_is_reported(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
-    write_csv(d / "orders.csv", [ORDER])
+    write_csv(d / "share_events.csv", [EVENT])
     report = validate_inputs(d, Settings())
-    assert not report.ok and "share_events" in report.errors[0]
+    assert not report.ok and "orders" in report.errors[0]
     assert validate_inputs(tmp_path / "nope", Settings()).errors
+    write_csv(d / "orders.csv", [ORDER])
+    assert validate_inputs(d, Settings()).ok  # orders alone are a valid input
