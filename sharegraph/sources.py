@@ -385,11 +385,14 @@ DELIMITERS = (",", "\t", ";", "|")
 def csv_header(path: Path, src: SourceFile) -> tuple[str, list[str]]:
     """Delimiter and header names of a UTF-8 CSV: the delimiter is the most frequent of
     , TAB ; | in the header line; repeated names get a ``_2`` suffix (unmapped anyway)."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        try:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
             first = fh.readline(1 << 20)
-        except UnicodeDecodeError as exc:
-            raise IngestError(f"{src.path}: header line is not valid UTF-8: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{src.path}: header line is not valid UTF-8: {exc}") from exc
+    except (OSError, EOFError) as exc:
+        raise IngestError(f"{src.path}: cannot read file: {exc}") from exc
     if not first.strip():
         raise IngestError(f"{src.path}: file is empty (no header line)")
     delim = max(DELIMITERS, key=first.count)

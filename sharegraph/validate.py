@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from sharegraph.config import Settings
-from sharegraph.contract import ENUMERATED
+from sharegraph.contract import ENUMERATED, TABLES
 from sharegraph.ingest import (
     LOAD_ORDER,
     BatchResult,
@@ -161,9 +161,12 @@ def validate_inputs(input_dir: str | os.PathLike[str], settings: Settings) -> Va
                     check_reject_rate(batch, settings, src.path)
                 except IngestError as exc:
                     report.errors.append(str(exc))
-        if not any(e for e in report.errors if "no input file for required" in e):
+        # a required table whose files all failed is already explained by their errors
+        read = {t: [s for s in srcs if any(b.source_file == s.path.name and b.table == t
+                                           for b in report.batches)] for t, srcs in found.items()}
+        if all(read[t.name] for t in TABLES.values() if t.required and found.get(t.name)):
             try:
-                require_rows(con, found)
+                require_rows(con, read)
             except IngestError as exc:
                 report.errors.append(str(exc))
         flag_references(con)
