@@ -33,3 +33,12 @@ def test_docs_warehouse_md_matches_the_built_warehouse(pipeline_run: dict) -> No
     diff = "".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True),
                                         "docs/warehouse.md", "generated", n=1))
     assert have == want, f"docs/warehouse.md is out of date; {HOW}\n{diff[:4000]}"
+
+
+def test_docs_data_contract_md_matches_the_contract() -> None:
+    from sharegraph.contract_doc import render as render_contract
+
+    doc = DOC.parent / "data-contract.md"
+    assert doc.read_text(encoding="utf-8") == render_contract(), (
+        "docs/data-contract.md is out of date; regenerate it: "
+        "`python -m sharegraph.contract_doc --out docs/data-contract.md`")
