@@ -13,7 +13,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +166,7 @@ class StageLine:
     seconds: float = 0.0
     checks_passed: int = 0
     checks_failed: int = 0
+    checks_failed_error: int = 0
     failed: bool = False
 
 
@@ -208,6 +210,7 @@ def summarize(result: dg.ExecuteInProcessResult, shape: PlanShape, seconds: Mapp
             line.checks_passed += 1
         else:
             line.checks_failed += 1
+            line.checks_failed_error += getattr(evaluation.severity, "value", "") == "ERROR"
     summary.stages = list(stages.values())
     ran = set(stages)
     summary.not_run = [s for s in _ordered(set(shape.stage_of_step.values())) if s not in ran]
@@ -238,7 +241,7 @@ def stage_lines(summary: Summary, stream: IO[str]) -> list[str]:
     width = max((len(s.name) for s in summary.stages), default=6)
     out = []
     for s in summary.stages:
-        mark = bad if s.failed or s.checks_failed else ok
+        mark = bad if s.failed or s.checks_failed_error else ok
         rows = f"{s.rows:>12,} rows" if s.rows is not None else " " * 17
         assets = f"{s.assets} asset{'s' if s.assets != 1 else ''}" if s.assets else "failed" if s.failed else ""
         checks = s.checks_passed + s.checks_failed
@@ -429,39 +432,14 @@ def _terminal_stream(stream: IO[str]) -> IO[str] | None:
         return None
 
 
-def run_and_report(
-    *,
-    input_dir: Path,
-    warehouse: Path,
-    reports_dir: Path | None,
-    config_file: str | None,
-    settings_overrides: Mapping[str, object] | None = None,
-    verbose: bool = False,
-    out: IO[str] | None = None,
-) -> int:
-    """Run the pipeline and tell a person how it went; 0 on success, 1 on failure."""
-    from pipelines.run import run_pipeline
-
-    out = out or sys.stderr
-    input_dir = input_dir.expanduser().resolve()
-    warehouse = warehouse.expanduser().resolve()
-    reports = (reports_dir or paths.reports_dir_for(warehouse)).expanduser().resolve()
-    began = time.perf_counter()
-
-    def say(line: str = "") -> None:
-        print(line, file=out, flush=True)
-
-    try:
-        settings = Settings.load(config_file)
-        if settings_overrides:
-            settings = settings.with_values(dict(settings_overrides), source="command line")
-        check_writable(WarehousePaths.of(warehouse))
-    except (WarehouseError, ValueError, OSError) as exc:
-        say(f"error: {reason_from_exception(exc, input_dir)}; the published warehouse is unchanged.")
-        return 1
-
-    log_path = _new_log_file(warehouse)
-    event_logger = logging.getLogger(f"sharegraph.run.{os.getpid()}.{id(out)}")
+@contextmanager
+def _run_logging(
+    log_path: Path | None, out: IO[str], verbose: bool, shape: PlanShape
+) -> Iterator[tuple[logging.Logger, RunObserver]]:
+    """The run's event logger: to the log file, live to the terminal with --verbose, and to
+    the observer (timings, progress bar); the library's own logging joins the file. Undone on
+    exit, so nothing leaks into a later run in the same process."""
+    event_logger = logging.getLogger("sharegraph.run.events")
     event_logger.setLevel(logging.DEBUG)
     event_logger.propagate = False
     handlers: list[logging.Handler] = []
@@ -474,28 +452,18 @@ def run_and_report(
         live = logging.StreamHandler(terminal or out)
         live.setFormatter(logging.Formatter(LOG_FORMAT))
         handlers.append(live)
-    shape = PlanShape.load()
     bar = _Bar(None if verbose else terminal, shape.steps)
     observer = RunObserver(shape, bar)
-    for h in (*handlers, observer):
-        event_logger.addHandler(h)
-    library = logging.getLogger("sharegraph")  # the library's own logging, into the same file
+    library = logging.getLogger("sharegraph")
     library_level = library.level
     library.setLevel(logging.INFO)
+    for h in (*handlers, observer):
+        event_logger.addHandler(h)
     for h in handlers:
         library.addHandler(h)
-    since = datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
-    result = None
-    crash: BaseException | None = None
     try:
         with bar:
-            result = run_pipeline(
-                input_dir=input_dir, warehouse=warehouse, reports_dir=reports, config_file=config_file,
-                settings_overrides=settings_overrides, event_logger=event_logger, raise_on_error=False,
-            )
-    except Exception as exc:  # noqa: BLE001 - any failure becomes one sentence; the trace goes to the log
-        crash = exc
-        event_logger.error("the run failed before or outside Dagster's steps", exc_info=exc)
+            yield event_logger, observer
     finally:
         for h in handlers:
             library.removeHandler(h)
@@ -505,45 +473,79 @@ def run_and_report(
             h.close()
         if terminal is not None:
             terminal.close()
-    log_line = f"log: {log_path}" if log_path is not None else "log: (none: the log directory is not writable)"
 
-    if crash is not None or result is None or not result.success:
-        reason = (reason_from_exception(crash, input_dir) if crash is not None or result is None
-                  else failure_reason(result, input_dir))
+
+def run_and_report(
+    *,
+    input_dir: Path,
+    warehouse: Path,
+    reports_dir: Path | None,
+    config_file: str | None,
+    settings_overrides: Mapping[str, object] | None = None,
+    verbose: bool = False,
+    out: IO[str] | None = None,
+) -> int:
+    """Run the pipeline and tell a person how it went: 0 on success, 1 on failure, 130 when
+    interrupted."""
+    from pipelines.run import run_pipeline
+
+    out = out or sys.stderr
+    input_dir = input_dir.expanduser().resolve()
+    warehouse = warehouse.expanduser().resolve()
+    reports = (reports_dir or paths.reports_dir_for(warehouse)).expanduser().resolve()
+    began = time.perf_counter()
+
+    def say(line: str = "") -> None:
+        print(line, file=out, flush=True)
+
+    try:  # what can be wrong before anything is written: say it, create nothing
+        settings = Settings.load(config_file)
+        if settings_overrides:
+            settings = settings.with_values(dict(settings_overrides), source="command line")
+        check_writable(WarehousePaths.of(warehouse))
+    except (WarehouseError, ValueError, OSError) as exc:
+        say(f"error: {reason_from_exception(exc, input_dir)}; the published warehouse is unchanged.")
+        return 1
+
+    log_path = _new_log_file(warehouse)
+    log_line = f"log: {log_path}" if log_path is not None else "log: (none: the log directory is not writable)"
+    shape = PlanShape.load()
+    since = datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
+    result: dg.ExecuteInProcessResult | None = None
+    crash: Exception | None = None
+    try:
+        with _run_logging(log_path, out, verbose, shape) as (event_logger, observer):
+            try:
+                result = run_pipeline(
+                    input_dir=input_dir, warehouse=warehouse, reports_dir=reports, config_file=config_file,
+                    settings_overrides=settings_overrides, event_logger=event_logger, raise_on_error=False,
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure becomes one sentence; the trace goes to the log
+                crash = exc
+                event_logger.error("the run failed before or outside Dagster's steps", exc_info=exc)
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        say("error: interrupted; the published warehouse is unchanged.")
+        say(log_line)
+        return 130
+
+    summary = summarize(result, shape, observer.seconds) if result is not None else None
+    if summary is None or not result.success:
+        reason = failure_reason(result, input_dir) if crash is None and result is not None else (
+            reason_from_exception(crash or RuntimeError("the run returned no result"), input_dir))
         say(f"error: {reason.rstrip('.')}; the published warehouse is unchanged.")
         if crash is not None and verbose:
             say("".join(traceback.format_exception(crash)).rstrip())
-        if result is not None:
-            summary = summarize(result, shape, observer.seconds)
-            for line in stage_lines(summary, out):
+        if summary is not None:
+            for line in [*stage_lines(summary, out), *(check_lines(summary) if summary.checks else [])]:
                 say(line)
-            if summary.checks:
-                for line in check_lines(summary):
-                    say(line)
         say(f"{log_line}  (Dagster's event log with the trace; --verbose shows it live)")
         return 1
 
-    summary = summarize(result, shape, observer.seconds)
     for line in stage_lines(summary, out):
         say(line)
     published = WarehousePaths.of(warehouse).published
-    try:
-        rows = file_rows(published, since)
-        channels = other_channels(published)
-    except duckdb.Error as exc:
-        rows, channels = [], None
-        say(f"  (no per-file table: {exc})")
-    if rows:
-        say()
-        for line in file_table(rows):
-            say(line)
-    if summary.files_skipped:
-        say(f"  {summary.files_skipped} file(s) skipped: the same content was loaded before")
-    if rows and any(r.quarantined for r in rows):
-        say("  quarantined rows and why: sharegraph sql \"SELECT * FROM quarantine.rejected_rows\" "
-            f"--warehouse {published}")
-    if channels:
-        say(f"  {channels}")
+    for line in _load_lines(published, since, summary):
+        say(line)
     say()
     for line in check_lines(summary):
         say(line)
@@ -555,3 +557,20 @@ def run_and_report(
     say(f"done in {time.perf_counter() - began:.1f} s (Dagster run {run.run_id[:8]} of job {run.job_name})")
     return 0
 
+
+def _load_lines(published: Path, since: datetime, summary: Summary) -> list[str]:
+    """The per-file table of this run's loads and the notes under it."""
+    try:
+        rows = file_rows(published, since)
+        channels = other_channels(published)
+    except duckdb.Error as exc:
+        return [f"  (no per-file table: {exc})"]
+    out = ["", *(file_table(rows) if rows else [])]
+    if summary.files_skipped:
+        out.append(f"  {summary.files_skipped} file(s) skipped: the same content was loaded before")
+    if any(r.quarantined for r in rows):
+        out.append('  quarantined rows and why: sharegraph sql "SELECT * FROM quarantine.rejected_rows" '
+                   f"--warehouse {published}")
+    if channels:
+        out.append(f"  {channels}")
+    return out

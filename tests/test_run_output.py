@@ -184,3 +184,18 @@ def test_max_reject_rate_must_be_a_share(command: str, tmp_path: Path, capsys: p
         main([command, *args, "--max-reject-rate", "1.5"])
     assert exit_info.value.code == 2
     assert "from 0 to 1" in capsys.readouterr().err
+
+
+def test_channels_of_class_other_are_named_when_known(tmp_path: Path) -> None:
+    from pipelines.console import other_channels
+
+    db = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA staging")
+    con.close()
+    assert other_channels(db) is None  # no staging.channels (older warehouse): no line
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE staging.channels (channel VARCHAR, channel_class VARCHAR, order_lines BIGINT)")
+    con.execute("INSERT INTO staging.channels VALUES ('wechat', 'social', 90), ('kuaishou', 'other', 7), ('x', 'other', 3)")
+    con.close()
+    assert other_channels(db) == "10 order lines in channels of class other: kuaishou, x"
