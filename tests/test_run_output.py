@@ -199,3 +199,35 @@ def test_channels_of_class_other_are_named_when_known(tmp_path: Path) -> None:
     con.execute("INSERT INTO staging.channels VALUES ('wechat', 'social', 90), ('kuaishou', 'other', 7), ('x', 'other', 3)")
     con.close()
     assert other_channels(db) == "10 order lines in channels of class other: kuaishou, x"
+
+
+def _tiny_run(fail_check: bool, error: Exception | None) -> dg.ExecuteInProcessResult:
+    @dg.asset
+    def a() -> dg.MaterializeResult:
+        if error is not None:
+            raise error
+        return dg.MaterializeResult(metadata={"rows": 3})
+
+    @dg.asset_check(asset=a, blocking=True)
+    def a_ok() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=not fail_check, description="3 rows break a rule")
+
+    @dg.asset(deps=[a])
+    def b() -> None:
+        pass
+
+    return dg.materialize([a, b, a_ok], raise_on_error=False)
+
+
+def test_the_failure_sentence_of_a_failed_check_and_of_an_exception(tmp_path: Path) -> None:
+    from pipelines.console import failure_reason
+
+    assert failure_reason(_tiny_run(True, None), tmp_path) == "check a_ok on a failed: 3 rows break a rule"
+    try:
+        raise OSError("disk gone")
+    except OSError as cause:
+        try:
+            raise ValueError(f"{tmp_path}/orders.csv: cannot read") from cause
+        except ValueError as err:
+            wrapped = err
+    assert failure_reason(_tiny_run(False, wrapped), tmp_path) == "ValueError: orders.csv: cannot read (OSError: disk gone)"
