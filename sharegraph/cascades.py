@@ -7,7 +7,7 @@ at one depth, structural virality = mean shortest-path distance over all unorder
 nodes of the undirected tree (the Wiener index divided by C(n, 2); 0 for a single node).
 
 Cascades are mostly singletons and can number in the hundreds of thousands
-(PERFORMANCE.md), so shape metrics are set-based SQL and virality is one NumPy pass over
+(docs/performance.md), so shape metrics are set-based SQL and virality is one NumPy pass over
 every non-trivial tree at once; NetworkX is only the cross-check in the tests.
 """
 

@@ -1,7 +1,7 @@
 """Vectorised graph kernels over integer node arrays (NumPy / SciPy), no Python loops over nodes.
 
 NetworkX is the graph model for notebooks and small subgraphs; at 2M nodes / 10M edges it is
-too slow (PERFORMANCE.md), so the heavy metrics are computed here from arrays and
+too slow (docs/performance.md), so the heavy metrics are computed here from arrays and
 cross-checked against NetworkX / igraph on small graphs in the tests.
 
 Conventions: nodes are ``0..n-1``; a forest is a ``parent`` array with ``-1`` for a root.
@@ -93,7 +93,7 @@ def subtree_aggregates(
     ``sums[j][p] = Σ_{d descendant of p at generation g >= 1} decays[j]**(g-1) *
     weights[j][d]``. One pass leaves-up, one depth level at a time; each level adds its
     nodes into their parents (the level above) with ``bincount`` over that level only, so
-    the whole pass is O(n) (PERFORMANCE.md).
+    the whole pass is O(n) (docs/performance.md).
     """
     n = forest.parent.size
     reach = np.zeros(n, dtype=np.int64)

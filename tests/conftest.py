@@ -35,3 +35,14 @@ def pipeline_run(small_world: Path, tmp_path_factory: pytest.TempPathFactory) ->
     os.environ.setdefault("DAGSTER_HOME", str(out / "dagster"))
     result = run_pipeline(input_dir=small_world, warehouse=out / "wh.duckdb", reports_dir=out / "reports")
     return {"warehouse": out / "wh.duckdb", "reports": out / "reports", "result": result}
+
+
+@pytest.fixture
+def con(tmp_path: Path):
+    """An empty warehouse file with the schema in place (ingest-level tests load into it)."""
+    from sharegraph.warehouse import connect, ensure_schema
+
+    c = connect(tmp_path / "wh.duckdb")
+    ensure_schema(c)
+    yield c
+    c.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -79,3 +81,40 @@ def attributed_world(world: Path, settings: Settings) -> duckdb.DuckDBPyConnecti
     load_inputs(con, world, settings)
     attribute_orders(con, settings)
     return con
+
+
+# --- export files written by hand (the ingest tests' bad-input corpus builds on these) ---
+ORDER = {"order_id": "o", "customer_id": "c1", "ordered_at": "2026-01-01 10:00:00",
+         "product_id": "p1", "category": "food", "quantity": "1", "amount": "10.00",
+         "channel": "wechat"}
+EVENT = {"event_id": "e", "event_type": "share", "share_id": "s1", "actor_id": "a1",
+         "occurred_at": "2026-01-01 09:00:00"}
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8",
+              header: list[str] | None = None) -> Path:
+    header = header or list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=header, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    path.write_bytes(buf.getvalue().encode(encoding))
+    return path
+
+
+def minimal_dir(d: Path, orders: list[dict] | None = None, events: list[dict] | None = None) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    write_csv(d / "orders.csv", orders or [dict(ORDER, order_id="o1")])
+    write_csv(d / "share_events.csv", events or [dict(EVENT, event_id="e1")])
+    return d
+
+
+def table_counts(con) -> dict[str, int]:
+    names = [f"staging.{t}" for t in TABLES] + [
+        "quarantine.rejected_rows", "quarantine.batches", "quarantine.flagged_rows"]
+    return {n: con.execute(f"SELECT count(*) FROM {n}").fetchone()[0] for n in names}
+
+
+def checksum(con, table: str) -> int:
+    cols = ", ".join(TABLES[table].column_names)
+    return con.execute(f"SELECT bit_xor(hash({cols})), count(*) FROM staging.{table}").fetchone()

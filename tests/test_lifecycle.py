@@ -21,19 +21,10 @@ from sharegraph.ingest import (
     reconciliation_failures,
 )
 from sharegraph.validate import validate_inputs
-from sharegraph.warehouse import connect, ensure_schema
-from tests.test_ingest import ORDER, table_counts, write_csv
+from tests.helpers import ORDER, table_counts, write_csv
 
 SETTINGS = Settings()
 LENIENT = Settings(max_reject_rate=1.0)
-
-
-@pytest.fixture
-def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    c = connect(tmp_path / "wh.duckdb")
-    ensure_schema(c)
-    yield c
-    c.close()
 
 
 def _orders(path: Path, rows: list[dict]) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sharegraph.config import Settings
 from sharegraph.validate import validate_inputs
-from tests.test_ingest import EVENT, ORDER, minimal_dir, write_csv
+from tests.helpers import EVENT, ORDER, minimal_dir, write_csv
 
 
 def test_clean_inputs_are_ok(tmp_path: Path) -> None:

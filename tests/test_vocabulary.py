@@ -17,7 +17,7 @@ from sharegraph.ingest import IngestError, load_inputs
 from sharegraph.validate import validate_inputs
 from sharegraph.vocabulary import Vocabulary, VocabularyError
 from sharegraph.warehouse import connect, ensure_schema
-from tests.test_ingest import EVENT, ORDER, write_csv
+from tests.helpers import EVENT, ORDER, write_csv
 
 SETTINGS = Settings(max_reject_rate=1.0)
 
