@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.resources import WarehouseResource
-from sharegraph.config import Settings
+from sharegraph.core.config import Settings
 
 Build = Callable[[duckdb.DuckDBPyConnection, Settings], int]
 """A ``sharegraph`` table builder: (connection, settings) -> rows written."""

@@ -1,6 +1,6 @@
 """Affinity stage: category affinity, directional, spill-over, expansion, weak categories.
 
-Thin wrappers over ``sharegraph.affinity`` and ``sharegraph.expansion`` (docs/affinity.md).
+Thin wrappers over ``sharegraph.metrics.affinity`` and ``sharegraph.metrics.expansion`` (docs/affinity.md).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from assets._common import check_from_problems, table_result
 from assets.graph import ATTRIBUTED, SHARE_NODES
 from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
-from sharegraph import affinity, expansion
+from sharegraph.metrics import affinity, expansion
 
 PRODUCTS = STAGING["products"]
 SHARE_EVENTS = STAGING["share_events"]

@@ -1,4 +1,4 @@
-"""Cascades stage: marts.cascades (thin wrapper over sharegraph.cascades)."""
+"""Cascades stage: marts.cascades (thin wrapper over sharegraph.metrics.cascades)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from assets._common import verdict_check
 from assets.graph import ATTRIBUTED, SHARE_NODES
 from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
-from sharegraph import cascades
+from sharegraph.metrics import cascades
 
 CASCADES = dg.AssetKey(["marts", "cascades"])
 
@@ -18,7 +18,7 @@ CASCADES = dg.AssetKey(["marts", "cascades"])
 def cascades_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share cascade: size, depth, breadth, structural virality, clicks, GMV (¥).
 
-    (Python name differs from the key so it does not shadow ``sharegraph.cascades``.)
+    (Python name differs from the key so it does not shadow ``sharegraph.metrics.cascades``.)
     """
     with warehouse.connect() as con:
         n = cascades.build_cascades(con, warehouse.settings())

@@ -1,5 +1,5 @@
 """Coverage stage: ``marts.table_notes``, why a graph or mart table is empty (thin wrapper
-over ``sharegraph.coverage``).
+over ``sharegraph.metrics.coverage``).
 
 It runs after every graph/* and marts/* asset, whatever the stage modules define: its deps
 are found by scanning the other modules of this package (as the publish asset is built from
@@ -15,7 +15,7 @@ import pkgutil
 import dagster as dg
 
 from pipelines.resources import WarehouseResource
-from sharegraph import coverage
+from sharegraph.metrics import coverage
 
 TABLE_NOTES = dg.AssetKey(["marts", "table_notes"])
 _NOT_SCANNED = {"coverage", "reports", "publish"}

@@ -14,9 +14,9 @@ import dagster as dg
 
 from pipelines.partitions import InboxResource, daily_exports_partitions
 from pipelines.resources import WarehouseResource
-from sharegraph import ingest
-from sharegraph.contract import TABLES
-from sharegraph.inbox import load_day
+from sharegraph.core.contract import TABLES
+from sharegraph.ingest import load as ingest
+from sharegraph.ingest.inbox import load_day
 
 DAILY_EXPORTS = dg.AssetKey(["raw", "daily_exports"])
 

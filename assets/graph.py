@@ -1,4 +1,4 @@
-"""Graph stage: attribution and the graph.* tables (thin wrappers over sharegraph.graph)."""
+"""Graph stage: attribution and the graph.* tables (thin wrappers over sharegraph.graph.model)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import dagster as dg
 from assets._common import table_result
 from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
-from sharegraph import attribution, graph
+from sharegraph.graph import attribution
+from sharegraph.graph import model as graph
 
 ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
 SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])

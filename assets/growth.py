@@ -1,4 +1,4 @@
-"""Growth stage: k-factor, concentration, channel migration, group buys (over sharegraph.growth)."""
+"""Growth stage: k-factor, concentration, channel migration, group buys (over sharegraph.metrics.growth)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from assets._common import table_result, verdict_check
 from assets.graph import ATTRIBUTED, SHARE_NODES
 from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
-from sharegraph import growth
+from sharegraph.metrics import growth
 
 KFACTOR = dg.AssetKey(["marts", "kfactor"])
 CONCENTRATION = dg.AssetKey(["marts", "concentration"])

@@ -1,4 +1,4 @@
-"""Influence stage: marts.agent_influence (thin wrapper over sharegraph.influence)."""
+"""Influence stage: marts.agent_influence (thin wrapper over sharegraph.metrics.influence)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dagster as dg
 from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES
 from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
-from sharegraph import influence
+from sharegraph.metrics import influence
 
 AGENT_INFLUENCE = dg.AssetKey(["marts", "agent_influence"])
 

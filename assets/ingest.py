@@ -1,13 +1,14 @@
-"""Ingest stage: export files -> staging.* + quarantine.* (thin wrapper over sharegraph.ingest)."""
+"""Ingest stage: export files -> staging.* + quarantine.* (thin wrapper over sharegraph.ingest.load)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from pipelines.resources import WarehouseResource
-from sharegraph import ingest, paths
-from sharegraph.contract import TABLES
-from sharegraph.sources import discover
+from sharegraph.core import paths
+from sharegraph.core.contract import TABLES
+from sharegraph.ingest import load as ingest
+from sharegraph.ingest.sources import discover
 
 STAGING = {name: dg.AssetKey(["staging", name]) for name in TABLES}
 
@@ -20,7 +21,7 @@ def _ensure_demo_inputs(warehouse: WarehouseResource, log) -> None:
         return
     if inputs.is_dir() and discover(inputs)["orders"]:
         return
-    from sharegraph.generate import generate_world
+    from sharegraph.demo.generate import generate_world
 
     log.info(f"no orders in the default input dir {inputs}: generating the demo world")
     inputs.mkdir(parents=True, exist_ok=True)

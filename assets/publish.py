@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.resources import WarehouseResource
-from sharegraph import warehouse as wh
+from sharegraph.core import warehouse as wh
 
 PUBLISHED = dg.AssetKey(["warehouse", "published"])
 PUBLISH_AFTER = ("graph", "marts")

@@ -4,7 +4,7 @@ Synthetic paid order lines (default 10M lines, 2M customers, 200 categories, 500
 written as ``graph.attributed_orders`` in a scratch DuckDB file. Timed side by side in one
 process, each after a fresh warm-up-free build:
 
-1. the stage: ``sharegraph.affinity.build_category_affinity`` (both bases, every scope, all
+1. the stage: ``sharegraph.metrics.affinity.build_category_affinity`` (both bases, every scope, all
    metrics, p-values, q-values, comments);
 2. hand-written SQL computing the same pair counts (n_ab for every scope and basis), with
    integer-encoded customers and categories, distinct (unit, category) first, self-join
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import duckdb
 
-from sharegraph.affinity import build_category_affinity
-from sharegraph.config import Settings
-from sharegraph.warehouse import ensure_schema
+from sharegraph.core.config import Settings
+from sharegraph.core.warehouse import ensure_schema
+from sharegraph.metrics.affinity import build_category_affinity
 
 
 def _rss_gib() -> float:
@@ -177,7 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.steps:
         logging.basicConfig(format="    step %(message)s")
-        logging.getLogger("sharegraph.affinity").setLevel(logging.DEBUG)
+        logging.getLogger("sharegraph.metrics.affinity").setLevel(logging.DEBUG)
 
     tmp = tempfile.TemporaryDirectory(prefix="bench_affinity_")
     db = Path(args.db or os.path.join(tmp.name, "bench.duckdb"))

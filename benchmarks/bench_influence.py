@@ -43,10 +43,12 @@ import igraph as ig
 import numpy as np
 import pyarrow as pa
 
-from sharegraph import attribution, graph, influence
-from sharegraph.config import Settings
-from sharegraph.kernels import break_cycles, pagerank, subtree_sums
-from sharegraph.warehouse import ensure_schema
+from sharegraph.core.config import Settings
+from sharegraph.core.kernels import break_cycles, pagerank, subtree_sums
+from sharegraph.core.warehouse import ensure_schema
+from sharegraph.graph import attribution
+from sharegraph.graph import model as graph
+from sharegraph.metrics import influence
 
 
 def peak_rss_gib() -> float:

@@ -32,7 +32,7 @@ def _child(mode: str, input_dir: str, db: str) -> None:
 
     t0 = time.perf_counter()
     if mode == "bare":
-        from sharegraph.sources import discover
+        from sharegraph.ingest.sources import discover
 
         con = duckdb.connect(db)
         for table, srcs in discover(input_dir).items():
@@ -43,9 +43,9 @@ def _child(mode: str, input_dir: str, db: str) -> None:
         rows = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                    for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall())
     else:
-        from sharegraph.config import Settings
-        from sharegraph.ingest import load_inputs
-        from sharegraph.warehouse import connect
+        from sharegraph.core.config import Settings
+        from sharegraph.core.warehouse import connect
+        from sharegraph.ingest.load import load_inputs
 
         con = connect(db)
         rows = sum(r.rows_loaded for r in load_inputs(con, input_dir, Settings()))

@@ -50,7 +50,7 @@ def main() -> int:
 
     if "generate" in only or not (world / "orders.csv").exists():
         _run(f"generate {orders:,} orders, {people:,} people",
-             [py, "-m", "sharegraph.cli", "generate", "--out", str(world), "--orders", str(orders),
+             [py, "-m", "pipelines.cli", "generate", "--out", str(world), "--orders", str(orders),
               "--people", str(people), "--seed", "1"], log)
     if "ingest" in only:
         _run("ingest: validated load vs bare read_csv",

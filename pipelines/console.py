@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import duckdb
 
-from sharegraph import paths
-from sharegraph.config import Settings
-from sharegraph.warehouse import WarehouseError, WarehousePaths, check_writable
+from sharegraph.core import paths
+from sharegraph.core.config import Settings
+from sharegraph.core.warehouse import WarehouseError, WarehousePaths, check_writable
 
 #: stages (asset groups) in data-flow order; groups not listed follow in the order they ran
 STAGE_ORDER = ("ingest", "graph", "marts", "influence", "affinity", "reports", "publish")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from sharegraph import paths
+from sharegraph.core import paths
 
 TIMEZONE = os.environ.get("SHAREGRAPH_TIMEZONE", "Asia/Shanghai")
 DAILY_START = os.environ.get("SHAREGRAPH_DAILY_START", "2024-01-01")

@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from sharegraph import paths, warehouse
-from sharegraph.config import Settings
+from sharegraph.core import paths, warehouse
+from sharegraph.core.config import Settings
 
 
 class WarehouseResource(dg.ConfigurableResource):

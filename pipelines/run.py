@@ -13,8 +13,8 @@ import dagster as dg
 
 from pipelines.jobs import full_pipeline_job
 from pipelines.resources import WarehouseResource
-from sharegraph import paths
-from sharegraph.warehouse import check_writable
+from sharegraph.core import paths
+from sharegraph.core.warehouse import check_writable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +78,7 @@ def run_pipeline(
     the warehouse. ``settings_overrides`` apply over the config file (e.g.
     ``{"max_reject_rate": 0.1}``).
 
-    Raises ``sharegraph.warehouse.WarehouseError`` before any work when the warehouse
+    Raises ``sharegraph.core.warehouse.WarehouseError`` before any work when the warehouse
     location is unusable, and (with ``raise_on_error``) ``dagster.DagsterExecutionStepExecutionError``
     (or the underlying error) when a step fails; the published warehouse is then left as it
     was. Without ``raise_on_error`` a failed run is a result whose ``success`` is False.

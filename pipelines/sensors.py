@@ -6,7 +6,7 @@ import dagster as dg
 
 from pipelines.jobs import daily_load_job, refresh_job
 from pipelines.partitions import InboxResource, daily_exports_partitions
-from sharegraph import inbox as inbox_lib
+from sharegraph.ingest import inbox as inbox_lib
 
 
 @dg.sensor(job=daily_load_job, minimum_interval_seconds=30,

@@ -6,8 +6,8 @@ import os
 
 import duckdb
 
-from sharegraph.config import Settings
-from sharegraph.warehouse import connect
+from sharegraph.core.config import Settings
+from sharegraph.core.warehouse import connect
 
 DEFAULT_WAREHOUSE = "state/sharegraph.duckdb"
 """What ``make demo`` / ``sharegraph run`` publishes, relative to the repository root."""

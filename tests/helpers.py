@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
-from sharegraph.config import Settings
-from sharegraph.contract import TABLES
-from sharegraph.warehouse import ensure_schema
+from sharegraph.core.config import Settings
+from sharegraph.core.contract import TABLES
+from sharegraph.core.warehouse import ensure_schema
 
 
 def insert_staging(con: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Mapping[str, object]]) -> int:
@@ -73,8 +74,8 @@ def graph_contract_db() -> duckdb.DuckDBPyConnection:
 def attributed_world(world: Path, settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory warehouse with a generated world's files loaded into staging and
     graph.attributed_orders built: the input every mart starts from."""
-    from sharegraph.attribution import attribute_orders
-    from sharegraph.ingest import load_inputs
+    from sharegraph.graph.attribution import attribute_orders
+    from sharegraph.ingest.load import load_inputs
 
     con = duckdb.connect()
     ensure_schema(con)
@@ -118,3 +119,129 @@ def table_counts(con) -> dict[str, int]:
 def checksum(con, table: str) -> int:
     cols = ", ".join(TABLES[table].column_names)
     return con.execute(f"SELECT bit_xor(hash({cols})), count(*) FROM staging.{table}").fetchone()
+
+
+def build_graph(con: duckdb.DuckDBPyConnection) -> None:
+    """Attribution and every graph.* table on the staging rows a test inserted."""
+    from sharegraph.graph import model as graph
+    from sharegraph.graph.attribution import attribute_orders
+
+    attribute_orders(con)
+    graph.build_share_nodes(con)
+    graph.build_agent_upline(con)
+    graph.build_people(con)
+    graph.build_referral_edges(con)
+    graph.build_anomalies(con)
+
+
+#: the first order time of order_line rows
+ORDER_T0 = datetime(2025, 3, 1, 10, 0)
+
+
+def order_line(i: int, customer: str, category: str, *, days: float = 0, merchant: str = "m1",
+           status: str = "paid", amount: float = 10.0, order_id: str | None = None,
+           line_no: int = 1) -> dict:
+    return dict(order_id=order_id or f"o{i}", line_no=line_no, customer_id=customer,
+                ordered_at=ORDER_T0 + timedelta(days=days), product_id=f"p_{category}",
+                category=category, quantity=1, amount=amount, channel="wechat",
+                merchant_id=merchant, status=status)
+
+
+# --- a tiny warehouse for the report tests: hostile names, every builder of the pipeline ---
+XSS = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+REPORT_SETTINGS = Settings(min_pair_customers=3, report_row_cap=50, pseudonym_key="test-key")
+
+
+# ------------------------------------------------------------------ a tiny warehouse
+
+def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: int = 3,
+                settings: Settings = REPORT_SETTINGS) -> dict[str, list[str]]:
+    """Staging rows for ~300 people, then every graph/mart builder of the pipeline.
+
+    People ids look like phone numbers (so a leak is easy to grep). With ``hostile`` the
+    product, category, merchant and channel names carry XSS payloads. Returns the ids used.
+    """
+    from sharegraph.graph import attribution
+    from sharegraph.graph import model as graph
+    from sharegraph.metrics import affinity, cascades, expansion, growth, influence
+
+    rng = np.random.default_rng(seed)
+    people = [f"1380013{i:04d}" for i in range(300)]
+    agents = people[:40]
+    cats = ["美妆", "母婴", "零食", "服饰", "数码", "家居"]
+    merchants = ["m_beauty", "m_home"]
+    if hostile:
+        cats[0], cats[1] = XSS
+        merchants[1] = XSS[1]
+    products = [
+        {"product_id": f"p{i}", "product_name": (XSS[i % 2] if hostile else f"商品{i}"),
+         "category": cats[i % 6], "merchant_id": merchants[0 if i % 6 < 3 else 1],
+         "merchant_name": (XSS[0] if hostile and i % 6 >= 3 else ("美妆旗舰店" if i % 6 < 3 else "家居馆")),
+         "price": 50.0 + 10 * i}
+        for i in range(12)
+    ]
+    t0 = datetime(2025, 1, 6, 9, 0)
+    share_channel = XSS[0] if hostile else "moments"
+    events: list[dict] = []
+    shares: list[tuple[str, str, int]] = []  # share_id, product, root index
+    for r in range(25):
+        sid = f"s{r}"
+        prod = int(rng.integers(12))
+        events.append({"event_id": f"e{len(events)}", "event_type": "share", "share_id": sid,
+                       "actor_id": agents[r % 40], "occurred_at": t0 + timedelta(hours=r * 7),
+                       "product_id": f"p{prod}", "channel": share_channel})
+        shares.append((sid, f"p{prod}", r))
+        frontier = [sid]
+        for k in range(int(rng.integers(0, 12 if r < 5 else 3))):
+            parent = frontier[int(rng.integers(len(frontier)))]
+            child = f"s{r}_{k}"
+            events.append({"event_id": f"e{len(events)}", "event_type": "reshare", "share_id": child,
+                           "parent_share_id": parent, "actor_id": people[int(rng.integers(40, 300))],
+                           "occurred_at": t0 + timedelta(hours=r * 7 + k + 1),
+                           "product_id": f"p{prod}", "channel": "wechat_group"})
+            frontier.append(child)
+            shares.append((child, f"p{prod}", r))
+    orders: list[dict] = []
+    for c, person in enumerate(people[40:], start=40):
+        first = int(rng.integers(6))
+        basket = [first, (first + 1) % 6] if rng.random() < 0.7 else [first]
+        if rng.random() < 0.3:
+            basket.append(int(rng.integers(6)))
+        share = shares[int(rng.integers(len(shares)))] if rng.random() < 0.6 else None
+        when = t0 + timedelta(days=int(rng.integers(0, 80)), hours=int(rng.integers(24)))
+        if share is not None:
+            events.append({"event_id": f"e{len(events)}", "event_type": "click", "share_id": share[0],
+                           "actor_id": person, "occurred_at": when - timedelta(hours=1)})
+        for j, cat in enumerate(basket):
+            prod = cat + 6 * int(rng.integers(2))
+            orders.append({
+                "order_id": f"o{c}_{j}", "customer_id": person, "ordered_at": when + timedelta(days=3 * j),
+                "product_id": f"p{prod}", "category": None, "quantity": 1,
+                "amount": round(float(rng.gamma(2.0, 60.0)), 2),
+                "channel": ["moments", "jd", "tmall", "wechat_group", "group_buy"][int(rng.integers(5))],
+                "merchant_id": products[prod]["merchant_id"],
+                "share_id": share[0] if share is not None and j == 0 else None,
+                "referrer_id": agents[c % 40] if share is None and rng.random() < 0.5 else None,
+                "group_id": f"g{c % 8}" if c % 5 == 0 else None,
+                "status": "refunded" if rng.random() < 0.05 else "paid",
+            })
+    groups = [{"group_id": f"g{g}", "initiator_id": agents[g], "product_id": f"p{g}", "target_size": 3,
+               "opened_at": t0 + timedelta(days=g), "closed_at": t0 + timedelta(days=g, hours=5 + g),
+               "status": "filled" if g % 3 else "failed"} for g in range(8)]
+    upline = [{"agent_id": a, "upline_id": agents[(i - 1) // 3] if i else None, "level": 1 if i == 0 else 2,
+               "joined_at": t0 - timedelta(days=100 - i)} for i, a in enumerate(agents)]
+    ensure_schema(con)
+    insert_staging(con, "products", products)
+    insert_staging(con, "share_events", events)
+    insert_staging(con, "orders", orders)
+    insert_staging(con, "group_buys", groups)
+    insert_staging(con, "agents", upline)
+    attribution.attribute_orders(con, settings)
+    for build in (graph.build_share_nodes, graph.build_agent_upline, graph.build_people,
+                  graph.build_referral_edges, influence.build_agent_influence, cascades.build_cascades,
+                  growth.build_kfactor, growth.build_concentration, growth.build_channel_migration,
+                  growth.build_group_buys, affinity.build_category_affinity,
+                  affinity.build_spillover_affinity, expansion.build_expansion_recommendations,
+                  expansion.build_weak_categories):
+        build(con, settings)
+    return {"people": people, "merchants": merchants, "categories": cats}

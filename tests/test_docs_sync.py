@@ -7,11 +7,11 @@ from pathlib import Path
 
 import duckdb
 
-from sharegraph.docs_gen import render, undocumented
+from sharegraph.docgen.warehouse_doc import render, undocumented
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "warehouse.md"
 HOW = ("regenerate it: `sharegraph run --input <small world> --warehouse /tmp/wh.duckdb` then "
-       "`python -m sharegraph.docs_gen --warehouse /tmp/wh.duckdb --out docs/warehouse.md`")
+       "`python -m sharegraph.docgen.warehouse_doc --warehouse /tmp/wh.duckdb --out docs/warehouse.md`")
 
 
 def test_every_table_and_column_is_commented(pipeline_run: dict) -> None:
@@ -36,9 +36,9 @@ def test_docs_warehouse_md_matches_the_built_warehouse(pipeline_run: dict) -> No
 
 
 def test_docs_data_contract_md_matches_the_contract() -> None:
-    from sharegraph.contract_doc import render as render_contract
+    from sharegraph.docgen.contract_doc import render as render_contract
 
     doc = DOC.parent / "data-contract.md"
     assert doc.read_text(encoding="utf-8") == render_contract(), (
         "docs/data-contract.md is out of date; regenerate it: "
-        "`python -m sharegraph.contract_doc --out docs/data-contract.md`")
+        "`python -m sharegraph.docgen.contract_doc --out docs/data-contract.md`")

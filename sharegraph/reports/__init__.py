@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from sharegraph.config import Settings
+from sharegraph.core.config import Settings
 from sharegraph.reports.cascades import render_cascades
 from sharegraph.reports.expansion import render_expansion
 from sharegraph.reports.index import render_index

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sharegraph.config import Settings
+from sharegraph.core.config import Settings
 from sharegraph.reports import figures
 from sharegraph.reports.data import query
 from sharegraph.reports.notes import explain, load_notes

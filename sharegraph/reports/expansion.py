@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sharegraph.config import Settings
+from sharegraph.core.config import Settings
 from sharegraph.reports import figures
 from sharegraph.reports.data import has_table, query
 from sharegraph.reports.notes import Notes, explain, load_notes

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sharegraph.config import Settings
+from sharegraph.core.config import Settings
 from sharegraph.reports import cascades, expansion, influence
 from sharegraph.reports.data import count_rows, query, scalar
 from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sharegraph.config import Settings
+from sharegraph.core.config import Settings
 from sharegraph.reports import figures
 from sharegraph.reports.data import query, select_list
 from sharegraph.reports.notes import caveat, explain, load_notes

@@ -1,0 +1,226 @@
+"""The ``sharegraph`` command line: generate a demo world, validate exports, run the pipeline,
+query the published warehouse.
+
+Dagster is imported only by ``run`` and ``demo`` (inside the command), so ``--help`` and the
+library stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sharegraph import __version__
+from sharegraph.core import paths
+
+
+def _say(message: str) -> None:
+    print(f"[sharegraph] {message}", file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text.replace("_", ""))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from sharegraph.demo.generate import generate_world
+
+    truth = generate_world(
+        args.out, seed=args.seed, people=args.people, orders=args.orders, fmt=args.format, progress=_say
+    )
+    _say(f"planted truth (never read by the pipeline): {Path(args.out).resolve() / 'truth.json'}")
+    _say(f"{len(truth.get('top_agents_downstream', []))} planted top agents, "
+         f"{len(truth.get('category_pairs', []))} planted category pairs")
+    return 0
+
+
+def _reject_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1 (0.05 = 5%), got {text}")
+    return value
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Settings given on the command line; they win over the config file and environment."""
+    rate = getattr(args, "max_reject_rate", None)
+    return {} if rate is None else {"max_reject_rate": rate}
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sharegraph.core.config import Settings
+    from sharegraph.ingest.validate import validate_inputs
+
+    settings = Settings.load(args.config).with_values(_overrides(args), source="command line")
+    report = validate_inputs(Path(args.input), settings)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    reports = Path(args.reports) if args.reports else None
+    return _run(Path(args.input), Path(args.warehouse), reports, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    input_dir = paths.default_input_dir()
+    if args.regenerate or not any(input_dir.glob("orders.*")):
+        from sharegraph.demo.generate import generate_world
+
+        _say(f"generating the demo world ({args.orders:,} orders, seed {args.seed}) into {input_dir}")
+        generate_world(input_dir, seed=args.seed, people=args.people, orders=args.orders, progress=_say)
+    return _run(input_dir, paths.default_warehouse(), None, args)
+
+
+def _run(input_dir: Path, warehouse: Path, reports: Path | None, args: argparse.Namespace) -> int:
+    """Run the pipeline with the console report (pipelines.console); Dagster loads only here."""
+    if not input_dir.is_dir():
+        _say(f"error: input directory {input_dir} does not exist")
+        return 2
+    from pipelines.console import run_and_report
+
+    return run_and_report(input_dir=input_dir, warehouse=warehouse, reports_dir=reports,
+                          config_file=args.config, settings_overrides=_overrides(args),
+                          verbose=args.verbose)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    con = _open_published(args.warehouse)
+    if con is None:
+        return 2
+    try:
+        rel = con.sql(args.query)
+        if rel is None:
+            return 0
+        if args.format == "csv":
+            rel.pl().write_csv(sys.stdout)
+        else:
+            rel.show(max_rows=args.max_rows, max_width=200)
+    except Exception as exc:  # noqa: BLE001 - SQL errors are the user's to read
+        _say(f"error: {exc}")
+        return 1
+    finally:
+        con.close()
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    import code
+
+    con = _open_published(args.warehouse)
+    if con is None:
+        return 2
+    banner = (
+        f"sharegraph shell on {Path(args.warehouse).resolve()} (read-only)\n"
+        "  q('SELECT ...')  run SQL and print the result;  con  the DuckDB connection\n"
+        "  tables: q('SELECT schema_name, table_name, comment FROM duckdb_tables()')"
+    )
+
+    def q(sql: str) -> None:
+        con.sql(sql).show(max_rows=50, max_width=200)
+
+    try:
+        code.interact(banner=banner, local={"con": con, "q": q}, exitmsg="")
+    finally:
+        con.close()
+    return 0
+
+
+def _open_published(warehouse: str):  # -> duckdb.DuckDBPyConnection | None
+    from sharegraph.core.config import Settings
+    from sharegraph.core.warehouse import connect
+
+    path = Path(warehouse)
+    if not path.is_file():
+        _say(f"error: no published warehouse at {path.resolve()}; run `sharegraph run` (or `make demo`) first")
+        return None
+    return connect(path, read_only=True, timezone=Settings.load().timezone)
+
+
+def _add_reject_rate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-reject-rate", type=_reject_rate, metavar="RATE",
+                        help="fail a file whose rejected rows exceed this share of its rows, 0..1 "
+                        "(default: max_reject_rate of the settings, 0.05)")
+
+
+def _add_run_output(parser: argparse.ArgumentParser) -> None:
+    _add_reject_rate(parser)
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="stream Dagster's event log (and tracebacks) to the terminal; it always "
+                        "goes to logs/run-*.log beside the warehouse")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sharegraph",
+        description="Social-commerce analytics: orders and share events -> DuckDB warehouse, "
+        "referral graph, agent influence, category affinity, Plotly reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"sharegraph {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="write a seeded demo world (orders, shares, products, agents, group buys, truth.json)",
+                         description="Write a deterministic demo world of social commerce with planted ground truth.")
+    gen.add_argument("--out", required=True, help="output directory (created if missing)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default 7); same seed, same files")
+    gen.add_argument("--people", type=_positive_int, default=20_000, help="number of people (default 20000)")
+    gen.add_argument("--orders", type=_positive_int, default=200_000, help="number of order lines (default 200000)")
+    gen.add_argument("--format", choices=("csv", "parquet"), default="csv", help="file format (default csv)")
+    gen.set_defaults(func=cmd_generate)
+
+    val = sub.add_parser("validate", help="check export files against the data contract without loading",
+                         description="Check files against the data contract; exit 0 when every row is loadable, 1 otherwise.")
+    val.add_argument("--input", required=True, help="directory of export files (orders.csv, share_events.csv, ...)")
+    val.add_argument("--config", help="settings file (sharegraph.toml)")
+    _add_reject_rate(val)
+    val.set_defaults(func=cmd_validate)
+
+    run = sub.add_parser("run", help="run the pipeline (Dagster, in-process) into a DuckDB warehouse",
+                         description="Load, validate, attribute, score and report; publish the warehouse atomically at the end of a good run.")
+    run.add_argument("--input", required=True, help="directory of export files")
+    run.add_argument("--warehouse", required=True, help="published DuckDB file analysts open (working file lives beside it)")
+    run.add_argument("--reports", help="directory for the HTML reports (default: reports/ beside the warehouse, or SHAREGRAPH_REPORTS)")
+    run.add_argument("--config", help="settings file (sharegraph.toml)")
+    _add_run_output(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="generate the demo world and run the pipeline into the state directory",
+                          description="generate + run into ./state (SHAREGRAPH_STATE): demo-input/, sharegraph.duckdb, reports/.")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--people", type=_positive_int, default=20_000, help="number of people (default 20000)")
+    demo.add_argument("--orders", type=_positive_int, default=200_000, help="number of order lines (default 200000)")
+    demo.add_argument("--regenerate", action="store_true", help="regenerate the demo world even if present")
+    demo.add_argument("--config", help="settings file (sharegraph.toml)")
+    _add_run_output(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    sql = sub.add_parser("sql", help="run a SQL query on the published warehouse (read-only)",
+                         description="Run one SQL statement on the published snapshot, read-only.")
+    sql.add_argument("query", help='e.g. "SELECT * FROM marts.agent_influence ORDER BY downstream_gmv DESC LIMIT 10"')
+    sql.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
+    sql.add_argument("--format", choices=("table", "csv"), default="table", help="output format (default table)")
+    sql.add_argument("--max-rows", type=int, default=40, help="rows shown in table format (default 40)")
+    sql.set_defaults(func=cmd_sql)
+
+    shell = sub.add_parser("shell", help="interactive Python shell with a read-only connection to the published warehouse",
+                           description="Open the published snapshot read-only in an interactive shell.")
+    shell.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
+    shell.set_defaults(func=cmd_shell)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""The DuckDB warehouse: the working file the pipeline writes and the snapshot analysts read.
+
+``sharegraph run --warehouse FILE`` names the *published* file. The pipeline writes a
+working file beside it (``<stem>.working.duckdb``) and, at the end of a good run, publishes
+an immutable copy atomically (write a temporary file, fsync, rename over FILE). A reader
+holding FILE open keeps its old inode; the pipeline never opens FILE for writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from sharegraph.core.contract import TABLES, staging_ddl
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = ("raw", "staging", "quarantine", "graph", "marts")
+
+QUARANTINE_DDL = (
+    """CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
+        batch_id VARCHAR NOT NULL,
+        table_name VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        source_row BIGINT NOT NULL,
+        column_name VARCHAR,
+        rule VARCHAR NOT NULL,
+        raw_value VARCHAR,
+        raw_record VARCHAR,
+        rejected_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS quarantine.batches (
+        batch_id VARCHAR NOT NULL,
+        table_name VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        file_sha256 VARCHAR NOT NULL,
+        rows_read BIGINT NOT NULL,
+        rows_loaded BIGINT NOT NULL,
+        rows_quarantined BIGINT NOT NULL,
+        rows_already_loaded BIGINT NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP NOT NULL,
+        rows_updated BIGINT NOT NULL DEFAULT 0,
+        notes VARCHAR
+    )""",
+    # warehouses made before these columns existed
+    "ALTER TABLE quarantine.batches ADD COLUMN IF NOT EXISTS rows_updated BIGINT DEFAULT 0",
+    "ALTER TABLE quarantine.batches ADD COLUMN IF NOT EXISTS notes VARCHAR",
+    """CREATE TABLE IF NOT EXISTS quarantine.flagged_rows (
+        batch_id VARCHAR NOT NULL,
+        table_name VARCHAR NOT NULL,
+        source_file VARCHAR NOT NULL,
+        source_row BIGINT NOT NULL,
+        column_name VARCHAR,
+        rule VARCHAR NOT NULL,
+        raw_value VARCHAR,
+        flagged_at TIMESTAMP NOT NULL
+    )""",
+)
+
+
+STATUS_HISTORY_DDL = """CREATE TABLE IF NOT EXISTS staging.status_history (
+    table_name VARCHAR NOT NULL,
+    natural_key VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL,
+    old_value VARCHAR,
+    new_value VARCHAR,
+    batch_id VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    source_row BIGINT NOT NULL,
+    changed_at TIMESTAMP NOT NULL
+)"""
+
+STATUS_HISTORY_TEXT = (
+    "One row per change of a mutable column (orders.status; group_buys.status, closed_at) "
+    "by a later export: the staged row was updated, its old value is kept here.")
+
+STATUS_HISTORY_COMMENTS = {
+    "table_name": "Contract table of the row (orders, group_buys).",
+    "natural_key": "The row's natural key, comma-joined (order_id,line_no or group_id).",
+    "column_name": "Column that changed.",
+    "old_value": "Value before the update, as text.",
+    "new_value": "Value after the update, as text.",
+    "batch_id": "Load batch that brought the change; see quarantine.batches.",
+    "source_file": "Export file that brought the change.",
+    "source_row": "1-based data row number of the changing row in that file.",
+    "changed_at": "When the update was applied (local time).",
+}
+
+CHANNELS_TEXT = ("One row per channel value of staging.orders: its class (platform / social / "
+                 "other) and line count; rebuilt at every load (docs/data-contract.md).")
+CHANNELS_COMMENTS = {
+    "channel": "Channel value as loaded into staging.orders.channel (canonical after synonyms).",
+    "channel_class": "platform (marketplaces, 公域), social (WeChat private domain, 私域) or other "
+                     "(a value no built-in, sharegraph.toml or mapping-file class names).",
+    "order_lines": "Order lines in staging.orders with this channel.",
+}
+
+CHANNELS_DDL = """CREATE TABLE IF NOT EXISTS staging.channels (
+    channel VARCHAR, channel_class VARCHAR, order_lines BIGINT)"""
+
+DAILY_EXPORTS_DDL = """CREATE TABLE IF NOT EXISTS raw.daily_exports (
+    export_date DATE NOT NULL,
+    table_name VARCHAR NOT NULL,
+    file_name VARCHAR NOT NULL,
+    batch_id VARCHAR,
+    outcome VARCHAR NOT NULL,
+    rows_read BIGINT NOT NULL,
+    rows_loaded BIGINT NOT NULL,
+    rows_quarantined BIGINT NOT NULL,
+    rows_already_loaded BIGINT NOT NULL,
+    reason VARCHAR,
+    processed_at TIMESTAMP NOT NULL
+)"""
+
+DAILY_EXPORTS_COMMENTS = {
+    "export_date": "Export day (the date in the file name), the Dagster partition key.",
+    "table_name": "Contract table the file feeds.",
+    "file_name": "Delivered file name.",
+    "batch_id": "Load batch in quarantine.batches (the earlier batch when the same content was loaded before).",
+    "outcome": "loaded | same_content (identical file loaded before, skipped) | rejected (moved to rejected/).",
+    "rows_read": "Data rows read from the file in this load (0 when skipped or rejected).",
+    "rows_loaded": "Rows inserted into staging (new natural keys).",
+    "rows_quarantined": "Rows rejected into quarantine.rejected_rows.",
+    "rows_already_loaded": "Rows whose natural key was already loaded (re-delivery, overlapping days).",
+    "reason": "Why the file was rejected (NULL otherwise).",
+    "processed_at": "When the partition load handled the file (local time).",
+}
+
+
+DAILY_EXPORTS_TEXT = (
+    "One row per delivered export file per export day: what the daily partition load did "
+    "with it (see docs/operations.md)."
+)
+
+
+@dataclass(frozen=True)
+class WarehousePaths:
+    """Where one warehouse lives: the published snapshot and the working file beside it."""
+
+    published: Path
+
+    @property
+    def working(self) -> Path:
+        return self.published.with_name(f"{self.published.stem}.working.duckdb")
+
+    @property
+    def staging_copy(self) -> Path:
+        return self.published.with_name(f".{self.published.name}.publishing")
+
+    @classmethod
+    def of(cls, published: str | os.PathLike[str]) -> WarehousePaths:
+        return cls(Path(published).expanduser().resolve())
+
+
+def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: str = "Asia/Shanghai") -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file with the session settings every stage relies on."""
+    path = Path(path)
+    if not read_only:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from None
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute(f"SET TimeZone = '{timezone}'")
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas, staging and quarantine tables if missing (idempotent)."""
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for table in TABLES.values():
+        con.execute(staging_ddl(table))
+    for ddl in QUARANTINE_DDL:
+        con.execute(ddl)
+    con.execute(STATUS_HISTORY_DDL)
+    con.execute(CHANNELS_DDL)
+    con.execute(DAILY_EXPORTS_DDL)
+    _comment_base_tables(con)
+
+
+LINEAGE_COLUMNS = {
+    "source_file": "Lineage: the export file the row was loaded from.",
+    "source_row": "Lineage: 1-based data row number in that file.",
+    "batch_id": "Lineage: the load batch (one per file per run); see quarantine.batches.",
+    "loaded_at": "Lineage: when the row was loaded (local time).",
+}
+
+QUARANTINE_COMMENTS: dict[str, tuple[str, dict[str, str]]] = {
+    "rejected_rows": (
+        "One row per rejected (row, rule): input rows that broke the data contract and were not loaded.",
+        {
+            "batch_id": "Load batch that read the row; see quarantine.batches.",
+            "table_name": "Contract table the file feeds (orders, share_events, ...).",
+            "source_file": "Export file the row came from.",
+            "source_row": "1-based data row number in that file.",
+            "column_name": "Column that broke the rule (NULL for a whole-row rule).",
+            "rule": "The rule broken, e.g. required, type, allowed values, duplicate key.",
+            "raw_value": "The offending value as text, exactly as read.",
+            "raw_record": "The whole input row as JSON text.",
+            "rejected_at": "When the row was rejected (local time).",
+        },
+    ),
+    "batches": (
+        "One row per load batch (one file loaded once): the reconciliation "
+        "rows_read = rows_loaded + rows_updated + rows_quarantined + rows_already_loaded.",
+        {
+            "batch_id": "Load batch id.",
+            "table_name": "Contract table the file feeds.",
+            "source_file": "Export file loaded.",
+            "file_sha256": "SHA-256 of the file's bytes.",
+            "rows_read": "Data rows read from the file.",
+            "rows_loaded": "Rows inserted into staging (new natural keys).",
+            "rows_quarantined": "Rows rejected into quarantine.rejected_rows.",
+            "rows_already_loaded": "Valid rows whose natural key was already in staging (re-delivery, overlap).",
+            "started_at": "When the batch started (local time).",
+            "finished_at": "When the batch finished (local time).",
+            "rows_updated": "Rows whose natural key was loaded before and whose status changed (paid -> refunded, open -> filled, ...): the staged row was updated and the change kept in staging.status_history.",
+            "notes": "Headers of the file that mapped to no column, and look-alike headers with the column they resemble (NULL when every header mapped).",
+        },
+    ),
+    "flagged_rows": (
+        "One row per (loaded row, warning rule): rows loaded but flagged for review.",
+        {
+            "batch_id": "Load batch that read the row.",
+            "table_name": "Contract table the file feeds.",
+            "source_file": "Export file the row came from.",
+            "source_row": "1-based data row number in that file.",
+            "column_name": "Column the flag is about.",
+            "rule": "The warning rule.",
+            "raw_value": "The flagged value as text.",
+            "flagged_at": "When the row was flagged (local time).",
+        },
+    ),
+}
+
+
+def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """COMMENT ON the staging and quarantine tables, from the contract, once per file.
+
+    Skipped when every such table already has a comment, so opening the working file stays
+    cheap; columns added by the ingest beyond the contract get a generic lineage note.
+    """
+    known = [f"staging.{t}" for t in TABLES] + [f"quarantine.{t}" for t in QUARANTINE_COMMENTS]
+    known += ["raw.daily_exports", "staging.status_history", "staging.channels"]
+    missing = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name IN "
+        "(SELECT unnest($1::VARCHAR[])) AND (comment IS NULL OR comment = '')",
+        [known],
+    ).fetchall()[0][0]
+    if not missing:
+        return
+    for table in TABLES.values():
+        cols = {c.name: c.description or c.name for c in table.columns} | LINEAGE_COLUMNS
+        actual = [r[0] for r in con.execute(f"DESCRIBE staging.{table.name}").fetchall()]
+        cols = {k: v for k, v in cols.items() if k in actual}
+        cols |= {c: f"Ingest bookkeeping column {c}." for c in actual if c not in cols}
+        comment_table(con, f"staging.{table.name}", f"{table.description} Typed and deduplicated by "
+                      f"natural key ({', '.join(table.key)}).", cols)
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'quarantine'").fetchall()}
+    for name, (text, cols) in QUARANTINE_COMMENTS.items():
+        if name not in present:
+            continue
+        actual = [r[0] for r in con.execute(f"DESCRIBE quarantine.{name}").fetchall()]
+        cols = {k: v for k, v in cols.items() if k in actual}
+        cols |= {c: f"Ingest bookkeeping column {c}." for c in actual if c not in cols}
+        comment_table(con, f"quarantine.{name}", text, cols)
+    comment_table(con, "raw.daily_exports", DAILY_EXPORTS_TEXT, DAILY_EXPORTS_COMMENTS)
+    comment_table(con, "staging.status_history", STATUS_HISTORY_TEXT, STATUS_HISTORY_COMMENTS)
+    comment_table(con, "staging.channels", CHANNELS_TEXT, CHANNELS_COMMENTS)
+
+
+@contextmanager
+def working(paths: WarehousePaths, timezone: str = "Asia/Shanghai") -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection to the working file with the schema in place."""
+    con = connect(paths.working, timezone=timezone)
+    try:
+        ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+class WarehouseError(Exception):
+    """The warehouse cannot be written or published; the message names the path and why."""
+
+
+class PublishError(WarehouseError):
+    """Publishing failed; the previously published snapshot is unchanged."""
+
+
+FAULT_ENV = "SHAREGRAPH_FAULT_AFTER"
+FAULT_SIGNAL_ENV = "SHAREGRAPH_FAULT_SIGNAL"
+FAULT_PAUSE_ENV = "SHAREGRAPH_FAULT_PAUSE_S"
+
+
+def fault_point(name: str) -> None:
+    """Fault-injection hook for the crash tests: pause here when SHAREGRAPH_FAULT_AFTER names it.
+
+    The test sets ``SHAREGRAPH_FAULT_AFTER=<name>`` (comma-separated for several) and
+    ``SHAREGRAPH_FAULT_SIGNAL=<file>``; on reaching the point the process writes the file and
+    sleeps ``SHAREGRAPH_FAULT_PAUSE_S`` seconds (default 120), so the test can SIGKILL it at
+    exactly that moment. Unset (always, in production) it costs one dict lookup.
+    """
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted or name not in {w.strip() for w in wanted.split(",")}:
+        return
+    log.warning("fault point %s reached (pid %d), pausing", name, os.getpid())
+    signal_file = os.environ.get(FAULT_SIGNAL_ENV)
+    if signal_file:
+        Path(signal_file).write_text(f"{name} {os.getpid()}\n", encoding="utf-8")
+    time.sleep(float(os.environ.get(FAULT_PAUSE_ENV, "120")))
+
+
+def check_writable(paths: WarehousePaths) -> None:
+    """Fail early, with the path and the reason, when the warehouse directory is unusable.
+
+    Catches a missing or read-only location, or a file where the directory should be,
+    before any stage has done work.
+    """
+    parent = paths.published.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(
+            f"cannot create the warehouse directory {parent}: {exc.strerror or exc}"
+        ) from None
+    if not parent.is_dir():
+        raise WarehouseError(f"the warehouse directory {parent} is not a directory")
+    probe = parent / f".{paths.published.name}.probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WarehouseError(f"cannot write in the warehouse directory {parent}: {exc.strerror or exc}") from None
+    for existing in (paths.published, paths.working):
+        if existing.exists() and not existing.is_file():
+            raise WarehouseError(f"{existing} exists and is not a file")
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Exact row count of every table, keyed ``schema.table`` (one UNION ALL query)."""
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
+    ).fetchall()
+    if not tables:
+        return {}
+    union = " UNION ALL ".join(
+        f"SELECT '{s}.{t}' AS name, count(*) AS n FROM \"{s}\".\"{t}\"" for s, t in tables
+    )
+    return dict(con.execute(union).fetchall())
+
+
+def publish(paths: WarehousePaths) -> Path:
+    """Publish the working file as the analysts' snapshot, atomically.
+
+    The working file is checkpointed and held open (DuckDB's file lock keeps every other
+    writer out while it is copied), copied to a temporary name in the same directory,
+    fsynced, verified (it opens read-only with the same tables and row counts), made
+    read-only, then renamed over the published name and the directory fsynced. A reader
+    holding the old snapshot keeps its inode; a crash or error at any point leaves the
+    previous snapshot intact and removes the temporary copy. Raises PublishError.
+    """
+    if not paths.working.is_file():
+        raise PublishError(f"nothing to publish: the working file {paths.working} does not exist")
+    tmp = paths.staging_copy
+    try:
+        con = duckdb.connect(str(paths.working))
+    except duckdb.Error as exc:
+        raise PublishError(f"cannot open the working file {paths.working} to publish it: {exc}") from None
+    try:
+        con.execute("CHECKPOINT")
+        expected = table_counts(con)
+        tmp.unlink(missing_ok=True)  # left by a publish that was killed
+        shutil.copyfile(paths.working, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        fault_point("publish-copy")
+        check = duckdb.connect(str(tmp), read_only=True)
+        try:
+            got = table_counts(check)
+        finally:
+            check.close()
+        if got != expected:
+            raise PublishError(f"the copy {tmp} does not match the working file (tables or row counts differ)")
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, paths.published)
+        dir_fd = os.open(paths.published.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except PublishError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except (OSError, duckdb.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise PublishError(
+            f"publishing {paths.published} failed: {reason}; the previously published "
+            "snapshot (if any) is unchanged"
+        ) from None
+    finally:
+        con.close()
+    log.info("published %s (%d tables)", paths.published, len(expected))
+    return paths.published
+
+
+def create_table_as(con: duckdb.DuckDBPyConnection, table: str, query: str,
+                    ids: Sequence[str] = ()) -> None:
+    """``CREATE OR REPLACE TABLE table AS query``, storing the ``ids`` columns with ZSTD.
+
+    Why: on near-unique id strings (order, person, share ids) DuckDB's default string
+    compression (dictionary + FSST) is the slowest part of writing a large table and saves
+    little; ZSTD writes them about twice as fast and smaller (docs/warehouse.md#storage).
+    Other columns keep DuckDB's choice. The query must not rely on Python variables of the
+    caller (replacement scans): register those first.
+    """
+    if not ids:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {query}")
+        return
+    columns = con.execute(f"DESCRIBE {query}").fetchall()
+    unknown = set(ids) - {c[0] for c in columns}
+    if unknown:
+        raise ValueError(f"{table}: no column(s) {', '.join(sorted(unknown))} to store as ZSTD")
+    ddl = ", ".join(f'"{name}" {kind}' + (" USING COMPRESSION zstd" if name in ids else "")
+                    for name, kind, *_ in columns)
+    con.execute(f"CREATE OR REPLACE TABLE {table} ({ddl})")
+    con.execute(f"INSERT INTO {table} {query}")
+
+
+def comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: dict[str, str]) -> None:
+    """Attach COMMENT ON TABLE / COLUMN documentation; every column must be described."""
+    con.execute(f"COMMENT ON TABLE {table} IS {_sql_str(text)}")
+    actual = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    missing = [c for c in actual if c not in columns]
+    if missing:
+        raise ValueError(f"{table}: columns without a description: {', '.join(missing)}")
+    for name, desc in columns.items():
+        con.execute(f"COMMENT ON COLUMN {table}.{name} IS {_sql_str(desc)}")
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,1 @@
+"""The demo world generator with planted ground truth (docs/demo-world.md)."""

@@ -1,0 +1,1 @@
+"""Generators of docs/warehouse.md and docs/data-contract.md from the code's own definitions."""

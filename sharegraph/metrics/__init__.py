@@ -1,0 +1,1 @@
+"""Stage 3, metrics: influence, cascades, growth, affinity and expansion marts."""

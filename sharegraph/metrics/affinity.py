@@ -1,0 +1,595 @@
+"""Cross-category affinity: what else do a category's buyers buy, and what do shares lead to.
+
+Three marts, all over *paid* order lines with the category resolved
+(``COALESCE(orders.category, products.category)``, see docs/affinity.md):
+
+- ``marts.category_affinity``: co-purchase association rules A -> B over customers and over
+  baskets (customer x local calendar day), per merchant and overall, with support,
+  confidence, lift, leverage, conviction, a one-sided hypergeometric (Fisher) p-value,
+  Benjamini-Hochberg q-values and a 95% log-lift interval. Definitions as in Agrawal et al.
+  (1993) and Brin et al. (1997); they agree with ``mlxtend.frequent_patterns.association_rules``.
+- ``marts.directional_affinity``: A *then* B within ``Settings.affinity_window_days``.
+- ``marts.spillover_affinity``: a click on a shared category-A product, then a purchase of
+  category B by the clicker within ``Settings.spillover_window_days``.
+
+The pair counts are one integer self-join (customers and categories dense-encoded, distinct
+(unit, category) first); the statistics are vectorised NumPy / SciPy over the pair rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from scipy import stats
+
+from sharegraph.core.config import Settings
+from sharegraph.core.warehouse import comment_table
+
+log = logging.getLogger(__name__)
+
+ALL_SCOPE = "all"
+"""``scope`` value of the rows computed over every merchant together."""
+_DAY_BITS = 4_194_304  # 2**22 days: basket unit = customer code * 2**22 + days since 1970
+_Z95 = 1.959963984540054
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """True when ``schema.table`` exists as a table or view in the current database."""
+    schema, name = qualified.split(".")
+    row = con.execute(
+        """SELECT count(*) FROM (
+               SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary
+               UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE NOT temporary)
+           WHERE schema_name = ? AND table_name = ?""",
+        [schema, name],
+    ).fetchall()
+    return bool(row[0][0])
+
+
+def paid_lines_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL of the paid order lines affinity is computed over.
+
+    One row per paid order line with a known category: customer_id, merchant_id, order_id,
+    category, ordered_at (local wall time), amount (¥). Reads ``graph.attributed_orders``
+    (the shared contract: ``is_paid`` and the resolved category) when the attribution stage
+    has built it, else the same shape from ``staging.orders`` + ``staging.products``.
+    Refunded and cancelled lines are excluded: they are not purchases.
+    """
+    if table_exists(con, "graph.attributed_orders"):
+        return """
+            SELECT customer_id, COALESCE(merchant_id, 'default') AS merchant_id, order_id,
+                   category, ordered_at, amount
+            FROM graph.attributed_orders
+            WHERE is_paid AND category IS NOT NULL AND customer_id IS NOT NULL"""
+    return """
+        SELECT o.customer_id, COALESCE(o.merchant_id, p.merchant_id, 'default') AS merchant_id,
+               o.order_id, COALESCE(o.category, p.category) AS category, o.ordered_at, o.amount
+        FROM staging.orders o
+        LEFT JOIN (SELECT product_id, any_value(category) AS category,
+                          any_value(merchant_id) AS merchant_id
+                   FROM staging.products GROUP BY product_id) p USING (product_id)
+        WHERE COALESCE(o.status, 'paid') = 'paid'
+          AND COALESCE(o.category, p.category) IS NOT NULL AND o.customer_id IS NOT NULL"""
+
+
+def _exec(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Run one statement, logging its duration at DEBUG (the benchmark reads these)."""
+    t = time.perf_counter()
+    con.execute(sql)
+    log.debug("%.2f s  %s", time.perf_counter() - t, " ".join(sql.split())[:80])
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def hypergeom_pvalue(n_ab: np.ndarray, n_total: np.ndarray, n_a: np.ndarray,
+                     n_b: np.ndarray) -> np.ndarray:
+    """One-sided p-value of over-representation, P(X >= n_ab).
+
+    X ~ Hypergeometric(population n_total, n_a successes, n_b draws): the number of B buyers
+    who also bought A if B's buyers were drawn at random. Equal to the one-sided
+    (``alternative='greater'``) Fisher exact test of the 2x2 table of A and B.
+    """
+    n_ab = np.asarray(n_ab, dtype=np.int64)
+    if n_ab.size == 0:
+        return np.zeros(0)
+    p = stats.hypergeom.sf(n_ab - 1, np.asarray(n_total, dtype=np.int64),
+                           np.asarray(n_a, dtype=np.int64), np.asarray(n_b, dtype=np.int64))
+    return np.clip(p, 0.0, 1.0)
+
+
+def binom_pvalue(k: np.ndarray, n: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """One-sided p-value P(X >= k), X ~ Binomial(n, p0): more B buyers than the base rate."""
+    k = np.asarray(k, dtype=np.int64)
+    if k.size == 0:
+        return np.zeros(0)
+    p = stats.binom.sf(k - 1, np.asarray(n, dtype=np.int64), np.asarray(p0, dtype=float))
+    return np.clip(p, 0.0, 1.0)
+
+
+def bh_qvalues(p: np.ndarray, family: np.ndarray | None = None,
+               m: np.ndarray | None = None) -> np.ndarray:
+    """Benjamini-Hochberg (1995) adjusted p-values (q-values), per family of hypotheses.
+
+    ``family`` groups the tests (default: one family); ``m`` is, per test, the size of its
+    family when that exceeds the tests given (untested hypotheses count with p = 1: they
+    take the last ranks and so only enter through m). q_(i) = min_{j >= i} p_(j) m / j.
+    """
+    p = np.asarray(p, dtype=float)
+    n = p.size
+    if n == 0:
+        return np.zeros(0)
+    fam = np.zeros(n, dtype=np.int64) if family is None else np.asarray(family)
+    _, fam = np.unique(fam, return_inverse=True)
+    order = np.lexsort((p, fam))
+    fam_s, p_s = fam[order], p[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(fam_s)) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - np.repeat(starts, sizes) + 1
+    if m is None:
+        m_s = np.repeat(sizes, sizes).astype(float)
+    else:
+        m_s = np.maximum(np.asarray(m, dtype=float)[order], np.repeat(sizes, sizes))
+    raw = np.minimum(p_s * m_s / rank, 1.0)
+    # Segmented reverse cumulative minimum, exact: replace each value by its integer rank
+    # among all values, then shift family f down by n * (max - f). Along the reversed array
+    # families come in decreasing order, so every key of a later family lies below all
+    # earlier keys and the running minimum never crosses a family boundary.
+    by_value = np.argsort(raw, kind="stable")
+    vrank = np.empty(n, dtype=np.int64)
+    vrank[by_value] = np.arange(n)
+    shift = n * (fam_s.max() - fam_s[::-1]).astype(np.int64)
+    key = np.minimum.accumulate(vrank[::-1] - shift) + shift
+    q_s = raw[by_value][key][::-1]
+    q = np.empty(n)
+    q[order] = q_s
+    return np.clip(q, 0.0, 1.0)
+
+
+def _lift_ci_sql(z: float = _Z95) -> tuple[str, str]:
+    """95% interval of lift by the log method (Katz et al. 1978 for a ratio of proportions).
+
+    lift = (n_ab / n_a) / (n_b / N); Var(log lift) ~ 1/n_ab - 1/n_a + 1/n_b - 1/N, treating
+    the two proportions as independent (conservative: A's buyers are part of all buyers,
+    which correlates them positively and would shrink the variance).
+    """
+    se = "sqrt(greatest(1.0/n_ab - 1.0/n_a + 1.0/n_b - 1.0/n_total, 0.0))"
+    return f"lift * exp(-{z} * {se})", f"lift * exp({z} * {se})"
+
+
+# --------------------------------------------------------------------------- category affinity
+
+CATEGORY_AFFINITY_COLUMNS = {
+    "scope": "'all' (every merchant) or a merchant_id: whose customers / baskets are counted.",
+    "basis": "'customer' (customer bought both, at any time) or 'basket' (same customer, same local calendar day).",
+    "category_a": "Antecedent category A.",
+    "category_b": "Consequent category B.",
+    "n_a": "Units (customers or baskets) with a paid line in A, in this scope.",
+    "n_b": "Units with a paid line in B, in this scope.",
+    "n_ab": "Units with paid lines in both A and B, in this scope.",
+    "n_total": "Units with any paid line with a category, in this scope.",
+    "support": "n_ab / n_total, in [0, 1].",
+    "support_a": "n_a / n_total (mlxtend 'antecedent support').",
+    "support_b": "n_b / n_total (mlxtend 'consequent support').",
+    "confidence": "n_ab / n_a = P(B | A), in [0, 1].",
+    "lift": "confidence / support_b = n_ab n_total / (n_a n_b); 1 = independence.",
+    "lift_ci_low": "Lower end of the 95% interval of lift: lift exp(-1.96 se), se^2 = 1/n_ab - 1/n_a + 1/n_b - 1/n_total.",
+    "lift_ci_high": "Upper end of the 95% interval of lift: lift exp(+1.96 se).",
+    "leverage": "support - support_a support_b, in [-0.25, 0.25].",
+    "conviction": "(1 - support_b) / (1 - confidence); NULL when confidence = 1 (the rule never fails: mlxtend reports +inf).",
+    "p_value": "One-sided hypergeometric (Fisher exact) p-value of over-representation, P(X >= n_ab), X ~ Hypergeom(n_total, n_a, n_b).",
+    "q_value": "Benjamini-Hochberg q-value; family = every unordered pair of categories present in this scope and basis (pairs never co-bought count with p = 1).",
+    "meets_min_count": "n_ab >= Settings.min_pair_customers (the minimum co-occurrence for a pair to be reported).",
+    "is_significant": "meets_min_count and q_value <= Settings.fdr_alpha and lift > 1.",
+}
+
+
+def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Build ``marts.category_affinity``: one row per ordered category pair per scope per basis.
+
+    Only pairs bought together at least once are stored (a pair never co-bought has lift 0
+    and p = 1; it still counts in the Benjamini-Hochberg family). Returns the row count.
+    """
+    src = paid_lines_sql(con)
+    # Dense integer codes: merchants (0 = the 'all' scope), categories, customers.
+    _exec(con, f"""
+        CREATE OR REPLACE TEMP TABLE _aff_cat AS
+        SELECT category, (row_number() OVER (ORDER BY category) - 1)::INTEGER AS cat
+        FROM (SELECT DISTINCT category FROM ({src}))""")
+    _exec(con, f"""
+        CREATE OR REPLACE TEMP TABLE _aff_mer AS
+        SELECT merchant_id, row_number() OVER (ORDER BY merchant_id)::INTEGER AS mid
+        FROM (SELECT DISTINCT merchant_id FROM ({src}))""")
+    _exec(con, f"""
+        CREATE OR REPLACE TEMP TABLE _aff_cust AS
+        SELECT customer_id, row_number() OVER ()::BIGINT AS cid
+        FROM (SELECT DISTINCT customer_id FROM ({src}))""")
+    # Distinct (customer, merchant, category, day) first: everything after is integer work.
+    _exec(con, f"""
+        CREATE OR REPLACE TEMP TABLE _aff_enc AS
+        SELECT DISTINCT c.cid, m.mid, k.cat,
+               c.cid * {_DAY_BITS} + (CAST(l.ordered_at AS DATE) - DATE '1970-01-01') AS bid
+        FROM ({src}) l
+        JOIN _aff_cust c USING (customer_id)
+        JOIN _aff_mer m USING (merchant_id)
+        JOIN _aff_cat k USING (category)""")
+    # family = 2 * scope code + basis code (basis 0 = customer, 1 = basket)
+    _exec(con, """
+        CREATE OR REPLACE TEMP TABLE _aff_items AS
+        SELECT DISTINCT 0 AS fam, cid AS unit, cat FROM _aff_enc
+        UNION ALL SELECT DISTINCT 2 * mid, cid, cat FROM _aff_enc
+        UNION ALL SELECT DISTINCT 1, bid, cat FROM _aff_enc
+        -- (mid, bid, cat) is already unique in _aff_enc: bid determines cid
+        UNION ALL SELECT 2 * mid + 1, bid, cat FROM _aff_enc""")
+    _exec(con, """
+        CREATE OR REPLACE TEMP TABLE _aff_pairs AS
+        SELECT a.fam, a.cat AS cat_a, b.cat AS cat_b, count(*) AS n_ab
+        FROM _aff_items a JOIN _aff_items b
+          ON a.fam = b.fam AND a.unit = b.unit AND a.cat < b.cat
+        GROUP BY ALL""")
+    _exec(con, """
+        CREATE OR REPLACE TEMP TABLE _aff_marg AS
+        SELECT fam, cat, count(*) AS n FROM _aff_items GROUP BY ALL""")
+    # Units per family from the (smaller) encoded lines; fam 0 = every customer.
+    _exec(con, """
+        CREATE OR REPLACE TEMP TABLE _aff_fam AS
+        WITH units AS (
+            SELECT 0 AS fam, count(*) AS n_total FROM _aff_cust
+            UNION ALL SELECT 2 * mid, count(DISTINCT cid) FROM _aff_enc GROUP BY mid
+            UNION ALL SELECT 1, count(DISTINCT bid) FROM _aff_enc
+            UNION ALL SELECT 2 * mid + 1, count(DISTINCT bid) FROM _aff_enc GROUP BY mid
+        )
+        SELECT units.fam, units.n_total, c.n_cats
+        FROM units JOIN (SELECT fam, count(*) AS n_cats FROM _aff_marg GROUP BY fam) c
+          USING (fam)""")
+    # Unordered pairs: p and q are symmetric in A and B, so test each pair once.
+    arr = con.execute("""
+        SELECT p.fam, p.cat_a, p.cat_b, p.n_ab, ma.n AS n_a, mb.n AS n_b, f.n_total,
+               f.n_cats * (f.n_cats - 1) // 2 AS m
+        FROM _aff_pairs p
+        JOIN _aff_marg ma ON ma.fam = p.fam AND ma.cat = p.cat_a
+        JOIN _aff_marg mb ON mb.fam = p.fam AND mb.cat = p.cat_b
+        JOIN _aff_fam f ON f.fam = p.fam""").fetchnumpy()
+    t = time.perf_counter()
+    pv = hypergeom_pvalue(arr["n_ab"], arr["n_total"], arr["n_a"], arr["n_b"])
+    qv = bh_qvalues(pv, arr["fam"], arr["m"])
+    log.debug("%.2f s  p-values and q-values of %d unordered pairs", time.perf_counter() - t,
+              pv.size)
+    con.register("_aff_tests", pa.table({
+        "fam": np.asarray(arr["fam"]), "cat_a": np.asarray(arr["cat_a"]),
+        "cat_b": np.asarray(arr["cat_b"]), "p_value": pv, "q_value": qv,
+    }))
+    lo, hi = _lift_ci_sql()
+    _exec(con, f"""
+        CREATE OR REPLACE TABLE marts.category_affinity AS
+        -- one row per ordered category pair per scope per basis
+        WITH pairs AS (
+            SELECT t.fam, t.cat_a, t.cat_b, p.n_ab, t.p_value, t.q_value FROM _aff_tests t
+            JOIN _aff_pairs p USING (fam, cat_a, cat_b)
+            UNION ALL
+            SELECT t.fam, t.cat_b, t.cat_a, p.n_ab, t.p_value, t.q_value FROM _aff_tests t
+            JOIN _aff_pairs p USING (fam, cat_a, cat_b)
+        ), counted AS (
+            SELECT pairs.fam, ka.category AS category_a, kb.category AS category_b,
+                   ma.n AS n_a, mb.n AS n_b, pairs.n_ab, f.n_total, p_value, q_value
+            FROM pairs
+            JOIN _aff_marg ma ON ma.fam = pairs.fam AND ma.cat = pairs.cat_a
+            JOIN _aff_marg mb ON mb.fam = pairs.fam AND mb.cat = pairs.cat_b
+            JOIN _aff_fam f ON f.fam = pairs.fam
+            JOIN _aff_cat ka ON ka.cat = pairs.cat_a
+            JOIN _aff_cat kb ON kb.cat = pairs.cat_b
+        ), metrics AS (
+            SELECT *, n_ab / n_total AS support, n_a / n_total AS support_a,
+                   n_b / n_total AS support_b, n_ab / n_a AS confidence,
+                   (n_ab / n_a) / (n_b / n_total) AS lift
+            FROM counted
+        )
+        SELECT CASE WHEN fam < 2 THEN '{ALL_SCOPE}' ELSE m.merchant_id END AS scope,
+               CASE WHEN fam % 2 = 0 THEN 'customer' ELSE 'basket' END AS basis,
+               category_a, category_b,
+               n_a::BIGINT AS n_a, n_b::BIGINT AS n_b, n_ab::BIGINT AS n_ab,
+               n_total::BIGINT AS n_total,
+               support, support_a, support_b, confidence, lift,
+               {lo} AS lift_ci_low, {hi} AS lift_ci_high,
+               support - support_a * support_b AS leverage,
+               CASE WHEN n_ab < n_a THEN (1 - support_b) / (1 - confidence) END AS conviction,
+               p_value, q_value,
+               n_ab >= {int(settings.min_pair_customers)} AS meets_min_count,
+               n_ab >= {int(settings.min_pair_customers)}
+                 AND q_value <= {float(settings.fdr_alpha)} AND lift > 1 AS is_significant
+        FROM metrics LEFT JOIN _aff_mer m ON m.mid = metrics.fam // 2
+        ORDER BY scope <> '{ALL_SCOPE}', scope, basis DESC, category_a, category_b""")
+    con.unregister("_aff_tests")
+    for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
+              "_aff_pairs", "_aff_marg", "_aff_fam"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    comment_table(
+        con, "marts.category_affinity",
+        "Co-purchase affinity A -> B: one row per ordered category pair per scope (all | "
+        "merchant) per basis (customer | basket) bought together at least once. Paid lines "
+        "only. See docs/affinity.md.",
+        CATEGORY_AFFINITY_COLUMNS,
+    )
+    n = con.execute("SELECT count(*) FROM marts.category_affinity").fetchall()[0][0]
+    log.info("marts.category_affinity: %d rows", n)
+    return int(n)
+
+
+# --------------------------------------------------------------------------- directional
+
+DIRECTIONAL_COLUMNS = {
+    "scope": "'all' (every merchant) or a merchant_id: whose orders are counted.",
+    "category_a": "First category A.",
+    "category_b": "Later category B (B <> A).",
+    "window_days": "N = Settings.affinity_window_days: B must follow the first A within N days.",
+    "n_a": "Customers with a paid line in A, in this scope.",
+    "n_a_then_b": "Customers of A with a paid B line strictly after their first A and at most N days after it.",
+    "rate_b_after_a": "n_a_then_b / n_a.",
+    "n_total": "Customers with any paid line, in this scope.",
+    "n_b_base": "Customers with a paid B line strictly after their first paid line (any category) and at most N days after it.",
+    "base_rate_b": "n_b_base / n_total: the chance a customer buys B within N days of a first purchase.",
+    "lift": "rate_b_after_a / base_rate_b.",
+    "p_value": "One-sided binomial p-value P(X >= n_a_then_b), X ~ Binomial(n_a, base_rate_b).",
+    "q_value": "Benjamini-Hochberg q-value over the ordered pairs of this scope (pairs with no A-then-B customer count with p = 1).",
+    "meets_min_count": "n_a_then_b >= Settings.min_pair_customers.",
+    "is_significant": "meets_min_count and q_value <= Settings.fdr_alpha and lift > 1.",
+}
+
+
+def _finish_binomial_mart(con: duckdb.DuckDBPyConnection, table: str, staged: str,
+                          k: str, n: str, p0: str, family: str, m: str,
+                          settings: Settings) -> None:
+    """Add p_value / q_value / meets_min_count / is_significant to a staged pair table."""
+    arr = con.execute(f"SELECT rowid AS rid, {k} AS k, {n} AS n, {p0} AS p0, {family} AS fam, "
+                      f"{m} AS m FROM {staged}").fetchnumpy()
+    pv = binom_pvalue(arr["k"], arr["n"], arr["p0"])
+    fam = np.asarray(arr["fam"]).astype(str)
+    qv = bh_qvalues(pv, fam, arr["m"])
+    con.register("_rate_tests", pa.table({"rid": np.asarray(arr["rid"]), "p_value": pv,
+                                          "q_value": qv}))
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {table} AS
+        SELECT s.* EXCLUDE (m, rid), t.p_value, t.q_value,
+               s.{k} >= {int(settings.min_pair_customers)} AS meets_min_count,
+               s.{k} >= {int(settings.min_pair_customers)}
+                 AND t.q_value <= {float(settings.fdr_alpha)} AND s.lift > 1 AS is_significant
+        FROM (SELECT rowid AS rid, * FROM {staged}) s JOIN _rate_tests t USING (rid)
+        ORDER BY ALL""")
+    con.unregister("_rate_tests")
+
+
+def build_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Build ``marts.directional_affinity``: one row per ordered pair (A, B) per scope.
+
+    A customer counts for A -> B when a paid B line follows their first paid A line by more
+    than 0 and at most N = ``affinity_window_days`` days. The base rate is the share of all
+    customers buying B within N days after their first purchase of anything, so both sides
+    use the same window. Only pairs with at least one A-then-B customer are stored.
+    """
+    w = int(settings.affinity_window_days)
+    src = paid_lines_sql(con)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _dir_lines AS
+        WITH l AS ({src})
+        SELECT DISTINCT '{ALL_SCOPE}' AS scope, customer_id, category, ordered_at FROM l
+        UNION ALL
+        SELECT DISTINCT merchant_id, customer_id, category, ordered_at FROM l""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _dir_staged AS
+        WITH first_a AS (
+            SELECT scope, customer_id, category, min(ordered_at) AS t0
+            FROM _dir_lines GROUP BY ALL
+        ), first_any AS (
+            SELECT scope, customer_id, min(ordered_at) AS t0 FROM _dir_lines GROUP BY ALL
+        ), totals AS (
+            SELECT scope, count(*) AS n_total FROM first_any GROUP BY ALL
+        ), n_a AS (
+            SELECT scope, category, count(*) AS n_a FROM first_a GROUP BY ALL
+        ), base AS (
+            SELECT l.scope, l.category, count(DISTINCT l.customer_id) AS n_b_base
+            FROM _dir_lines l JOIN first_any f USING (scope, customer_id)
+            WHERE l.ordered_at > f.t0 AND l.ordered_at <= f.t0 + INTERVAL {w} DAY
+            GROUP BY ALL
+        ), ab AS (
+            SELECT f.scope, f.category AS category_a, l.category AS category_b,
+                   count(DISTINCT f.customer_id) AS n_a_then_b
+            FROM first_a f JOIN _dir_lines l USING (scope, customer_id)
+            WHERE l.category <> f.category
+              AND l.ordered_at > f.t0 AND l.ordered_at <= f.t0 + INTERVAL {w} DAY
+            GROUP BY ALL
+        ), fam AS (
+            SELECT scope, count(*) * (count(*) - 1) AS m FROM n_a GROUP BY ALL
+        )
+        SELECT ab.scope, category_a, category_b, {w} AS window_days, n_a.n_a, n_a_then_b,
+               n_a_then_b / n_a.n_a AS rate_b_after_a, totals.n_total, base.n_b_base,
+               base.n_b_base / totals.n_total AS base_rate_b,
+               (n_a_then_b / n_a.n_a) / (base.n_b_base / totals.n_total) AS lift, fam.m
+        FROM ab
+        JOIN n_a ON n_a.scope = ab.scope AND n_a.category = ab.category_a
+        JOIN base ON base.scope = ab.scope AND base.category = ab.category_b
+        JOIN totals ON totals.scope = ab.scope
+        JOIN fam ON fam.scope = ab.scope""")
+    _finish_binomial_mart(con, "marts.directional_affinity", "_dir_staged", "n_a_then_b",
+                          "n_a", "base_rate_b", "scope", "m", settings)
+    con.execute("DROP TABLE IF EXISTS _dir_lines")
+    con.execute("DROP TABLE IF EXISTS _dir_staged")
+    comment_table(
+        con, "marts.directional_affinity",
+        "A then B: one row per ordered category pair per scope (all | merchant) where some "
+        "customer bought B within N days after their first A. Paid lines only. See "
+        "docs/affinity.md.",
+        DIRECTIONAL_COLUMNS,
+    )
+    return int(con.execute("SELECT count(*) FROM marts.directional_affinity").fetchall()[0][0])
+
+
+# --------------------------------------------------------------------------- spill-over
+
+SPILLOVER_COLUMNS = {
+    "scope": "'all': clicks and purchases across every merchant.",
+    "shared_category": "Category A of the shared product that was clicked (share_nodes.category, else the product's category).",
+    "bought_category": "Category B the clicker bought afterwards.",
+    "same_category": "shared_category = bought_category (direct conversion rather than spill-over).",
+    "window_days": "W = Settings.spillover_window_days: the purchase must follow a click on A by more than 0 and at most W days.",
+    "n_clickers_a": "People who clicked at least one share of a category-A product.",
+    "n_a_then_b": "Of those, people with a paid B line within W days after one of their A clicks.",
+    "rate_b_after_a": "n_a_then_b / n_clickers_a.",
+    "n_clickers": "People who clicked any share with a known category.",
+    "n_b_base": "Clickers with a paid B line within W days after any of their clicks.",
+    "base_rate_b": "n_b_base / n_clickers: how often a clicker buys B within W days of some click.",
+    "lift": "rate_b_after_a / base_rate_b.",
+    "p_value": "One-sided binomial p-value P(X >= n_a_then_b), X ~ Binomial(n_clickers_a, base_rate_b).",
+    "q_value": "Benjamini-Hochberg q-value over all (shared, bought) category pairs (pairs with no such clicker count with p = 1).",
+    "meets_min_count": "n_a_then_b >= Settings.min_pair_customers.",
+    "is_significant": "meets_min_count and q_value <= Settings.fdr_alpha and lift > 1.",
+}
+
+
+def share_categories_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL of (share_id, category): the category of what each share shows.
+
+    ``graph.share_nodes.category`` when the cascade stage has built it, else the category
+    of the share / reshare event; either way the product's category fills gaps.
+    """
+    prod = ("(SELECT product_id, any_value(category) AS category FROM staging.products "
+            "GROUP BY product_id)")
+    if table_exists(con, "graph.share_nodes"):
+        return f"""
+            SELECT s.share_id, any_value(COALESCE(s.category, p.category)) AS category
+            FROM graph.share_nodes s LEFT JOIN {prod} p USING (product_id)
+            GROUP BY s.share_id"""
+    return f"""
+        SELECT e.share_id, any_value(COALESCE(e.category, p.category)) AS category
+        FROM staging.share_events e LEFT JOIN {prod} p USING (product_id)
+        WHERE e.event_type IN ('share', 'reshare')
+        GROUP BY e.share_id"""
+
+
+def build_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Build ``marts.spillover_affinity``: one row per (shared category, bought category).
+
+    The "saw a skirt post, bought a face mask" effect: people who clicked a share of a
+    category-A product and bought B within W = ``spillover_window_days`` days, against the
+    rate at which any clicker buys B within W days of any click. Clicks are
+    ``staging.share_events`` rows with event_type 'click' (clicker = actor_id).
+    """
+    w = int(settings.spillover_window_days)
+    src = paid_lines_sql(con)
+    shares = share_categories_sql(con)
+    prod = ("(SELECT product_id, any_value(category) AS category FROM staging.products "
+            "GROUP BY product_id)")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_clicks AS
+        SELECT DISTINCT e.actor_id AS person,
+               COALESCE(s.category, e.category, p.category) AS category, e.occurred_at AS t
+        FROM staging.share_events e
+        LEFT JOIN ({shares}) s USING (share_id)
+        LEFT JOIN {prod} p ON p.product_id = e.product_id
+        WHERE e.event_type = 'click' AND e.actor_id IS NOT NULL
+          AND COALESCE(s.category, e.category, p.category) IS NOT NULL""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_buys AS
+        SELECT DISTINCT l.customer_id AS person, l.category, l.ordered_at AS t
+        FROM ({src}) l SEMI JOIN (SELECT DISTINCT person FROM _sp_clicks) c
+          ON c.person = l.customer_id""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_staged AS
+        WITH hits AS (  -- (person, clicked A, bought B) with B within W days after an A click
+            SELECT DISTINCT c.person, c.category AS shared_category, b.category AS bought_category
+            FROM _sp_clicks c JOIN _sp_buys b
+              ON b.person = c.person AND b.t > c.t AND b.t <= c.t + INTERVAL {w} DAY
+        ), ab AS (
+            SELECT shared_category, bought_category, count(*) AS n_a_then_b
+            FROM hits GROUP BY ALL
+        ), base AS (
+            SELECT bought_category, count(DISTINCT person) AS n_b_base FROM hits GROUP BY ALL
+        ), n_a AS (
+            SELECT category AS shared_category, count(DISTINCT person) AS n_clickers_a
+            FROM _sp_clicks GROUP BY ALL
+        ), totals AS (
+            SELECT count(DISTINCT person) AS n_clickers FROM _sp_clicks
+        ), fam AS (
+            SELECT (SELECT count(*) FROM n_a) * (SELECT count(*) FROM base) AS m
+        )
+        SELECT '{ALL_SCOPE}' AS scope, shared_category, bought_category,
+               shared_category = bought_category AS same_category, {w} AS window_days,
+               n_clickers_a, n_a_then_b, n_a_then_b / n_clickers_a AS rate_b_after_a,
+               n_clickers, n_b_base, n_b_base / n_clickers AS base_rate_b,
+               (n_a_then_b / n_clickers_a) / (n_b_base / n_clickers) AS lift, fam.m
+        FROM ab JOIN n_a USING (shared_category) JOIN base USING (bought_category)
+        CROSS JOIN totals CROSS JOIN fam""")
+    _finish_binomial_mart(con, "marts.spillover_affinity", "_sp_staged", "n_a_then_b",
+                          "n_clickers_a", "base_rate_b", "scope", "m", settings)
+    for t in ("_sp_clicks", "_sp_buys", "_sp_staged"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    comment_table(
+        con, "marts.spillover_affinity",
+        "Social spill-over: one row per (shared category, bought category) where some "
+        "clicker of a category-A share bought B within W days. See docs/affinity.md.",
+        SPILLOVER_COLUMNS,
+    )
+    return int(con.execute("SELECT count(*) FROM marts.spillover_affinity").fetchall()[0][0])
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def affinity_bounds_problems(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows of ``marts.category_affinity`` breaking a bound; all zero when the mart is sound.
+
+    support, support_a, support_b, confidence in [0, 1]; 1 <= n_ab <= min(n_a, n_b);
+    max(n_a, n_b) <= n_total; lift >= 0; q_value >= p_value.
+    """
+    row = con.execute("""
+        SELECT count(*) FILTER (WHERE NOT (support BETWEEN 0 AND 1)) AS support_out_of_range,
+               count(*) FILTER (WHERE NOT (confidence BETWEEN 0 AND 1)) AS confidence_out_of_range,
+               count(*) FILTER (WHERE NOT (n_ab BETWEEN 1 AND least(n_a, n_b))) AS n_ab_too_large,
+               count(*) FILTER (WHERE greatest(n_a, n_b) > n_total) AS marginal_above_total,
+               count(*) FILTER (WHERE lift < 0 OR isnan(lift)) AS bad_lift,
+               count(*) FILTER (WHERE q_value < p_value - 1e-12) AS q_below_p
+        FROM marts.category_affinity""").fetchall()[0]
+    names = ("support_out_of_range", "confidence_out_of_range", "n_ab_too_large",
+             "marginal_above_total", "bad_lift", "q_below_p")
+    return dict(zip(names, (int(v) for v in row), strict=True))
+
+
+def affinity_count_mismatches(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Compare the mart's marginals with counts taken straight from the paid order lines.
+
+    For scope 'all', basis 'customer': n_a = COUNT(DISTINCT customer_id) of paid lines in A
+    and n_total = COUNT(DISTINCT customer_id) of paid lines with a category. Returns the
+    number of categories whose n_a differs, and of rows whose n_total differs.
+    """
+    src = paid_lines_sql(con)
+    row = con.execute(f"""
+        WITH direct AS (
+            SELECT category, count(DISTINCT customer_id) AS n FROM ({src}) GROUP BY ALL
+        ), total AS (SELECT count(DISTINCT customer_id) AS n FROM ({src})),
+        mart AS (
+            SELECT DISTINCT category_a AS category, n_a, n_total FROM marts.category_affinity
+            WHERE scope = '{ALL_SCOPE}' AND basis = 'customer'
+        )
+        SELECT count(*) FILTER (WHERE d.n IS DISTINCT FROM m.n_a),
+               count(*) FILTER (WHERE m.n_total <> (SELECT n FROM total))
+        FROM mart m LEFT JOIN direct d USING (category)""").fetchall()[0]
+    return {"n_a_mismatch": int(row[0]), "n_total_mismatch": int(row[1])}
+
+
+def rate_mart_problems(con: duckdb.DuckDBPyConnection, table: str, n_col: str) -> dict[str, int]:
+    """Bounds of a directional / spill-over mart: rates in [0, 1], n_a_then_b <= n_a."""
+    row = con.execute(f"""
+        SELECT count(*) FILTER (WHERE NOT (rate_b_after_a BETWEEN 0 AND 1)
+                                   OR NOT (base_rate_b BETWEEN 0 AND 1)) AS rate_out_of_range,
+               count(*) FILTER (WHERE n_a_then_b > {n_col}) AS n_a_then_b_too_large,
+               count(*) FILTER (WHERE NOT (p_value BETWEEN 0 AND 1)
+                                   OR NOT (q_value BETWEEN 0 AND 1)) AS bad_p
+        FROM {table}""").fetchall()[0]
+    return dict(zip(("rate_out_of_range", "n_a_then_b_too_large", "bad_p"),
+                    (int(v) for v in row), strict=True))

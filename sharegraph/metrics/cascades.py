@@ -1,0 +1,296 @@
+"""Share cascades: the tree of shares and re-shares grown from one original share.
+
+Definitions (docs/growth-metrics.md §Cascades) follow Goel, Anderson, Hofman & Watts (2016),
+"The Structural Virality of Online Diffusion", Management Science 62(1):180-196:
+size = number of share nodes, depth = longest root-to-node path, max breadth = most nodes
+at one depth, structural virality = mean shortest-path distance over all unordered pairs of
+nodes of the undirected tree (the Wiener index divided by C(n, 2); 0 for a single node).
+
+Cascades are mostly singletons and can number in the hundreds of thousands
+(docs/performance.md), so shape metrics are set-based SQL and virality is one NumPy pass over
+every non-trivial tree at once; NetworkX is only the cross-check in the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from sharegraph.core.config import Settings
+from sharegraph.core.warehouse import comment_table
+
+log = logging.getLogger(__name__)
+
+CASCADES_DOC = {
+    "root_share_id": "The original share the cascade grew from (graph.share_nodes depth 0).",
+    "root_actor_id": "Who made the original share.",
+    "product_id": "Product of the root share (NULL when the share names none).",
+    "category": "Category of the root share (NULL when unknown).",
+    "merchant_id": "Merchant of the root share's product: staging.products, else the merchant "
+                   "that sold the product most often in graph.attributed_orders; NULL if unknown.",
+    "channel": "Where the root share was posted (moments, wechat_group, ...).",
+    "started_at": "When the root share was made (local time, configured zone).",
+    "last_shared_at": "Latest share or re-share in the cascade.",
+    "size": "Number of share nodes in the cascade: the root share plus every re-share (>= 1).",
+    "reshares": "size - 1.",
+    "sharers": "Distinct people who shared or re-shared in the cascade.",
+    "depth": "Longest root-to-node path in re-share generations (0 for a lone share).",
+    "max_breadth": "Largest number of share nodes at one depth (1 for a lone share).",
+    "structural_virality": "Mean shortest-path distance over all unordered pairs of nodes of "
+                           "the undirected cascade tree (Goel et al. 2016); 0 iff size = 1, "
+                           "1 for size 2, 2 - 2/n for a star of n nodes, (n+1)/3 for a chain.",
+    "clicks": "Click events on any share of the cascade (staging.share_events).",
+    "clickers": "Distinct people who clicked a share of the cascade.",
+    "orders": "Distinct paid orders with an attributed line whose resolved share is in the "
+              "cascade (graph.attributed_orders.share_id; credited_id NOT NULL).",
+    "buyers": "Distinct customers of those orders.",
+    "gmv": "Paid, attributed GMV of those lines, ¥ (0 when none); sums to at most total "
+           "attributed GMV.",
+}
+
+
+def subtree_sizes(parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Nodes in the subtree of every node, itself included, for a forest given as arrays.
+
+    ``parent[v]`` is the index of v's parent (-1 for a root) and ``depth[v]`` its distance
+    from its root. Leaves-up: one ``bincount`` per depth level, deepest first, so the cost is
+    O(n x levels) in NumPy whatever the number of trees. Raises ``ValueError`` when a
+    parent is not exactly one level above its child.
+    """
+    parent = np.asarray(parent, dtype=np.int64)
+    depth = np.asarray(depth, dtype=np.int64)
+    n = parent.size
+    sub = np.ones(n, dtype=np.int64)
+    if n == 0:
+        return sub
+    nonroot = parent >= 0
+    if (depth[~nonroot] != 0).any() or (depth[parent[nonroot]] != depth[nonroot] - 1).any():
+        bad = np.flatnonzero(
+            (~nonroot & (depth != 0))
+            | (nonroot & (depth[np.where(nonroot, parent, 0)] != depth - 1))
+        )
+        raise ValueError(
+            f"inconsistent forest: {bad.size} node(s) whose depth is not parent depth + 1 "
+            f"(roots must have depth 0), first index {int(bad[0])}"
+        )
+    order = np.argsort(depth, kind="stable")
+    top = int(depth.max())
+    bounds = np.searchsorted(depth[order], np.arange(top + 2))
+    for level in range(top, 0, -1):
+        nodes = order[bounds[level]:bounds[level + 1]]
+        sub += np.bincount(parent[nodes], weights=sub[nodes], minlength=n).astype(np.int64)
+    return sub
+
+
+def structural_virality(
+    parent: np.ndarray, depth: np.ndarray, tree: np.ndarray, n_trees: int | None = None
+) -> np.ndarray:
+    """Structural virality of every tree of a forest, in one vectorised pass.
+
+    Goel et al. (2016): ν(T) = 1/(n(n-1)) Σ_i Σ_j d_ij = W(T) / C(n, 2), the mean distance
+    over unordered pairs of the undirected tree, with W the Wiener index. For a tree,
+    W = Σ over edges of s_e (n - s_e) where s_e is the number of nodes below the edge, i.e.
+    Σ over non-root v of sub(v) (n - sub(v)). ``tree[v]`` is v's tree number in
+    ``0..n_trees-1``. Returns one float per tree, 0.0 for a single node.
+
+    Example: a root with two children (a star of 3) has distances 1, 1, 2, so ν = 4/3.
+    """
+    parent = np.asarray(parent, dtype=np.int64)
+    tree = np.asarray(tree, dtype=np.int64)
+    if n_trees is None:
+        n_trees = int(tree.max()) + 1 if tree.size else 0
+    sub = subtree_sizes(parent, depth)
+    size = np.bincount(tree, minlength=n_trees).astype(np.int64)
+    nonroot = parent >= 0
+    if (tree[nonroot] != tree[parent[nonroot]]).any():
+        raise ValueError("inconsistent forest: a node and its parent are in different trees")
+    s = sub[nonroot]
+    wiener = np.bincount(
+        tree[nonroot], weights=(s * (size[tree[nonroot]] - s)).astype(np.float64),
+        minlength=n_trees,
+    )
+    pairs = size * (size - 1) / 2.0
+    return np.divide(wiener, pairs, out=np.zeros(n_trees), where=pairs > 0)
+
+
+def _virality_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Structural virality per root_share_id of every cascade with more than one node."""
+    # a cursor: the relation API refuses a connection holding a caller's unfinished result
+    nodes = con.cursor().sql(
+        """
+        -- one row per share node of a non-trivial cascade, with integer node/parent/root ids
+        -- (row numbers in no particular order: only equality matters, and no string sort)
+        WITH big AS (
+            SELECT root_share_id FROM graph.share_nodes GROUP BY root_share_id HAVING count(*) > 1
+        ),
+        n AS MATERIALIZED (
+            SELECT s.share_id, s.parent_share_id, s.root_share_id, s.depth,
+                   row_number() OVER () - 1 AS idx
+            FROM graph.share_nodes s SEMI JOIN big USING (root_share_id)
+        )
+        SELECT c.idx, coalesce(p.idx, -1) AS parent, c.depth, r.idx AS root, c.root_share_id
+        FROM n c
+        LEFT JOIN n p ON p.share_id = c.parent_share_id AND c.depth > 0
+        LEFT JOIN n r ON r.share_id = c.root_share_id
+        """
+    ).to_arrow_table()
+    if nodes.num_rows == 0:
+        return pa.table({"root_share_id": pa.array([], pa.string()),
+                         "structural_virality": pa.array([], pa.float64())})
+    idx = nodes["idx"].to_numpy()
+    parent = np.empty(idx.size, dtype=np.int64)
+    depth = np.empty(idx.size, dtype=np.int64)
+    root = np.empty(idx.size, dtype=np.int64)
+    parent[idx] = nodes["parent"].to_numpy()
+    depth[idx] = nodes["depth"].to_numpy()
+    root[idx] = nodes["root"].fill_null(-1).to_numpy()
+    if (root < 0).any():
+        raise ValueError("graph.share_nodes: a cascade's root_share_id is not one of its shares")
+    roots, tree = np.unique(root, return_inverse=True)
+    nu = structural_virality(parent, depth, tree, roots.size)
+    position = np.empty(idx.size, dtype=np.int64)
+    position[idx] = np.arange(idx.size)
+    root_ids = nodes["root_share_id"].take(pa.array(position[roots]))
+    return pa.table({"root_share_id": root_ids, "structural_virality": pa.array(nu)})
+
+
+def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Build ``marts.cascades``: one row per cascade (root share) of ``graph.share_nodes``.
+
+    Size, depth and breadth are GROUP BYs over (root, depth); clicks from
+    ``staging.share_events``; orders and GMV (¥) from paid, attributed lines of
+    ``graph.attributed_orders`` whose resolved share is in the cascade. Returns the row count.
+    """
+    del settings  # no tunables: the definitions are fixed (docs/growth-metrics.md)
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    virality = _virality_table(con)  # noqa: F841 - read by DuckDB below
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE marts.cascades AS
+        -- grain: one row per cascade = per root share (graph.share_nodes.depth = 0)
+        WITH levels AS (
+            SELECT root_share_id, depth, count(*) AS n
+            FROM graph.share_nodes GROUP BY root_share_id, depth
+        ),
+        shape AS (
+            SELECT root_share_id, sum(n)::BIGINT AS size, max(depth)::INTEGER AS depth,
+                   max(n)::BIGINT AS max_breadth
+            FROM levels GROUP BY root_share_id
+        ),
+        extent AS (
+            SELECT root_share_id, max(shared_at) AS last_shared_at,
+                   count(DISTINCT actor_id)::BIGINT AS sharers
+            FROM graph.share_nodes GROUP BY root_share_id
+        ),
+        clicks AS (
+            SELECT n.root_share_id, count(*)::BIGINT AS clicks,
+                   count(DISTINCT e.actor_id)::BIGINT AS clickers
+            FROM staging.share_events e JOIN graph.share_nodes n ON n.share_id = e.share_id
+            WHERE e.event_type = 'click'
+            GROUP BY n.root_share_id
+        ),
+        sales AS (
+            SELECT n.root_share_id, count(DISTINCT a.order_id)::BIGINT AS orders,
+                   count(DISTINCT a.customer_id)::BIGINT AS buyers,
+                   sum(a.amount)::DECIMAL(18,2) AS gmv
+            FROM graph.attributed_orders a JOIN graph.share_nodes n ON n.share_id = a.share_id
+            WHERE a.is_paid AND a.credited_id IS NOT NULL
+            GROUP BY n.root_share_id
+        ),
+        product_merchant AS (
+            SELECT product_id, coalesce(any_value(p_merchant), any_value(o_merchant)) AS merchant_id
+            FROM (
+                SELECT product_id, merchant_id AS p_merchant, NULL AS o_merchant
+                FROM staging.products WHERE merchant_id IS NOT NULL
+                UNION ALL
+                SELECT product_id, NULL, mode(merchant_id)
+                FROM graph.attributed_orders GROUP BY product_id
+            )
+            GROUP BY product_id
+        )
+        SELECT r.share_id AS root_share_id, r.actor_id AS root_actor_id, r.product_id,
+               r.category, pm.merchant_id, r.channel, r.shared_at AS started_at,
+               e.last_shared_at, s.size, s.size - 1 AS reshares, e.sharers, s.depth,
+               s.max_breadth,
+               coalesce(v.structural_virality, 0.0)::DOUBLE AS structural_virality,
+               coalesce(c.clicks, 0)::BIGINT AS clicks,
+               coalesce(c.clickers, 0)::BIGINT AS clickers,
+               coalesce(o.orders, 0)::BIGINT AS orders,
+               coalesce(o.buyers, 0)::BIGINT AS buyers,
+               coalesce(o.gmv, 0)::DECIMAL(18,2) AS gmv
+        FROM graph.share_nodes r
+        JOIN shape s ON s.root_share_id = r.share_id
+        JOIN extent e ON e.root_share_id = r.share_id
+        LEFT JOIN virality v ON v.root_share_id = r.share_id
+        LEFT JOIN clicks c ON c.root_share_id = r.share_id
+        LEFT JOIN sales o ON o.root_share_id = r.share_id
+        LEFT JOIN product_merchant pm ON pm.product_id = r.product_id
+        WHERE r.depth = 0
+        ORDER BY r.shared_at, r.share_id
+        """
+    )
+    comment_table(
+        con,
+        "marts.cascades",
+        "One row per share cascade (tree of shares and re-shares rooted at an original share): "
+        "size, depth, max breadth, structural virality (Goel et al. 2016) and the clicks, "
+        "orders and attributed GMV (¥) its shares led to.",
+        CASCADES_DOC,
+    )
+    n = con.execute("SELECT count(*) FROM marts.cascades").fetchall()[0][0]
+    log.info("marts.cascades: %d cascades", n)
+    return n
+
+
+def check_cascade_shape(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:
+    """size >= 1, depth >= 0, max_breadth in [1, size], virality >= 0 and 0 iff size = 1,
+    virality 1 at size 2, and every share node belongs to exactly one cascade row."""
+    row = con.execute(
+        """
+        SELECT
+          count(*) FILTER (WHERE size < 1 OR size IS NULL),
+          count(*) FILTER (WHERE depth < 0 OR depth IS NULL OR depth > size - 1),
+          count(*) FILTER (WHERE max_breadth < 1 OR max_breadth > size),
+          count(*) FILTER (WHERE NOT structural_virality >= 0 OR NOT isfinite(structural_virality)),
+          count(*) FILTER (WHERE (structural_virality = 0) <> (size = 1)),
+          count(*) FILTER (WHERE size = 2 AND abs(structural_virality - 1) > 1e-9),
+          coalesce(sum(size), 0),
+          (SELECT count(*) FROM graph.share_nodes)
+        FROM marts.cascades
+        """
+    ).fetchall()[0]
+    bad_size, bad_depth, bad_breadth, bad_nu, bad_zero, bad_two, nodes, share_nodes = row
+    problems = []
+    for count, what in (
+        (bad_size, "size < 1"),
+        (bad_depth, "depth < 0 or depth > size - 1"),
+        (bad_breadth, "max_breadth outside [1, size]"),
+        (bad_nu, "structural_virality negative or not finite"),
+        (bad_zero, "structural_virality = 0 not exactly when size = 1"),
+        (bad_two, "size 2 with structural_virality != 1"),
+    ):
+        if count:
+            problems.append(f"{count} cascade(s) with {what}")
+    if nodes != share_nodes:
+        problems.append(f"cascade sizes sum to {nodes} but graph.share_nodes has {share_nodes} rows")
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"all cascades well-formed ({nodes} share nodes)"
+
+
+def check_cascade_gmv(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:
+    """Sum of cascade GMV (¥) must not exceed the attributed GMV it is a part of."""
+    cascade_gmv, attributed = con.execute(
+        """
+        SELECT (SELECT coalesce(sum(gmv), 0) FROM marts.cascades),
+               (SELECT coalesce(sum(amount), 0) FROM graph.attributed_orders
+                 WHERE is_paid AND credited_id IS NOT NULL)
+        """
+    ).fetchall()[0]
+    ok = cascade_gmv <= attributed
+    return ok, (
+        f"cascade GMV ¥{cascade_gmv} {'<=' if ok else '>'} attributed GMV ¥{attributed}"
+    )

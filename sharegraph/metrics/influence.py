@@ -1,0 +1,407 @@
+"""Influence per person: direct and downstream sales, PageRank, conversion, cascades, circle, ROI.
+
+Grain of ``marts.agent_influence``: one row per person who made a share, was credited for a
+sale (sharer or referrer) or is an agent. Every metric is defined in docs/influence.md.
+Heavy kernels run on NumPy/SciPy arrays (:mod:`sharegraph.core.kernels`), one method at every
+scale (circles by modularity-aware label propagation, docs/influence.md#circles).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from sharegraph.core.config import Settings
+from sharegraph.core.kernels import break_cycles, label_propagation, pagerank, subtree_aggregates
+from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
+
+log = logging.getLogger(__name__)
+
+CIRCLE_SEED = 42
+"""Seed of the circle detection (random update subsets and tie-breaks)."""
+
+
+def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
+
+
+def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """graph.people as arrays indexed by ``i`` (dense, in person_id order), built once.
+
+    Writes temp table ``_pidx(person_id, i, ...)`` (the one string -> int32 dictionary
+    every other lookup of this stage joins to) and returns, ordered by ``i``: the network parent
+    index ``p`` (-1 for a root), direct GMV / cost credited (¥), counts and flags.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _pidx AS
+        SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::INTEGER AS i,
+               network_parent_id, role, is_agent, agent_level
+        FROM graph.people
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _direct AS
+        -- grain: one row per credited person (graph.attributed_orders paid, credited lines)
+        WITH a AS (
+            SELECT credited_id, order_id, rule IN ('share_id', 'last_click') AS via_share,
+                   is_first_order, amount, commission_yuan, red_packet_yuan,
+                   -- orders with a line other than 1 may have several credited lines: count
+                   -- them distinct below; every other order is one line (key order_id, line_no)
+                   {IN_MULTI_LINE_ORDER} AS multi
+            FROM graph.attributed_orders
+            WHERE is_paid AND credited_id IS NOT NULL
+        ),
+        per_line AS (
+            SELECT credited_id, count(*) FILTER (WHERE NOT multi) AS orders,
+                   count(*) FILTER (WHERE NOT multi AND via_share) AS share_orders,
+                   count(*) FILTER (WHERE is_first_order) AS new_customers,
+                   sum(amount) AS gmv, sum(commission_yuan) AS commission,
+                   sum(red_packet_yuan) AS red_packet
+            FROM a GROUP BY 1
+        ),
+        per_order AS (
+            SELECT credited_id, count(*) AS orders, count(*) FILTER (WHERE via_share) AS share_orders
+            FROM (SELECT credited_id, order_id, bool_or(via_share) AS via_share
+                  FROM a WHERE multi GROUP BY ALL)
+            GROUP BY 1
+        )
+        SELECT x.i, l.credited_id AS person_id,
+               (l.orders + coalesce(o.orders, 0))::BIGINT AS direct_orders,
+               l.gmv::DECIMAL(18,2) AS direct_gmv,
+               l.new_customers,
+               (l.share_orders + coalesce(o.share_orders, 0))::BIGINT AS share_orders,
+               l.commission::DECIMAL(18,2) AS commission_yuan,
+               l.red_packet::DECIMAL(18,2) AS red_packet_yuan
+        FROM per_line l JOIN _pidx x ON x.person_id = l.credited_id
+        LEFT JOIN per_order o ON o.credited_id = l.credited_id
+        """
+    )
+    return _table(
+        con,
+        """
+        SELECT a.i, coalesce(b.i, -1)::BIGINT AS p, coalesce(d.direct_gmv, 0)::DOUBLE AS gmv,
+               coalesce(d.commission_yuan + d.red_packet_yuan, 0)::DOUBLE AS cost,
+               d.i IS NOT NULL AS credited, a.is_agent
+        FROM _pidx a LEFT JOIN _pidx b ON b.person_id = a.network_parent_id
+        LEFT JOIN _direct d ON d.i = a.i
+        ORDER BY a.i
+        """,
+    )
+
+
+def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float,
+               cost: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Downstream reach / GMV per node of the influence forest (docs/influence.md).
+
+    ``reach[p]`` = descendants of p; ``gmv_decayed[p] = Σ_{d at generation g>=1}
+    decay**(g-1) * gmv[d]``; ``gmv_total`` the same with decay 1 (and ``cost_total`` for
+    ``cost``); ``generations`` = height of p's subtree. One leaves-up pass. Cycles (should
+    graph.people not be acyclic) are cut deterministically.
+    """
+    cost = np.zeros(parent.size) if cost is None else cost
+    reach, height, (decayed, total, cost_total) = subtree_aggregates(
+        break_cycles(parent), [gmv, gmv, cost], [decay, 1.0, 1.0])
+    return {"reach": reach, "gmv_decayed": decayed, "gmv_total": total, "generations": height,
+            "cost_total": cost_total}
+
+
+def circles(src: np.ndarray, dst: np.ndarray, n: int,
+            weight: np.ndarray | None = None) -> np.ndarray:
+    """Community label per node of the undirected weighted graph (src, dst) over 0..n-1.
+
+    Modularity-aware, semi-synchronous label propagation
+    (:func:`sharegraph.core.kernels.label_propagation`, seed ``CIRCLE_SEED``) at every scale.
+    """
+    return label_propagation(src, dst, n, weight=weight, seed=CIRCLE_SEED)
+
+
+AGENT_INFLUENCE_DOC = {
+    "person_id": "Person (sharer, credited referrer or agent).",
+    "role": "customer | agent | both | sharer (graph.people.role).",
+    "is_agent": "Listed in staging.agents.",
+    "agent_level": "Agent level (1 = top), NULL if not an agent.",
+    "direct_orders": "Distinct paid orders credited to this person (graph.attributed_orders.credited_id).",
+    "direct_gmv": "Paid GMV credited to this person, ¥.",
+    "direct_buyers": "Distinct buyers of those orders.",
+    "new_customers": "Buyers whose first paid order line was credited to this person (acquired).",
+    "downstream_reach": "Descendants in the influence network forest (parent = upline for agents, else acquirer); a leaf has 0.",
+    "downstream_generations": "Height of this person's subtree in the network forest (0 for a leaf).",
+    "downstream_gmv": "Σ over descendants d at generation g>=1 of decay^(g-1) x direct_gmv(d), ¥; decay = Settings.downstream_decay.",
+    "downstream_gmv_total": "Σ of direct_gmv over all descendants (no decay), ¥.",
+    "influence_gmv": "direct_gmv + downstream_gmv (decayed), ¥: the score ranked for is_top_1pct.",
+    "pagerank": "GMV-weighted PageRank on buyer -> credited-person edges (alpha = Settings.pagerank_alpha), sums to 1 over the attribution graph; 0 if not in it.",
+    "pagerank_rank": "Rank by pagerank over this table (1 = highest; ties by person_id).",
+    "shares_made": "Shares and re-shares this person made (graph.share_nodes).",
+    "clicks_received": "Clicks by other people on this person's shares.",
+    "share_orders": "Paid orders credited to this person through a share (rules share_id, last_click).",
+    "click_rate": "clicks_received / shares_made (NULL when no shares).",
+    "conversion_rate": "share_orders / clicks_received (NULL when no clicks).",
+    "cascades_rooted": "Cascades (share trees) rooted at a share by this person.",
+    "max_cascade_size": "Largest rooted cascade, in shares (NULL if none).",
+    "mean_cascade_size": "Mean rooted cascade size, in shares.",
+    "max_cascade_depth": "Deepest rooted cascade (root = 0).",
+    "mean_cascade_depth": "Mean depth (max node depth) of rooted cascades.",
+    "circle_id": "Community (circle) of person-to-person ties (credited sales, clicks on shares, re-shares, agent upline), by modularity-aware label propagation; named by its smallest person_id. NULL for a row with no tie.",
+    "circle_size": "People in the circle (everyone with a tie, not only rows of this table).",
+    "circle_rank": "Rank by pagerank within the circle among rows of this table (1 = top).",
+    "commission_yuan": "Commission paid on orders credited to this person, ¥.",
+    "red_packet_yuan": "Red packets paid on orders credited to this person, ¥.",
+    "cost_yuan": "commission_yuan + red_packet_yuan, ¥.",
+    "roi": "direct_gmv / cost_yuan: ¥ of credited GMV per ¥ of cost (NULL when cost is 0).",
+    "network_roi": "(direct_gmv + downstream_gmv_total) / (cost_yuan + downstream cost), undecayed, ¥ per ¥ (NULL when cost is 0).",
+    "is_top_1pct": "influence_gmv in the top 1% of this table (at least one row when any is positive).",
+}
+
+
+def _ranks(order: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
+    """1-based rank of each position of ``order`` (a sort permutation), restarting per group."""
+    rank = np.empty(order.size, dtype=np.int64)
+    if group is None:
+        rank[order] = np.arange(1, order.size + 1)
+        return rank
+    g = group[order]
+    start = np.ones(order.size, dtype=bool)
+    start[1:] = g[1:] != g[:-1]
+    first = np.flatnonzero(start)
+    pos = np.arange(order.size) - np.repeat(first, np.diff(np.append(first, order.size)))
+    rank[order] = pos + 1
+    return rank
+
+
+def _pagerank_over_graph(buyer: np.ndarray, sharer: np.ndarray, w: np.ndarray, n: int,
+                         alpha: float) -> np.ndarray:
+    """PageRank (buyer -> credited person, weight ¥) over the nodes of the attribution graph;
+    0 for everyone else."""
+    in_graph = np.zeros(n, dtype=bool)
+    in_graph[buyer] = True
+    in_graph[sharer] = True
+    local = np.cumsum(in_graph) - 1
+    pr = np.zeros(n)
+    if in_graph.any():
+        pr[in_graph] = pagerank(local[buyer], local[sharer], w, int(in_graph.sum()), alpha=alpha)
+    return pr
+
+
+def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Build ``marts.agent_influence``: one row per person who shared, was credited or is an agent.
+
+    One int32 person dictionary (``_pidx``, person_id order) for the whole stage; per-person
+    metrics are NumPy arrays indexed by it (downstream sums, PageRank, circles, ranks) and go
+    back to DuckDB as one registered Arrow table in a single CREATE TABLE AS joined on ints.
+    The single-threaded kernels (downstream sums, PageRank) run in a worker thread while
+    DuckDB reads the click, re-share and share tables and circles are found.
+    """
+    s = settings or Settings()
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    ppl = _people_index(con)
+    n = ppl.num_rows
+    parent = ppl.column("p").to_numpy().astype(np.int64)
+    gmv = ppl.column("gmv").to_numpy()
+    e = _table(
+        con,
+        """
+        SELECT b.i AS buyer, a.i AS sharer, sum(r.gmv)::DOUBLE AS gmv,
+               sum(r.orders)::DOUBLE AS orders
+        FROM graph.referral_edges r
+        JOIN _pidx a ON a.person_id = r.sharer_id JOIN _pidx b ON b.person_id = r.buyer_id
+        GROUP BY ALL
+        """,
+    )
+    buyer = e.column("buyer").to_numpy()
+    sharer = e.column("sharer").to_numpy()
+    ref_orders = e.column("orders").to_numpy()
+    with ThreadPoolExecutor(1) as pool:
+        ds_job = pool.submit(downstream, parent, gmv, float(s.downstream_decay),
+                             ppl.column("cost").to_numpy())
+        pr_job = pool.submit(_pagerank_over_graph, buyer, sharer, e.column("gmv").to_numpy(), n,
+                             float(s.pagerank_alpha))
+        direct_buyers = np.bincount(sharer, minlength=n)  # edges are distinct (sharer, buyer)
+
+        # circles (docs/influence.md#circles): undirected person-to-person ties, weight =
+        # number of interactions: credited orders (sharer - buyer), clicks (clicker - sharer
+        # of the clicked share, also giving clicks_received), re-shares (re-sharer - parent
+        # sharer) and the effective agent upline (weight 1)
+        clk = _table(
+            con,
+            """
+            SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
+            FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
+            JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
+            WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
+            GROUP BY ALL
+            """,
+        )
+        clicks_received = np.bincount(clk.column("sharer").to_numpy(),
+                                      weights=clk.column("clicks").to_numpy(),
+                                      minlength=n).astype(np.int64)
+        rsh = _table(
+            con,
+            """
+            SELECT a.i AS parent, b.i AS child, count(*)::DOUBLE AS reshares
+            FROM graph.share_nodes s JOIN graph.share_nodes p ON p.share_id = s.parent_share_id
+            JOIN _pidx a ON a.person_id = p.actor_id JOIN _pidx b ON b.person_id = s.actor_id
+            WHERE p.actor_id <> s.actor_id
+            GROUP BY ALL
+            """,
+        )
+        is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
+        up_child = np.flatnonzero(is_agent & (parent >= 0)).astype(np.int32)
+        cs = np.concatenate([sharer, clk.column("sharer").to_numpy(),
+                             rsh.column("parent").to_numpy(), parent[up_child].astype(np.int32)])
+        cd = np.concatenate([buyer, clk.column("clicker").to_numpy(),
+                             rsh.column("child").to_numpy(), up_child])
+        cw = np.concatenate([ref_orders, clk.column("clicks").to_numpy(),
+                             rsh.column("reshares").to_numpy(), np.ones(up_child.size)])
+        del e, buyer, sharer, clk, rsh, ref_orders
+        node = np.zeros(n, dtype=bool)
+        node[cs] = True
+        node[cd] = True
+        loc = (np.cumsum(node) - 1).astype(np.int32)
+        lab = np.full(n, -1, dtype=np.int64)
+        if node.any():
+            lab[node] = circles(loc[cs], loc[cd], int(node.sum()), weight=cw)
+        del cs, cd, cw, loc
+        shares = _table(
+            con,
+            """
+            WITH cascade AS (
+                SELECT root_share_id, count(*) AS size, max(depth) AS depth
+                FROM graph.share_nodes GROUP BY 1
+            ),
+            per_share AS (
+                SELECT n.actor_id, c.size, c.depth
+                FROM graph.share_nodes n
+                LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
+            )
+            SELECT x.i, count(*) AS shares_made,
+                   count(size) AS cascades_rooted, max(size) AS max_cascade_size,
+                   avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
+                   avg(depth) AS mean_cascade_depth
+            FROM per_share p JOIN _pidx x ON x.person_id = p.actor_id
+            GROUP BY 1
+            """,
+        )
+        ds, pr = ds_job.result(), pr_job.result()
+
+    # circle named by its smallest person_id = smallest index i (i is in person_id order)
+    k = int(lab.max()) + 1 if node.any() else 0
+    circle_min = np.full(k, n, dtype=np.int64)
+    np.minimum.at(circle_min, lab[node], np.flatnonzero(node))
+    circle_i = np.full(n, -1, dtype=np.int64)
+    circle_i[node] = circle_min[lab[node]]
+    circle_size = np.zeros(n, dtype=np.int64)
+    circle_size[node] = np.bincount(lab[node], minlength=k)[lab[node]]
+
+    # rows of the mart, ranks over them (ties by person_id = by i) and the top 1%
+    shared = np.zeros(n, dtype=bool)
+    shared[shares.column("i").to_numpy()] = True
+    keep = is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False)
+    kept = np.flatnonzero(keep)
+    pagerank_rank = np.zeros(n, dtype=np.int64)
+    pagerank_rank[kept] = _ranks(np.lexsort((kept, -pr[kept])))
+    circle_rank = np.zeros(n, dtype=np.int64)
+    in_circle = kept[lab[kept] >= 0]
+    circle_rank[in_circle] = _ranks(np.lexsort((in_circle, -pr[in_circle], circle_i[in_circle])),
+                                    circle_i[in_circle])
+    influence_gmv = np.round(gmv + ds["gmv_decayed"], 2)
+    top_n = int(np.ceil(0.01 * kept.size))
+    top = np.zeros(n, dtype=bool)
+    top[kept[np.lexsort((kept, -influence_gmv[kept]))[:top_n]]] = True
+    top &= influence_gmv > 0
+
+    metrics = pa.table({
+        "i": kept.astype(np.int32), "direct_buyers": direct_buyers[kept],
+        "reach": ds["reach"][kept], "generations": ds["generations"][kept],
+        "ds_gmv": np.round(ds["gmv_decayed"][kept], 2),
+        "ds_total": np.round(ds["gmv_total"][kept], 2), "ds_total_raw": ds["gmv_total"][kept],
+        "ds_cost": ds["cost_total"][kept], "influence_gmv": influence_gmv[kept],
+        "pagerank": pr[kept], "pagerank_rank": pagerank_rank[kept],
+        "clicks": clicks_received[kept], "circle_i": circle_i[kept].astype(np.int32),
+        "circle_size": circle_size[kept], "circle_rank": circle_rank[kept],
+        "is_top_1pct": top[kept],
+    })
+    con.register("_metrics", metrics)
+    con.register("_shares", shares)
+    create_table_as(
+        con,
+        "marts.agent_influence",
+        """
+        -- grain: one row per person who shared, was credited for a sale or is an agent
+        WITH base AS (
+            SELECT x.person_id, x.role, x.is_agent, x.agent_level,
+                   coalesce(d.direct_orders, 0) AS direct_orders,
+                   coalesce(d.direct_gmv, 0)::DECIMAL(18,2) AS direct_gmv,
+                   m.direct_buyers,
+                   coalesce(d.new_customers, 0) AS new_customers,
+                   m.reach AS downstream_reach, m.generations AS downstream_generations,
+                   m.ds_gmv AS downstream_gmv, m.ds_total AS downstream_gmv_total,
+                   m.influence_gmv, m.pagerank, m.pagerank_rank,
+                   coalesce(sh.shares_made, 0) AS shares_made,
+                   m.clicks AS clicks_received,
+                   coalesce(d.share_orders, 0) AS share_orders,
+                   CASE WHEN sh.shares_made > 0 THEN m.clicks / sh.shares_made END
+                       AS click_rate,
+                   CASE WHEN m.clicks > 0
+                        THEN coalesce(d.share_orders, 0) / m.clicks END
+                       AS conversion_rate,
+                   coalesce(sh.cascades_rooted, 0) AS cascades_rooted,
+                   sh.max_cascade_size, sh.mean_cascade_size, sh.max_cascade_depth,
+                   sh.mean_cascade_depth,
+                   c.person_id AS circle_id,
+                   CASE WHEN m.circle_i >= 0 THEN m.circle_size END AS circle_size,
+                   CASE WHEN m.circle_i >= 0 THEN m.circle_rank END AS circle_rank,
+                   coalesce(d.commission_yuan, 0)::DECIMAL(18,2) AS commission_yuan,
+                   coalesce(d.red_packet_yuan, 0)::DECIMAL(18,2) AS red_packet_yuan,
+                   (coalesce(d.commission_yuan, 0) + coalesce(d.red_packet_yuan, 0))::DECIMAL(18,2)
+                       AS cost_yuan,
+                   m.ds_total_raw, m.ds_cost, m.is_top_1pct
+            FROM _metrics m
+            JOIN _pidx x ON x.i = m.i
+            LEFT JOIN _direct d ON d.i = m.i
+            LEFT JOIN _shares sh ON sh.i = m.i
+            LEFT JOIN _pidx c ON c.i = m.circle_i
+        )
+        SELECT * EXCLUDE (ds_total_raw, ds_cost, is_top_1pct),
+               CASE WHEN cost_yuan > 0 THEN direct_gmv::DOUBLE / cost_yuan::DOUBLE END AS roi,
+               CASE WHEN cost_yuan::DOUBLE + ds_cost > 0
+                    THEN (direct_gmv::DOUBLE + ds_total_raw) / (cost_yuan::DOUBLE + ds_cost)
+               END AS network_roi,
+               is_top_1pct
+        FROM base
+        """,
+        ids=("person_id", "circle_id"),
+    )
+    for view in ("_metrics", "_shares"):
+        con.unregister(view)
+    con.execute("DROP TABLE _pidx")
+    con.execute("DROP TABLE _direct")
+    comment_table(
+        con, "marts.agent_influence",
+        "One row per person who shared, was credited for a sale or is an agent: direct and "
+        f"downstream sales (decay {s.downstream_decay}), PageRank, conversion, cascades, "
+        "circle, cost and ROI (¥). Definitions: docs/influence.md.",
+        AGENT_INFLUENCE_DOC,
+    )
+    return int(kept.size)
+
+
+def scores_finite(con: duckdb.DuckDBPyConnection) -> tuple[bool, int]:
+    """Asset-check helper: no NaN / ±inf in any numeric score of marts.agent_influence."""
+    bad = con.execute(
+        """
+        SELECT count(*) FROM marts.agent_influence
+        WHERE NOT (isfinite(pagerank) AND isfinite(downstream_gmv)
+                   AND isfinite(downstream_gmv_total) AND isfinite(influence_gmv)
+                   AND isfinite(coalesce(roi, 0)) AND isfinite(coalesce(network_roi, 0))
+                   AND isfinite(coalesce(click_rate, 0)) AND isfinite(coalesce(conversion_rate, 0))
+                   AND pagerank >= 0 AND downstream_reach >= 0)
+        """
+    ).fetchall()[0][0]
+    return bad == 0, bad

@@ -1,0 +1,1 @@
+"""Tests of core (mirrors the library's folders)."""

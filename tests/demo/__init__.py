@@ -1,0 +1,1 @@
+"""Tests of demo (mirrors the library's folders)."""

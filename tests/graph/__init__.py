@@ -1,0 +1,1 @@
+"""Tests of graph (mirrors the library's folders)."""

@@ -1,0 +1,1 @@
+"""Tests of ingest (mirrors the library's folders)."""

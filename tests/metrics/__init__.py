@@ -1,0 +1,1 @@
+"""Tests of metrics (mirrors the library's folders)."""

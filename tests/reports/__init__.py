@@ -1,0 +1,1 @@
+"""Tests of reports (mirrors the library's folders)."""
