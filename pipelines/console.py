@@ -274,6 +274,8 @@ class FileRow:
     already: int
     quarantined: int
     flagged: int
+    notes: str | None = None
+    """Unmapped and look-alike headers of the file (quarantine.batches.notes)."""
 
 
 def file_rows(published: Path, since: datetime) -> list[FileRow]:
@@ -287,9 +289,10 @@ def file_rows(published: Path, since: datetime) -> list[FileRow]:
         if not cols:
             return []
         updated = "b.rows_updated" if "rows_updated" in cols else "0"
+        notes = "b.notes" if "notes" in cols else "NULL"
         rows = con.execute(
             f"""SELECT b.source_file, b.table_name, b.rows_read, b.rows_loaded, {updated},
-                   b.rows_already_loaded, b.rows_quarantined, coalesce(f.n, 0)
+                   b.rows_already_loaded, b.rows_quarantined, coalesce(f.n, 0), {notes}
             FROM quarantine.batches b
             LEFT JOIN (SELECT batch_id, count(DISTINCT source_row) AS n
                        FROM quarantine.flagged_rows GROUP BY batch_id) f USING (batch_id)
@@ -573,4 +576,5 @@ def _load_lines(published: Path, since: datetime, summary: Summary) -> list[str]
                    f"--warehouse {published}")
     if channels:
         out.append(f"  {channels}")
+    out += [f"  {r.source_file}: {r.notes}" for r in rows if r.notes]
     return out
