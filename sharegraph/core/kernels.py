@@ -146,8 +146,14 @@ def pagerank(
 
     Same definition as ``networkx.pagerank(G, alpha, weight=...)``: each node passes rank
     along its out-edges in proportion to edge weight (parallel edges summed); dangling nodes
-    (no out-weight) spread their rank uniformly; teleport is uniform. Convergence when the
-    L1 change is below ``n * tol`` (NetworkX's criterion). Returns ranks summing to 1.
+    (no out-weight) spread their rank uniformly; teleport is uniform. Returns ranks summing
+    to 1.
+
+    Stops when the L1 change of an iteration is below ``tol`` (absolute, not NetworkX's
+    ``n * tol``, which on 2M nodes allows ~1e-6 per node): the iteration contracts by
+    ``alpha`` in L1, so the remaining error is at most ``alpha / (1 - alpha) * tol``
+    (5.7e-10 at the defaults), within 1e-9 of igraph's PRPACK solve on every node. On a
+    2M-node, 10M-edge graph that is 42 iterations instead of 16 (2.9 s vs 0.9 s).
     """
     if n == 0:
         return np.zeros(0)
@@ -164,7 +170,7 @@ def pagerank(
     for _ in range(max_iter):
         prev = x
         x = alpha * (mt @ prev + prev[dangling].sum() / n) + (1.0 - alpha) / n
-        if np.abs(x - prev).sum() < n * tol:
+        if np.abs(x - prev).sum() < tol:
             return x
     raise RuntimeError(f"pagerank did not converge in {max_iter} iterations")
 
