@@ -45,6 +45,32 @@ class Settings:
     """Extra channel -> class (platform / social / other), on top of the built-in classes."""
     value_synonyms: dict[str, dict[str, str]] = field(default_factory=dict)
     """Extra value synonyms per column, e.g. {"channel": {"抖音直播": "douyin"}}."""
+    churn_days: int = 30
+    """Agent lifecycle: an agent with no share or credited sale in the last this many days of the data has churned."""
+    min_recruits: int = 5
+    """Upline quality: an upline is ranked only with at least this many direct recruits."""
+    retention_month: int = 3
+    """Upline quality: a recruit is retained when active in this month after the joining month (0 = joining month)."""
+    self_referral_min_orders: int = 2
+    """Integrity rule self_referral: own paid orders with oneself as referrer or through one's own share, at least."""
+    ring_min_edge_orders: int = 3
+    """Integrity rule referral_ring: paid orders an edge (credited person -> buyer) needs to count as a ring tie."""
+    ring_max_size: int = 10
+    """Integrity rule referral_ring: largest cycle (strongly connected group) reported as a ring."""
+    refund_fdr: float = 0.01
+    """Integrity rule refund_abuse: Benjamini-Hochberg false discovery rate of the binomial test."""
+    refund_min_ratio: float = 3.0
+    """Integrity rule refund_abuse: refund rate at least this multiple of the merchants' expected rate."""
+    refund_min_refunds: int = 3
+    """Integrity rule refund_abuse: refunded credited order lines, at least."""
+    click_burst_window_minutes: int = 10
+    """Integrity rule click_burst: length of the window clicks are counted in, minutes."""
+    click_burst_min_clicks: int = 20
+    """Integrity rule click_burst: clicks by others on one share within the window, at least."""
+    click_burst_history_factor: float = 5.0
+    """Integrity rule click_burst: the burst is at least this multiple of the sharer's mean clicks per other share."""
+    click_burst_max_conversion: float = 0.05
+    """Integrity rule click_burst: paid orders through the share per burst click, at most."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
