@@ -1,4 +1,4 @@
-"""Graph stage: attribution and the graph.* tables (thin wrappers over sharegraph.graph.model)."""
+"""Graph stage: attribution and the graph.* tables (thin wrappers over sharegraph.graph)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from assets._common import table_result
 from assets.ingest import STAGING
 from pipelines.resources import WarehouseResource
 from sharegraph.graph import attribution
-from sharegraph.graph import model as graph
+from sharegraph.graph.anomalies import build_anomalies
+from sharegraph.graph.people import build_people, build_referral_edges
+from sharegraph.graph.shares import build_share_nodes, share_depths_ok
+from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
 ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
 SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
@@ -46,7 +49,7 @@ def attributed_gmv_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResul
 def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share/reshare with cascade root and depth."""
     with warehouse.connect() as con:
-        n = graph.build_share_nodes(con, warehouse.settings())
+        n = build_share_nodes(con, warehouse.settings())
         roots, flagged = con.execute(
             "SELECT count(*) FILTER (WHERE depth = 0), count(flag) FROM graph.share_nodes"
         ).fetchall()[0]
@@ -57,21 +60,21 @@ def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
 def share_nodes_depths(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Every share has a depth and root; roots depth 0; children = parent depth + 1."""
     with warehouse.connect() as con:
-        ok, bad = graph.share_depths_ok(con)
+        ok, bad = share_depths_ok(con)
     return dg.AssetCheckResult(passed=ok, description=f"{bad} shares with inconsistent root/depth")
 
 
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]])
 def agent_upline(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per agent: effective upline edge in the agent forest."""
-    return table_result(warehouse, graph.build_agent_upline)
+    return table_result(warehouse, build_agent_upline)
 
 
 @dg.asset_check(asset=AGENT_UPLINE, blocking=True)
 def upline_forest_acyclic(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """After cycle breaking every upline edge goes exactly one level down (hence acyclic)."""
     with warehouse.connect() as con:
-        ok, bad = graph.upline_is_forest(con)
+        ok, bad = upline_is_forest(con)
     return dg.AssetCheckResult(passed=ok, description=f"{bad} agents violate depth(upline)+1")
 
 
@@ -79,14 +82,14 @@ def upline_forest_acyclic(warehouse: WarehouseResource) -> dg.AssetCheckResult:
           deps=[ATTRIBUTED, AGENT_UPLINE, STAGING["share_events"]])
 def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per person: role, firsts, acquirer, influence-network position."""
-    return table_result(warehouse, graph.build_people,
+    return table_result(warehouse, build_people,
                         lambda con: _counts_by(con, "graph.people", "role"))
 
 
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
 def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
-    return table_result(warehouse, graph.build_referral_edges)
+    return table_result(warehouse, build_referral_edges)
 
 
 @dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
@@ -94,7 +97,7 @@ def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
                 REFERRAL_EDGES])
 def anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per flagged graph problem (self-referral, cycles, dangling references)."""
-    return table_result(warehouse, graph.build_anomalies,
+    return table_result(warehouse, build_anomalies,
                         lambda con: _counts_by(con, "graph.anomalies", "kind"))
 
 

@@ -47,7 +47,10 @@ from sharegraph.core.config import Settings
 from sharegraph.core.kernels import break_cycles, pagerank, subtree_sums
 from sharegraph.core.warehouse import ensure_schema
 from sharegraph.graph import attribution
-from sharegraph.graph import model as graph
+from sharegraph.graph.anomalies import build_anomalies
+from sharegraph.graph.people import build_people, build_referral_edges
+from sharegraph.graph.shares import build_share_nodes
+from sharegraph.graph.upline import build_agent_upline
 from sharegraph.metrics import influence
 
 
@@ -106,11 +109,11 @@ def generate(con: duckdb.DuckDBPyConnection, scale: float, seed: int = 0) -> dic
 def stage_list(con: duckdb.DuckDBPyConnection, s: Settings) -> list[tuple[str, Callable[[], object]]]:
     return [
         ("attribution (graph.attributed_orders)", lambda: attribution.attribute_orders(con, s)),
-        ("graph.share_nodes", lambda: graph.build_share_nodes(con, s)),
-        ("graph.agent_upline", lambda: graph.build_agent_upline(con, s)),
-        ("graph.people", lambda: graph.build_people(con, s)),
-        ("graph.referral_edges", lambda: graph.build_referral_edges(con, s)),
-        ("graph.anomalies", lambda: graph.build_anomalies(con, s)),
+        ("graph.share_nodes", lambda: build_share_nodes(con, s)),
+        ("graph.agent_upline", lambda: build_agent_upline(con, s)),
+        ("graph.people", lambda: build_people(con, s)),
+        ("graph.referral_edges", lambda: build_referral_edges(con, s)),
+        ("graph.anomalies", lambda: build_anomalies(con, s)),
         ("marts.agent_influence", lambda: influence.build_agent_influence(con, s)),
     ]
 

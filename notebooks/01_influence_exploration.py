@@ -39,7 +39,7 @@ from math import comb
 import networkx as nx
 import polars as pl
 
-from sharegraph.graph.model import load_cascade_tree, load_downline, load_referral_graph
+from sharegraph.graph.views import load_cascade_tree, load_downline, load_referral_graph
 from sharegraph.notebook import open_published
 
 pl.Config.set_tbl_rows(15)

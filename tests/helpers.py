@@ -123,15 +123,18 @@ def checksum(con, table: str) -> int:
 
 def build_graph(con: duckdb.DuckDBPyConnection) -> None:
     """Attribution and every graph.* table on the staging rows a test inserted."""
-    from sharegraph.graph import model as graph
+    from sharegraph.graph.anomalies import build_anomalies
     from sharegraph.graph.attribution import attribute_orders
+    from sharegraph.graph.people import build_people, build_referral_edges
+    from sharegraph.graph.shares import build_share_nodes
+    from sharegraph.graph.upline import build_agent_upline
 
     attribute_orders(con)
-    graph.build_share_nodes(con)
-    graph.build_agent_upline(con)
-    graph.build_people(con)
-    graph.build_referral_edges(con)
-    graph.build_anomalies(con)
+    build_share_nodes(con)
+    build_agent_upline(con)
+    build_people(con)
+    build_referral_edges(con)
+    build_anomalies(con)
 
 
 #: the first order time of order_line rows
@@ -162,7 +165,9 @@ def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: 
     product, category, merchant and channel names carry XSS payloads. Returns the ids used.
     """
     from sharegraph.graph import attribution
-    from sharegraph.graph import model as graph
+    from sharegraph.graph.people import build_people, build_referral_edges
+    from sharegraph.graph.shares import build_share_nodes
+    from sharegraph.graph.upline import build_agent_upline
     from sharegraph.metrics import affinity, cascades, expansion, growth, influence
 
     rng = np.random.default_rng(seed)
@@ -237,8 +242,8 @@ def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: 
     insert_staging(con, "group_buys", groups)
     insert_staging(con, "agents", upline)
     attribution.attribute_orders(con, settings)
-    for build in (graph.build_share_nodes, graph.build_agent_upline, graph.build_people,
-                  graph.build_referral_edges, influence.build_agent_influence, cascades.build_cascades,
+    for build in (build_share_nodes, build_agent_upline, build_people,
+                  build_referral_edges, influence.build_agent_influence, cascades.build_cascades,
                   growth.build_kfactor, growth.build_concentration, growth.build_channel_migration,
                   growth.build_group_buys, affinity.build_category_affinity,
                   affinity.build_spillover_affinity, expansion.build_expansion_recommendations,

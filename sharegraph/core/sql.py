@@ -1,10 +1,12 @@
-"""SQL text helpers: quoting identifiers and literals for statements built in Python.
+"""SQL text helpers: quoting identifiers and literals, counting rows, finding tables.
 
 Every value that reaches SQL text from a file header, a setting or a mapping file goes
 through these (or is bound as a parameter), so no input can change a statement's meaning.
 """
 
 from __future__ import annotations
+
+import duckdb
 
 
 def ident(name: str) -> str:
@@ -20,3 +22,21 @@ def literal(text: str | None) -> str:
 def in_list(values: tuple[str, ...] | list[str]) -> str:
     """Comma-separated literals for ``IN (...)``."""
     return ", ".join(literal(v) for v in values)
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows in ``table`` (a qualified name the caller wrote, not user input)."""
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """True when ``schema.table`` exists as a table or view in the current database."""
+    schema, name = qualified.split(".")
+    row = con.execute(
+        """SELECT count(*) FROM (
+               SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary
+               UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE NOT temporary)
+           WHERE schema_name = ? AND table_name = ?""",
+        [schema, name],
+    ).fetchall()
+    return bool(row[0][0])

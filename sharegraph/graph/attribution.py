@@ -9,7 +9,8 @@ Rules, in order (docs/influence.md §Attribution):
 4. ``organic`` — else nobody is credited.
 
 Refunded and cancelled lines get rule ``unpaid``: no credit, no GMV, no cost. The sharer of a
-share is the actor of its earliest share/reshare event.
+share is the actor of its earliest share/reshare event, ties by event_id
+(:func:`sharegraph.graph.shares.sharers_sql`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import count_rows
 from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.graph.products import product_lookup_sql
+from sharegraph.graph.shares import sharers_sql
 
 ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
@@ -66,16 +70,30 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
     s = settings or Settings()
     window = int(s.attribution_window_days)
     con.execute("CREATE SCHEMA IF NOT EXISTS graph")
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _attr_sharers AS
-        -- grain: one row per share_id; its sharer = actor of the earliest share/reshare event
-        SELECT share_id, arg_min(actor_id, occurred_at) AS sharer_id
-        FROM staging.share_events
-        WHERE event_type IN ('share', 'reshare')
-        GROUP BY share_id
-        """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_sharers AS {sharers_sql()}")
+    _stage_last_clicks(con, window)
+    _stage_first_paid_lines(con)
+    create_table_as(con, "graph.attributed_orders", _attributed_orders_sql(s),
+                    ids=("order_id", "customer_id", "share_id", "sharer_id", "credited_id"))
+    for temp in ("_attr_sharers", "_attr_click", "_attr_first"):
+        con.execute(f"DROP TABLE {temp}")
+    comment_table(
+        con,
+        "graph.attributed_orders",
+        "One row per order line: the share / person credited for it and the rule used "
+        f"(attribution window {window} days). Paid GMV = SUM(amount) WHERE is_paid; "
+        "attributed GMV = paid GMV with credited_id NOT NULL.",
+        ATTRIBUTED_ORDERS_DOC,
     )
+    return count_rows(con, "graph.attributed_orders")
+
+
+def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:
+    """Temp table ``_attr_click``: the line's winning click for every line won by rule 2.
+
+    Needs ``_attr_sharers``. Only lines without a usable share_id whose buyer clicked
+    something within reach are joined (an ASOF JOIN on customer and time).
+    """
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _attr_click AS
@@ -109,6 +127,10 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         WHERE c.click_at >= n.ordered_at - INTERVAL {window} DAY
         """
     )
+
+
+def _stage_first_paid_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table ``_attr_first``: the rowid of each customer's first paid order line."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _attr_first AS
@@ -119,15 +141,12 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         GROUP BY customer_id
         """
     )
-    create_table_as(
-        con,
-        "graph.attributed_orders",
-        f"""
-        -- grain: one row per order line (order_id, line_no) of staging.orders
-        WITH p AS (
-            SELECT DISTINCT ON (product_id) product_id, category, merchant_id
-            FROM staging.products ORDER BY product_id
-        ),
+
+
+_ORDER_LINES = f"""
+        -- each order line with what the rules need: its product's category and merchant,
+        -- the sharer of its share_id, its winning click and whether it is a first line
+        p AS ({product_lookup_sql()}),
         multi AS (  -- first line of the orders that have a line other than 1
             SELECT order_id, min(coalesce(line_no, 1)) AS first_line
             FROM staging.orders
@@ -155,7 +174,15 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
             LEFT JOIN _attr_click c ON c.rid = o.rowid
             LEFT JOIN _attr_first f ON f.rid = o.rowid
             LEFT JOIN multi m ON m.order_id = o.order_id
-        ),
+        )"""
+"""CTEs ``p``, ``multi``, ``r`` of :func:`_attributed_orders_sql` (one row per order line)."""
+
+
+def _attributed_orders_sql(s: Settings) -> str:
+    """SQL of ``graph.attributed_orders``: the rules applied to every order line, and its cost."""
+    return f"""
+        -- grain: one row per order line (order_id, line_no) of staging.orders
+        WITH {_ORDER_LINES.strip()},
         q AS (
             SELECT r.*,
                    CASE WHEN direct THEN 'share_id'
@@ -188,21 +215,7 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                               THEN {float(s.red_packet_yuan)!r}
                          ELSE 0 END AS DECIMAL(18,2)) AS red_packet_yuan
         FROM q
-        """,
-        ids=("order_id", "customer_id", "share_id", "sharer_id", "credited_id"),
-    )
-    con.execute("DROP TABLE _attr_sharers")
-    con.execute("DROP TABLE _attr_click")
-    con.execute("DROP TABLE _attr_first")
-    comment_table(
-        con,
-        "graph.attributed_orders",
-        "One row per order line: the share / person credited for it and the rule used "
-        f"(attribution window {window} days). Paid GMV = SUM(amount) WHERE is_paid; "
-        "attributed GMV = paid GMV with credited_id NOT NULL.",
-        ATTRIBUTED_ORDERS_DOC,
-    )
-    return con.execute("SELECT count(*) FROM graph.attributed_orders").fetchall()[0][0]
+        """
 
 
 def gmv_conservation(con: duckdb.DuckDBPyConnection) -> dict[str, object]:

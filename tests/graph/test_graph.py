@@ -1,4 +1,4 @@
-"""graph.* tables and NetworkX loaders (sharegraph/graph/model.py, sharegraph/core/kernels.py forest kernel)."""
+"""graph.* tables and NetworkX loaders (sharegraph/graph/{shares,upline,people,anomalies,views}.py, sharegraph/core/kernels.py forest kernel)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from sharegraph.core.kernels import break_cycles
 from sharegraph.core.warehouse import ensure_schema
-from sharegraph.graph import model as graph
+from sharegraph.graph.shares import share_depths_ok
+from sharegraph.graph.upline import upline_is_forest
+from sharegraph.graph.views import load_cascade_tree, load_downline, load_referral_graph
 from tests.helpers import build_graph, insert_staging
 
 T0 = datetime(2025, 3, 1)
@@ -60,7 +62,7 @@ def test_share_nodes_roots_depth_zero_and_no_hang(parents: list[int]) -> None:
     con = _con()
     insert_staging(con, "share_events", rows)
     build_graph(con)
-    assert graph.share_depths_ok(con) == (True, 0)
+    assert share_depths_ok(con) == (True, 0)
     assert con.execute("SELECT count(*) FROM graph.share_nodes WHERE depth = 0 "
                        "AND parent_share_id IS NOT NULL").fetchall()[0][0] == 0
     flagged = con.execute("SELECT count(*) FROM graph.share_nodes WHERE flag IS NOT NULL").fetchall()[0][0]
@@ -97,8 +99,8 @@ def test_bad_input_flagged() -> None:
                      "network_cycle": 1}
     cut = con.execute("SELECT id, related_id FROM graph.anomalies WHERE kind = 'upline_cycle'").fetchall()
     assert cut == [("A", "B")]  # cut at the smallest agent id
-    assert graph.upline_is_forest(con) == (True, 0)
-    assert graph.share_depths_ok(con) == (True, 0)
+    assert upline_is_forest(con) == (True, 0)
+    assert share_depths_ok(con) == (True, 0)
     depth = dict(con.execute("SELECT agent_id, depth FROM graph.agent_upline").fetchall())
     assert depth == {"A": 0, "C": 1, "B": 2, "W": 1, "Y": 0, "Z": 0}
     assert dict(con.execute("SELECT share_id, depth FROM graph.share_nodes").fetchall()) == \
@@ -129,7 +131,7 @@ def test_referral_graph_loader_matches_tables() -> None:
     insert_staging(con, "agents", [dict(agent_id=f"p{i}", upline_id=f"p{i // 3}" if i else None)
                                    for i in range(12)])
     build_graph(con)
-    g = graph.load_referral_graph(con)
+    g = load_referral_graph(con)
     want = con.execute("""SELECT credited_id, customer_id, count(DISTINCT order_id), sum(amount)::DOUBLE
                           FROM graph.attributed_orders WHERE is_paid AND credited_id IS NOT NULL
                           GROUP BY ALL""").fetchall()
@@ -138,10 +140,10 @@ def test_referral_graph_loader_matches_tables() -> None:
         assert g[s][b]["orders"] == n and abs(g[s][b]["gmv"] - gmv) < 1e-6
     assert all("role" in d for _, d in g.nodes(data=True))
     assert not any(u == v for u, v in g.edges)
-    g0 = graph.load_referral_graph(con, merchant="m0")
+    g0 = load_referral_graph(con, merchant="m0")
     gmv0 = con.execute("SELECT sum(gmv)::DOUBLE FROM graph.referral_edges WHERE merchant_id = 'm0'").fetchall()[0][0]
     assert abs(sum(d["gmv"] for *_, d in g0.edges(data=True)) - gmv0) < 1e-6
-    down = graph.load_downline(con, "p1")
+    down = load_downline(con, "p1")
     up = nx.DiGraph([(f"p{i // 3}", f"p{i}") for i in range(1, 12)])
     assert set(down.nodes) == {"p1"} | nx.descendants(up, "p1")
     assert dict(down.nodes(data="depth")) == nx.single_source_shortest_path_length(up, "p1")
@@ -152,7 +154,7 @@ def test_cascade_tree_loader() -> None:
     insert_staging(con, "share_events", [_share("r", "A", None), _share("x", "B", "r"),
                                          _share("y", "C", "x"), _share("z", "D", "r")])
     build_graph(con)
-    t = graph.load_cascade_tree(con, "r")
+    t = load_cascade_tree(con, "r")
     assert set(t.edges) == {("r", "x"), ("x", "y"), ("r", "z")}
     assert dict(t.nodes(data="depth")) == nx.single_source_shortest_path_length(t, "r")
     assert t.nodes["y"]["actor_id"] == "C"
@@ -163,4 +165,4 @@ def test_empty_tables() -> None:
     build_graph(con)
     for t in ("people", "share_nodes", "agent_upline", "referral_edges", "anomalies"):
         assert con.execute(f"SELECT count(*) FROM graph.{t}").fetchall()[0][0] == 0
-    assert graph.load_referral_graph(con).number_of_nodes() == 0
+    assert load_referral_graph(con).number_of_nodes() == 0

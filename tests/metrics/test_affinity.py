@@ -338,7 +338,7 @@ def test_spillover_counts_by_hand():
 def world_con(request):
     pytest.importorskip("sharegraph.demo.generate")  # the generator lands in parallel
     small_world = request.getfixturevalue("small_world")
-    from sharegraph.graph.model import build_share_nodes
+    from sharegraph.graph.shares import build_share_nodes
 
     settings = Settings()
     con = attributed_world(small_world, settings)

@@ -206,7 +206,7 @@ def test_agent_influence_vs_networkx(seed: int) -> None:
         assert math.isclose(dtot, round(sum(direct.get(d, 0) for d in desc), 2), abs_tol=0.011)
         assert math.isclose(dir_gmv, direct.get(pid, 0), abs_tol=1e-9)
     # PageRank: consistent with nx.pagerank(weight='gmv') on buyer -> sharer edges
-    from sharegraph.graph.model import load_referral_graph
+    from sharegraph.graph.views import load_referral_graph
     rg = load_referral_graph(con).reverse(copy=True)
     ref = nx.pagerank(rg, alpha=Settings().pagerank_alpha, weight="gmv", tol=1e-12, max_iter=2000)
     for pid, *_, pr in rows:
