@@ -134,6 +134,49 @@ def cmd_shell(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Replay the period's credited orders under each payout scheme (docs/simulator.md)."""
+    import json
+
+    from sharegraph.metrics.simulate import load_schemes, simulate
+
+    try:
+        schemes = load_schemes(args.scheme)
+    except (OSError, ValueError) as exc:
+        _say(f"error: scheme file {args.scheme}: {exc}")
+        return 2
+    start, _, end = (args.period or ":").partition(":")
+    con = _open_published(args.warehouse)
+    if con is None:
+        return 2
+    try:
+        result = simulate(con, schemes, (start or None, end or None), elasticity=args.elasticity)
+    finally:
+        con.close()
+    if args.report:
+        from sharegraph.reports.planning import render_simulator
+
+        render_simulator(result, Path(args.report))
+        _say(f"report: {Path(args.report).resolve()}")
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=1))
+        return 0
+    for line in result.assumptions + [f"WARNING: {w}" for w in result.warnings]:
+        print(line)
+    print(f"period {result.period[0]} .. {result.period[1]}; compared with {result.current!r}")
+    print(f"{'scheme':<16}{'payout ¥':>14}{'payout/GMV':>11}{'paid':>7}{'gini':>7}{'top10':>7}"
+          f"{'win':>6}{'lose':>6}{'net ¥':>13}")
+    for r in result.schemes:
+        vs = r["vs_current"]
+        print(f"{r['name']:<16}{r['total_payout']:>14,.2f}{(r['payout_to_gmv'] or 0):>11.2%}"
+              f"{r['agents_paid']:>7}{(r['gini'] or 0):>7.3f}{(r['top10_share'] or 0):>7.1%}"
+              f"{vs['winners']:>6}{vs['losers']:>6}{vs['net']:>13,.2f}")
+    print("\nmonth       scheme           payout ¥")
+    for m in result.monthly:
+        print(f"{m['month'][:7]:<12}{m['scheme']:<16}{m['payout']:>12,.2f}")
+    return 0
+
+
 def _open_published(warehouse: str):  # -> duckdb.DuckDBPyConnection | None
     from sharegraph.core.config import Settings
     from sharegraph.core.warehouse import connect
@@ -209,6 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "csv"), default="table", help="output format (default table)")
     sql.add_argument("--max-rows", type=int, default=40, help="rows shown in table format (default 40)")
     sql.set_defaults(func=cmd_sql)
+
+    sim = sub.add_parser("simulate", help="replay credited orders under other commission schemes",
+                         description="Replay the period's paid, credited orders and agent upline under "
+                         "each scheme of a TOML file (docs/simulator.md).")
+    sim.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file")
+    sim.add_argument("--scheme", required=True, help="TOML file of [[scheme]] tables")
+    sim.add_argument("--period", help="START:END local dates, inclusive (YYYY-MM-DD:YYYY-MM-DD; either may be empty)")
+    sim.add_argument("--elasticity", type=float, default=0.0,
+                     help="ASSUMPTION: response of activity to payout (default 0 = pure replay)")
+    sim.add_argument("--report", help="also write the side-by-side HTML page here")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.set_defaults(func=cmd_simulate)
 
     shell = sub.add_parser("shell", help="interactive Python shell with a read-only connection to the published warehouse",
                            description="Open the published snapshot read-only in an interactive shell.")
