@@ -24,6 +24,7 @@ from sharegraph.reports import (
     render_influence,
 )
 from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
+from sharegraph.reports.pseudonym import resolve_key
 
 T = TypeVar("T")
 
@@ -57,6 +58,8 @@ def _render(warehouse: WarehouseResource, render: Callable[..., T]) -> T:
     """Run one ``sharegraph.reports.render_*`` into ``warehouse.reports`` on the working file
     (plotly.js copied there first); returns what it returns (the path(s) written)."""
     settings = warehouse.settings()
+    key = resolve_key(settings.pseudonym_key, warehouse.paths.published.parent)
+    settings = settings.with_values({"pseudonym_key": key})
     out = warehouse.reports
     ensure_plotlyjs(out)
     with warehouse.connect() as con:

@@ -35,8 +35,9 @@ class Settings:
     """Window for social spill-over: a purchase within this many days after a click, days."""
     fdr_alpha: float = 0.05
     """Benjamini-Hochberg false discovery rate for affinity significance."""
-    pseudonym_key: str = "sharegraph-demo-key"
-    """Key of the stable keyed hash that pseudonymises people in reports; set your own."""
+    pseudonym_key: str = ""
+    """Key of the keyed hash that pseudonymises people in reports; empty: a random key kept
+    in pseudonym.key beside the warehouse (created on first use, mode 0600)."""
     report_row_cap: int = 500
     """Largest table rendered in a report; the rest is noted and left to the warehouse."""
     max_reject_rate: float = 0.05

@@ -1,21 +1,53 @@
 """Pseudonyms for people in reports: a stable keyed hash, never the raw id.
 
-``pseudonym(id) = "P-" + hex(HMAC-SHA256(Settings.pseudonym_key, id))[:8]``. Stable across
-runs and reports with the same key (so a person can be followed from the leaderboard to a
-cascade), unlinkable to the raw id without the key (a plain hash of a phone number could be
-reversed by enumerating numbers). Set your own ``pseudonym_key`` (sharegraph.toml or
-``SHAREGRAPH_PSEUDONYM_KEY``); rotating it changes every pseudonym.
+``pseudonym(id) = "P-" + hex(HMAC-SHA256(key, id))[:16]``: 64 bits, so 2M people collide
+with probability ~1e-7 (32 bits collide at that size). Stable across runs and reports with
+the same key (a person can be followed from the leaderboard to a cascade), unlinkable to the
+raw id without the key (a plain hash of a phone number could be reversed by enumerating
+numbers). There is no public default key: ``Settings.pseudonym_key`` when set, else a random
+key generated on first use into ``pseudonym.key`` beside the warehouse (mode 0600). Whoever
+holds the key maps a pseudonym back with ``sharegraph reveal`` (:func:`reveal`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
 
 import polars as pl
 
 PREFIX = "P-"
-HEX_CHARS = 8
+HEX_CHARS = 16
+KEY_FILE = "pseudonym.key"
+
+
+def resolve_key(configured: str, state_dir: Path) -> str:
+    """The configured key, else the key in ``state_dir/pseudonym.key``, created (0600) when
+    missing. Refuses a key file others can read: the key is what keeps pseudonyms private."""
+    if configured:
+        return configured
+    path = Path(state_dir) / KEY_FILE
+    if path.is_file():
+        if path.stat().st_mode & 0o077:
+            raise PermissionError(f"{path}: the pseudonym key must be readable by its owner "
+                                  f"only (chmod 600 {path})")
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")
+    return key
+
+
+def reveal(alias: str, candidates: Iterable[object], key: str) -> list[str]:
+    """Every candidate person id whose pseudonym is ``alias`` (normally one)."""
+    alias = alias.strip()
+    return [str(c) for c in candidates if c is not None and pseudonym(c, key) == alias]
 
 
 def pseudonym(person_id: object, key: str) -> str | None:
