@@ -249,19 +249,34 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         SELECT units.fam, units.n_total, c.n_cats
         FROM units JOIN (SELECT fam, count(*) AS n_cats FROM _aff_marg GROUP BY fam) c
           USING (fam)""")
-    # Unordered pairs: p and q are symmetric in A and B, so test each pair once.
-    arr = con.execute("""
+    # Unordered pairs with their counts, one table: every later step reads each pair once and
+    # never joins the marginals on the family alone (a categories^2 product per family).
+    _exec(con, """
+        CREATE OR REPLACE TEMP TABLE _aff_counts AS
         SELECT p.fam, p.cat_a, p.cat_b, p.n_ab, ma.n AS n_a, mb.n AS n_b, f.n_total,
                f.n_cats * (f.n_cats - 1) // 2 AS m
         FROM _aff_pairs p
         JOIN _aff_marg ma ON ma.fam = p.fam AND ma.cat = p.cat_a
         JOIN _aff_marg mb ON mb.fam = p.fam AND mb.cat = p.cat_b
-        JOIN _aff_fam f ON f.fam = p.fam""").fetchnumpy()
+        JOIN _aff_fam f ON f.fam = p.fam""")
+    # p and q are symmetric in A and B, so test each unordered pair once; the p-value depends
+    # on the four counts only, and with many categories most pairs share them (n_ab = 1 with
+    # small marginals), so SciPy runs once per distinct (n_ab, n_total, n_a, n_b).
     t = time.perf_counter()
-    pv = hypergeom_pvalue(arr["n_ab"], arr["n_total"], arr["n_a"], arr["n_b"])
+    tup = con.execute("""
+        SELECT row_number() OVER () - 1 AS tid, n_ab, n_total, n_a, n_b
+        FROM (SELECT DISTINCT n_ab, n_total, n_a, n_b FROM _aff_counts)""").fetchnumpy()
+    pv_tup = hypergeom_pvalue(tup["n_ab"], tup["n_total"], tup["n_a"], tup["n_b"])
+    con.register("_aff_tuples", pa.table({k: np.asarray(tup[k]) for k in
+                                          ("tid", "n_ab", "n_total", "n_a", "n_b")}))
+    arr = con.execute("""
+        SELECT c.fam, c.cat_a, c.cat_b, c.m, t.tid
+        FROM _aff_counts c JOIN _aff_tuples t USING (n_ab, n_total, n_a, n_b)""").fetchnumpy()
+    con.unregister("_aff_tuples")
+    pv = pv_tup[np.asarray(arr["tid"])]
     qv = bh_qvalues(pv, arr["fam"], arr["m"])
-    log.debug("%.2f s  p-values and q-values of %d unordered pairs", time.perf_counter() - t,
-              pv.size)
+    log.debug("%.2f s  p-values of %d distinct count tuples, q-values of %d unordered pairs",
+              time.perf_counter() - t, pv_tup.size, pv.size)
     con.register("_aff_tests", pa.table({
         "fam": np.asarray(arr["fam"]), "cat_a": np.asarray(arr["cat_a"]),
         "cat_b": np.asarray(arr["cat_b"]), "p_value": pv, "q_value": qv,
@@ -270,19 +285,18 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
     _exec(con, f"""
         CREATE OR REPLACE TABLE marts.category_affinity AS
         -- one row per ordered category pair per scope per basis
-        WITH pairs AS (
-            SELECT t.fam, t.cat_a, t.cat_b, p.n_ab, t.p_value, t.q_value FROM _aff_tests t
-            JOIN _aff_pairs p USING (fam, cat_a, cat_b)
+        WITH tested AS (
+            SELECT c.fam, c.cat_a, c.cat_b, c.n_a, c.n_b, c.n_ab, c.n_total,
+                   t.p_value, t.q_value
+            FROM _aff_counts c JOIN _aff_tests t USING (fam, cat_a, cat_b)
+        ), pairs AS (
+            SELECT fam, cat_a, cat_b, n_a, n_b, n_ab, n_total, p_value, q_value FROM tested
             UNION ALL
-            SELECT t.fam, t.cat_b, t.cat_a, p.n_ab, t.p_value, t.q_value FROM _aff_tests t
-            JOIN _aff_pairs p USING (fam, cat_a, cat_b)
+            SELECT fam, cat_b, cat_a, n_b, n_a, n_ab, n_total, p_value, q_value FROM tested
         ), counted AS (
-            SELECT pairs.fam, ka.category AS category_a, kb.category AS category_b,
-                   ma.n AS n_a, mb.n AS n_b, pairs.n_ab, f.n_total, p_value, q_value
+            SELECT pairs.fam, pairs.cat_a, pairs.cat_b, ka.category AS category_a,
+                   kb.category AS category_b, n_a, n_b, n_ab, n_total, p_value, q_value
             FROM pairs
-            JOIN _aff_marg ma ON ma.fam = pairs.fam AND ma.cat = pairs.cat_a
-            JOIN _aff_marg mb ON mb.fam = pairs.fam AND mb.cat = pairs.cat_b
-            JOIN _aff_fam f ON f.fam = pairs.fam
             JOIN _aff_cat ka ON ka.cat = pairs.cat_a
             JOIN _aff_cat kb ON kb.cat = pairs.cat_b
         ), metrics AS (
@@ -305,10 +319,13 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
                n_ab >= {int(settings.min_pair_customers)}
                  AND q_value <= {float(settings.fdr_alpha)} AND lift > 1 AS is_significant
         FROM metrics LEFT JOIN _aff_mer m ON m.mid = metrics.fam // 2
-        ORDER BY scope <> '{ALL_SCOPE}', scope, basis DESC, category_a, category_b""")
+        -- = ORDER BY scope <> 'all', scope, basis DESC, category_a, category_b: the codes are
+        -- dense in that order (mid by merchant_id, 0 = all; customer before basket; cat by
+        -- category), and integers sort much faster than strings
+        ORDER BY fam, cat_a, cat_b""")
     con.unregister("_aff_tests")
     for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
-              "_aff_pairs", "_aff_marg", "_aff_fam"):
+              "_aff_pairs", "_aff_marg", "_aff_fam", "_aff_counts"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     comment_table(
         con, "marts.category_affinity",

@@ -187,20 +187,30 @@ def build_weak_categories(con: duckdb.DuckDBPyConnection, settings: Settings) ->
         mt AS (SELECT merchant_id, count(DISTINCT customer_id) AS n_all,
                       count(DISTINCT category) AS k
                FROM lines GROUP BY ALL),
-        pairs AS (
-            SELECT a.merchant_id, a.category, b.category AS other,
-                   COALESCE(ov.lift, 0) AS lift_all, COALESCE(me.lift, 0) AS lift_merchant
-            FROM mc a JOIN mc b ON a.merchant_id = b.merchant_id AND a.category <> b.category
-            LEFT JOIN marts.category_affinity ov
-              ON ov.scope = '{ALL_SCOPE}' AND ov.basis = 'customer'
-             AND ov.category_a = a.category AND ov.category_b = b.category
-            LEFT JOIN marts.category_affinity me
-              ON me.scope = a.merchant_id AND me.basis = 'customer'
-             AND me.category_a = a.category AND me.category_b = b.category
+        -- mean over the k - 1 other categories = (sum of the non-zero lifts) / (k - 1): only
+        -- pairs bought together have a row, so the work grows with co-bought pairs, not k^2;
+        -- fsum (compensated) keeps equal means equal whatever order the rows come in
+        line_all AS (
+            SELECT b.merchant_id, ov.category_a AS category, fsum(ov.lift) AS lift_sum
+            FROM marts.category_affinity ov
+            JOIN mc a ON a.category = ov.category_a
+            JOIN mc b ON b.merchant_id = a.merchant_id AND b.category = ov.category_b
+            WHERE ov.scope = '{ALL_SCOPE}' AND ov.basis = 'customer'
+            GROUP BY ALL
+        ), line_merchant AS (
+            SELECT b.merchant_id, me.category_a AS category, fsum(me.lift) AS lift_sum
+            FROM marts.category_affinity me
+            JOIN mc b ON b.merchant_id = me.scope AND b.category = me.category_b
+            WHERE me.basis = 'customer' AND me.scope <> '{ALL_SCOPE}'
+            GROUP BY ALL
         ), means AS (
-            SELECT merchant_id, category, avg(lift_all) AS mean_lift_to_line,
-                   avg(lift_merchant) AS mean_lift_merchant
-            FROM pairs GROUP BY ALL
+            SELECT mc.merchant_id, mc.category,
+                   COALESCE(la.lift_sum, 0) / (mt.k - 1) AS mean_lift_to_line,
+                   COALESCE(lm.lift_sum, 0) / (mt.k - 1) AS mean_lift_merchant
+            FROM mc JOIN mt USING (merchant_id)
+            LEFT JOIN line_all la USING (merchant_id, category)
+            LEFT JOIN line_merchant lm USING (merchant_id, category)
+            WHERE mt.k > 1
         )
         SELECT mc.merchant_id, mc.category, mt.k::INTEGER AS n_categories, mc.n_customers,
                mc.n_customers / mt.n_all AS share_of_customers,
