@@ -93,22 +93,59 @@ def _run(input_dir: Path, warehouse: Path, reports: Path | None, args: argparse.
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from pipelines import query
+
     con = _open_published(args.warehouse)
     if con is None:
         return 2
     try:
-        rel = con.sql(args.query)
-        if rel is None:
-            return 0
-        if args.format == "csv":
-            rel.pl().write_csv(sys.stdout)
-        else:
-            rel.show(max_rows=args.max_rows, max_width=200)
+        done = list(query.results(con, args.query))
+        shown = [(q, f) for q, f in done if f is not None]
+        for i, (statement, frame) in enumerate(shown, start=1):
+            last = i == len(shown)
+            if args.format in ("csv", "json", "parquet"):
+                if last or args.out is None:
+                    query.write(frame, args.format, Path(args.out) if args.out and last else None,
+                                sys.stdout)
+                continue
+            if len(shown) > 1:
+                print(f"-- {i}: {' '.join(statement.split())[:100]}")
+            print(query.render(frame, args.layout, args.max_rows))
+        if args.out:
+            _say(f"wrote {Path(args.out).resolve()}")
     except Exception as exc:  # noqa: BLE001 - SQL errors are the user's to read
         _say(f"error: {exc}")
         return 1
     finally:
         con.close()
+    return 0
+
+
+def cmd_reveal(args: argparse.Namespace) -> int:
+    from sharegraph.core.config import Settings
+    from sharegraph.reports.pseudonym import KEY_FILE, reveal
+
+    settings = Settings.load(args.config)
+    wh = Path(args.warehouse)
+    key = settings.pseudonym_key
+    if not key:
+        path = wh.resolve().parent / KEY_FILE
+        if not path.is_file():
+            _say(f"error: no pseudonym key: neither pseudonym_key in the config nor {path}")
+            return 2
+        key = path.read_text(encoding="utf-8").strip()
+    con = _open_published(args.warehouse)
+    if con is None:
+        return 2
+    try:
+        people = [r[0] for r in con.execute("SELECT person_id FROM graph.people").fetchall()]
+    finally:
+        con.close()
+    found = reveal(args.pseudonym, people, key)
+    if not found:
+        _say(f"{args.pseudonym}: no person of this warehouse has this pseudonym under this key")
+        return 1
+    print("\n".join(found))
     return 0
 
 
@@ -246,12 +283,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     sql = sub.add_parser("sql", help="run a SQL query on the published warehouse (read-only)",
-                         description="Run one SQL statement on the published snapshot, read-only.")
+                         description="Run SQL statements on the published snapshot, read-only; "
+                         "every statement's result is shown with all its columns (vertically when "
+                         "it does not fit the terminal). Floats are rounded for display only.")
     sql.add_argument("query", help='e.g. "SELECT * FROM marts.agent_influence ORDER BY downstream_gmv DESC LIMIT 10"')
     sql.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
-    sql.add_argument("--format", choices=("table", "csv"), default="table", help="output format (default table)")
+    sql.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
+                     help="table (for reading) or csv / json / parquet (exact values; parquet needs --out)")
+    sql.add_argument("--layout", choices=("auto", "table", "vertical"), default="auto",
+                     help="table format: one line per row, one line per column, or auto (default)")
+    sql.add_argument("--out", help="write the last statement's result to this file (csv, json, parquet)")
     sql.add_argument("--max-rows", type=int, default=40, help="rows shown in table format (default 40)")
     sql.set_defaults(func=cmd_sql)
+
+    rev = sub.add_parser("reveal", help="map a report pseudonym (P-...) back to the person id, with the key",
+                         description="Find the person behind a pseudonym of the reports. Needs the "
+                         "pseudonym key: pseudonym_key in the config, else pseudonym.key beside the warehouse.")
+    rev.add_argument("pseudonym", help="e.g. P-3f9a0c2b71d4e856")
+    rev.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
+    rev.add_argument("--config", help="settings file (sharegraph.toml)")
+    rev.set_defaults(func=cmd_reveal)
 
     sim = sub.add_parser("simulate", help="replay credited orders under other commission schemes",
                          description="Replay the period's paid, credited orders and agent upline under "

@@ -54,6 +54,8 @@ def pseudonym(person_id: object, key: str) -> str | None:
     """The pseudonym of one person id (None stays None)."""
     if person_id is None:
         return None
+    if not key:
+        raise ValueError("no pseudonym key: set pseudonym_key or call resolve_key() first")
     digest = hmac.new(key.encode("utf-8"), str(person_id).encode("utf-8"), hashlib.sha256)
     return PREFIX + digest.hexdigest()[:HEX_CHARS]
 

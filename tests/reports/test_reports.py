@@ -83,7 +83,7 @@ def test_write_atomic_and_plotlyjs(tmp_path: Path) -> None:
 
 def test_pseudonyms_are_stable_keyed_hmac() -> None:
     p = pseudonym("13800138000", "k1")
-    expected = "P-" + hmac.new(b"k1", b"13800138000", hashlib.sha256).hexdigest()[:8]
+    expected = "P-" + hmac.new(b"k1", b"13800138000", hashlib.sha256).hexdigest()[:16]
     assert p == expected and pseudonym("13800138000", "k1") == p
     assert pseudonym("13800138000", "k2") != p
     assert pseudonym(None, "k1") is None
@@ -243,7 +243,7 @@ def test_reports_never_print_raw_person_ids(rendered: dict) -> None:
         assert not leaked, f"{path.name} prints raw person ids {leaked[:3]}"
     influence_html = (rendered["dir"] / "influence.html").read_text(encoding="utf-8")
     assert pseudonym(rendered["ids"]["people"][0], SETTINGS.pseudonym_key) in influence_html or \
-        re.search(r"P-[0-9a-f]{8}", influence_html)
+        re.search(r"P-[0-9a-f]{16}", influence_html)
 
 
 def test_reports_render_on_an_empty_warehouse(tmp_path: Path) -> None:

@@ -243,7 +243,7 @@ def test_demo_reports_print_no_raw_person_id(request: pytest.FixtureRequest) -> 
         text = page.read_text(encoding="utf-8")
         leaked = ids & set(re.findall(r"[A-Za-z0-9_.@+-]+", text))
         assert not leaked, f"{page.name} prints raw ids {sorted(leaked)[:5]}"
-    assert re.search(r"P-[0-9a-f]{8}", (Path(run["reports"]) / "influence.html").read_text(encoding="utf-8"))
+    assert re.search(r"P-[0-9a-f]{16}", (Path(run["reports"]) / "influence.html").read_text(encoding="utf-8"))
 
 
 def test_quarantine_banner_and_empty_state_reason_are_visible(driver, broken_run: dict) -> None:  # noqa: F811
