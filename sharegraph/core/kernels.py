@@ -85,40 +85,63 @@ def break_cycles(parent: np.ndarray) -> Forest:
     return Forest(parent, jump, dist, cut)
 
 
-def subtree_aggregates(
-    forest: Forest, weights: Sequence[np.ndarray], decays: Sequence[float]
+def _leaves_up(
+    parent: np.ndarray, depth: np.ndarray, weights: Sequence[np.ndarray],
+    decays: Sequence[float], heights: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Per node: descendants, subtree height and a decayed sum of descendants per weight.
+    """Descendants, subtree height and decayed descendant sums of a forest with known depths.
 
-    ``sums[j][p] = Σ_{d descendant of p at generation g >= 1} decays[j]**(g-1) *
-    weights[j][d]``. One pass leaves-up, one depth level at a time; each level adds its
-    nodes into their parents (the level above) with ``bincount`` over that level only, so
-    the whole pass is O(n) (docs/performance.md).
+    One pass leaves-up, one depth level at a time; each level adds its nodes into their
+    parents (the level above) with ``bincount`` over that level only, so the whole pass is
+    O(n) (docs/performance.md). ``parent[v]`` must sit exactly one level above ``v``.
+    Without ``heights`` the height array stays 0 (its ``maximum.at`` is the slowest step).
     """
-    n = forest.parent.size
+    n = parent.size
     reach = np.zeros(n, dtype=np.int64)
     height = np.zeros(n, dtype=np.int64)
     ws = [np.asarray(w, dtype=np.float64) for w in weights]
     sums = [np.zeros(n, dtype=np.float64) for _ in ws]
     if n == 0:
         return reach, height, sums
-    order = np.argsort(forest.depth, kind="stable")
-    bounds = np.searchsorted(forest.depth[order], np.arange(forest.depth.max() + 2))
+    order = np.argsort(depth, kind="stable")
+    bounds = np.searchsorted(depth[order], np.arange(depth.max() + 2))
     pos = np.empty(n, dtype=np.int64)  # position of each node within its depth level
-    pos[order] = np.arange(n) - bounds[forest.depth[order]]
-    for level in range(int(forest.depth.max()), 0, -1):
+    pos[order] = np.arange(n) - bounds[depth[order]]
+    for level in range(int(depth.max()), 0, -1):
         kids = order[bounds[level]:bounds[level + 1]]
         above = order[bounds[level - 1]:bounds[level]]
-        slot = pos[forest.parent[kids]]
+        slot = pos[parent[kids]]
         reach[above] += np.bincount(slot, weights=reach[kids] + 1,
                                     minlength=above.size).astype(np.int64)
-        tallest = np.zeros(above.size, dtype=np.int64)
-        np.maximum.at(tallest, slot, height[kids] + 1)
-        height[above] = np.maximum(height[above], tallest)
+        if heights:
+            tallest = np.zeros(above.size, dtype=np.int64)
+            np.maximum.at(tallest, slot, height[kids] + 1)
+            height[above] = np.maximum(height[above], tallest)
         for w, total, decay in zip(ws, sums, decays, strict=True):
             total[above] += np.bincount(slot, weights=w[kids] + decay * total[kids],
                                         minlength=above.size)
     return reach, height, sums
+
+
+def subtree_aggregates(
+    forest: Forest, weights: Sequence[np.ndarray], decays: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per node: descendants, subtree height and a decayed sum of descendants per weight.
+
+    ``sums[j][p] = Σ_{d descendant of p at generation g >= 1} decays[j]**(g-1) *
+    weights[j][d]``. One pass leaves-up, one depth level at a time, O(n).
+
+    Examples
+    --------
+    A chain 0 <- 1 <- 2 with weight 1 and decay 0.5: node 0 has 2 descendants and
+    ``1 + 0.5 * 1 = 1.5``.
+
+    >>> reach, height, (s,) = subtree_aggregates(break_cycles(np.array([-1, 0, 1])),
+    ...                                          [np.ones(3)], [0.5])
+    >>> reach.tolist(), height.tolist(), s.tolist()
+    ([2, 1, 0], [2, 1, 0], [1.5, 1.0, 0.0])
+    """
+    return _leaves_up(forest.parent, forest.depth, weights, decays)
 
 
 def subtree_sums(
@@ -131,6 +154,30 @@ def subtree_sums(
     """
     reach, _, (sums,) = subtree_aggregates(forest, [weight], [decay])
     return reach, sums
+
+
+def subtree_sizes(parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Nodes in the subtree of every node, itself included, for a forest given as arrays.
+
+    ``parent[v]`` is the index of v's parent (-1 for a root) and ``depth[v]`` its distance
+    from its root: the descendants of :func:`subtree_aggregates` plus one, for a forest whose
+    depths are already known (e.g. ``graph.share_nodes``). Raises ``ValueError`` when a
+    parent is not exactly one level above its child.
+    """
+    parent = np.asarray(parent, dtype=np.int64)
+    depth = np.asarray(depth, dtype=np.int64)
+    nonroot = parent >= 0
+    if (depth[~nonroot] != 0).any() or (depth[parent[nonroot]] != depth[nonroot] - 1).any():
+        bad = np.flatnonzero(
+            (~nonroot & (depth != 0))
+            | (nonroot & (depth[np.where(nonroot, parent, 0)] != depth - 1))
+        )
+        raise ValueError(
+            f"inconsistent forest: {bad.size} node(s) whose depth is not parent depth + 1 "
+            f"(roots must have depth 0), first index {int(bad[0])}"
+        )
+    reach, _, _ = _leaves_up(parent, depth, [], [], heights=False)
+    return reach + 1
 
 
 def pagerank(

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from sharegraph.core.config import Settings
+from sharegraph.core.kernels import subtree_sizes
 from sharegraph.core.warehouse import comment_table
 
 log = logging.getLogger(__name__)
@@ -50,39 +51,6 @@ CASCADES_DOC = {
     "gmv": "Paid, attributed GMV of those lines, ¥ (0 when none); sums to at most total "
            "attributed GMV.",
 }
-
-
-def subtree_sizes(parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Nodes in the subtree of every node, itself included, for a forest given as arrays.
-
-    ``parent[v]`` is the index of v's parent (-1 for a root) and ``depth[v]`` its distance
-    from its root. Leaves-up: one ``bincount`` per depth level, deepest first, so the cost is
-    O(n x levels) in NumPy whatever the number of trees. Raises ``ValueError`` when a
-    parent is not exactly one level above its child.
-    """
-    parent = np.asarray(parent, dtype=np.int64)
-    depth = np.asarray(depth, dtype=np.int64)
-    n = parent.size
-    sub = np.ones(n, dtype=np.int64)
-    if n == 0:
-        return sub
-    nonroot = parent >= 0
-    if (depth[~nonroot] != 0).any() or (depth[parent[nonroot]] != depth[nonroot] - 1).any():
-        bad = np.flatnonzero(
-            (~nonroot & (depth != 0))
-            | (nonroot & (depth[np.where(nonroot, parent, 0)] != depth - 1))
-        )
-        raise ValueError(
-            f"inconsistent forest: {bad.size} node(s) whose depth is not parent depth + 1 "
-            f"(roots must have depth 0), first index {int(bad[0])}"
-        )
-    order = np.argsort(depth, kind="stable")
-    top = int(depth.max())
-    bounds = np.searchsorted(depth[order], np.arange(top + 2))
-    for level in range(top, 0, -1):
-        nodes = order[bounds[level]:bounds[level + 1]]
-        sub += np.bincount(parent[nodes], weights=sub[nodes], minlength=n).astype(np.int64)
-    return sub
 
 
 def structural_virality(

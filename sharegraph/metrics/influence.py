@@ -3,7 +3,7 @@
 Grain of ``marts.agent_influence``: one row per person who made a share, was credited for a
 sale (sharer or referrer) or is an agent. Every metric is defined in docs/influence.md.
 Heavy kernels run on NumPy/SciPy arrays (:mod:`sharegraph.core.kernels`), one method at every
-scale (circles by modularity-aware label propagation, docs/influence.md#circles).
+scale; circles come from :mod:`sharegraph.metrics.circles` (docs/influence.md#circles).
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import numpy as np
 import pyarrow as pa
 
 from sharegraph.core.config import Settings
-from sharegraph.core.kernels import break_cycles, label_propagation, pagerank, subtree_aggregates
+from sharegraph.core.kernels import break_cycles, pagerank, subtree_aggregates
 from sharegraph.core.warehouse import comment_table, create_table_as
 from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
+from sharegraph.metrics.circles import Circles, person_circles
 
 log = logging.getLogger(__name__)
-
-CIRCLE_SEED = 42
-"""Seed of the circle detection (random update subsets and tie-breaks)."""
-
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return con.sql(sql).to_arrow_table()
@@ -112,16 +109,6 @@ def downstream(parent: np.ndarray, gmv: np.ndarray, decay: float,
             "cost_total": cost_total}
 
 
-def circles(src: np.ndarray, dst: np.ndarray, n: int,
-            weight: np.ndarray | None = None) -> np.ndarray:
-    """Community label per node of the undirected weighted graph (src, dst) over 0..n-1.
-
-    Modularity-aware, semi-synchronous label propagation
-    (:func:`sharegraph.core.kernels.label_propagation`, seed ``CIRCLE_SEED``) at every scale.
-    """
-    return label_propagation(src, dst, n, weight=weight, seed=CIRCLE_SEED)
-
-
 AGENT_INFLUENCE_DOC = {
     "person_id": "Person (sharer, credited referrer or agent).",
     "role": "customer | agent | both | sharer (graph.people.role).",
@@ -204,6 +191,30 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     n = ppl.num_rows
     parent = ppl.column("p").to_numpy().astype(np.int64)
     gmv = ppl.column("gmv").to_numpy()
+    is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
+    ref = _referral_arrays(con)
+    with ThreadPoolExecutor(1) as pool:
+        ds_job = pool.submit(downstream, parent, gmv, float(s.downstream_decay),
+                             ppl.column("cost").to_numpy())
+        pr_job = pool.submit(_pagerank_over_graph, ref["buyer"], ref["sharer"], ref["gmv"], n,
+                             float(s.pagerank_alpha))
+        direct_buyers = np.bincount(ref["sharer"], minlength=n)  # edges: distinct (sharer, buyer)
+        clicks_received, circle = _ties_and_circles(con, n, parent, is_agent, ref)
+        del ref
+        shares = _share_stats(con)
+        ds, pr = ds_job.result(), pr_job.result()
+    shared = np.zeros(n, dtype=bool)
+    shared[shares.column("i").to_numpy()] = True
+    kept = np.flatnonzero(is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False))
+    metrics = _metrics_table(kept, np.round(gmv + ds["gmv_decayed"], 2), ds, pr, circle,
+                             direct_buyers, clicks_received)
+    _write_mart(con, metrics, shares, s)
+    return int(kept.size)
+
+
+def _referral_arrays(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
+    """The attribution graph over ``_pidx``: one edge per (buyer, credited person), merchants
+    summed, with its GMV (¥) and credited orders."""
     e = _table(
         con,
         """
@@ -214,125 +225,128 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
         GROUP BY ALL
         """,
     )
-    buyer = e.column("buyer").to_numpy()
-    sharer = e.column("sharer").to_numpy()
-    ref_orders = e.column("orders").to_numpy()
-    with ThreadPoolExecutor(1) as pool:
-        ds_job = pool.submit(downstream, parent, gmv, float(s.downstream_decay),
-                             ppl.column("cost").to_numpy())
-        pr_job = pool.submit(_pagerank_over_graph, buyer, sharer, e.column("gmv").to_numpy(), n,
-                             float(s.pagerank_alpha))
-        direct_buyers = np.bincount(sharer, minlength=n)  # edges are distinct (sharer, buyer)
+    return {name: e.column(name).to_numpy() for name in ("buyer", "sharer", "gmv", "orders")}
 
-        # circles (docs/influence.md#circles): undirected person-to-person ties, weight =
-        # number of interactions: credited orders (sharer - buyer), clicks (clicker - sharer
-        # of the clicked share, also giving clicks_received), re-shares (re-sharer - parent
-        # sharer) and the effective agent upline (weight 1)
-        clk = _table(
-            con,
-            """
-            SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
-            FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
-            JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
-            WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
-            GROUP BY ALL
-            """,
-        )
-        clicks_received = np.bincount(clk.column("sharer").to_numpy(),
-                                      weights=clk.column("clicks").to_numpy(),
-                                      minlength=n).astype(np.int64)
-        rsh = _table(
-            con,
-            """
-            SELECT a.i AS parent, b.i AS child, count(*)::DOUBLE AS reshares
-            FROM graph.share_nodes s JOIN graph.share_nodes p ON p.share_id = s.parent_share_id
-            JOIN _pidx a ON a.person_id = p.actor_id JOIN _pidx b ON b.person_id = s.actor_id
-            WHERE p.actor_id <> s.actor_id
-            GROUP BY ALL
-            """,
-        )
-        is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
-        up_child = np.flatnonzero(is_agent & (parent >= 0)).astype(np.int32)
-        cs = np.concatenate([sharer, clk.column("sharer").to_numpy(),
-                             rsh.column("parent").to_numpy(), parent[up_child].astype(np.int32)])
-        cd = np.concatenate([buyer, clk.column("clicker").to_numpy(),
-                             rsh.column("child").to_numpy(), up_child])
-        cw = np.concatenate([ref_orders, clk.column("clicks").to_numpy(),
+
+def _ties_and_circles(con: duckdb.DuckDBPyConnection, n: int, parent: np.ndarray,
+                      is_agent: np.ndarray, ref: dict[str, np.ndarray]
+                      ) -> tuple[np.ndarray, Circles]:
+    """Clicks received per person and everyone's circle (docs/influence.md#circles).
+
+    Undirected person-to-person ties, weight = number of interactions: credited orders
+    (sharer - buyer), clicks (clicker - sharer of the clicked share, also giving
+    clicks_received), re-shares (re-sharer - parent sharer) and the effective agent upline
+    (weight 1).
+    """
+    clk = _table(
+        con,
+        """
+        SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
+        FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
+        JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
+        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
+        GROUP BY ALL
+        """,
+    )
+    clicks_received = np.bincount(clk.column("sharer").to_numpy(),
+                                  weights=clk.column("clicks").to_numpy(),
+                                  minlength=n).astype(np.int64)
+    rsh = _table(
+        con,
+        """
+        SELECT a.i AS parent, b.i AS child, count(*)::DOUBLE AS reshares
+        FROM graph.share_nodes s JOIN graph.share_nodes p ON p.share_id = s.parent_share_id
+        JOIN _pidx a ON a.person_id = p.actor_id JOIN _pidx b ON b.person_id = s.actor_id
+        WHERE p.actor_id <> s.actor_id
+        GROUP BY ALL
+        """,
+    )
+    up_child = np.flatnonzero(is_agent & (parent >= 0)).astype(np.int32)
+    src = np.concatenate([ref["sharer"], clk.column("sharer").to_numpy(),
+                          rsh.column("parent").to_numpy(), parent[up_child].astype(np.int32)])
+    dst = np.concatenate([ref["buyer"], clk.column("clicker").to_numpy(),
+                          rsh.column("child").to_numpy(), up_child])
+    weight = np.concatenate([ref["orders"], clk.column("clicks").to_numpy(),
                              rsh.column("reshares").to_numpy(), np.ones(up_child.size)])
-        del e, buyer, sharer, clk, rsh, ref_orders
-        node = np.zeros(n, dtype=bool)
-        node[cs] = True
-        node[cd] = True
-        loc = (np.cumsum(node) - 1).astype(np.int32)
-        lab = np.full(n, -1, dtype=np.int64)
-        if node.any():
-            lab[node] = circles(loc[cs], loc[cd], int(node.sum()), weight=cw)
-        del cs, cd, cw, loc
-        shares = _table(
-            con,
-            """
-            WITH cascade AS (
-                SELECT root_share_id, count(*) AS size, max(depth) AS depth
-                FROM graph.share_nodes GROUP BY 1
-            ),
-            per_share AS (
-                SELECT n.actor_id, c.size, c.depth
-                FROM graph.share_nodes n
-                LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
-            )
-            SELECT x.i, count(*) AS shares_made,
-                   count(size) AS cascades_rooted, max(size) AS max_cascade_size,
-                   avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
-                   avg(depth) AS mean_cascade_depth
-            FROM per_share p JOIN _pidx x ON x.person_id = p.actor_id
-            GROUP BY 1
-            """,
+    del clk, rsh
+    return clicks_received, person_circles(n, src, dst, weight)
+
+
+def _share_stats(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Per person ``i`` who shared: shares made and the size / depth of the cascades rooted."""
+    return _table(
+        con,
+        """
+        WITH cascade AS (
+            SELECT root_share_id, count(*) AS size, max(depth) AS depth
+            FROM graph.share_nodes GROUP BY 1
+        ),
+        per_share AS (
+            SELECT n.actor_id, c.size, c.depth
+            FROM graph.share_nodes n
+            LEFT JOIN cascade c ON c.root_share_id = n.share_id AND n.depth = 0
         )
-        ds, pr = ds_job.result(), pr_job.result()
+        SELECT x.i, count(*) AS shares_made,
+               count(size) AS cascades_rooted, max(size) AS max_cascade_size,
+               avg(size) AS mean_cascade_size, max(depth) AS max_cascade_depth,
+               avg(depth) AS mean_cascade_depth
+        FROM per_share p JOIN _pidx x ON x.person_id = p.actor_id
+        GROUP BY 1
+        """,
+    )
 
-    # circle named by its smallest person_id = smallest index i (i is in person_id order)
-    k = int(lab.max()) + 1 if node.any() else 0
-    circle_min = np.full(k, n, dtype=np.int64)
-    np.minimum.at(circle_min, lab[node], np.flatnonzero(node))
-    circle_i = np.full(n, -1, dtype=np.int64)
-    circle_i[node] = circle_min[lab[node]]
-    circle_size = np.zeros(n, dtype=np.int64)
-    circle_size[node] = np.bincount(lab[node], minlength=k)[lab[node]]
 
-    # rows of the mart, ranks over them (ties by person_id = by i) and the top 1%
-    shared = np.zeros(n, dtype=bool)
-    shared[shares.column("i").to_numpy()] = True
-    keep = is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False)
-    kept = np.flatnonzero(keep)
+def _metrics_table(kept: np.ndarray, influence_gmv: np.ndarray, ds: dict[str, np.ndarray],
+                   pr: np.ndarray, circle: Circles, direct_buyers: np.ndarray,
+                   clicks_received: np.ndarray) -> pa.Table:
+    """The array metrics of the mart's rows ``kept``, with their ranks and the top 1%.
+
+    Ranks are over the mart's rows, ties by person_id (= by index); the top 1% is at least
+    one row when any influence_gmv is positive.
+    """
+    n = influence_gmv.size
     pagerank_rank = np.zeros(n, dtype=np.int64)
     pagerank_rank[kept] = _ranks(np.lexsort((kept, -pr[kept])))
     circle_rank = np.zeros(n, dtype=np.int64)
-    in_circle = kept[lab[kept] >= 0]
-    circle_rank[in_circle] = _ranks(np.lexsort((in_circle, -pr[in_circle], circle_i[in_circle])),
-                                    circle_i[in_circle])
-    influence_gmv = np.round(gmv + ds["gmv_decayed"], 2)
-    top_n = int(np.ceil(0.01 * kept.size))
+    in_circle = kept[circle.label[kept] >= 0]
+    named = circle.named_by[in_circle]
+    circle_rank[in_circle] = _ranks(np.lexsort((in_circle, -pr[in_circle], named)), named)
     top = np.zeros(n, dtype=bool)
-    top[kept[np.lexsort((kept, -influence_gmv[kept]))[:top_n]]] = True
+    top[kept[np.lexsort((kept, -influence_gmv[kept]))[:int(np.ceil(0.01 * kept.size))]]] = True
     top &= influence_gmv > 0
-
-    metrics = pa.table({
+    return pa.table({
         "i": kept.astype(np.int32), "direct_buyers": direct_buyers[kept],
         "reach": ds["reach"][kept], "generations": ds["generations"][kept],
         "ds_gmv": np.round(ds["gmv_decayed"][kept], 2),
         "ds_total": np.round(ds["gmv_total"][kept], 2), "ds_total_raw": ds["gmv_total"][kept],
         "ds_cost": ds["cost_total"][kept], "influence_gmv": influence_gmv[kept],
         "pagerank": pr[kept], "pagerank_rank": pagerank_rank[kept],
-        "clicks": clicks_received[kept], "circle_i": circle_i[kept].astype(np.int32),
-        "circle_size": circle_size[kept], "circle_rank": circle_rank[kept],
+        "clicks": clicks_received[kept], "circle_i": circle.named_by[kept].astype(np.int32),
+        "circle_size": circle.size[kept], "circle_rank": circle_rank[kept],
         "is_top_1pct": top[kept],
     })
+
+
+def _write_mart(con: duckdb.DuckDBPyConnection, metrics: pa.Table, shares: pa.Table,
+                s: Settings) -> None:
+    """Write ``marts.agent_influence`` from the array metrics, ``_direct`` and share stats."""
     con.register("_metrics", metrics)
     con.register("_shares", shares)
-    create_table_as(
-        con,
-        "marts.agent_influence",
-        """
+    create_table_as(con, "marts.agent_influence", _AGENT_INFLUENCE_SQL, ids=("person_id", "circle_id"))
+    for view in ("_metrics", "_shares"):
+        con.unregister(view)
+    con.execute("DROP TABLE _pidx")
+    con.execute("DROP TABLE _direct")
+    comment_table(
+        con, "marts.agent_influence",
+        "One row per person who shared, was credited for a sale or is an agent: direct and "
+        f"downstream sales (decay {s.downstream_decay}), PageRank, conversion, cascades, "
+        "circle, cost and ROI (¥). Definitions: docs/influence.md.",
+        AGENT_INFLUENCE_DOC,
+    )
+
+
+_AGENT_INFLUENCE_SQL = """
         -- grain: one row per person who shared, was credited for a sale or is an agent
         WITH base AS (
             SELECT x.person_id, x.role, x.is_agent, x.agent_level,
@@ -375,21 +389,8 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
                END AS network_roi,
                is_top_1pct
         FROM base
-        """,
-        ids=("person_id", "circle_id"),
-    )
-    for view in ("_metrics", "_shares"):
-        con.unregister(view)
-    con.execute("DROP TABLE _pidx")
-    con.execute("DROP TABLE _direct")
-    comment_table(
-        con, "marts.agent_influence",
-        "One row per person who shared, was credited for a sale or is an agent: direct and "
-        f"downstream sales (decay {s.downstream_decay}), PageRank, conversion, cascades, "
-        "circle, cost and ROI (¥). Definitions: docs/influence.md.",
-        AGENT_INFLUENCE_DOC,
-    )
-    return int(kept.size)
+"""
+"""One row per kept person: ``_metrics`` joined to ``_pidx``, ``_direct`` and ``_shares``."""
 
 
 def scores_finite(con: duckdb.DuckDBPyConnection) -> tuple[bool, int]:

@@ -17,12 +17,12 @@ from helpers import graph_contract_db, insert_staging
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sharegraph.core.kernels import subtree_sizes
 from sharegraph.metrics.cascades import (
     build_cascades,
     check_cascade_gmv,
     check_cascade_shape,
     structural_virality,
-    subtree_sizes,
 )
 
 T0 = datetime(2025, 3, 1, 9, 0)
