@@ -1,7 +1,9 @@
 """Pipeline settings: one typed object, defaults a user of the field would expect.
 
 Values come from defaults, then an optional ``sharegraph.toml`` (or the file named by
-``SHAREGRAPH_CONFIG``), then ``SHAREGRAPH_*`` environment variables.
+``SHAREGRAPH_CONFIG``), then ``SHAREGRAPH_<FIELD>`` environment variables (``SHAREGRAPH_STATE``,
+``SHAREGRAPH_TIMEZONE``, ...). This is the only module that reads them; every value is checked
+here, once, so a bad one fails when the settings load, naming where it came from.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Settings:
     """Upline quality: an upline is ranked only with at least this many direct recruits."""
     retention_month: int = 3
     """Upline quality: a recruit is retained when active in this month after the joining month (0 = joining month)."""
-    self_referral_min_orders: int = 2
+    self_referral_min_orders: int = 3
     """Integrity rule self_referral: own paid orders with oneself as referrer or through one's own share, at least."""
     ring_min_edge_orders: int = 3
     """Integrity rule referral_ring: paid orders an edge (credited person -> buyer) needs to count as a ring tie."""
@@ -72,6 +76,52 @@ class Settings:
     """Integrity rule click_burst: the burst is at least this multiple of the sharer's mean clicks per other share."""
     click_burst_max_conversion: float = 0.05
     """Integrity rule click_burst: paid orders through the share per burst click, at most."""
+
+    # --- where things live (core/paths.py derives the defaults; relative paths are taken
+    # from the current directory). Empty means the default under ``state``.
+    state: str = "state"
+    """The state directory: published warehouse, demo input, inbox, reports, Dagster runs."""
+    warehouse: str = ""
+    """Published DuckDB file of the code location's runs; default <state>/sharegraph.duckdb."""
+    input: str = ""
+    """Input directory of the code location's full pipeline; default <state>/demo-input."""
+    reports: str = ""
+    """Directory of the HTML reports; default reports/ beside the warehouse."""
+    inbox: str = ""
+    """Where daily exports are delivered; default <state>/inbox."""
+    archive: str = ""
+    """Where loaded daily exports move, by export day; default <state>/archive."""
+    rejected: str = ""
+    """Where unloadable daily exports move, with <name>.reason.txt; default <state>/rejected."""
+    inbox_settle_s: float = 5.0
+    """A delivered file without a .ready/.done marker is complete once unchanged this long, seconds."""
+    daily_start: str = "2024-01-01"
+    """First export day of the daily partitions (YYYY-MM-DD); the last is tomorrow in ``timezone``."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, one sentence each (empty when they are valid)."""
+        out = []
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            out.append(f"timezone {self.timezone!r} is not a time zone of the IANA database "
+                       "(e.g. Asia/Shanghai, UTC)")
+        if not 0 <= self.max_reject_rate <= 1:
+            out.append(f"max_reject_rate = {self.max_reject_rate} is not in 0..1")
+        try:
+            date.fromisoformat(self.daily_start)
+        except ValueError:
+            out.append(f"daily_start {self.daily_start!r} is not a date (YYYY-MM-DD)")
+        if self.inbox_settle_s < 0:
+            out.append(f"inbox_settle_s = {self.inbox_settle_s} is negative")
+        if not self.state:
+            out.append("state is empty (the state directory, default 'state')")
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
@@ -104,10 +154,10 @@ class Settings:
                 updates[name] = type(current)(raw)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{source}: setting {name!r} = {raw!r} is not a {type(current).__name__}") from exc
-        settings = replace(self, **updates)
-        if not 0 <= settings.max_reject_rate <= 1:
-            raise ValueError(f"{source}: max_reject_rate = {settings.max_reject_rate} is not in 0..1")
-        return settings
+        try:
+            return replace(self, **updates)
+        except ValueError as exc:  # problems(): name where the bad value came from
+            raise ValueError(f"{source}: {exc}") from None
 
 
 def _string_map(name: str, raw: object, source: str) -> dict:

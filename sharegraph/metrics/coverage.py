@@ -151,6 +151,20 @@ DEPENDENCIES: dict[str, Needs] = {
     "marts.weak_categories": Needs(
         ("类目契合度", "category fit"),
         ("no_orders", "no_paid_orders", "no_categories", f"{UPSTREAM}marts.category_affinity")),
+    "marts.agent_funnel": Needs(
+        ("代理生命周期", "the agent lifecycle"), ("no_share_events",),
+        caveats={"no_agents": ("代理就是做过分享的人，加入时间取首次分享",
+                               "agents are the people who shared, joined at their first share"),
+                 "no_share_clicks": ("漏斗中没有点击这一步", "the funnel has no click stage")}),
+    "marts.agent_cohorts": Needs(
+        ("代理留存分析", "agent cohort retention"), ("no_share_events", f"{UPSTREAM}marts.agent_funnel")),
+    "marts.upline_quality": Needs(
+        ("上级招募质量", "upline (recruiter) quality"), ("no_agents", f"{UPSTREAM}marts.agent_funnel")),
+    "marts.integrity_flags": Needs(
+        ("推荐合规审查", "the referral-integrity review"), ("no_orders", "no_paid_orders"),
+        "nothing_found",
+        caveats={"no_share_events": ("只能检查自购、推荐闭环和退款，不能检查点击暴增",
+                                     "only self-referral, rings and refunds are checked, not click bursts")}),
 }
 """Every graph/marts table -> what it needs (docs/reports.md, "Why a table is empty").
 A table missing here still gets a row: reason ``no_rows`` when it is empty."""

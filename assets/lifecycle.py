@@ -1,0 +1,63 @@
+"""Lifecycle and integrity stage: agent funnel, cohorts, upline quality and referral-integrity
+flags (thin wrappers over sharegraph.metrics.lifecycle and sharegraph.metrics.integrity)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets._common import table_result, verdict_check
+from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES
+from assets.ingest import STAGING
+from pipelines.resources import WarehouseResource
+from sharegraph.metrics import integrity, lifecycle
+
+AGENT_FUNNEL = dg.AssetKey(["marts", "agent_funnel"])
+AGENT_COHORTS = dg.AssetKey(["marts", "agent_cohorts"])
+UPLINE_QUALITY = dg.AssetKey(["marts", "upline_quality"])
+INTEGRITY_FLAGS = dg.AssetKey(["marts", "integrity_flags"])
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+          deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, STAGING["share_events"]])
+def agent_funnel(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per agent: joined -> first share -> first click -> first sale, churn."""
+    return table_result(warehouse, lifecycle.build_agent_funnel, lambda con: dict(zip(
+        ("sold", "churned"), con.execute(
+            "SELECT count(first_sale_at), count(*) FILTER (WHERE churned) FROM marts.agent_funnel"
+        ).fetchone(), strict=True)))
+
+
+@dg.asset_check(asset=AGENT_FUNNEL, blocking=True)
+def agent_funnel_stages_nested(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """A click needs a share; cohort retention in [0, 1]."""
+    return verdict_check(warehouse, lifecycle.check_funnel_order)
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+          deps=[AGENT_FUNNEL, ATTRIBUTED, SHARE_NODES])
+def agent_cohorts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per (recruitment month, months since joining): retention, GMV per agent."""
+    return table_result(warehouse, lifecycle.build_agent_cohorts)
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+          deps=[AGENT_FUNNEL, AGENT_UPLINE, ATTRIBUTED, SHARE_NODES])
+def upline_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per upline with enough recruits: recruits' activation and retention."""
+    return table_result(warehouse, lifecycle.build_upline_quality)
+
+
+@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+          deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, PEOPLE, REFERRAL_EDGES,
+                STAGING["orders"], STAGING["share_events"], STAGING["group_buys"]])
+def integrity_flags(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per (person, rule): self-referral, rings, refund abuse, click bursts, ¥ at risk."""
+    return table_result(warehouse, integrity.build_integrity_flags, lambda con: {
+        rule: n for rule, n in con.execute(
+            "SELECT rule, count(*) FROM marts.integrity_flags GROUP BY 1").fetchall()})
+
+
+@dg.asset_check(asset=INTEGRITY_FLAGS, blocking=True)
+def integrity_flags_have_evidence(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every flag has a known rule, evidence in both languages and a ¥ at risk >= 0."""
+    return verdict_check(warehouse, integrity.check_flags)
