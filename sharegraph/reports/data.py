@@ -1,7 +1,8 @@
-"""Defensive reads of the warehouse for the reports.
+"""Reads of the warehouse for the reports.
 
-A report must render whatever state the warehouse is in: a mart that is missing, empty or
-lacks a column gives ``None`` here and "暂无数据 / No data" on the page, never an exception.
+An empty mart is a page state (its reason comes from ``marts.table_notes``); a query that
+fails is a bug or a broken warehouse and fails the report with the error (ReportQueryError),
+never a silent "no data". ``select_list`` still lets a page follow a renamed column.
 Frames come back through Arrow (``.pl()``), already small: the SQL aggregates and caps.
 """
 
@@ -31,18 +32,23 @@ def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(table_columns(con, qualified))
 
 
+class ReportQueryError(RuntimeError):
+    """A report's query failed; the message has the query's start and DuckDB's error."""
+
+
 def query(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> pl.DataFrame | None:
-    """Run a read query; None (logged) when a table or column it needs is missing."""
+    """Run a read query. Raises ReportQueryError when it fails."""
     try:
         rel = con.sql(sql, params=list(params)) if params else con.sql(sql)
         return rel.pl() if rel is not None else None
     except duckdb.Error as exc:  # CatalogException, BinderException, ...
-        log.warning("report query failed (%s): %s", type(exc).__name__, str(exc).splitlines()[0])
-        return None
+        head = " ".join(sql.split())[:160]
+        raise ReportQueryError(f"report query failed ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0]}): {head}") from exc
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> object:
-    """First value of a read query; None when it fails or returns no row."""
+    """First value of a read query; None when it returns no row."""
     frame = query(con, sql, params)
     if frame is None or frame.height == 0:
         return None

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import duckdb
 
-from sharegraph.reports.data import query
+from sharegraph.reports.data import has_table, query
 from sharegraph.reports.page import esc, is_message, message, t
 
 NOTES_TABLE = "marts.table_notes"
@@ -48,6 +48,8 @@ B = TypeVar("B")
 
 def load_notes(con: duckdb.DuckDBPyConnection) -> Notes:
     """marts.table_notes by table name; empty when the table is missing (reports still render)."""
+    if not has_table(con, NOTES_TABLE):
+        return {}
     frame = query(
         con,
         f"""SELECT table_name, rows, reason_code, reason_zh, reason_en,
