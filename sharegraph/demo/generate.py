@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from sharegraph.core.contract import TABLES
 
 PERIOD = ("2026-01-01", "2026-10-31")
 _BASE = int(datetime(2026, 1, 1).timestamp() - datetime(1970, 1, 1).timestamp())
+_T0 = datetime(2026, 1, 1)
 DAY = 86_400
 HOUR = 3_600
 T_END = 304 * DAY - 1  # 2026-10-31 23:59:59, seconds after 2026-01-01 00:00:00
@@ -148,6 +149,7 @@ def generate_world(
     for key in ("top_agents_downstream", "top_agents_direct", "ring_members", "circle_owners"):
         truth[key] = person.gather(truth[key]).to_list()
     frames = _frames(pop, cat, od, ev, ids, attributed, fmt)
+    truth.update(_plant_integrity(frames, pop, od, ids, attributed, seed, fmt))
     for name, frame in frames.items():
         _write(frame, out / f"{name}.{fmt}", fmt)
         say(f"{name}: {frame.height:,} rows written")
@@ -952,6 +954,170 @@ def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
     for name, frame in frames.items():
         assert frame.columns == TABLES[name].column_names, (name, frame.columns)
     return frames
+
+
+# -- referral-integrity patterns (docs/integrity.md) -------------------------------------------
+
+INTEGRITY_PER_RULE = 3
+"""Agents planted per integrity rule (self-referral, ring, refund abuse, click burst)."""
+
+
+def _plant_integrity(frames: dict[str, pl.DataFrame], pop: dict, od: dict, ids: dict,
+                     att: dict, seed: int, fmt: str) -> dict:
+    """Plant the four integrity patterns into the written frames, after everything else.
+
+    Drawn from their own generator (``default_rng([seed, 15])``), so every other planted
+    signal and truth stays as it was; the order count is unchanged (existing order lines are
+    re-pointed, none added). Only ordinary agents outside the KOL downlines and the ring take
+    part, each in one pattern. Returns the new truth keys (person ids).
+    """
+    rng = np.random.default_rng([seed, 15])
+    person = ids["person"]
+    na = pop["n_agents"]
+    root = np.arange(na)
+    up = pop["upline"]
+    for _ in range(int(pop["depth"].max()) + 1):
+        root = np.where(up[root] >= 0, up[root], root)
+    ordinary = np.flatnonzero((root >= N_TOP_AGENTS) & (np.arange(na) >= N_TOP_AGENTS))
+    ordinary = np.setdiff1d(ordinary, pop["ring"])
+    orders, events = frames["orders"], frames["share_events"]
+    n = od["t"].size
+    o = np.lexsort((np.arange(n), od["t"]))
+    cred = att["credited"][o]
+    row = np.arange(n)
+    # an organic paid line nobody is credited for (no referrer, share, group or payout)
+    free = (orders["status"].to_numpy() == "paid") & orders["referrer_id"].is_null().to_numpy() \
+        & orders["share_id"].is_null().to_numpy() & orders["group_id"].is_null().to_numpy() \
+        & orders["commission"].is_null().to_numpy() & orders["red_packet"].is_null().to_numpy()
+    buyer = od["person"][o]
+    own_free = np.bincount(buyer[free], minlength=pop["n"])
+    credited_paid = (orders["status"].to_numpy() == "paid") & (cred >= 0) \
+        & orders["group_id"].is_null().to_numpy()
+    n_credited = np.bincount(cred[credited_paid], minlength=pop["n"])
+    sharer_of = dict(zip(events.filter(pl.col("event_type") == "share")["share_id"].to_list(),
+                         events.filter(pl.col("event_type") == "share")["actor_id"].to_list(),
+                         strict=True))
+    has_share = np.isin(person.head(na).to_numpy(), np.array(list(set(sharer_of.values()))))
+
+    k = INTEGRITY_PER_RULE
+    pool = rng.permutation(ordinary[own_free[ordinary] >= 4])
+    selfr = pool[has_share[pool]][:k]
+    ring = np.setdiff1d(pool, selfr)[:k]
+    rest = np.setdiff1d(ordinary, np.r_[selfr, ring])
+    abusers = rest[np.argsort(-n_credited[rest], kind="stable")][:k]
+    rest = np.setdiff1d(rest, abusers)
+    bursters = rng.permutation(rest[has_share[rest]])[:k]
+    if min(selfr.size, ring.size, abusers.size, bursters.size) < k:
+        raise ValueError("world too small to plant the integrity patterns")
+
+    referrer = orders["referrer_id"].to_list()
+    share = orders["share_id"].to_list()
+    customer = orders["customer_id"].to_list()
+    status = orders["status"].to_list()
+    commission = orders["commission"].to_list()
+    red = orders["red_packet"].to_list()
+    amount = orders["amount"].cast(pl.Float64).to_numpy()
+    t = orders["ordered_at"].to_list()
+    used = np.zeros(n, dtype=bool)
+
+    def pay(r: int, via_share: bool) -> None:
+        commission[r] = round(float(amount[r]) * COMMISSION_RATE, 2)
+        red[r] = RED_PACKET_CENTS / 100 if via_share else None
+
+    shares_by = (events.filter(pl.col("event_type") == "share")
+                 .group_by("actor_id").agg(pl.col("share_id").sort_by("occurred_at").first(),
+                                           pl.col("occurred_at").min()))
+    first_share = {a: (sid, at) for a, sid, at in shares_by.iter_rows()}
+    own = (events.filter(pl.col("event_type") == "share").sort("occurred_at")
+           .group_by("actor_id", maintain_order=True).agg("share_id", "occurred_at"))
+    own_shares = {a: list(zip(sids, ats, strict=True)) for a, sids, ats in own.iter_rows()}
+    own_clicks: list[tuple[str, str, int]] = []  # a self-referrer opens their own link first
+    # self-referral: up to 6 own organic orders, alternately own referrer / own share link
+    for a in selfr:
+        pid = person[int(a)]
+        rows = row[free & (buyer == a)][:6]
+        sid, at = first_share[pid]
+        for j, r in enumerate(rows):
+            if j % 2 and t[r] > at + timedelta(hours=1):
+                share[r] = sid
+                pay(r, True)
+                own_clicks.append((sid, pid, int((t[r] - _T0).total_seconds()) - 30 * 60))
+            else:
+                referrer[r] = pid
+                pay(r, False)
+        used[rows] = True
+    # ring: each member's organic orders credited to the next member (a -> b -> c -> a)
+    for j, a in enumerate(ring):
+        rows = row[free & (buyer == a)][:5]
+        for r in rows:
+            referrer[r] = person[int(ring[(j + 1) % ring.size])]
+            pay(r, False)
+        used[rows] = True
+    # refund abuse: most of the agent's credited orders refunded, plus other customers'
+    # orders placed through the agent's referral link and refunded
+    extra = max(12, n // 2500)
+    for a in abusers:
+        own = row[credited_paid & (cred == a)]
+        own = own[rng.random(own.size) < 0.6]
+        others = rng.permutation(row[free & ~used & (buyer >= na)])[:extra]
+        for r in others:
+            referrer[r] = person[int(a)]
+        for r in np.r_[own, others]:
+            status[r], commission[r], red[r] = "refunded", None, None
+        used[np.r_[own, others]] = True
+    # click burst: one share per agent gets 30-60 clicks from new accounts within 5 minutes,
+    # and the first of those accounts places an order through it
+    farm_clicks: list[tuple[str, str, int]] = []  # share_id, actor_id, seconds
+    n_farm = 0
+    n_cust = pop["n"] - na
+
+    def farm_id(j: int) -> str:  # new accounts, numbered after the customers: c003601, ...
+        return f"c{n_cust + j:0{max(6, len(str(n_cust)))}d}"
+
+    ot = od["t"][o]
+    for a in bursters:
+        pid = person[int(a)]
+        pool = row[free & ~used & (buyer >= na)]
+        sid, s0, cand = None, 0, pool[:0]
+        for share_id, at in own_shares[pid]:
+            sid, s0 = share_id, int((at - _T0).total_seconds())
+            cand = pool[(ot[pool] > s0 + 2 * HOUR) & (ot[pool] < s0 + 6 * DAY)]
+            if cand.size:
+                break
+        r = int(rng.choice(cand)) if cand.size else -1
+        start = (max(s0 + 60, int(ot[r]) - int(rng.integers(30 * 60, 6 * HOUR))) if r >= 0
+                 else s0 + int(rng.integers(HOUR, DAY)))
+        size = int(rng.integers(30, 61))
+        first = n_farm + 1
+        for off in np.sort(rng.integers(0, 300, size)):
+            n_farm += 1
+            farm_clicks.append((sid, farm_id(n_farm), min(start + int(off), T_END)))
+        if r >= 0:
+            customer[r] = farm_id(first)
+            share[r] = sid
+            pay(r, True)
+            used[r] = True
+
+    money = (lambda v: pl.Series(v, dtype=pl.Float64).cast(pl.Decimal(18, 2))) if fmt == "parquet" \
+        else (lambda v: pl.Series(v, dtype=pl.Float64))
+    frames["orders"] = orders.with_columns(
+        referrer_id=pl.Series(referrer, dtype=pl.String), share_id=pl.Series(share, dtype=pl.String),
+        customer_id=pl.Series(customer, dtype=pl.String), status=pl.Series(status, dtype=pl.String),
+        commission=money(commission), red_packet=money(red))
+    meta = events.select("share_id", "product_id", "category", "channel").unique("share_id")
+    added = own_clicks + farm_clicks
+    fc = pl.DataFrame({"share_id": [c[0] for c in added], "actor_id": [c[1] for c in added],
+                       "occurred_at": _ts(np.array([c[2] for c in added], dtype=np.int64))})
+    fc = fc.join(meta, on="share_id", how="left").with_columns(
+        event_type=pl.lit("click"), parent_share_id=pl.lit(None, dtype=pl.String),
+        event_id=pl.lit(""))
+    merged = pl.concat([events, fc.select(events.columns)], how="vertical_relaxed")
+    merged = merged.sort("occurred_at", maintain_order=True).with_columns(
+        event_id=_id_series("e", np.arange(1, merged.height + 1), 8))
+    frames["share_events"] = merged
+    ids_of = lambda idx: person.gather(idx).to_list()  # noqa: E731
+    return {"self_referrers": ids_of(selfr), "referral_ring": ids_of(ring),
+            "refund_abusers": ids_of(abusers), "click_bursters": ids_of(bursters)}
 
 
 def _write(frame: pl.DataFrame, path: Path, fmt: str) -> None:

@@ -333,7 +333,8 @@ def test_ring_and_truth_shape(w: dict, small_truth: dict) -> None:
     assert set(small_truth) == {
         "seed", "people", "orders", "period", "top_agents_downstream", "top_agents_direct",
         "category_pairs", "directional_pairs", "spillover_pairs", "expected_expansion",
-        "ring_members", "circle_owners", "merchants", "categories"}
+        "ring_members", "circle_owners", "merchants", "categories",
+        "self_referrers", "referral_ring", "refund_abusers", "click_bursters"}
     assert small_truth["period"] == ["2026-01-01", "2026-10-31"]
     ring = small_truth["ring_members"]
     assert 3 <= len(ring) <= 5 and set(ring) <= set(w["agents"]["agent_id"])
