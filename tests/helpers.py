@@ -157,6 +157,24 @@ REPORT_SETTINGS = Settings(min_pair_customers=3, report_row_cap=50, pseudonym_ke
 
 # ------------------------------------------------------------------ a tiny warehouse
 
+def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETTINGS) -> None:
+    """Attribution and every graph/mart builder of the pipeline, on whatever staging holds."""
+    from sharegraph.graph import attribution
+    from sharegraph.graph.people import build_people, build_referral_edges
+    from sharegraph.graph.shares import build_share_nodes
+    from sharegraph.graph.upline import build_agent_upline
+    from sharegraph.metrics import affinity, cascades, expansion, growth, influence
+
+    attribution.attribute_orders(con, settings)
+    for build in (build_share_nodes, build_agent_upline, build_people,
+                  build_referral_edges, influence.build_agent_influence, cascades.build_cascades,
+                  growth.build_kfactor, growth.build_concentration, growth.build_channel_migration,
+                  growth.build_group_buys, affinity.build_category_affinity,
+                  affinity.build_spillover_affinity, expansion.build_expansion_recommendations,
+                  expansion.build_weak_categories):
+        build(con, settings)
+
+
 def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: int = 3,
                 settings: Settings = REPORT_SETTINGS) -> dict[str, list[str]]:
     """Staging rows for ~300 people, then every graph/mart builder of the pipeline.
@@ -164,11 +182,6 @@ def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: 
     People ids look like phone numbers (so a leak is easy to grep). With ``hostile`` the
     product, category, merchant and channel names carry XSS payloads. Returns the ids used.
     """
-    from sharegraph.graph import attribution
-    from sharegraph.graph.people import build_people, build_referral_edges
-    from sharegraph.graph.shares import build_share_nodes
-    from sharegraph.graph.upline import build_agent_upline
-    from sharegraph.metrics import affinity, cascades, expansion, growth, influence
 
     rng = np.random.default_rng(seed)
     people = [f"1380013{i:04d}" for i in range(300)]
@@ -241,12 +254,5 @@ def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: 
     insert_staging(con, "orders", orders)
     insert_staging(con, "group_buys", groups)
     insert_staging(con, "agents", upline)
-    attribution.attribute_orders(con, settings)
-    for build in (build_share_nodes, build_agent_upline, build_people,
-                  build_referral_edges, influence.build_agent_influence, cascades.build_cascades,
-                  growth.build_kfactor, growth.build_concentration, growth.build_channel_migration,
-                  growth.build_group_buys, affinity.build_category_affinity,
-                  affinity.build_spillover_affinity, expansion.build_expansion_recommendations,
-                  expansion.build_weak_categories):
-        build(con, settings)
+    build_marts(con, settings)
     return {"people": people, "merchants": merchants, "categories": cats}

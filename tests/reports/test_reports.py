@@ -17,9 +17,10 @@ import pytest
 
 from sharegraph.core.warehouse import ensure_schema
 from sharegraph.reports import figures, page, render_all
+from sharegraph.reports.data import ReportQueryError
 from sharegraph.reports.expansion import report_file
 from sharegraph.reports.pseudonym import pseudonym, pseudonymize
-from tests.helpers import REPORT_SETTINGS, XSS, build_world
+from tests.helpers import REPORT_SETTINGS, XSS, build_marts, build_world
 
 SETTINGS = REPORT_SETTINGS
 
@@ -246,9 +247,19 @@ def test_reports_never_print_raw_person_ids(rendered: dict) -> None:
         re.search(r"P-[0-9a-f]{16}", influence_html)
 
 
+def test_a_failing_report_query_fails_the_report(tmp_path: Path) -> None:
+    """Marts never built: an error naming the table, not a page of silent 'no data'."""
+    con = duckdb.connect(str(tmp_path / "unbuilt.duckdb"))
+    ensure_schema(con)
+    with pytest.raises(ReportQueryError, match="does not exist"):
+        render_all(con, SETTINGS, tmp_path / "r")
+    con.close()
+
+
 def test_reports_render_on_an_empty_warehouse(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "empty.duckdb"))
     ensure_schema(con)
+    build_marts(con, SETTINGS)  # every table exists, all empty
     written = render_all(con, SETTINGS, tmp_path / "r")
     con.close()
     assert written["expansion"] == []
