@@ -1000,15 +1000,15 @@ def _plant_integrity(frames: dict[str, pl.DataFrame], pop: dict, od: dict, ids: 
     has_share = np.isin(person.head(na).to_numpy(), np.array(list(set(sharer_of.values()))))
 
     k = INTEGRITY_PER_RULE
-    pool = rng.permutation(ordinary[own_free[ordinary] >= 4])
+    # a tiny world may hold fewer suitable agents: then fewer are planted (a ring needs 2)
+    pool = rng.permutation(ordinary[own_free[ordinary] >= 3])
     selfr = pool[has_share[pool]][:k]
     ring = np.setdiff1d(pool, selfr)[:k]
+    ring = ring if ring.size >= 2 else ring[:0]
     rest = np.setdiff1d(ordinary, np.r_[selfr, ring])
     abusers = rest[np.argsort(-n_credited[rest], kind="stable")][:k]
     rest = np.setdiff1d(rest, abusers)
     bursters = rng.permutation(rest[has_share[rest]])[:k]
-    if min(selfr.size, ring.size, abusers.size, bursters.size) < k:
-        raise ValueError("world too small to plant the integrity patterns")
 
     referrer = orders["referrer_id"].to_list()
     share = orders["share_id"].to_list()
