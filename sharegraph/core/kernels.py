@@ -339,12 +339,7 @@ def label_propagation(
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     idx = np.int32 if n < 2**31 - 1 else np.int64
-    src = np.asarray(src, dtype=idx)
-    dst = np.asarray(dst, dtype=idx)
-    w = np.ones(src.size) if weight is None else np.asarray(weight, dtype=np.float64)
-    keep = (src != dst) & (w > 0)
-    src, dst, w = src[keep], dst[keep], w[keep]
-    del keep
+    src, dst, w = _weighted_edges(src, dst, weight, idx)
     k = np.bincount(src, weights=w, minlength=n) + np.bincount(dst, weights=w, minlength=n)
     m2 = float(k.sum())
     labels = np.arange(n, dtype=idx)
@@ -361,30 +356,53 @@ def label_propagation(
         build = partial(_class_blocks, cls=cls, src=src, dst=dst, w=w, k=k, scale=resolution / m2)
         classes = [bl for bl in pool.map(build, range(n_cls)) if bl]
         del src, dst, w, cls, build
-        every = [b for bl in classes for b in bl]
-        tot = k.copy()
-
-        def modularity(labels: np.ndarray, tot: np.ndarray) -> float:
-            inside = sum(pool.map(_inside_weight, every, repeat(labels)))
-            return inside / m2 - resolution * float(np.square(tot / m2).sum())
-
-        q = -resolution * float(np.square(k / m2).sum())  # every node alone: nothing inside
-        sweep = 0
-        for it in range(max_iter):
-            blocks = classes[it % len(classes)]
-            streams = [np.random.default_rng([seed, it, j]) for j in range(len(blocks))]
-            moves = list(pool.map(_best_moves, blocks, repeat(labels), repeat(tot), streams))
-            who = np.concatenate([m[0] for m in moves])
-            if who.size:
-                labels[who] = np.concatenate([m[1] for m in moves])
-                tot = np.bincount(labels, weights=k, minlength=n)
-            sweep += who.size
-            if it % len(classes) == len(classes) - 1:  # every node had its turn
-                if sweep <= tol * active.size:  # converged
-                    break
-                q, q_before = modularity(labels, tot), q
-                if q - q_before < q_tol:  # plateau
-                    break
-                sweep = 0
+        _sweep(pool, classes, labels, k, resolution, seed, max_iter, tol, q_tol, active.size)
     _, dense = np.unique(labels, return_inverse=True)
     return dense.astype(np.int64)
+
+
+def _weighted_edges(src: np.ndarray, dst: np.ndarray, weight: np.ndarray | None,
+                    idx: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges as ``idx`` arrays with float weights (1 when none), self-loops and
+    non-positive weights dropped: they add nothing to a community."""
+    src = np.asarray(src, dtype=idx)
+    dst = np.asarray(dst, dtype=idx)
+    w = np.ones(src.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    keep = (src != dst) & (w > 0)
+    return src[keep], dst[keep], w[keep]
+
+
+def _sweep(pool: ThreadPoolExecutor, classes: list[list[_Block]], labels: np.ndarray,
+           k: np.ndarray, resolution: float, seed: int, max_iter: int, tol: float,
+           q_tol: float, n_active: int) -> None:
+    """Move the update classes in turn until converged, a plateau or ``max_iter`` rounds.
+
+    Updates ``labels`` in place (see :func:`label_propagation` for the stopping rules).
+    """
+    m2 = float(k.sum())
+    n = labels.size
+    every = [b for bl in classes for b in bl]
+    tot = k.copy()
+
+    def modularity(labels: np.ndarray, tot: np.ndarray) -> float:
+        inside = sum(pool.map(_inside_weight, every, repeat(labels)))
+        return inside / m2 - resolution * float(np.square(tot / m2).sum())
+
+    q = -resolution * float(np.square(k / m2).sum())  # every node alone: nothing inside
+    sweep = 0
+    for it in range(max_iter):
+        blocks = classes[it % len(classes)]
+        streams = [np.random.default_rng([seed, it, j]) for j in range(len(blocks))]
+        moves = list(pool.map(_best_moves, blocks, repeat(labels), repeat(tot), streams))
+        who = np.concatenate([m[0] for m in moves])
+        if who.size:
+            labels[who] = np.concatenate([m[1] for m in moves])
+            tot = np.bincount(labels, weights=k, minlength=n)
+        sweep += who.size
+        if it % len(classes) == len(classes) - 1:  # every node had its turn
+            if sweep <= tol * n_active:  # converged
+                break
+            q, q_before = modularity(labels, tot), q
+            if q - q_before < q_tol:  # plateau
+                break
+            sweep = 0

@@ -36,6 +36,7 @@ import duckdb
 
 from sharegraph.core.config import Settings
 from sharegraph.core.contract import ENUMERATED, TABLES, Column, Table
+from sharegraph.core.sql import ident, in_list, literal
 from sharegraph.core.vocabulary import Vocabulary, VocabularyError
 from sharegraph.core.warehouse import (
     CHANNELS_COMMENTS,
@@ -203,18 +204,6 @@ def _merge(base: dict[tuple[str, str], dict[str, str]],
     return out
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str | None) -> str:
-    return "NULL" if text is None else "'" + text.replace("'", "''") + "'"
-
-
-def _in_list(values: tuple[str, ...]) -> str:
-    return ", ".join(_lit(v) for v in values)
-
-
 def _trimmed(v: str) -> str:
     """``NULLIF(trim(v), '')``, calling trim only where it can change ``v``: trim strips
     spaces and Unicode space characters, so an ASCII value (byte length = character length)
@@ -242,7 +231,7 @@ def _typed_expr(table: Table, c: Column, v: str, tz: str, vocab: Vocabulary) -> 
             f"CASE WHEN NOT (suffix({v}, 'Z') OR contains(substr({v}, 9), '+') "
             f"OR contains(substr({v}, 9), '-')) THEN TRY_CAST({v} AS TIMESTAMP) "
             f"WHEN regexp_matches({v}, '{TS_OFFSET_RE}') "
-            f"THEN timezone({_lit(tz)}, TRY_CAST({v} AS TIMESTAMPTZ)) "
+            f"THEN timezone({literal(tz)}, TRY_CAST({v} AS TIMESTAMPTZ)) "
             f"ELSE TRY_CAST({v} AS TIMESTAMP) END"
         )
     raise ValueError(f"unknown column kind {c.kind!r}")
@@ -256,7 +245,7 @@ def _rule_expr(table: Table, c: Column, v: str, t: str, now_sql: str) -> str:
     else:
         whens.append(f"WHEN {v} IS NULL THEN NULL")
     if c.kind == "text" and c.allowed:
-        whens.append(f"WHEN {t} NOT IN ({_in_list(c.allowed)}) THEN 'unknown_value'")
+        whens.append(f"WHEN {t} NOT IN ({in_list(c.allowed)}) THEN 'unknown_value'")
     elif c.kind == "int":
         whens.append(f"WHEN NOT regexp_full_match({v}, '{INT_RE}') OR {t} IS NULL THEN 'not_integer'")
         low = MINIMUMS.get((table.name, c.name))
@@ -286,7 +275,7 @@ def _money_text(v: str) -> str:
     """Money text without a leading ¥/￥ and thousands separators, where it has them in a
     well-formed way (MONEY_DECORATED_RE); anything else is left for the not_money rule."""
     return (f"CASE WHEN contains({v}, ',') OR contains({v}, '¥') OR contains({v}, '￥') THEN "
-            f"CASE WHEN regexp_full_match({v}, {_lit(MONEY_DECORATED_RE)}) "
+            f"CASE WHEN regexp_full_match({v}, {literal(MONEY_DECORATED_RE)}) "
             f"THEN replace(regexp_replace({v}, '[¥￥\\s]', '', 'g'), ',', '') ELSE {v} END "
             f"ELSE {v} END")
 
@@ -308,7 +297,7 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
     # L1: clean text (trimmed, '' -> NULL, default applied) and the raw text
     l1 = ["s.source_row"] if numbered else []
     for c in cols:
-        raw = f"s.{_q(c.name)}" if c.name in present else "NULL::VARCHAR"
+        raw = f"s.{ident(c.name)}" if c.name in present else "NULL::VARCHAR"
         clean = _trimmed(raw)
         if c.kind == "timestamp":
             clean = f"replace({clean}, '/', '-')"
@@ -317,13 +306,13 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
         elif c.enumerated:
             clean = f"lower({clean})"
         if c.default is not None:
-            clean = f"COALESCE({clean}, {_lit(c.default)})"
-        l1.append(f"{raw} AS {_q('r_' + c.name)}")
-        l1.append(f"{clean} AS {_q('v_' + c.name)}")
+            clean = f"COALESCE({clean}, {literal(c.default)})"
+        l1.append(f"{raw} AS {ident('r_' + c.name)}")
+        l1.append(f"{clean} AS {ident('v_' + c.name)}")
     join = ""
     if table.name == "orders":
         pid = "NULLIF(trim(" + (
-            f"s.{_q('product_id')}" if "product_id" in present else "NULL::VARCHAR") + "), '')"
+            f"s.{ident('product_id')}" if "product_id" in present else "NULL::VARCHAR") + "), '')"
         if numbered:
             join = (
                 " LEFT JOIN (SELECT DISTINCT product_id AS pc_product_id FROM staging.products "
@@ -333,13 +322,13 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
     # L2: typed values
     l2 = ["*"]
     for c in cols:
-        l2.append(f"CAST({_typed_expr(table, c, _q('v_' + c.name), settings.timezone, vocab)} "
+        l2.append(f"CAST({_typed_expr(table, c, ident('v_' + c.name), settings.timezone, vocab)} "
                   f"AS {c.sql_type}) "
-                  f"AS {_q('t_' + c.name)}")
+                  f"AS {ident('t_' + c.name)}")
     # L3: per-column rules
     l3 = ["*"]
     for c in cols:
-        e = _rule_expr(table, c, _q("v_" + c.name), _q("t_" + c.name), now_sql)
+        e = _rule_expr(table, c, ident("v_" + c.name), ident("t_" + c.name), now_sql)
         if table.name == "orders" and c.name == "category":
             if numbered:
                 known = "has_product_category"
@@ -348,17 +337,17 @@ def _validated_sql(table: Table, present: set[str], settings: Settings, now: dat
                          "staging.products WHERE category IS NOT NULL), v_product_id), false)")
             e = (f"COALESCE({e}, CASE WHEN v_category IS NOT NULL THEN NULL "
                  f"WHEN NOT {known} THEN 'category_missing' END)")
-        l3.append(f"{e} AS {_q('e_' + c.name)}")
+        l3.append(f"{e} AS {ident('e_' + c.name)}")
     # L4: first failing rule in contract column order (raw text only for rejected rows)
     err_col = "CASE " + " ".join(
-        f"WHEN {_q('e_' + c.name)} IS NOT NULL THEN {_lit(c.name)}" for c in cols) + " END"
-    err_rule = "COALESCE(" + ", ".join(_q("e_" + c.name) for c in cols) + ")"
+        f"WHEN {ident('e_' + c.name)} IS NOT NULL THEN {literal(c.name)}" for c in cols) + " END"
+    err_rule = "COALESCE(" + ", ".join(ident("e_" + c.name) for c in cols) + ")"
     err_val = "CASE " + " ".join(
-        f"WHEN {_q('e_' + c.name)} IS NOT NULL THEN {_q('r_' + c.name)}" for c in cols) + " END"
+        f"WHEN {ident('e_' + c.name)} IS NOT NULL THEN {ident('r_' + c.name)}" for c in cols) + " END"
     raw_record = "to_json(struct_pack(" + ", ".join(
-        f"{_q(c.name)} := {_q('r_' + c.name)}" for c in cols if c.name in present) + "))::VARCHAR"
+        f"{ident(c.name)} := {ident('r_' + c.name)}" for c in cols if c.name in present) + "))::VARCHAR"
     l4 = (
-        [*(["source_row"] if numbered else []), *[f"{_q('t_' + c.name)}" for c in cols],
+        [*(["source_row"] if numbered else []), *[f"{ident('t_' + c.name)}" for c in cols],
          f"{err_col} AS err_column", f"{err_rule} AS err_rule", f"{err_val} AS err_value",
          f"CASE WHEN {err_rule} IS NOT NULL THEN {raw_record} END AS raw_record"]
     )
@@ -382,11 +371,11 @@ def _keys_ascending(con: duckdb.DuckDBPyConnection, table: Table, validated: str
     24M keys). Sound in any row order: a strictly increasing chain through all rows has no
     repeated value. False (then the aggregate runs) on any NULL key or any step down/equal.
     """
-    ks = [_q("t_" + k) for k in table.key]
-    lags = ", ".join(f"lag({k}) OVER () AS {_q('p_' + str(i))}" for i, k in enumerate(ks))
+    ks = [ident("t_" + k) for k in table.key]
+    lags = ", ".join(f"lag({k}) OVER () AS {ident('p_' + str(i))}" for i, k in enumerate(ks))
 
     def greater(i: int) -> str:
-        k, p = ks[i], _q("p_" + str(i))
+        k, p = ks[i], ident("p_" + str(i))
         if i == len(ks) - 1:
             return f"{k} > {p}"
         return f"({k} > {p} OR ({k} = {p} AND {greater(i + 1)}))"
@@ -394,7 +383,7 @@ def _keys_ascending(con: duckdb.DuckDBPyConnection, table: Table, validated: str
     null_key = " OR ".join(f"{k} IS NULL" for k in ks)
     bad = con.execute(
         f"""SELECT count(*) FILTER (WHERE {null_key}
-                OR ({_q('p_0')} IS NOT NULL AND NOT COALESCE({greater(0)}, false)))
+                OR ({ident('p_0')} IS NOT NULL AND NOT COALESCE({greater(0)}, false)))
         FROM (SELECT {', '.join(ks)}, {lags} FROM {validated} WHERE err_rule IS NULL)"""
     ).fetchone()[0]
     return bad == 0
@@ -422,10 +411,10 @@ def _outcome_sql(table: Table, validated: str, out: str, staging_empty: bool,
         return (f"CREATE OR REPLACE TEMP TABLE {out} (source_row BIGINT, outcome VARCHAR, "
                 "diff_column VARCHAR, loaded_json VARCHAR)")
     cols = table.columns
-    keys = ", ".join(_q("t_" + k) for k in table.key)
-    typed_hash = "hash(" + ", ".join(_q("t_" + c.name) for c in cols) + ")"
-    keys_v = ", ".join("v." + _q("t_" + k) for k in table.key)
-    part = f"PARTITION BY {', '.join('v.' + _q('t_' + k) for k in table.key)}"
+    keys = ", ".join(ident("t_" + k) for k in table.key)
+    typed_hash = "hash(" + ", ".join(ident("t_" + c.name) for c in cols) + ")"
+    keys_v = ", ".join("v." + ident("t_" + k) for k in table.key)
+    part = f"PARTITION BY {', '.join('v.' + ident('t_' + k) for k in table.key)}"
     dk_sql = ("SELECT NULL::UBIGINT AS kh WHERE false" if unique_keys else
               f"SELECT hash({keys}) AS kh FROM {validated} WHERE err_rule IS NULL GROUP BY kh "
               "HAVING count(*) > 1")
@@ -444,14 +433,14 @@ SELECT source_row,
        {empty}
 FROM dr WHERE conflict OR copy > 1"""
     fixed = [c.name for c in cols if c.name not in MUTABLE.get(table.name, ())]
-    stg_on = " AND ".join(f"s.{_q(k)} = v.{_q('t_' + k)}" for k in table.key)
-    stg_hash = "hash(" + ", ".join(f"s.{_q(c.name)}" for c in cols) + ")"
-    v_hash = "hash(" + ", ".join(f"v.{_q('t_' + c.name)}" for c in cols) + ")"
-    same_fixed = " AND ".join(f"s.{_q(c)} IS NOT DISTINCT FROM v.{_q('t_' + c)}" for c in fixed)
-    diff = "CASE " + " ".join(f"WHEN s.{_q(c)} IS DISTINCT FROM v.{_q('t_' + c)} THEN {_lit(c)}"
+    stg_on = " AND ".join(f"s.{ident(k)} = v.{ident('t_' + k)}" for k in table.key)
+    stg_hash = "hash(" + ", ".join(f"s.{ident(c.name)}" for c in cols) + ")"
+    v_hash = "hash(" + ", ".join(f"v.{ident('t_' + c.name)}" for c in cols) + ")"
+    same_fixed = " AND ".join(f"s.{ident(c)} IS NOT DISTINCT FROM v.{ident('t_' + c)}" for c in fixed)
+    diff = "CASE " + " ".join(f"WHEN s.{ident(c)} IS DISTINCT FROM v.{ident('t_' + c)} THEN {literal(c)}"
                               for c in fixed) + " END"
     loaded = "to_json(struct_pack(" + ", ".join(
-        f"{_q(c.name)} := s.{_q(c.name)}" for c in cols) + "))::VARCHAR"
+        f"{ident(c.name)} := s.{ident(c.name)}" for c in cols) + "))::VARCHAR"
     return f"""
 CREATE OR REPLACE TEMP TABLE {out} AS
 WITH {dup},
@@ -589,7 +578,7 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
     counts["rejected"] = n_rejected
     counts["load"] = n_rows - sum(counts.values())
     special = n_rows != n_rejected + counts["load"]
-    stamp = f"{_lit(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
+    stamp = f"{literal(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
     _quarantine(con, table, name, batch_id, stamp, out, oc, n_lines)
     if counts.get("status_update"):
         _apply_updates(con, table, name, batch_id, stamp, out, oc, n_lines)
@@ -605,9 +594,9 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
     cols = table.column_names
     rows = _mapped_rows(f"SELECT * FROM {out} WHERE {where}", n_lines)
     con.execute(
-        f"INSERT INTO staging.{table.name} ({', '.join(_q(c) for c in cols)}, source_file, "
-        f"source_row, batch_id, loaded_at) SELECT {', '.join(_q('t_' + c) for c in cols)}, "
-        f"{_lit(name)}, source_row, {_lit(batch_id)}, {stamp} FROM ({rows}){order}"
+        f"INSERT INTO staging.{table.name} ({', '.join(ident(c) for c in cols)}, source_file, "
+        f"source_row, batch_id, loaded_at) SELECT {', '.join(ident('t_' + c) for c in cols)}, "
+        f"{literal(name)}, source_row, {literal(batch_id)}, {stamp} FROM ({rows}){order}"
     )
     for t in (oc, tmp, "_sg_shift", "_sg_line_rejects", "_sg_csv_rejects", "_sg_csv_reject_scans"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -636,14 +625,14 @@ def _quarantine(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_i
     """Insert the file's rejected rows, conflicts and malformed lines into rejected_rows."""
     cols = table.column_names
     key_cols = ",".join(table.key)
-    key_val = " || ',' || ".join(f"COALESCE(CAST({_q('t_' + k)} AS VARCHAR), '')" for k in table.key)
+    key_val = " || ',' || ".join(f"COALESCE(CAST({ident('t_' + k)} AS VARCHAR), '')" for k in table.key)
     typed_json = "to_json(struct_pack(" + ", ".join(
-        f"{_q(c)} := {_q('t_' + c)}" for c in cols) + "))"
+        f"{ident(c)} := {ident('t_' + c)}" for c in cols) + "))"
     new_value = "CASE diff_column " + " ".join(
-        f"WHEN {_lit(c)} THEN CAST({_q('t_' + c)} AS VARCHAR)" for c in cols) + " END"
+        f"WHEN {literal(c)} THEN CAST({ident('t_' + c)} AS VARCHAR)" for c in cols) + " END"
     rows = f"""SELECT source_row,
             CASE outcome WHEN 'rejected' THEN err_column WHEN 'conflict_loaded' THEN diff_column
-                 ELSE {_lit(key_cols)} END AS column_name,
+                 ELSE {literal(key_cols)} END AS column_name,
             CASE outcome WHEN 'rejected' THEN err_rule
                  WHEN 'conflict_in_file' THEN 'duplicate_key_conflict'
                  ELSE 'conflicts_with_loaded' END AS rule,
@@ -661,13 +650,13 @@ def _quarantine(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_i
               WHERE o.outcome IN ('conflict_in_file', 'conflict_loaded'))"""
     con.execute(
         f"""INSERT INTO quarantine.rejected_rows
-        SELECT {_lit(batch_id)}, {_lit(table.name)}, {_lit(name)}, source_row, column_name,
+        SELECT {literal(batch_id)}, {literal(table.name)}, {literal(name)}, source_row, column_name,
                rule, raw_value, raw_record, {stamp}
         FROM ({_mapped_rows(rows, n_lines)}) ORDER BY source_row""")
     if n_lines:
         con.execute(
             f"""INSERT INTO quarantine.rejected_rows
-            SELECT {_lit(batch_id)}, {_lit(table.name)}, {_lit(name)}, source_row, NULL, rule,
+            SELECT {literal(batch_id)}, {literal(table.name)}, {literal(name)}, source_row, NULL, rule,
                    csv_line, json_object('line', line, 'error', error)::VARCHAR, {stamp}
             FROM _sg_line_rejects ORDER BY line""")
 
@@ -676,23 +665,23 @@ def _apply_updates(con: duckdb.DuckDBPyConnection, table: Table, name: str, batc
                    stamp: str, out: str, oc: str, n_lines: int) -> None:
     """Apply ``status_update`` rows to staging, keeping each changed value in status_history."""
     mutable = MUTABLE[table.name]
-    on = " AND ".join(f"s.{_q(k)} = u.{_q('t_' + k)}" for k in table.key)
-    key_val = " || ',' || ".join(f"CAST(u.{_q('t_' + k)} AS VARCHAR)" for k in table.key)
+    on = " AND ".join(f"s.{ident(k)} = u.{ident('t_' + k)}" for k in table.key)
+    key_val = " || ',' || ".join(f"CAST(u.{ident('t_' + k)} AS VARCHAR)" for k in table.key)
     updates = _mapped_rows(f"SELECT v.* FROM {out} v JOIN {oc} o USING (source_row) "
                            "WHERE o.outcome = 'status_update'", n_lines)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _sg_updates AS {updates}")
     changes = " UNION ALL ".join(
-        f"""SELECT {key_val} AS natural_key, {_lit(c)} AS column_name,
-                   CAST(s.{_q(c)} AS VARCHAR) AS old_value, CAST(u.{_q('t_' + c)} AS VARCHAR)
+        f"""SELECT {key_val} AS natural_key, {literal(c)} AS column_name,
+                   CAST(s.{ident(c)} AS VARCHAR) AS old_value, CAST(u.{ident('t_' + c)} AS VARCHAR)
                    AS new_value, u.source_row
             FROM _sg_updates u JOIN staging.{table.name} s ON {on}
-            WHERE s.{_q(c)} IS DISTINCT FROM u.{_q('t_' + c)}""" for c in mutable)
+            WHERE s.{ident(c)} IS DISTINCT FROM u.{ident('t_' + c)}""" for c in mutable)
     con.execute(
         f"""INSERT INTO staging.status_history
-        SELECT {_lit(table.name)}, natural_key, column_name, old_value, new_value,
-               {_lit(batch_id)}, {_lit(name)}, source_row, {stamp}
+        SELECT {literal(table.name)}, natural_key, column_name, old_value, new_value,
+               {literal(batch_id)}, {literal(name)}, source_row, {stamp}
         FROM ({changes}) ORDER BY source_row, column_name""")
-    sets = ", ".join(f"{_q(c)} = u.{_q('t_' + c)}" for c in mutable)
+    sets = ", ".join(f"{ident(c)} = u.{ident('t_' + c)}" for c in mutable)
     con.execute(f"UPDATE staging.{table.name} AS s SET {sets} FROM _sg_updates u WHERE {on}")
     con.execute("DROP TABLE _sg_updates")
 
@@ -868,7 +857,7 @@ def flag_references(con: duckdb.DuckDBPyConnection) -> int:
     """Recompute ``quarantine.flagged_rows``: loaded rows whose cross-table references look
     wrong (FLAG_RULES). Flags never remove a row from staging. Returns the number of flags."""
     ensure_schema(con)
-    con.execute(f"DELETE FROM quarantine.flagged_rows WHERE rule IN ({_in_list(tuple(FLAG_SQL))})")
+    con.execute(f"DELETE FROM quarantine.flagged_rows WHERE rule IN ({in_list(tuple(FLAG_SQL))})")
     # the reference sets are built once (three rules look shares up, tens of millions of
     # events). Lookups are anti/semi joins, which a repeated build key does not multiply, so
     # the share ids need no DISTINCT (half the cost) and the staging columns (NOT NULL
@@ -888,13 +877,13 @@ def flag_references(con: duckdb.DuckDBPyConnection) -> int:
     for rule, sql in FLAG_SQL.items():
         con.execute(
             f"""INSERT INTO quarantine.flagged_rows
-            SELECT batch_id, t, source_file, source_row, c, {_lit(rule)}, v, current_localtimestamp()
+            SELECT batch_id, t, source_file, source_row, c, {literal(rule)}, v, current_localtimestamp()
             FROM ({sql}) AS f(t, source_file, source_row, batch_id, c, v)"""
         )
     con.execute("DROP TABLE _sg_share_ids")
     con.execute("DROP TABLE _sg_people")
     return con.execute(
-        f"SELECT count(*) FROM quarantine.flagged_rows WHERE rule IN ({_in_list(tuple(FLAG_SQL))})"
+        f"SELECT count(*) FROM quarantine.flagged_rows WHERE rule IN ({in_list(tuple(FLAG_SQL))})"
     ).fetchone()[0]
 
 
@@ -934,7 +923,7 @@ def reconciliation_failures(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str) -> int:
     """Number of natural-key values that occur more than once in ``staging.<table>``."""
-    key = ", ".join(_q(k) for k in TABLES[table].key)
+    key = ", ".join(ident(k) for k in TABLES[table].key)
     return con.execute(
         f"SELECT count(*) FROM (SELECT {key} FROM staging.{table} GROUP BY {key} HAVING count(*) > 1)"
     ).fetchone()[0]

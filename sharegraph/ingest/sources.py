@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from sharegraph.core.contract import TABLES, Table
+from sharegraph.core.sql import ident, literal
 
 log = logging.getLogger(__name__)
 
@@ -371,14 +372,6 @@ def utf8_path(src: SourceFile, encoding: str, workdir: Path | None = None) -> It
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 DELIMITERS = (",", "\t", ";", "|")
 
 
@@ -437,7 +430,7 @@ def csv_line_rejects(con: duckdb.DuckDBPyConnection, src: SourceFile) -> str | N
         return None  # not a CSV scan
     if not n:
         return None
-    rules = " ".join(f"WHEN {_lit(k)} THEN {_lit(v)}" for k, v in LINE_RULES.items())
+    rules = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in LINE_RULES.items())
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _sg_line_rejects AS
         SELECT line, line - 1 AS source_row,
                CASE WHEN error_type = 'UNQUOTED VALUE'
@@ -476,11 +469,40 @@ def open_text_relation(
     parsing: a line with too many or too few fields is never padded or cut; the scan skips it
     and records it for ``csv_line_rejects``, and row numbers count only the lines read.
     """
-    p = _lit(str(path))
+    scan, base, csv_headers = _scan_sql(con, src, path)
+    headers = _source_headers(con, src, scan, csv_headers)
+    header_map = map_headers(headers, table, mapping, src.path)
+    cols = header_map.columns
+    if src.fmt == "jsonl":
+        exprs = [f"__json ->> {literal(h)} AS {ident(c)}" for c, h in cols.items()]
+    else:
+        exprs = [f"CAST({ident(h)} AS VARCHAR) AS {ident(c)}" for c, h in cols.items()]
+    if not row_numbers:
+        base = f"SELECT * FROM {scan}" if src.fmt == "csv" else base.replace(
+            "row_number() OVER () AS __row, ", "")
+        if src.fmt == "parquet":
+            base = f"SELECT * EXCLUDE (file_row_number) FROM {scan}"
+    row = "__row AS source_row, " if row_numbers else ""
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {row}"
+        f"{', '.join(exprs)} FROM ({base})"
+    )
+    return header_map
+
+
+def _scan_sql(
+    con: duckdb.DuckDBPyConnection, src: SourceFile, path: Path
+) -> tuple[str, str, list[str]]:
+    """The table function reading ``path`` and a SELECT over it that numbers rows ``__row``.
+
+    Returns ``(scan, base, csv_headers)``; the CSV header line is read here (explicit
+    dialect, every column VARCHAR), other formats name their columns themselves.
+    """
+    p = literal(str(path))
     csv_headers: list[str] = []
     if src.fmt == "csv":
         delim, csv_headers = csv_header(path, src)
-        columns = "{" + ", ".join(f"{_lit(h)}: 'VARCHAR'" for h in csv_headers) + "}"
+        columns = "{" + ", ".join(f"{literal(h)}: 'VARCHAR'" for h in csv_headers) + "}"
         # explicit dialect: the sniffer can mistake a truncated last line for another
         # delimiter. Strict parsing with rejects stored: a line with too many or too few
         # fields is skipped by the scan and recorded in REJECTS_TABLE (csv_line_rejects)
@@ -488,7 +510,7 @@ def open_text_relation(
             con.execute(f"DROP TABLE IF EXISTS {t}")
         scan = (
             f"read_csv({p}, header=true, auto_detect=false, columns={columns}, "
-            f"delim={_lit(delim)}, quote='\"', escape='\"', strict_mode=true, "
+            f"delim={literal(delim)}, quote='\"', escape='\"', strict_mode=true, "
             f"null_padding=false, ignore_errors=true, store_rejects=true, "
             f"rejects_table='{REJECTS_TABLE}', rejects_scan='{REJECTS_SCAN}', encoding='utf-8')"
         )
@@ -501,6 +523,14 @@ def open_text_relation(
     else:
         scan = f"read_ndjson_objects({p})"
         base = f"SELECT row_number() OVER () AS __row, json AS __json FROM {scan}"
+    return scan, base, csv_headers
+
+
+def _source_headers(
+    con: duckdb.DuckDBPyConnection, src: SourceFile, scan: str, csv_headers: list[str]
+) -> list[str]:
+    """The file's column names in file order: JSON keys by first appearance, else the
+    CSV header line or the Parquet schema. A JSON line that is not an object is an error."""
     try:
         if src.fmt == "jsonl":
             keys_sql = (
@@ -524,20 +554,4 @@ def open_text_relation(
         raise
     except duckdb.Error as exc:
         raise _duck_error(src, exc) from exc
-    header_map = map_headers(headers, table, mapping, src.path)
-    cols = header_map.columns
-    if src.fmt == "jsonl":
-        exprs = [f"__json ->> {_lit(h)} AS {_q(c)}" for c, h in cols.items()]
-    else:
-        exprs = [f"CAST({_q(h)} AS VARCHAR) AS {_q(c)}" for c, h in cols.items()]
-    if not row_numbers:
-        base = f"SELECT * FROM {scan}" if src.fmt == "csv" else base.replace(
-            "row_number() OVER () AS __row, ", "")
-        if src.fmt == "parquet":
-            base = f"SELECT * EXCLUDE (file_row_number) FROM {scan}"
-    row = "__row AS source_row, " if row_numbers else ""
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {row}"
-        f"{', '.join(exprs)} FROM ({base})"
-    )
-    return header_map
+    return headers

@@ -21,7 +21,9 @@ import pyarrow as pa
 
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import subtree_sizes
+from sharegraph.core.sql import count_rows
 from sharegraph.core.warehouse import comment_table
+from sharegraph.graph.products import product_lookup_sql
 
 log = logging.getLogger(__name__)
 
@@ -125,21 +127,8 @@ def _virality_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return pa.table({"root_share_id": root_ids, "structural_virality": pa.array(nu)})
 
 
-def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
-    """Build ``marts.cascades``: one row per cascade (root share) of ``graph.share_nodes``.
-
-    Size, depth and breadth are GROUP BYs over (root, depth); clicks from
-    ``staging.share_events``; orders and GMV (¥) from paid, attributed lines of
-    ``graph.attributed_orders`` whose resolved share is in the cascade. Returns the row count.
-    """
-    del settings  # no tunables: the definitions are fixed (docs/growth-metrics.md)
-    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    virality = _virality_table(con)  # noqa: F841 - read by DuckDB below
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE marts.cascades AS
-        -- grain: one row per cascade = per root share (graph.share_nodes.depth = 0)
-        WITH levels AS (
+_CASCADE_PARTS = """
+        levels AS (
             SELECT root_share_id, depth, count(*) AS n
             FROM graph.share_nodes GROUP BY root_share_id, depth
         ),
@@ -167,18 +156,42 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
             FROM graph.attributed_orders a JOIN graph.share_nodes n ON n.share_id = a.share_id
             WHERE a.is_paid AND a.credited_id IS NOT NULL
             GROUP BY n.root_share_id
-        ),
-        product_merchant AS (
+        )
+"""
+"""CTEs per root_share_id: ``shape`` (size, depth, max breadth; from ``levels``), ``extent``
+(last share, sharers), ``clicks`` and ``sales`` (paid attributed orders, buyers, ¥)."""
+
+_PRODUCT_MERCHANT = f"""
             SELECT product_id, coalesce(any_value(p_merchant), any_value(o_merchant)) AS merchant_id
             FROM (
                 SELECT product_id, merchant_id AS p_merchant, NULL AS o_merchant
-                FROM staging.products WHERE merchant_id IS NOT NULL
+                FROM ({product_lookup_sql()}) WHERE merchant_id IS NOT NULL
                 UNION ALL
                 SELECT product_id, NULL, mode(merchant_id)
                 FROM graph.attributed_orders GROUP BY product_id
             )
             GROUP BY product_id
-        )
+"""
+"""One row per product_id: its merchant in staging.products, else the merchant that sold it
+most often in graph.attributed_orders."""
+
+
+def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Build ``marts.cascades``: one row per cascade (root share) of ``graph.share_nodes``.
+
+    Size, depth and breadth are GROUP BYs over (root, depth); clicks from
+    ``staging.share_events``; orders and GMV (¥) from paid, attributed lines of
+    ``graph.attributed_orders`` whose resolved share is in the cascade. Returns the row count.
+    """
+    del settings  # no tunables: the definitions are fixed (docs/growth-metrics.md)
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    virality = _virality_table(con)  # noqa: F841 - read by DuckDB below
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE marts.cascades AS
+        -- grain: one row per cascade = per root share (graph.share_nodes.depth = 0)
+        WITH {_CASCADE_PARTS.strip()},
+        product_merchant AS ({_PRODUCT_MERCHANT.strip()})
         SELECT r.share_id AS root_share_id, r.actor_id AS root_actor_id, r.product_id,
                r.category, pm.merchant_id, r.channel, r.shared_at AS started_at,
                e.last_shared_at, s.size, s.size - 1 AS reshares, e.sharers, s.depth,
@@ -208,7 +221,7 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
         "orders and attributed GMV (¥) its shares led to.",
         CASCADES_DOC,
     )
-    n = con.execute("SELECT count(*) FROM marts.cascades").fetchall()[0][0]
+    n = count_rows(con, "marts.cascades")
     log.info("marts.cascades: %d cascades", n)
     return n
 

@@ -13,8 +13,10 @@ import duckdb
 
 from sharegraph.core.config import Settings
 from sharegraph.core.contract import ENUMERATED, PLATFORM_CHANNELS, SOCIAL_CHANNELS
+from sharegraph.core.sql import count_rows
 from sharegraph.core.vocabulary import Vocabulary
 from sharegraph.core.warehouse import comment_table
+from sharegraph.graph.products import product_lookup_sql
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,6 @@ KOL_TOP1_SHARE = 0.5
 """KOL-driven when the top 1% of credited people bring at least this share of attributed GMV..."""
 KOL_GINI = 0.8
 """...or when the Gini coefficient of attributed GMV across credited people is at least this."""
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-
-
-def _sql_list(values: tuple[str, ...]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
 # --------------------------------------------------------------------------------- k-factor
@@ -136,7 +130,7 @@ def build_kfactor(con: duckdb.DuckDBPyConnection, settings: Settings | None = No
         "decomposed as invitations per member x conversion.",
         KFACTOR_DOC,
     )
-    return _count(con, "marts.kfactor")
+    return count_rows(con, "marts.kfactor")
 
 
 # ---------------------------------------------------------------------------- concentration
@@ -226,7 +220,7 @@ def build_concentration(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         f"(top-1% share >= {KOL_TOP1_SHARE} or Gini >= {KOL_GINI}) or peer-driven.",
         CONCENTRATION_DOC,
     )
-    return _count(con, "marts.concentration")
+    return count_rows(con, "marts.concentration")
 
 
 # ------------------------------------------------------------------------ channel migration
@@ -306,7 +300,7 @@ def build_channel_migration(
         "on social vs platform channels, counts and GMV (¥) — is repeat buying moving to social?",
         CHANNEL_MIGRATION_DOC,
     )
-    return _count(con, "marts.channel_migration")
+    return count_rows(con, "marts.channel_migration")
 
 
 # ------------------------------------------------------------------------------- group buys
@@ -357,22 +351,8 @@ GROUP_BUY_SUMMARY_DOC = {
 }
 
 
-def build_group_buys(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
-    """Build ``marts.group_buys``: one row per group buy in ``staging.group_buys``.
-
-    Members and money from ``staging.orders.group_id`` joined to ``graph.attributed_orders``.
-    A member's inviter is the person the attribution rules name for their first group line,
-    applied whether or not it was paid (failed groups are refunded yet still show who
-    brought whom): ``credited_id``, else the actor of the resolved share
-    (``graph.share_nodes``), else a referrer_id that is not the buyer.
-    """
-    del settings
-    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    con.execute(
-        """
-        CREATE OR REPLACE TABLE marts.group_buys AS
-        -- grain: one row per group buy (staging.group_buys.group_id)
-        WITH lines AS (
+_GROUP_MEMBERS = """
+        lines AS (
             SELECT o.group_id, o.customer_id, o.ordered_at, o.amount, a.merchant_id,
                    coalesce(o.status, 'paid') AS status, o.order_id, o.line_no,
                    coalesce(a.credited_id, sn.actor_id,
@@ -402,7 +382,15 @@ def build_group_buys(con: duckdb.DuckDBPyConnection, settings: Settings | None =
             JOIN staging.group_buys g ON g.group_id = m.group_id
             LEFT JOIN members m2 ON m2.group_id = m.group_id AND m2.customer_id = m.inviter_id
             GROUP BY m.group_id
-        ),
+        )
+"""
+"""CTEs ``lines``, ``members``, ``member_stats``: who joined each group and who brought them.
+
+A member's inviter is the attribution rules' person for their first group line (paid or
+not); fission members were brought by another member.
+"""
+
+_GROUP_MONEY = """
         money AS (
             SELECT group_id, mode(merchant_id) AS merchant_id,
                    count(*) FILTER (WHERE status = 'paid')::BIGINT AS paid_lines,
@@ -412,11 +400,29 @@ def build_group_buys(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                    coalesce(sum(amount) FILTER (WHERE status = 'refunded'), 0)::DECIMAL(18,2)
                        AS refunded_yuan
             FROM lines GROUP BY group_id
-        ),
-        product_merchant AS (
-            SELECT product_id, any_value(merchant_id) AS merchant_id
-            FROM staging.products GROUP BY product_id
         )
+"""
+"""CTE ``money`` (needs ``lines``): merchant, paid and refunded lines and ¥ per group."""
+
+
+def build_group_buys(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Build ``marts.group_buys``: one row per group buy in ``staging.group_buys``.
+
+    Members and money from ``staging.orders.group_id`` joined to ``graph.attributed_orders``.
+    A member's inviter is the person the attribution rules name for their first group line,
+    applied whether or not it was paid (failed groups are refunded yet still show who
+    brought whom): ``credited_id``, else the actor of the resolved share
+    (``graph.share_nodes``), else a referrer_id that is not the buyer.
+    """
+    del settings
+    con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE marts.group_buys AS
+        -- grain: one row per group buy (staging.group_buys.group_id)
+        WITH {_GROUP_MEMBERS.strip()},
+        {_GROUP_MONEY.strip()},
+        product_merchant AS ({product_lookup_sql()})
         SELECT g.group_id, g.initiator_id, g.product_id,
                coalesce(mo.merchant_id, pm.merchant_id) AS merchant_id,
                g.target_size, g.opened_at, g.closed_at, g.status,
@@ -448,7 +454,7 @@ def build_group_buys(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         "brought by members) and money paid / refunded (¥).",
         GROUP_BUYS_DOC,
     )
-    return _count(con, "marts.group_buys")
+    return count_rows(con, "marts.group_buys")
 
 
 def build_group_buy_summary(
@@ -492,7 +498,7 @@ def build_group_buy_summary(
         "to fill, members, fission and refunds of failed groups (¥).",
         GROUP_BUY_SUMMARY_DOC,
     )
-    return _count(con, "marts.group_buy_summary")
+    return count_rows(con, "marts.group_buy_summary")
 
 
 # ----------------------------------------------------------------------------------- checks
