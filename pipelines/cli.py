@@ -214,6 +214,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Every report table as CSV and each page as zh/en Excel workbooks (docs/reports.md)."""
+    from sharegraph.core.config import Settings
+    from sharegraph.reports.exports import write_exports
+    from sharegraph.reports.pseudonym import resolve_key
+
+    con = _open_published(args.warehouse)
+    if con is None:
+        return 2
+    settings = Settings.load(args.config)
+    key = resolve_key(settings.pseudonym_key, Path(args.warehouse).resolve().parent)
+    try:
+        written = write_exports(con, settings.with_values({"pseudonym_key": key}), Path(args.out))
+    finally:
+        con.close()
+    _say(f"wrote {len(written)} files under {(Path(args.out) / 'exports').resolve()}")
+    return 0
+
+
 def _open_published(warehouse: str):  # -> duckdb.DuckDBPyConnection | None
     from sharegraph.core.config import Settings
     from sharegraph.core.warehouse import connect
@@ -315,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--report", help="also write the side-by-side HTML page here")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
     sim.set_defaults(func=cmd_simulate)
+
+    exp = sub.add_parser("export", help="write every report table as CSV and each page as Excel (zh and en)",
+                         description="Write <out>/exports/: csv/<page>/<table>.csv and {zh,en}/<page>.xlsx "
+                         "(headers in that language, ¥ formats, frozen header row), people pseudonymised.")
+    exp.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
+    exp.add_argument("--out", required=True, help="directory to write exports/ into")
+    exp.add_argument("--config", help="settings file (sharegraph.toml)")
+    exp.set_defaults(func=cmd_export)
 
     shell = sub.add_parser("shell", help="interactive Python shell with a read-only connection to the published warehouse",
                            description="Open the published snapshot read-only in an interactive shell.")

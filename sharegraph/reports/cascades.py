@@ -143,4 +143,4 @@ def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
         section(Text("传播链列表", "Cascades"), explain(cascade_table(con, settings), notes, *sources),
                 sid="table"),
     ])
-    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at, downloads=True)

@@ -224,7 +224,7 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                      "Weak: mean lift to the rest of the line < 1 and fewer customers than an average category."),
                 "weak"),
     ])
-    return write_page(out_dir / report_file(merchant_id), title, body, generated_at=generated_at)
+    return write_page(out_dir / report_file(merchant_id), title, body, generated_at=generated_at, downloads=True)
 
 
 def render_expansion(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path,

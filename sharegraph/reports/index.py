@@ -11,6 +11,7 @@ import polars as pl
 from sharegraph.core.config import Settings
 from sharegraph.reports import cascades, expansion, influence
 from sharegraph.reports.data import count_rows, query, scalar
+from sharegraph.reports.exports import write_exports
 from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable
 from sharegraph.reports.page import (
     PLOTLY_JS,
@@ -153,6 +154,7 @@ def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Pa
 
     It opens with the quarantine banner when input rows were rejected, and lists the
     analyses without data and why (marts.table_notes)."""
+    write_exports(con, settings, out_dir)  # every page's workbooks and CSVs, linked from its header
     merchant_rows = expansion.merchants(con, settings.report_row_cap)
     body = "".join([
         quarantine_banner(con),
@@ -167,4 +169,4 @@ def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Pa
                      "Every report opens offline (Plotly is a local file; no network requests)."), "reports"),
         section(Text("本次运行", "This run"), run_facts(con, generated_at), sid="run"),
     ])
-    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at, downloads=True)

@@ -250,4 +250,4 @@ def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                      f"The {TREE_ROOTS} agent trees with the most GMV, at most {TREE_NODE_CAP} agents "
                      "(shallowest first)."), "downline"),
     ])
-    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at, downloads=True)

@@ -405,12 +405,20 @@ def section(title: Text, body: str, desc: Text | None = None, sid: str = "") -> 
     return f"<section{anchor}><h2>{title.html()}</h2>{d}{body}</section>"
 
 
-def render_page(title: Text, body: str, *, generated_at: str = "", extra_nav: Iterable[tuple[str, str, str]] = ()) -> str:
+def download_links(stem: str) -> str:
+    """Links to the page's Excel workbook in the reader's language (sharegraph.reports.exports)."""
+    return (f'<a class="zh download" lang="zh-CN" href="exports/zh/{esc(stem)}.xlsx" download>下载 Excel</a>'
+            f'<a class="en download" lang="en" href="exports/en/{esc(stem)}.xlsx" download>Download Excel</a>')
+
+
+def render_page(title: Text, body: str, *, generated_at: str = "", extra_nav: Iterable[tuple[str, str, str]] = (),
+                downloads: str = "") -> str:
     """A complete report page: head (local plotly.min.js, no external resources), header with
-    navigation and the language switch, the body, a footer."""
+    navigation, the page's downloads (``downloads``: its file stem) and the language switch,
+    the body, a footer."""
     nav = "".join(
         f'<a href="{esc(href)}">{t(zh, en)}</a>' for href, zh, en in (*NAV, *extra_nav)
-    )
+    ) + (download_links(downloads) if downloads else "")
     footer = t(f"生成于 {generated_at}", f"Generated {generated_at}") if generated_at else ""
     return (
         "<!DOCTYPE html>\n"
@@ -451,10 +459,12 @@ def write_atomic(path: Path, content: str | bytes) -> int:
     return len(data)
 
 
-def write_page(path: Path, title: Text, body: str, *, generated_at: str = "") -> Path:
+def write_page(path: Path, title: Text, body: str, *, generated_at: str = "",
+               downloads: bool = False) -> Path:
     """Render a complete report page (:func:`render_page`) and write it atomically to ``path``;
-    returns ``path``."""
-    write_atomic(path, render_page(title, body, generated_at=generated_at))
+    with ``downloads`` its header links to the page's workbooks. Returns ``path``."""
+    write_atomic(path, render_page(title, body, generated_at=generated_at,
+                                   downloads=path.stem if downloads else ""))
     return path
 
 
