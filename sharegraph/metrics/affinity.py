@@ -27,7 +27,9 @@ import pyarrow as pa
 from scipy import stats
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import count_rows, table_exists
 from sharegraph.core.warehouse import comment_table
+from sharegraph.graph.products import product_lookup_sql
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +40,6 @@ _Z95 = 1.959963984540054
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    """True when ``schema.table`` exists as a table or view in the current database."""
-    schema, name = qualified.split(".")
-    row = con.execute(
-        """SELECT count(*) FROM (
-               SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary
-               UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE NOT temporary)
-           WHERE schema_name = ? AND table_name = ?""",
-        [schema, name],
-    ).fetchall()
-    return bool(row[0][0])
 
 
 def paid_lines_sql(con: duckdb.DuckDBPyConnection) -> str:
@@ -68,13 +57,11 @@ def paid_lines_sql(con: duckdb.DuckDBPyConnection) -> str:
                    category, ordered_at, amount
             FROM graph.attributed_orders
             WHERE is_paid AND category IS NOT NULL AND customer_id IS NOT NULL"""
-    return """
+    return f"""
         SELECT o.customer_id, COALESCE(o.merchant_id, p.merchant_id, 'default') AS merchant_id,
                o.order_id, COALESCE(o.category, p.category) AS category, o.ordered_at, o.amount
         FROM staging.orders o
-        LEFT JOIN (SELECT product_id, any_value(category) AS category,
-                          any_value(merchant_id) AS merchant_id
-                   FROM staging.products GROUP BY product_id) p USING (product_id)
+        LEFT JOIN ({product_lookup_sql()}) p USING (product_id)
         WHERE COALESCE(o.status, 'paid') = 'paid'
           AND COALESCE(o.category, p.category) IS NOT NULL AND o.customer_id IS NOT NULL"""
 
@@ -198,6 +185,31 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
     and p = 1; it still counts in the Benjamini-Hochberg family). Returns the row count.
     """
     src = paid_lines_sql(con)
+    _encode_lines(con, src)
+    _count_pairs(con)
+    _test_pairs(con)
+    _write_category_affinity(con, settings)
+    con.unregister("_aff_tests")
+    for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
+              "_aff_pairs", "_aff_marg", "_aff_fam", "_aff_counts"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    comment_table(
+        con, "marts.category_affinity",
+        "Co-purchase affinity A -> B: one row per ordered category pair per scope (all | "
+        "merchant) per basis (customer | basket) bought together at least once. Paid lines "
+        "only. See docs/affinity.md.",
+        CATEGORY_AFFINITY_COLUMNS,
+    )
+    n = count_rows(con, "marts.category_affinity")
+    log.info("marts.category_affinity: %d rows", n)
+    return int(n)
+
+
+
+
+def _encode_lines(con: duckdb.DuckDBPyConnection, src: str) -> None:
+    """Temp tables of dense integer codes (``_aff_cat``, ``_aff_mer``, ``_aff_cust``) and
+    ``_aff_enc``: distinct (customer, merchant, category, day) of the paid lines ``src``."""
     # Dense integer codes: merchants (0 = the 'all' scope), categories, customers.
     _exec(con, f"""
         CREATE OR REPLACE TEMP TABLE _aff_cat AS
@@ -220,6 +232,11 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         JOIN _aff_cust c USING (customer_id)
         JOIN _aff_mer m USING (merchant_id)
         JOIN _aff_cat k USING (category)""")
+
+
+def _count_pairs(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table ``_aff_counts``: unordered co-bought pairs per family with n_ab, n_a, n_b,
+    n_total and the family's test count m (from ``_aff_items``, ``_aff_pairs``, ...)."""
     # family = 2 * scope code + basis code (basis 0 = customer, 1 = basket)
     _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_items AS
@@ -259,6 +276,10 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         JOIN _aff_marg ma ON ma.fam = p.fam AND ma.cat = p.cat_a
         JOIN _aff_marg mb ON mb.fam = p.fam AND mb.cat = p.cat_b
         JOIN _aff_fam f ON f.fam = p.fam""")
+
+
+def _test_pairs(con: duckdb.DuckDBPyConnection) -> None:
+    """Register ``_aff_tests``: hypergeometric p-value and BH q-value per unordered pair."""
     # p and q are symmetric in A and B, so test each unordered pair once; the p-value depends
     # on the four counts only, and with many categories most pairs share them (n_ab = 1 with
     # small marginals), so SciPy runs once per distinct (n_ab, n_total, n_a, n_b).
@@ -281,6 +302,10 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         "fam": np.asarray(arr["fam"]), "cat_a": np.asarray(arr["cat_a"]),
         "cat_b": np.asarray(arr["cat_b"]), "p_value": pv, "q_value": qv,
     }))
+
+
+def _write_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Write ``marts.category_affinity``: both orders of every tested pair with its metrics."""
     lo, hi = _lift_ci_sql()
     _exec(con, f"""
         CREATE OR REPLACE TABLE marts.category_affinity AS
@@ -323,20 +348,6 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         -- dense in that order (mid by merchant_id, 0 = all; customer before basket; cat by
         -- category), and integers sort much faster than strings
         ORDER BY fam, cat_a, cat_b""")
-    con.unregister("_aff_tests")
-    for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
-              "_aff_pairs", "_aff_marg", "_aff_fam", "_aff_counts"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
-    comment_table(
-        con, "marts.category_affinity",
-        "Co-purchase affinity A -> B: one row per ordered category pair per scope (all | "
-        "merchant) per basis (customer | basket) bought together at least once. Paid lines "
-        "only. See docs/affinity.md.",
-        CATEGORY_AFFINITY_COLUMNS,
-    )
-    n = con.execute("SELECT count(*) FROM marts.category_affinity").fetchall()[0][0]
-    log.info("marts.category_affinity: %d rows", n)
-    return int(n)
 
 
 # --------------------------------------------------------------------------- directional
@@ -475,8 +486,7 @@ def share_categories_sql(con: duckdb.DuckDBPyConnection) -> str:
     ``graph.share_nodes.category`` when the cascade stage has built it, else the category
     of the share / reshare event; either way the product's category fills gaps.
     """
-    prod = ("(SELECT product_id, any_value(category) AS category FROM staging.products "
-            "GROUP BY product_id)")
+    prod = f"({product_lookup_sql()})"
     if table_exists(con, "graph.share_nodes"):
         return f"""
             SELECT s.share_id, any_value(COALESCE(s.category, p.category)) AS category
@@ -500,8 +510,7 @@ def build_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
     w = int(settings.spillover_window_days)
     src = paid_lines_sql(con)
     shares = share_categories_sql(con)
-    prod = ("(SELECT product_id, any_value(category) AS category FROM staging.products "
-            "GROUP BY product_id)")
+    prod = f"({product_lookup_sql()})"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sp_clicks AS
         SELECT DISTINCT e.actor_id AS person,

@@ -12,8 +12,9 @@ import logging
 import duckdb
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import count_rows, table_exists
 from sharegraph.core.warehouse import comment_table
-from sharegraph.metrics.affinity import ALL_SCOPE, paid_lines_sql, table_exists
+from sharegraph.metrics.affinity import ALL_SCOPE, paid_lines_sql
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +62,39 @@ def _sold_sql(con: duckdb.DuckDBPyConnection) -> str:
     return sql
 
 
-def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
-    """Build ``marts.expansion_recommendations``: one row per merchant per category it lacks.
+_EVIDENCE_CTES = f"""
+        contrib_sum AS (
+            SELECT merchant_id, category_b, best_a, sum(n * uplift) AS buyers
+            FROM _exp_best GROUP BY ALL
+        ), contrib AS (
+            SELECT *, row_number() OVER (PARTITION BY merchant_id, category_b
+                                         ORDER BY buyers DESC, best_a) AS k
+            FROM contrib_sum
+        ), ev AS (
+            SELECT c.merchant_id, c.category_b,
+                   list(c.best_a ORDER BY c.k) AS evidence_categories,
+                   list(u.lift ORDER BY c.k) AS evidence_lift,
+                   list(u.confidence ORDER BY c.k) AS evidence_confidence,
+                   list(u.n_ab ORDER BY c.k) AS evidence_n_ab,
+                   list(u.q_value ORDER BY c.k) AS evidence_q_value,
+                   list(c.buyers ORDER BY c.k) AS evidence_expected_buyers,
+                   string_agg(printf('%s -> %s: lift %.2f, confidence %.1f%%, n_ab %d, q %.2g',
+                                     c.best_a, c.category_b, u.lift, 100 * u.confidence,
+                                     u.n_ab, u.q_value), '; ' ORDER BY c.k) AS evidence
+            FROM contrib c
+            JOIN _exp_uplift u ON u.category_a = c.best_a AND u.category_b = c.category_b
+            WHERE c.k <= {EVIDENCE_PAIRS}
+            GROUP BY ALL
+"""
+"""CTEs ``contrib_sum``, ``contrib``, ``ev``: per merchant and candidate, the
+``EVIDENCE_PAIRS`` source categories A that bring the most expected buyers, with their
+pair statistics as lists and one readable sentence (needs ``_exp_best``, ``_exp_uplift``)."""
 
-    For target B, each customer of the merchant counts once, with the largest uplift
-    confidence(A -> B) - support(B) over the categories A they bought at the merchant
-    (significant pairs of the overall customer-basis affinity), so a customer who bought
-    several A's is not counted several times. Customers are grouped by their set of
-    categories first, so the work scales with distinct sets, not with customers.
-    Candidates with no expected buyer are left out. Requires ``marts.category_affinity``.
-    """
-    src = paid_lines_sql(con)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _exp_uplift AS
-        SELECT category_a, category_b, confidence - support_b AS uplift, lift, confidence,
-               n_ab, q_value
-        FROM marts.category_affinity
-        WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND is_significant""")
+
+def _stage_best_uplift(con: duckdb.DuckDBPyConnection, src: str) -> None:
+    """Temp table ``_exp_best``: per merchant, customer profile (distinct set of categories
+    bought there) and candidate B it does not sell, the largest uplift over the profile's
+    A's and that A (needs ``_exp_uplift``)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _exp_best AS
         WITH lines AS ({src}),
@@ -101,6 +118,26 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
         SELECT pid, merchant_id, n, category_b, max(uplift) AS uplift,
                first(category_a ORDER BY uplift DESC, category_a) AS best_a
         FROM cand GROUP BY ALL""")
+
+
+def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Build ``marts.expansion_recommendations``: one row per merchant per category it lacks.
+
+    For target B, each customer of the merchant counts once, with the largest uplift
+    confidence(A -> B) - support(B) over the categories A they bought at the merchant
+    (significant pairs of the overall customer-basis affinity), so a customer who bought
+    several A's is not counted several times. Customers are grouped by their set of
+    categories first, so the work scales with distinct sets, not with customers.
+    Candidates with no expected buyer are left out. Requires ``marts.category_affinity``.
+    """
+    src = paid_lines_sql(con)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _exp_uplift AS
+        SELECT category_a, category_b, confidence - support_b AS uplift, lift, confidence,
+               n_ab, q_value
+        FROM marts.category_affinity
+        WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND is_significant""")
+    _stage_best_uplift(con, src)
     con.execute(f"""
         CREATE OR REPLACE TABLE marts.expansion_recommendations AS
         -- one row per merchant per candidate category it does not sell
@@ -117,28 +154,7 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
             SELECT merchant_id, category_b, sum(n * uplift) AS expected_buyers,
                    sum(n) AS n_customers_with_uplift
             FROM _exp_best GROUP BY ALL
-        ), contrib_sum AS (
-            SELECT merchant_id, category_b, best_a, sum(n * uplift) AS buyers
-            FROM _exp_best GROUP BY ALL
-        ), contrib AS (
-            SELECT *, row_number() OVER (PARTITION BY merchant_id, category_b
-                                         ORDER BY buyers DESC, best_a) AS k
-            FROM contrib_sum
-        ), ev AS (
-            SELECT c.merchant_id, c.category_b,
-                   list(c.best_a ORDER BY c.k) AS evidence_categories,
-                   list(u.lift ORDER BY c.k) AS evidence_lift,
-                   list(u.confidence ORDER BY c.k) AS evidence_confidence,
-                   list(u.n_ab ORDER BY c.k) AS evidence_n_ab,
-                   list(u.q_value ORDER BY c.k) AS evidence_q_value,
-                   list(c.buyers ORDER BY c.k) AS evidence_expected_buyers,
-                   string_agg(printf('%s -> %s: lift %.2f, confidence %.1f%%, n_ab %d, q %.2g',
-                                     c.best_a, c.category_b, u.lift, 100 * u.confidence,
-                                     u.n_ab, u.q_value), '; ' ORDER BY c.k) AS evidence
-            FROM contrib c
-            JOIN _exp_uplift u ON u.category_a = c.best_a AND u.category_b = c.category_b
-            WHERE c.k <= {EVIDENCE_PAIRS}
-            GROUP BY ALL
+        ), {_EVIDENCE_CTES.strip()}
         )
         SELECT agg.merchant_id, agg.category_b AS category,
                row_number() OVER (PARTITION BY agg.merchant_id
@@ -164,7 +180,7 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
         "expected buyers > 0. See docs/affinity.md.",
         EXPANSION_COLUMNS,
     )
-    n = con.execute("SELECT count(*) FROM marts.expansion_recommendations").fetchall()[0][0]
+    n = count_rows(con, "marts.expansion_recommendations")
     log.info("marts.expansion_recommendations: %d rows", n)
     return int(n)
 
