@@ -1,6 +1,6 @@
 """Offline Plotly HTML reports rendered from the marts (docs/reports.md).
 
-One module per report (``influence``, ``expansion``, ``cascades``, ``index``), the shared page
+One module per report (``influence``, ``expansion``, ``cascades``, ``lifecycle``, ``index``), the shared page
 shell in ``page``, figure builders in ``figures`` and people pseudonyms in ``pseudonym``.
 :func:`render_all` writes every report into one directory; the Dagster assets in
 ``assets/reports.py`` call the per-report functions.
@@ -19,6 +19,7 @@ from sharegraph.reports.cascades import render_cascades
 from sharegraph.reports.expansion import render_expansion
 from sharegraph.reports.index import render_index
 from sharegraph.reports.influence import render_influence
+from sharegraph.reports.lifecycle import render_lifecycle
 from sharegraph.reports.page import ensure_plotlyjs
 
 
@@ -37,6 +38,7 @@ def render_all(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path
         "influence": [render_influence(con, settings, out_dir, stamp)],
         "cascades": [render_cascades(con, settings, out_dir, stamp)],
         "expansion": render_expansion(con, settings, out_dir, stamp),
+        "lifecycle": [render_lifecycle(con, settings, out_dir, stamp)],
     }
     written["index"] = [render_index(con, settings, out_dir, stamp)]
     return written
@@ -49,4 +51,5 @@ __all__ = [
     "render_expansion",
     "render_index",
     "render_influence",
+    "render_lifecycle",
 ]
