@@ -214,6 +214,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Seeds for a launch by IMM on the diffusion model learned from past cascades (docs/planner.md)."""
+    import json
+
+    from sharegraph.metrics.planner import learn_model, plan_seeds
+
+    con = _open_published(args.warehouse)
+    if con is None:
+        return 2
+    try:
+        model = learn_model(con, category=args.category, merchant=args.merchant)
+    finally:
+        con.close()
+    if model.graph.src.size == 0:
+        _say("error: no share, click or credited-order ties in this scope; nothing to learn from")
+        return 1
+    plan = plan_seeds(model, args.k)
+    if args.json:
+        print(json.dumps(plan.to_json(), ensure_ascii=False, indent=1))
+        return 0
+    print(f"method: {plan.method}")
+    print(f"{'#':>3} {'person_id':<16}{'marginal buyers':>16}{'marginal ¥':>14}")
+    for i, s in enumerate(plan.seeds, start=1):
+        print(f"{i:>3} {s['person_id']:<16}{s['marginal_buyers']:>16.2f}{s['marginal_gmv']:>14,.2f}")
+    print(f"expected buyers {plan.expected_buyers:.1f} (95% interval {plan.buyers_low:.1f}-"
+          f"{plan.buyers_high:.1f}), expected GMV ¥{plan.expected_gmv:,.2f}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Every report table as CSV and each page as zh/en Excel workbooks (docs/reports.md)."""
     from sharegraph.core.config import Settings
@@ -334,6 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--report", help="also write the side-by-side HTML page here")
     sim.add_argument("--json", action="store_true", help="print one JSON object")
     sim.set_defaults(func=cmd_simulate)
+
+    plan = sub.add_parser("plan", help="choose launch seeds by influence maximisation (IMM)",
+                          description="Learn a diffusion model from past cascades and pick k seeds "
+                          "with IMM (docs/planner.md).")
+    plan.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file")
+    plan.add_argument("--k", type=_positive_int, default=20, help="number of seeds (default 20)")
+    plan.add_argument("--category", help="learn from and plan for this category only")
+    plan.add_argument("--merchant", help="learn from and plan for this merchant only")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.set_defaults(func=cmd_plan)
 
     exp = sub.add_parser("export", help="write every report table as CSV and each page as Excel (zh and en)",
                          description="Write <out>/exports/: csv/<page>/<table>.csv and {zh,en}/<page>.xlsx "

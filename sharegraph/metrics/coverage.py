@@ -134,6 +134,9 @@ DEPENDENCIES: dict[str, Needs] = {
     "marts.channel_migration": Needs(
         ("渠道迁移", "channel migration"), ("no_orders", "no_paid_orders"), "no_repeat_orders"),
     "marts.group_buys": Needs(("拼团分析", "group-buy analysis"), ("no_group_buys",)),
+    "marts.launch_plan": Needs(
+        ("新品投放种子计划", "the launch seed plan"),
+        ("no_share_events", "no_share_clicks", "no_attributed_orders")),
     "marts.group_buy_summary": Needs(
         ("拼团月度汇总", "the monthly group-buy summary"), ("no_group_buys", f"{UPSTREAM}marts.group_buys")),
     "marts.category_affinity": Needs(

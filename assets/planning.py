@@ -1,0 +1,25 @@
+"""Planning stage: the configured default launch plan (docs/planner.md).
+
+``marts.launch_plan`` = IMM seeds on the diffusion model learned from all past cascades
+(sharegraph.metrics.planner). The commission simulator is a command (``sharegraph simulate``),
+not an asset: its schemes are an analyst's input, not a pipeline setting.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.keys import AGENT_UPLINE, ATTRIBUTED, STAGING
+from assets.resources import WarehouseResource
+from sharegraph.metrics.planner import DEFAULT_K, build_launch_plan
+
+LAUNCH_PLAN = dg.AssetKey(["marts", "launch_plan"])
+
+
+@dg.asset(key=LAUNCH_PLAN, kinds={"duckdb"}, group_name="planning",
+          deps=[ATTRIBUTED, AGENT_UPLINE, STAGING["share_events"]])
+def launch_plan(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """IMM seeds (k=DEFAULT_K) with marginal expected buyers and ¥, the set's reach and interval."""
+    with warehouse.connect() as con:
+        n = build_launch_plan(con, warehouse.settings(), k=DEFAULT_K)
+    return dg.MaterializeResult(metadata={"rows": n})
