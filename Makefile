@@ -32,9 +32,12 @@ bench: $(BIN)/.installed  ## scale benchmarks with side-by-side peers (minutes; 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check sharegraph assets pipelines tests benchmarks
 
-dev: $(BIN)/.installed  ## the Dagster UI with the code location loaded
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev
+# `dg dev` reads [tool.dg] in pyproject.toml. DAGSTER_HOME is the repository root: dagster.yaml
+# there is the instance's configuration as it stands, its storage under state/dagster.
+# VIRTUAL_ENV names the project's venv for dg; exec leaves no shell behind, so Ctrl-C reaches
+# dg, which stops the webserver, the daemon and the code server before it exits.
+dev: $(BIN)/.installed  ## the Dagster UI (dg dev) with the code location loaded; Ctrl-C stops it
+	DAGSTER_HOME=$(CURDIR) VIRTUAL_ENV=$(CURDIR)/$(VENV) exec $(BIN)/dg dev
 
 clean:
 	rm -rf $(STATE) bench-out

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 import dagster as dg
 import duckdb
 
-from pipelines.resources import WarehouseResource
+from assets.resources import WarehouseResource
 from sharegraph.core.config import Settings
 
 Build = Callable[[duckdb.DuckDBPyConnection, Settings], int]

@@ -8,18 +8,21 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import check_from_problems, table_result
-from assets.graph import ATTRIBUTED, SHARE_NODES
-from assets.ingest import STAGING
-from pipelines.resources import WarehouseResource
+from assets.keys import (
+    ATTRIBUTED,
+    CATEGORY_AFFINITY,
+    DIRECTIONAL,
+    EXPANSION,
+    SHARE_NODES,
+    SPILLOVER,
+    STAGING,
+    WEAK,
+)
+from assets.resources import WarehouseResource
 from sharegraph.metrics import affinity, expansion
 
 PRODUCTS = STAGING["products"]
 SHARE_EVENTS = STAGING["share_events"]
-CATEGORY_AFFINITY = dg.AssetKey(["marts", "category_affinity"])
-DIRECTIONAL = dg.AssetKey(["marts", "directional_affinity"])
-SPILLOVER = dg.AssetKey(["marts", "spillover_affinity"])
-EXPANSION = dg.AssetKey(["marts", "expansion_recommendations"])
-WEAK = dg.AssetKey(["marts", "weak_categories"])
 
 
 def _counts(con, table: str, by: str) -> dict[str, int]:
@@ -27,7 +30,7 @@ def _counts(con, table: str, by: str) -> dict[str, int]:
             con.execute(f"SELECT {by}, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall()}
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+@dg.asset(key=CATEGORY_AFFINITY, kinds={"duckdb"}, group_name="affinity",
           deps=[ATTRIBUTED, PRODUCTS])
 def category_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair per scope (all | merchant) per basis."""
@@ -59,7 +62,7 @@ def category_affinity_counts_match_orders(warehouse: WarehouseResource) -> dg.As
     )
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+@dg.asset(key=DIRECTIONAL, kinds={"duckdb"}, group_name="affinity",
           deps=[ATTRIBUTED, PRODUCTS])
 def directional_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair (A then B within N days) per scope."""
@@ -74,7 +77,7 @@ def directional_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckRe
     return check_from_problems(bad, "rows breaking a bound")
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+@dg.asset(key=SPILLOVER, kinds={"duckdb"}, group_name="affinity",
           deps=[ATTRIBUTED, SHARE_NODES, SHARE_EVENTS, PRODUCTS])
 def spillover_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per (shared category, bought category): click on A, then a B purchase."""
@@ -89,7 +92,7 @@ def spillover_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResu
     return check_from_problems(bad, "rows breaking a bound")
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+@dg.asset(key=EXPANSION, kinds={"duckdb"}, group_name="affinity",
           deps=[CATEGORY_AFFINITY, ATTRIBUTED, PRODUCTS])
 def expansion_recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant per category it does not sell, ranked by expected GMV (¥)."""
@@ -107,7 +110,7 @@ def expansion_recommendations_consistent(warehouse: WarehouseResource) -> dg.Ass
     return check_from_problems(bad, "rows breaking a rule")
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="affinity",
+@dg.asset(key=WEAK, kinds={"duckdb"}, group_name="affinity",
           deps=[CATEGORY_AFFINITY, ATTRIBUTED])
 def weak_categories(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant per category it sells, with its fit to the rest of the line."""

@@ -5,15 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import verdict_check
-from assets.graph import ATTRIBUTED, SHARE_NODES
-from assets.ingest import STAGING
-from pipelines.resources import WarehouseResource
+from assets.keys import ATTRIBUTED, CASCADES, SHARE_NODES, STAGING
+from assets.resources import WarehouseResource
 from sharegraph.metrics import cascades
 
-CASCADES = dg.AssetKey(["marts", "cascades"])
 
-
-@dg.asset(name="cascades", key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
+@dg.asset(key=CASCADES, kinds={"duckdb"}, group_name="marts",
           deps=[SHARE_NODES, ATTRIBUTED, STAGING["share_events"], STAGING["products"]])
 def cascades_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share cascade: size, depth, breadth, structural virality, clicks, GMV (¥).

@@ -14,10 +14,10 @@ import pkgutil
 
 import dagster as dg
 
-from pipelines.resources import WarehouseResource
+from assets.keys import TABLE_NOTES
+from assets.resources import WarehouseResource
 from sharegraph.metrics import coverage
 
-TABLE_NOTES = dg.AssetKey(["marts", "table_notes"])
 _NOT_SCANNED = {"coverage", "reports", "publish"}
 """Modules that define no table this asset describes (or depend on it)."""
 

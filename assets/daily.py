@@ -1,10 +1,10 @@
-"""Daily stage: load one export day from the inbox into staging (partitioned op job).
+"""Daily stage: load one export day from the inbox into staging (the op of a partitioned job).
 
-The load is an *op* in a job partitioned by export day, recorded on the external asset
-``raw/daily_exports`` (a partitioned AssetSpec), rather than a partitioned asset: a
-partitioned asset in the graph would make ``dagster asset materialize --select '*'`` demand
-a partition. Downstream graph/marts are unpartitioned and recompute fully afterwards (the
-``refresh_job``, started by ``pipelines.sensors.refresh_after_daily_load``).
+The load is an *op*, run by a job partitioned by export day (the wiring's ``daily_load_job``)
+and recorded on the external asset ``raw/daily_exports`` (a partitioned AssetSpec), rather
+than a partitioned asset: a partitioned asset in the graph would make ``dagster asset
+materialize --select '*'`` demand a partition. Downstream graph/marts are unpartitioned and
+recompute fully afterwards (the refresh job, started by a run-status sensor).
 """
 
 
@@ -12,13 +12,12 @@ from datetime import date
 
 import dagster as dg
 
-from pipelines.partitions import InboxResource, daily_exports_partitions
-from pipelines.resources import WarehouseResource
+from assets.keys import DAILY_EXPORTS
+from assets.partitions import daily_exports_partitions
+from assets.resources import InboxResource, WarehouseResource
 from sharegraph.core.contract import TABLES
 from sharegraph.ingest import load as ingest
 from sharegraph.ingest.inbox import load_day
-
-DAILY_EXPORTS = dg.AssetKey(["raw", "daily_exports"])
 
 daily_exports = dg.AssetSpec(
     key=DAILY_EXPORTS,
@@ -86,8 +85,3 @@ def load_export_day(
             f"{dup_total} duplicated keys; downstream refresh and publish are not run"
         )
 
-
-@dg.job(partitions_def=daily_exports_partitions, executor_def=dg.in_process_executor,
-        description="Load one export day from the inbox into staging (idempotent by natural key).")
-def daily_load_job():
-    load_export_day()

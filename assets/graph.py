@@ -5,22 +5,24 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import table_result
-from assets.ingest import STAGING
-from pipelines.resources import WarehouseResource
+from assets.keys import (
+    AGENT_UPLINE,
+    ANOMALIES,
+    ATTRIBUTED,
+    PEOPLE,
+    REFERRAL_EDGES,
+    SHARE_NODES,
+    STAGING,
+)
+from assets.resources import WarehouseResource
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
 from sharegraph.graph.people import build_people, build_referral_edges
 from sharegraph.graph.shares import build_share_nodes, share_depths_ok
 from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
-ATTRIBUTED = dg.AssetKey(["graph", "attributed_orders"])
-SHARE_NODES = dg.AssetKey(["graph", "share_nodes"])
-AGENT_UPLINE = dg.AssetKey(["graph", "agent_upline"])
-PEOPLE = dg.AssetKey(["graph", "people"])
-REFERRAL_EDGES = dg.AssetKey(["graph", "referral_edges"])
 
-
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+@dg.asset(key=ATTRIBUTED, kinds={"duckdb"}, group_name="graph",
           deps=[STAGING["orders"], STAGING["share_events"], STAGING["products"]])
 def attributed_orders(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per order line: credited person and attribution rule (docs/influence.md)."""
@@ -44,7 +46,7 @@ def attributed_gmv_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResul
     )
 
 
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+@dg.asset(key=SHARE_NODES, kinds={"duckdb"}, group_name="graph",
           deps=[STAGING["share_events"], STAGING["products"]])
 def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share/reshare with cascade root and depth."""
@@ -64,7 +66,7 @@ def share_nodes_depths(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=ok, description=f"{bad} shares with inconsistent root/depth")
 
 
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]])
+@dg.asset(key=AGENT_UPLINE, kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]])
 def agent_upline(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per agent: effective upline edge in the agent forest."""
     return table_result(warehouse, build_agent_upline)
@@ -78,7 +80,7 @@ def upline_forest_acyclic(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=ok, description=f"{bad} agents violate depth(upline)+1")
 
 
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+@dg.asset(key=PEOPLE, kinds={"duckdb"}, group_name="graph",
           deps=[ATTRIBUTED, AGENT_UPLINE, STAGING["share_events"]])
 def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per person: role, firsts, acquirer, influence-network position."""
@@ -86,13 +88,13 @@ def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
                         lambda con: _counts_by(con, "graph.people", "role"))
 
 
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
+@dg.asset(key=REFERRAL_EDGES, kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
 def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
     return table_result(warehouse, build_referral_edges)
 
 
-@dg.asset(key_prefix=["graph"], kinds={"duckdb"}, group_name="graph",
+@dg.asset(key=ANOMALIES, kinds={"duckdb"}, group_name="graph",
           deps=[STAGING["orders"], STAGING["share_events"], SHARE_NODES, AGENT_UPLINE, PEOPLE,
                 REFERRAL_EDGES])
 def anomalies(warehouse: WarehouseResource) -> dg.MaterializeResult:

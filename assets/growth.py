@@ -5,18 +5,21 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import table_result, verdict_check
-from assets.graph import ATTRIBUTED, SHARE_NODES
-from assets.ingest import STAGING
-from pipelines.resources import WarehouseResource
+from assets.keys import (
+    ATTRIBUTED,
+    CHANNEL_MIGRATION,
+    CONCENTRATION,
+    GROUP_BUY_SUMMARY,
+    GROUP_BUYS,
+    KFACTOR,
+    SHARE_NODES,
+    STAGING,
+)
+from assets.resources import WarehouseResource
 from sharegraph.metrics import growth
 
-KFACTOR = dg.AssetKey(["marts", "kfactor"])
-CONCENTRATION = dg.AssetKey(["marts", "concentration"])
-CHANNEL_MIGRATION = dg.AssetKey(["marts", "channel_migration"])
-GROUP_BUYS = dg.AssetKey(["marts", "group_buys"])
 
-
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
+@dg.asset(key=KFACTOR, kinds={"duckdb"}, group_name="marts",
           deps=[ATTRIBUTED, SHARE_NODES])
 def kfactor(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per weekly cohort of new customers plus an overall row: viral coefficient K."""
@@ -32,7 +35,7 @@ def kfactor_cohorts_partition(warehouse: WarehouseResource) -> dg.AssetCheckResu
     return verdict_check(warehouse, growth.check_kfactor)
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
+@dg.asset(key=CONCENTRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
 def concentration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per scope (overall, per merchant): Gini, top-1%/10% shares, KOL/peer label."""
     with warehouse.connect() as con:
@@ -52,7 +55,7 @@ def concentration_shares_in_unit_interval(warehouse: WarehouseResource) -> dg.As
     return verdict_check(warehouse, growth.check_concentration_bounds)
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
+@dg.asset(key=CHANNEL_MIGRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
 def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per month: repeat customers' paid orders on social vs platform channels."""
     with warehouse.connect() as con:
@@ -67,7 +70,7 @@ def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     })
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts",
+@dg.asset(key=GROUP_BUYS, kinds={"duckdb"}, group_name="marts",
           deps=[ATTRIBUTED, SHARE_NODES, STAGING["orders"], STAGING["group_buys"], STAGING["products"]])
 def group_buys(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per group buy: members, fill rate, time to fill, fission, refunds (¥)."""
@@ -80,7 +83,7 @@ def group_buys_fill_rate_in_unit_interval(warehouse: WarehouseResource) -> dg.As
     return verdict_check(warehouse, growth.check_fill_rate_bounds)
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="marts", deps=[GROUP_BUYS])
+@dg.asset(key=GROUP_BUY_SUMMARY, kinds={"duckdb"}, group_name="marts", deps=[GROUP_BUYS])
 def group_buy_summary(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per month of group-buy openings: success rate, fill, fission, refunds (¥)."""
     return table_result(warehouse, growth.build_group_buy_summary)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES
-from assets.ingest import STAGING
-from pipelines.resources import WarehouseResource
+from assets.keys import (
+    AGENT_INFLUENCE,
+    AGENT_UPLINE,
+    ATTRIBUTED,
+    PEOPLE,
+    REFERRAL_EDGES,
+    SHARE_NODES,
+    STAGING,
+)
+from assets.resources import WarehouseResource
 from sharegraph.metrics import influence
 
-AGENT_INFLUENCE = dg.AssetKey(["marts", "agent_influence"])
 
-
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="influence",
+@dg.asset(key=AGENT_INFLUENCE, kinds={"duckdb"}, group_name="influence",
           deps=[ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, AGENT_UPLINE,
                 STAGING["share_events"]])
 def agent_influence(warehouse: WarehouseResource) -> dg.MaterializeResult:

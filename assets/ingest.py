@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
-from pipelines.resources import WarehouseResource
-from sharegraph.core import paths
+from assets.keys import STAGING
+from assets.resources import WarehouseResource
 from sharegraph.core.contract import TABLES
 from sharegraph.ingest import load as ingest
-from sharegraph.ingest.sources import discover
-
-STAGING = {name: dg.AssetKey(["staging", name]) for name in TABLES}
+from sharegraph.ingest.sources import IngestError
 
 
-def _ensure_demo_inputs(warehouse: WarehouseResource, log) -> None:
-    """Generate the demo world into the default input dir when it holds no orders file,
-    so ``dagster asset materialize --select '*'`` works with default resources."""
-    inputs = warehouse.inputs
-    if inputs != paths.default_input_dir().resolve():
-        return
-    if inputs.is_dir() and discover(inputs)["orders"]:
-        return
-    from sharegraph.demo.generate import generate_world
-
-    log.info(f"no orders in the default input dir {inputs}: generating the demo world")
-    inputs.mkdir(parents=True, exist_ok=True)
-    generate_world(inputs, seed=7, people=20_000, orders=200_000, fmt="csv", progress=log.info)
+def require_input_dir(inputs: Path) -> None:
+    """Stop with one sentence when the input directory is missing: the demo world is made
+    only by ``sharegraph demo`` / ``make demo``, never silently here."""
+    if not inputs.is_dir():
+        raise IngestError(
+            f"input directory {inputs} does not exist: deliver the exports there (orders.<ext> "
+            "at least, see docs/ingest.md), point the setting input (SHAREGRAPH_INPUT) at "
+            "them, or make the demo world with `sharegraph demo`"
+        )
 
 
 @dg.multi_asset(
@@ -36,7 +32,7 @@ def _ensure_demo_inputs(warehouse: WarehouseResource, log) -> None:
 )
 def ingest_inputs(context, warehouse: WarehouseResource):
     """Validated, idempotent load of every input file into staging.* (docs/ingest.md)."""
-    _ensure_demo_inputs(warehouse, context.log)
+    require_input_dir(warehouse.inputs)
     with warehouse.connect() as con:
         results = ingest.load_inputs(con, warehouse.inputs, warehouse.settings(),
                                      progress=context.log.info)
@@ -44,8 +40,9 @@ def ingest_inputs(context, warehouse: WarehouseResource):
             ("rows", "rejected_rows_total", "flagged_rows_total"),
             con.execute(
                 f"""SELECT (SELECT count(*) FROM staging.{name}),
-                    (SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = '{name}'),
-                    (SELECT count(*) FROM quarantine.flagged_rows WHERE table_name = '{name}')"""
+                    (SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = ?),
+                    (SELECT count(*) FROM quarantine.flagged_rows WHERE table_name = ?)""",
+                [name, name],
             ).fetchone(), strict=True)) for name in STAGING}
     for name, key in STAGING.items():
         mine = [r for r in results if r.table == name]

@@ -6,18 +6,23 @@ from __future__ import annotations
 import dagster as dg
 
 from assets._common import table_result, verdict_check
-from assets.graph import AGENT_UPLINE, ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES
-from assets.ingest import STAGING
-from pipelines.resources import WarehouseResource
+from assets.keys import (
+    AGENT_COHORTS,
+    AGENT_FUNNEL,
+    AGENT_UPLINE,
+    ATTRIBUTED,
+    INTEGRITY_FLAGS,
+    PEOPLE,
+    REFERRAL_EDGES,
+    SHARE_NODES,
+    STAGING,
+    UPLINE_QUALITY,
+)
+from assets.resources import WarehouseResource
 from sharegraph.metrics import integrity, lifecycle
 
-AGENT_FUNNEL = dg.AssetKey(["marts", "agent_funnel"])
-AGENT_COHORTS = dg.AssetKey(["marts", "agent_cohorts"])
-UPLINE_QUALITY = dg.AssetKey(["marts", "upline_quality"])
-INTEGRITY_FLAGS = dg.AssetKey(["marts", "integrity_flags"])
 
-
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+@dg.asset(key=AGENT_FUNNEL, kinds={"duckdb"}, group_name="lifecycle",
           deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, STAGING["share_events"]])
 def agent_funnel(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per agent: joined -> first share -> first click -> first sale, churn."""
@@ -33,21 +38,21 @@ def agent_funnel_stages_nested(warehouse: WarehouseResource) -> dg.AssetCheckRes
     return verdict_check(warehouse, lifecycle.check_funnel_order)
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+@dg.asset(key=AGENT_COHORTS, kinds={"duckdb"}, group_name="lifecycle",
           deps=[AGENT_FUNNEL, ATTRIBUTED, SHARE_NODES])
 def agent_cohorts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per (recruitment month, months since joining): retention, GMV per agent."""
     return table_result(warehouse, lifecycle.build_agent_cohorts)
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+@dg.asset(key=UPLINE_QUALITY, kinds={"duckdb"}, group_name="lifecycle",
           deps=[AGENT_FUNNEL, AGENT_UPLINE, ATTRIBUTED, SHARE_NODES])
 def upline_quality(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per upline with enough recruits: recruits' activation and retention."""
     return table_result(warehouse, lifecycle.build_upline_quality)
 
 
-@dg.asset(key_prefix=["marts"], kinds={"duckdb"}, group_name="lifecycle",
+@dg.asset(key=INTEGRITY_FLAGS, kinds={"duckdb"}, group_name="lifecycle",
           deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, PEOPLE, REFERRAL_EDGES,
                 STAGING["orders"], STAGING["share_events"], STAGING["group_buys"]])
 def integrity_flags(warehouse: WarehouseResource) -> dg.MaterializeResult:

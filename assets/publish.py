@@ -11,10 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.resources import WarehouseResource
+from assets.keys import PUBLISHED
+from assets.resources import WarehouseResource
 from sharegraph.core import warehouse as wh
 
-PUBLISHED = dg.AssetKey(["warehouse", "published"])
 PUBLISH_AFTER = ("graph", "marts")
 
 

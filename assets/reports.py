@@ -14,44 +14,45 @@ from typing import TypeVar
 
 import dagster as dg
 
-from assets.coverage import TABLE_NOTES
-from pipelines.resources import WarehouseResource
+from assets.keys import (
+    AGENT_COHORTS,
+    AGENT_FUNNEL,
+    AGENT_INFLUENCE,
+    AGENT_UPLINE,
+    ATTRIBUTED,
+    CASCADES,
+    CATEGORY_AFFINITY,
+    CHANNEL_MIGRATION,
+    CONCENTRATION,
+    EXPANSION,
+    GROUP_BUYS,
+    INTEGRITY_FLAGS,
+    KFACTOR,
+    REPORT_CASCADES,
+    REPORT_EXPANSION,
+    REPORT_INDEX,
+    REPORT_INFLUENCE,
+    REPORT_LIFECYCLE,
+    SHARE_NODES,
+    SPILLOVER,
+    STAGING,
+    TABLE_NOTES,
+    UPLINE_QUALITY,
+    WEAK,
+)
+from assets.resources import WarehouseResource
 from sharegraph.reports import (
     generated_at,
     render_cascades,
     render_expansion,
     render_index,
     render_influence,
+    render_lifecycle,
 )
 from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
 from sharegraph.reports.pseudonym import resolve_key
 
 T = TypeVar("T")
-
-
-def _key(*path: str) -> dg.AssetKey:
-    return dg.AssetKey(list(path))
-
-
-ATTRIBUTED = _key("graph", "attributed_orders")
-SHARE_NODES = _key("graph", "share_nodes")
-AGENT_UPLINE = _key("graph", "agent_upline")
-AGENT_INFLUENCE = _key("marts", "agent_influence")
-CASCADES = _key("marts", "cascades")
-KFACTOR = _key("marts", "kfactor")
-CONCENTRATION = _key("marts", "concentration")
-CHANNEL_MIGRATION = _key("marts", "channel_migration")
-GROUP_BUYS = _key("marts", "group_buys")
-CATEGORY_AFFINITY = _key("marts", "category_affinity")
-SPILLOVER = _key("marts", "spillover_affinity")
-EXPANSION = _key("marts", "expansion_recommendations")
-WEAK = _key("marts", "weak_categories")
-STAGING = [_key("staging", t) for t in ("orders", "share_events", "products", "agents", "group_buys")]
-
-REPORT_INFLUENCE = _key("reports", "influence")
-REPORT_CASCADES = _key("reports", "cascades")
-REPORT_EXPANSION = _key("reports", "expansion")
-REPORT_INDEX = _key("reports", "index")
 
 
 def _render(warehouse: WarehouseResource, render: Callable[..., T]) -> T:
@@ -74,7 +75,7 @@ def _written(paths: list[Path]) -> dict[str, object]:
     }
 
 
-@dg.asset(name="influence", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+@dg.asset(key=REPORT_INFLUENCE, kinds={"plotly", "html"}, group_name="reports",
           deps=[AGENT_INFLUENCE, CONCENTRATION, CASCADES, KFACTOR, CHANNEL_MIGRATION, GROUP_BUYS,
                 ATTRIBUTED, AGENT_UPLINE, TABLE_NOTES])
 def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -84,7 +85,7 @@ def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_written([path]))
 
 
-@dg.asset(name="cascades", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+@dg.asset(key=REPORT_CASCADES, kinds={"plotly", "html"}, group_name="reports",
           deps=[CASCADES, SHARE_NODES, TABLE_NOTES])
 def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """cascades.html: the largest cascades as trees, size vs structural virality, the list."""
@@ -92,7 +93,7 @@ def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_written([path]))
 
 
-@dg.asset(name="expansion", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
+@dg.asset(key=REPORT_EXPANSION, kinds={"plotly", "html"}, group_name="reports",
           deps=[CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED, TABLE_NOTES])
 def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """expansion-<merchant>.html, one per merchant (largest GMV first, capped)."""
@@ -100,9 +101,18 @@ def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={**_written(paths), "merchants": len(paths)})
 
 
-@dg.asset(name="index", key_prefix=["reports"], kinds={"plotly", "html"}, group_name="reports",
-          deps=[REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, CONCENTRATION, KFACTOR,
-                ATTRIBUTED, TABLE_NOTES, *STAGING])
+@dg.asset(key=REPORT_LIFECYCLE, kinds={"plotly", "html"}, group_name="reports",
+          deps=[AGENT_FUNNEL, AGENT_COHORTS, UPLINE_QUALITY, INTEGRITY_FLAGS, TABLE_NOTES])
+def lifecycle_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """lifecycle.html: agent funnel, cohort retention, time to first sale, best and worst
+    recruiters, the referral-integrity review queue by ¥ at risk."""
+    path = _render(warehouse, render_lifecycle)
+    return dg.MaterializeResult(metadata=_written([path]))
+
+
+@dg.asset(key=REPORT_INDEX, kinds={"plotly", "html"}, group_name="reports",
+          deps=[REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
+                ATTRIBUTED, TABLE_NOTES, *STAGING.values()])
 def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """index.html: quarantine banner, headline figures, unavailable analyses and why, links to
     every report with file sizes, run facts."""

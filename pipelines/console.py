@@ -495,7 +495,6 @@ def run_and_report(
     out = out or sys.stderr
     input_dir = input_dir.expanduser().resolve()
     warehouse = warehouse.expanduser().resolve()
-    reports = (reports_dir or paths.reports_dir_for(warehouse)).expanduser().resolve()
     began = time.perf_counter()
 
     def say(line: str = "") -> None:
@@ -509,6 +508,7 @@ def run_and_report(
     except (WarehouseError, ValueError, OSError) as exc:
         say(f"error: {reason_from_exception(exc, input_dir)}; the published warehouse is unchanged.")
         return 1
+    reports = (reports_dir or paths.reports_dir_for(warehouse, settings)).expanduser().resolve()
 
     log_path = _new_log_file(warehouse)
     log_line = f"log: {log_path}" if log_path is not None else "log: (none: the log directory is not writable)"

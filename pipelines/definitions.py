@@ -13,11 +13,11 @@ import dagster as dg
 import assets
 from assets.daily import daily_exports
 from assets.publish import build_publish_assets
+from assets.resources import InboxResource, WarehouseResource
 from pipelines.jobs import daily_load_job, full_pipeline_job, refresh_job
-from pipelines.partitions import InboxResource
-from pipelines.resources import WarehouseResource
 from pipelines.schedules import daily_load_schedule
 from pipelines.sensors import inbox_sensor, refresh_after_daily_load
+from sharegraph.core.config import Settings
 
 
 def load_pipeline() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
@@ -33,6 +33,7 @@ def load_pipeline() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefin
 
 
 _assets, _checks = load_pipeline()
+_settings = Settings.load()  # paths of the default resources (sharegraph.toml, SHAREGRAPH_*)
 
 defs = dg.Definitions(
     assets=[*_assets, daily_exports],
@@ -40,6 +41,7 @@ defs = dg.Definitions(
     jobs=[full_pipeline_job, refresh_job, daily_load_job],
     schedules=[daily_load_schedule],
     sensors=[inbox_sensor, refresh_after_daily_load],
-    resources={"warehouse": WarehouseResource.from_env(), "inbox": InboxResource.from_env()},
+    resources={"warehouse": WarehouseResource.from_settings(_settings),
+               "inbox": InboxResource.from_settings(_settings)},
     executor=dg.in_process_executor,
 )

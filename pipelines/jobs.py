@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.daily import daily_load_job
+from assets.daily import load_export_day
+from assets.partitions import daily_exports_partitions
 
 #: every materializable asset (ingest of the input dir, graph, marts, reports, publish)
 full_pipeline_job = dg.define_asset_job(
@@ -21,4 +22,8 @@ refresh_job = dg.define_asset_job(
     description="Recompute graph, marts and reports from staging and publish (after a daily load).",
 )
 
-__all__ = ["daily_load_job", "full_pipeline_job", "refresh_job"]
+
+@dg.job(partitions_def=daily_exports_partitions, executor_def=dg.in_process_executor,
+        description="Load one export day from the inbox into staging (idempotent by natural key).")
+def daily_load_job() -> None:
+    load_export_day()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
+from assets.resources import WarehouseResource, load_settings
 from pipelines.jobs import full_pipeline_job
-from pipelines.resources import WarehouseResource
 from sharegraph.core import paths
 from sharegraph.core.warehouse import check_writable
 
@@ -22,19 +21,39 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EVENT_LOGGER_KEY = "sharegraph"
 
 
+#: keys of dagster.yaml that place the repository-root instance's storage under state/dagster;
+#: any other instance directory keeps its storage inside itself (Dagster's default)
+STORAGE_KEYS = ("storage", "local_artifact_storage", "compute_logs")
+
+
+def instance_config() -> str:
+    """The project's dagster.yaml for an instance directory other than the repository root:
+    every setting but the storage keys (their paths are relative to the repository root)."""
+    import yaml
+
+    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text(encoding="utf-8")) or {}
+    kept = {k: v for k, v in config.items() if k not in STORAGE_KEYS}
+    return ("# Written by sharegraph (pipelines.run.ensure_dagster_home) from the project's "
+            "dagster.yaml;\n# storage stays in this directory.\n"
+            + yaml.safe_dump(kept, sort_keys=False))
+
+
 def ensure_dagster_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """Create the Dagster instance directory with the project's dagster.yaml and return it.
+    """Create the Dagster instance directory with the project's instance settings; return it.
 
     ``home`` wins, then ``DAGSTER_HOME``, then the state directory's ``dagster/``. The
-    environment is left alone, so one process can run into several warehouses.
+    environment is left alone, so one process can run into several warehouses. The
+    repository root itself (``make dev``'s home) keeps its dagster.yaml as it is.
     """
     chosen = home or os.environ.get("DAGSTER_HOME") or paths.state_dir() / "dagster"
     path = Path(chosen).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
-    source = PROJECT_ROOT / "dagster.yaml"
+    if path == PROJECT_ROOT.resolve() or not (PROJECT_ROOT / "dagster.yaml").is_file():
+        return path
     target = path / "dagster.yaml"
-    if source.is_file() and (not target.exists() or target.read_bytes() != source.read_bytes()):
-        shutil.copyfile(source, target)
+    text = instance_config()
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
     return path
 
 
@@ -73,7 +92,7 @@ def run_pipeline(
 ) -> dg.ExecuteInProcessResult:
     """Materialize every asset (and run every check) of the code location in this process.
 
-    ``reports_dir`` defaults to ``reports/`` beside the warehouse (or ``SHAREGRAPH_REPORTS``),
+    ``reports_dir`` defaults to ``reports/`` beside the warehouse (or the setting ``reports``),
     the Dagster instance to ``dagster_home``, else ``DAGSTER_HOME``, else ``dagster/`` beside
     the warehouse. ``settings_overrides`` apply over the config file (e.g.
     ``{"max_reject_rate": 0.1}``).
@@ -84,15 +103,17 @@ def run_pipeline(
     was. Without ``raise_on_error`` a failed run is a result whose ``success`` is False.
     """
     published = Path(warehouse).expanduser().resolve()
+    config = str(config_file) if config_file else None
+    overrides = json.dumps(dict(settings_overrides)) if settings_overrides else None
+    settings = load_settings(config, overrides)  # a bad config or override fails here, not in a step
     resource = WarehouseResource(
         warehouse=str(published),
         input_dir=str(Path(input_dir).expanduser().resolve()),
-        reports_dir=str(Path(reports_dir or paths.reports_dir_for(published)).expanduser().resolve()),
-        config_file=str(config_file) if config_file else None,
-        settings_overrides=json.dumps(dict(settings_overrides)) if settings_overrides else None,
+        reports_dir=str(Path(reports_dir or paths.reports_dir_for(published, settings)).expanduser().resolve()),
+        config_file=config,
+        settings_overrides=overrides,
     )
     check_writable(resource.paths)  # before anything is created beside it
-    resource.settings()  # a bad config file or override fails here, not inside a step
     home = ensure_dagster_home(dagster_home or paths.dagster_home_for(published))
     job = build_run_job(resource, event_logger)
     run_config = {"loggers": {EVENT_LOGGER_KEY: {}}} if event_logger else None

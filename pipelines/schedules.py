@@ -7,8 +7,11 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from assets.partitions import daily_exports_partitions
 from pipelines.jobs import daily_load_job
-from pipelines.partitions import TIMEZONE
+
+#: the partitions' zone (setting ``timezone``): "yesterday" and 06:00 mean the same day there
+TIMEZONE = daily_exports_partitions.timezone
 
 
 @dg.schedule(job=daily_load_job, cron_schedule="0 6 * * *", execution_timezone=TIMEZONE,

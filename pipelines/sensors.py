@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.partitions import daily_exports_partitions
+from assets.resources import InboxResource
 from pipelines.jobs import daily_load_job, refresh_job
-from pipelines.partitions import InboxResource, daily_exports_partitions
 from sharegraph.ingest import inbox as inbox_lib
 
 
-@dg.sensor(job=daily_load_job, minimum_interval_seconds=30,
+# Targets the job by name: a JobDefinition target whose resources Definitions binds makes
+# dagster 1.13 re-create the sensor with owners=[] and emit a spurious BetaWarning at load.
+@dg.sensor(job_name=daily_load_job.name, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Each new complete export file in the inbox starts a load of its export day.")
 def inbox_sensor(context: dg.SensorEvaluationContext, inbox: InboxResource):

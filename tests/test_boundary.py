@@ -57,6 +57,52 @@ def test_assets_never_import_pipelines() -> None:
     assert bad == [], f"assets/ must not import pipelines/ (wiring depends on assets): {bad}"
 
 
+def test_jobs_schedules_and_sensors_live_in_pipelines() -> None:
+    """The wiring lives in pipelines/ only: no job, schedule or sensor is defined in assets/."""
+    bad = []
+    for path in sorted((ROOT / "assets").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == "dg" and node.attr in (
+                        "job", "define_asset_job", "schedule", "sensor", "run_status_sensor")):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} dg.{node.attr}")
+    assert bad == [], f"jobs, schedules and sensors belong in pipelines/: {bad}"
+
+
+def test_asset_keys_are_declared_only_in_assets_keys() -> None:
+    """Every asset module takes its keys from assets/keys.py (built from the contract)."""
+    bad = []
+    for path in sorted((ROOT / "assets").rglob("*.py")):
+        if path.name == "keys.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and (
+                    (isinstance(node.func, ast.Attribute) and node.func.attr == "AssetKey")
+                    or (isinstance(node.func, ast.Name) and node.func.id == "AssetKey")):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node, ast.keyword) and node.arg == "key_prefix":
+                bad.append(f"{path.relative_to(ROOT)}:{node.value.lineno} key_prefix")
+    assert bad == [], f"asset keys belong in assets/keys.py: {bad}"
+
+
+def test_only_core_config_reads_sharegraph_environment_variables() -> None:
+    """Every setting is a field of Settings: no other module names a SHAREGRAPH_* variable in
+    code (docstrings may mention them). The crash tests' fault hooks are not settings."""
+    allowed = {"sharegraph/core/config.py"}
+    hooks = {"SHAREGRAPH_FAULT_AFTER", "SHAREGRAPH_FAULT_SIGNAL", "SHAREGRAPH_FAULT_PAUSE_S"}
+    bad = []
+    for folder in ("sharegraph", "assets", "pipelines"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            if rel in allowed:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                        and node.value.startswith("SHAREGRAPH_") and node.value not in hooks):
+                    bad.append(f"{rel}:{node.lineno} {node.value}")
+    assert bad == [], f"read settings through sharegraph.core.config.Settings: {bad}"
+
+
 def test_tests_do_not_import_each_other() -> None:
     bad = [i for i in _imports("tests") if i[2].startswith("tests.") and
            i[2].rsplit(".", 1)[-1].startswith("test_")]

@@ -1,50 +1,101 @@
-"""Default locations: the project's state directory, and what a run writes beside its warehouse."""
+"""Default locations: the project's state directory, and what a run writes beside its warehouse.
+
+The one home of every default path. Each value comes from ``Settings`` (``state``,
+``warehouse``, ``input``, ``inbox``, ...; ``sharegraph.toml`` or ``SHAREGRAPH_*``); an empty
+setting means the default under the state directory. ``settings=None`` loads them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-
-def state_dir() -> Path:
-    """The project's state directory (``SHAREGRAPH_STATE``, default ``./state``)."""
-    return Path(os.environ.get("SHAREGRAPH_STATE", "state")).expanduser().resolve()
+from sharegraph.core.config import Settings
 
 
-def default_input_dir() -> Path:
-    return state_dir() / "demo-input"
+def _load(settings: Settings | None) -> Settings:
+    return settings if settings is not None else Settings.load()
 
 
-def default_warehouse() -> Path:
-    return state_dir() / "sharegraph.duckdb"
+def _path(text: str) -> Path:
+    return Path(text).expanduser().resolve()
 
 
-def default_reports_dir() -> Path:
-    """Reports of the default warehouse (``SHAREGRAPH_REPORTS``, else ``state/reports``)."""
-    return reports_dir_for(default_warehouse())
+def state_dir(settings: Settings | None = None) -> Path:
+    """The project's state directory (setting ``state``, default ``./state``)."""
+    return _path(_load(settings).state)
 
 
-def reports_dir_for(warehouse: str | os.PathLike[str]) -> Path:
-    """Where a run's reports go: ``SHAREGRAPH_REPORTS`` if set, else ``reports/`` beside the
+def default_input_dir(settings: Settings | None = None) -> Path:
+    """The demo world's directory, ``<state>/demo-input`` (what ``sharegraph demo`` writes)."""
+    return state_dir(settings) / "demo-input"
+
+
+def input_dir(settings: Settings | None = None) -> Path:
+    """Input of the code location's full pipeline: setting ``input``, else the demo's directory."""
+    s = _load(settings)
+    return _path(s.input) if s.input else default_input_dir(s)
+
+
+def default_warehouse(settings: Settings | None = None) -> Path:
+    """``<state>/sharegraph.duckdb``: what ``sharegraph demo`` publishes."""
+    return state_dir(settings) / "sharegraph.duckdb"
+
+
+def warehouse(settings: Settings | None = None) -> Path:
+    """The published warehouse of the code location and the notebooks: setting ``warehouse``,
+    else :func:`default_warehouse`."""
+    s = _load(settings)
+    return _path(s.warehouse) if s.warehouse else default_warehouse(s)
+
+
+def default_reports_dir(settings: Settings | None = None) -> Path:
+    """Reports of the configured warehouse (setting ``reports``, else beside it)."""
+    s = _load(settings)
+    return reports_dir_for(warehouse(s), s)
+
+
+def reports_dir_for(warehouse: str | os.PathLike[str], settings: Settings | None = None) -> Path:
+    """Where a run's reports go: setting ``reports`` if set, else ``reports/`` beside the
     warehouse, so a run into another directory never writes over the demo's reports."""
-    configured = os.environ.get("SHAREGRAPH_REPORTS")
+    configured = _load(settings).reports
     if configured:
-        return Path(configured).expanduser().resolve()
+        return _path(configured)
     return _beside(warehouse) / "reports"
 
 
+def inbox_dir(settings: Settings | None = None) -> Path:
+    """Where daily exports are delivered: setting ``inbox``, else ``<state>/inbox``."""
+    return _state_or(_load(settings), "inbox")
+
+
+def archive_dir(settings: Settings | None = None) -> Path:
+    """Where loaded exports move: setting ``archive``, else ``<state>/archive``."""
+    return _state_or(_load(settings), "archive")
+
+
+def rejected_dir(settings: Settings | None = None) -> Path:
+    """Where unloadable exports move: setting ``rejected``, else ``<state>/rejected``."""
+    return _state_or(_load(settings), "rejected")
+
+
 def dagster_home_for(warehouse: str | os.PathLike[str]) -> Path:
-    """The Dagster instance of a run: ``DAGSTER_HOME`` if set, else ``dagster/`` beside the
-    warehouse (run history and event logs stay with the data they describe)."""
+    """The Dagster instance of a run: ``DAGSTER_HOME`` (Dagster's own variable) if set, else
+    ``dagster/`` beside the warehouse (run history and event logs stay with the data)."""
     configured = os.environ.get("DAGSTER_HOME")
     if configured:
-        return Path(configured).expanduser().resolve()
+        return _path(configured)
     return _beside(warehouse) / "dagster"
 
 
 def logs_dir_for(warehouse: str | os.PathLike[str]) -> Path:
     """Where ``sharegraph run`` writes each run's log file: ``logs/`` beside the warehouse."""
     return _beside(warehouse) / "logs"
+
+
+def _state_or(settings: Settings, name: str) -> Path:
+    configured = getattr(settings, name)
+    return _path(configured) if configured else state_dir(settings) / name
 
 
 def _beside(warehouse: str | os.PathLike[str]) -> Path:

@@ -170,7 +170,7 @@ def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: 
         except OSError as exc:
             raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from None
     con = duckdb.connect(str(path), read_only=read_only)
-    con.execute(f"SET TimeZone = '{timezone}'")
+    con.execute("SET TimeZone = ?", [timezone])  # bound, never pasted into the SQL text
     return con
 
 

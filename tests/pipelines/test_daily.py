@@ -9,10 +9,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from assets.resources import InboxResource, WarehouseResource
 from pipelines.definitions import load_pipeline
 from pipelines.jobs import daily_load_job, refresh_job
-from pipelines.partitions import InboxResource
-from pipelines.resources import WarehouseResource
 from pipelines.sensors import refresh_after_daily_load
 from sharegraph.core.contract import ORDERS
 from sharegraph.ingest import load as ingest

@@ -15,8 +15,8 @@ import dagster as dg
 import duckdb
 import pytest
 
+from assets.resources import WarehouseResource
 from pipelines.cli import main
-from pipelines.resources import WarehouseResource
 
 PRIVATE_ENV = ("DAGSTER_HOME", "SHAREGRAPH_STATE", "SHAREGRAPH_REPORTS", "SHAREGRAPH_WAREHOUSE",
                "SHAREGRAPH_INPUT", "SHAREGRAPH_CONFIG", "SHAREGRAPH_MAX_REJECT_RATE", "SHAREGRAPH_FAULT_AFTER")

@@ -1,0 +1,114 @@
+"""The resources the assets use: where the warehouse, inputs, reports and the inbox live.
+
+They sit with the assets (not in ``pipelines/``) because assets depend on them; the wiring
+in ``pipelines/`` builds them from the settings (``from_settings``) and binds them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import PrivateAttr
+
+from sharegraph.core import paths, warehouse
+from sharegraph.core.config import Settings
+
+
+def load_settings(config_file: str | None = None, overrides: str | None = None) -> Settings:
+    """``Settings.load(config_file)`` with the JSON object ``overrides`` applied over it."""
+    settings = Settings.load(config_file)
+    if overrides:
+        settings = settings.with_values(json.loads(overrides), source="settings_overrides")
+    return settings
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Paths of one sharegraph deployment; assets open the *working* DuckDB file through it.
+
+    ``warehouse`` is the published snapshot analysts read; the pipeline writes the working
+    file beside it and only the publish asset touches the published name. The settings are
+    loaded once per use of the resource (Dagster makes a fresh copy for every run).
+    """
+
+    warehouse: str
+    input_dir: str
+    reports_dir: str
+    config_file: str | None = None
+    settings_overrides: str | None = None
+    """JSON object of settings applied over the config file and environment (what command-line
+    flags such as ``--max-reject-rate`` set); a string so it shows as-is in the run's config."""
+
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WarehouseResource:
+        """The code location's default: paths from the settings (``core.paths``)."""
+        published = paths.warehouse(settings)
+        return cls(
+            warehouse=str(published),
+            input_dir=str(paths.input_dir(settings)),
+            reports_dir=str(paths.reports_dir_for(published, settings)),
+        )
+
+    @property
+    def paths(self) -> warehouse.WarehousePaths:
+        return warehouse.WarehousePaths.of(self.warehouse)
+
+    @property
+    def inputs(self) -> Path:
+        return Path(self.input_dir).expanduser().resolve()
+
+    @property
+    def reports(self) -> Path:
+        return Path(self.reports_dir).expanduser().resolve()
+
+    def settings(self) -> Settings:
+        """The run's settings: loaded on first use, then kept for the life of this copy."""
+        if self._settings is None:
+            self._settings = load_settings(self.config_file, self.settings_overrides)
+        return self._settings
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.working(self.paths, timezone=self.settings().timezone) as con:
+            yield con
+
+
+class InboxResource(dg.ConfigurableResource):
+    """The inbox the sensor watches, the archive loaded files move to, and ``rejected/``.
+
+    ``settle_seconds``: a file without a ``.ready``/``.done`` marker counts as complete once
+    unchanged this long. Defaults from the settings (``inbox``, ``archive``, ``rejected``,
+    ``inbox_settle_s``).
+    """
+
+    inbox_dir: str
+    archive_dir: str
+    rejected_dir: str
+    settle_seconds: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InboxResource:
+        return cls(
+            inbox_dir=str(paths.inbox_dir(settings)),
+            archive_dir=str(paths.archive_dir(settings)),
+            rejected_dir=str(paths.rejected_dir(settings)),
+            settle_seconds=settings.inbox_settle_s,
+        )
+
+    @property
+    def inbox(self) -> Path:
+        return Path(self.inbox_dir).expanduser().resolve()
+
+    @property
+    def archive(self) -> Path:
+        return Path(self.archive_dir).expanduser().resolve()
+
+    @property
+    def rejected(self) -> Path:
+        return Path(self.rejected_dir).expanduser().resolve()
