@@ -34,7 +34,7 @@ def agent_funnel(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset_check(asset=AGENT_FUNNEL, blocking=True)
 def agent_funnel_stages_nested(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """A click needs a share; cohort retention in [0, 1]."""
+    """A click needs a share; active months are not negative."""
     return verdict_check(warehouse, lifecycle.check_funnel_order)
 
 
@@ -43,6 +43,12 @@ def agent_funnel_stages_nested(warehouse: WarehouseResource) -> dg.AssetCheckRes
 def agent_cohorts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per (recruitment month, months since joining): retention, GMV per agent."""
     return table_result(warehouse, lifecycle.build_agent_cohorts)
+
+
+@dg.asset_check(asset=AGENT_COHORTS, blocking=True)
+def agent_cohorts_retention_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Retention in [0, 1]; active agents never exceed the cohort."""
+    return verdict_check(warehouse, lifecycle.check_cohort_bounds)
 
 
 @dg.asset(key=UPLINE_QUALITY, kinds={"duckdb"}, group_name="lifecycle",

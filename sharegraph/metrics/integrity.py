@@ -56,30 +56,46 @@ def _money(expr: str) -> str:
 
 def _stage_lines(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
     """Temp ``_ig_lines``: one row per paid or refunded order line with who claims it and the
-    payout on it. The claimant is whom the source system pays: the credited person, else (a
-    refunded line, or a self-referral) the resolved sharer or the referrer."""
+    payout on it; temp ``_ig_self``: the self-referral lines (graph.anomalies).
+
+    The claimant is whom the source system pays: the credited person of a paid line, else
+    (a refunded line) the resolved sharer or the referrer. Paid lines come from
+    graph.attributed_orders alone (its costs are the payout); only refunded and self-referral
+    lines, a few percent, are matched back to staging.orders for the referrer and the
+    exported money, so no full join of the order table is needed.
+    """
+    rate, packet = float(s.commission_rate), float(s.red_packet_yuan)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ig_lines AS
         -- grain: one row per paid or refunded order line
-        WITH sharers AS (SELECT share_id, actor_id AS sharer_id FROM graph.share_nodes),
-        failed AS (SELECT group_id FROM staging.group_buys WHERE status = 'failed')
-        SELECT a.order_id, a.line_no, a.customer_id, a.merchant_id, a.ordered_at, a.amount,
-               a.is_paid, a.share_id, a.credited_id,
-               o.referrer_id = a.customer_id AS own_referrer,
-               s.sharer_id = a.customer_id AS own_share,
-               coalesce(a.credited_id, a.sharer_id,
-                        CASE WHEN o.referrer_id <> a.customer_id THEN o.referrer_id END)
-                   AS claimant,
-               o.group_id IN (SELECT group_id FROM failed) AS failed_group,
-               coalesce(o.commission, round(a.amount * {float(s.commission_rate)!r}, 2))
-               + coalesce(o.red_packet,
-                          CASE WHEN (a.share_id IS NOT NULL OR s.sharer_id = a.customer_id)
-                                    AND a.line_no = 1 THEN {float(s.red_packet_yuan)!r} ELSE 0 END)
-                   AS payout
+        SELECT order_id, line_no, customer_id, merchant_id, ordered_at, amount, true AS is_paid,
+               share_id, credited_id, credited_id AS claimant, false AS failed_group,
+               commission_yuan + red_packet_yuan AS payout
+        FROM graph.attributed_orders WHERE is_paid
+        UNION ALL
+        SELECT a.order_id, a.line_no, a.customer_id, a.merchant_id, a.ordered_at, a.amount, false,
+               a.share_id, NULL,
+               coalesce(a.sharer_id, CASE WHEN o.referrer_id <> a.customer_id THEN o.referrer_id END),
+               o.group_id IN (SELECT group_id FROM staging.group_buys WHERE status = 'failed'),
+               coalesce(o.commission, round(a.amount * {rate!r}, 2))
+               + coalesce(o.red_packet, CASE WHEN a.share_id IS NOT NULL AND a.line_no = 1
+                                             THEN {packet!r} ELSE 0 END)
         FROM graph.attributed_orders a
         JOIN staging.orders o ON o.order_id = a.order_id AND coalesce(o.line_no, 1) = a.line_no
-        LEFT JOIN sharers s ON s.share_id = o.share_id
-        WHERE a.status IN ('paid', 'refunded')""")
+        WHERE a.status = 'refunded'""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _ig_self AS
+        -- grain: one row per paid line of an order flagged self_referral in graph.anomalies
+        SELECT o.order_id, o.customer_id, o.amount,
+               o.referrer_id = o.customer_id AS own_referrer,
+               coalesce(o.referrer_id <> o.customer_id, true) AS own_share,
+               coalesce(o.commission, round(o.amount * {rate!r}, 2))
+               + coalesce(o.red_packet, CASE WHEN coalesce(o.referrer_id <> o.customer_id, true)
+                                                  AND coalesce(o.line_no, 1) = 1
+                                             THEN {packet!r} ELSE 0 END) AS payout
+        FROM staging.orders o
+        WHERE o.order_id IN (SELECT id FROM graph.anomalies WHERE kind = 'self_referral')
+          AND coalesce(o.status, 'paid') = 'paid'""")
 
 
 def _self_referral(s: Settings) -> str:
@@ -89,16 +105,15 @@ def _self_referral(s: Settings) -> str:
                count(DISTINCT order_id) || ' own paid orders (' || {_money('sum(amount)')}
                  || ') credited to themselves: ' || count(DISTINCT order_id) FILTER (own_referrer)
                  || ' with themselves as referrer, '
-                 || count(DISTINCT order_id) FILTER (own_share AND NOT coalesce(own_referrer, false))
+                 || count(DISTINCT order_id) FILTER (own_share)
                  || ' through their own share link' AS evidence,
                '本人已付款订单 ' || count(DISTINCT order_id) || ' 笔（' || {_money('sum(amount)')}
                  || '）记在自己名下：推荐人是自己 ' || count(DISTINCT order_id) FILTER (own_referrer)
                  || ' 笔，通过自己的分享链接 '
-                 || count(DISTINCT order_id) FILTER (own_share AND NOT coalesce(own_referrer, false))
+                 || count(DISTINCT order_id) FILTER (own_share)
                  || ' 笔' AS evidence_zh,
                NULL::VARCHAR AS ring_id, NULL::INTEGER AS ring_size, NULL::DOUBLE AS q_value
-        FROM _ig_lines
-        WHERE is_paid AND (own_referrer OR own_share)
+        FROM _ig_self
         GROUP BY customer_id
         HAVING count(DISTINCT order_id) >= {int(s.self_referral_min_orders)}"""
 
@@ -137,31 +152,38 @@ def _rings(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
 
 
 def _referral_ring() -> str:
+    mine = "FILTER (WHERE side = 'credited')"
     return f"""
-        SELECT g.person_id, 'referral_ring' AS rule,
-               count(DISTINCT l.order_id) AS orders_involved,
-               coalesce(sum(l.payout) FILTER (WHERE l.credited_id = g.person_id), 0)
-                   AS amount_at_risk,
+        WITH ring_lines AS (  -- paid lines between two members of the same ring (equi-joins only)
+            SELECT l.order_id, l.amount, l.payout, c.person_id AS credited, b.person_id AS buyer
+            FROM _ig_lines l
+            JOIN _ig_ring c ON c.person_id = l.credited_id
+            JOIN _ig_ring b ON b.person_id = l.customer_id AND b.ring_id = c.ring_id
+            WHERE l.is_paid
+        ),
+        sides AS (
+            SELECT credited AS person_id, 'credited' AS side, order_id, amount, payout FROM ring_lines
+            UNION ALL
+            SELECT buyer, 'bought', order_id, amount, 0 FROM ring_lines
+        )
+        SELECT x.person_id, 'referral_ring' AS rule,
+               count(DISTINCT x.order_id) AS orders_involved,
+               coalesce(sum(x.payout) {mine}, 0) AS amount_at_risk,
                'ring of ' || any_value(g.ring_size) || ' people crediting each other in a cycle: '
-                 || count(DISTINCT l.order_id) FILTER (WHERE l.credited_id = g.person_id)
+                 || count(DISTINCT x.order_id) {mine}
                  || ' orders from ring members credited to this person ('
-                 || {_money("coalesce(sum(l.amount) FILTER (WHERE l.credited_id = g.person_id), 0)")}
-                 || '), ' || count(DISTINCT l.order_id) FILTER (WHERE l.customer_id = g.person_id)
+                 || {_money(f"coalesce(sum(x.amount) {mine}, 0)")}
+                 || '), ' || count(DISTINCT x.order_id) FILTER (WHERE side = 'bought')
                  || ' bought from ring members' AS evidence,
                any_value(g.ring_size) || ' 人互相推荐形成闭环：来自圈内成员、记在此人名下的订单 '
-                 || count(DISTINCT l.order_id) FILTER (WHERE l.credited_id = g.person_id) || ' 笔（'
-                 || {_money("coalesce(sum(l.amount) FILTER (WHERE l.credited_id = g.person_id), 0)")}
+                 || count(DISTINCT x.order_id) {mine} || ' 笔（'
+                 || {_money(f"coalesce(sum(x.amount) {mine}, 0)")}
                  || '），向圈内成员购买 '
-                 || count(DISTINCT l.order_id) FILTER (WHERE l.customer_id = g.person_id)
-                 || ' 笔' AS evidence_zh,
+                 || count(DISTINCT x.order_id) FILTER (WHERE side = 'bought') || ' 笔' AS evidence_zh,
                any_value(g.ring_id) AS ring_id, any_value(g.ring_size) AS ring_size,
                NULL::DOUBLE AS q_value
-        FROM _ig_ring g
-        JOIN _ig_ring b ON b.ring_id = g.ring_id
-        JOIN _ig_lines l ON l.is_paid
-             AND ((l.credited_id = g.person_id AND l.customer_id = b.person_id)
-               OR (l.customer_id = g.person_id AND l.credited_id = b.person_id))
-        GROUP BY g.person_id"""
+        FROM sides x JOIN _ig_ring g USING (person_id)
+        GROUP BY x.person_id"""
 
 
 def _refund_tests(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
@@ -322,7 +344,7 @@ def build_integrity_flags(con: duckdb.DuckDBPyConnection, settings: Settings | N
                    f.evidence, f.evidence_zh, f.ring_id, f.ring_size, f.q_value
             FROM f""")
     finally:
-        for t in ("_ig_lines", "_ig_edges", "_ig_ids", "_ig_ring", "_ig_refund_base", "_ig_refund"):
+        for t in ("_ig_lines", "_ig_self", "_ig_edges", "_ig_ids", "_ig_ring", "_ig_refund_base", "_ig_refund"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
     comment_table(con, TABLE, TEXT, DOC)
     return count_rows(con, TABLE)

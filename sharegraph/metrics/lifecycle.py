@@ -260,11 +260,15 @@ def build_upline_quality(con: duckdb.DuckDBPyConnection, settings: Settings | No
 
 
 def check_funnel_order(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:
-    """Funnel stages are nested (a click needs a share) and cohort retention is in [0, 1]."""
-    bad_funnel = con.execute(f"""SELECT count(*) FROM {FUNNEL}
+    """Funnel stages are nested: a click needs a share; active months are not negative."""
+    bad = con.execute(f"""SELECT count(*) FROM {FUNNEL}
         WHERE (first_click_at IS NOT NULL AND first_share_at IS NULL)
            OR active_months < 0""").fetchall()[0][0]
-    bad_cohort = con.execute(f"""SELECT count(*) FROM {COHORTS}
+    return bad == 0, f"{bad} funnel rows out of stage order"
+
+
+def check_cohort_bounds(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:
+    """Cohort retention is in [0, 1]: active agents never exceed the cohort."""
+    bad = con.execute(f"""SELECT count(*) FROM {COHORTS}
         WHERE retention < 0 OR retention > 1 OR active_agents > cohort_size""").fetchall()[0][0]
-    return (bad_funnel == 0 and bad_cohort == 0,
-            f"{bad_funnel} funnel rows out of stage order, {bad_cohort} cohort cells out of [0, 1]")
+    return bad == 0, f"{bad} cohort cells with retention outside [0, 1]"

@@ -14,6 +14,7 @@ from sharegraph.metrics.lifecycle import (
     build_agent_cohorts,
     build_agent_funnel,
     build_upline_quality,
+    check_cohort_bounds,
     check_funnel_order,
 )
 from tests.helpers import build_graph, insert_staging
@@ -92,8 +93,10 @@ def test_funnel_matches_pandas() -> None:
     assert (got.joined_at_source == "agents_file").all()
     assert got.loc["r0", "stage"] == "shared" and got.loc["r1", "stage"] == "clicked"
     assert got.loc["r4", "stage"] == "sold" and got.loc["r5", "stage"] == "joined"
-    build_agent_cohorts(con, Settings())
     ok, text = check_funnel_order(con)
+    assert ok, text
+    build_agent_cohorts(con, Settings())
+    ok, text = check_cohort_bounds(con)
     assert ok, text
 
 
