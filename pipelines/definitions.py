@@ -1,4 +1,4 @@
-"""The Dagster code location: ``dagster dev`` and ``dagster asset materialize`` load ``defs``.
+"""The Dagster code location: `dg dev` (make dev) and `dagster asset materialize` load ``defs``.
 
 Every asset and asset check of the ``assets`` package is discovered automatically; the
 publish asset is built here because it depends on every graph/* and marts/* asset found.

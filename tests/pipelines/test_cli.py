@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.cli import build_parser, main
 
-SUBCOMMANDS = ["generate", "validate", "run", "demo", "sql", "shell"]
+SUBCOMMANDS = ["generate", "validate", "run", "demo", "sql", "reveal", "simulate", "plan", "export", "shell"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
