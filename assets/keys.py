@@ -45,6 +45,7 @@ AGENT_COHORTS = _key("marts", "agent_cohorts")
 UPLINE_QUALITY = _key("marts", "upline_quality")
 INTEGRITY_FLAGS = _key("marts", "integrity_flags")
 LAUNCH_PLAN = _key("marts", "launch_plan")
+HEADLINE = _key("marts", "headline_metrics")
 
 # reports (files) and the published snapshot
 REPORT_INFLUENCE = _key("reports", "influence")

@@ -26,6 +26,7 @@ from assets.keys import (
     CONCENTRATION,
     EXPANSION,
     GROUP_BUYS,
+    HEADLINE,
     INTEGRITY_FLAGS,
     KFACTOR,
     REPORT_CASCADES,
@@ -111,7 +112,7 @@ def lifecycle_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(key=REPORT_INDEX, kinds={"plotly", "html"}, group_name="reports",
-          deps=[REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
+          deps=[HEADLINE, REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
                 ATTRIBUTED, TABLE_NOTES, *STAGING.values()])
 def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """index.html: quarantine banner, headline figures, unavailable analyses and why, links to

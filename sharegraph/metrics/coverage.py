@@ -163,6 +163,7 @@ DEPENDENCIES: dict[str, Needs] = {
         ("代理留存分析", "agent cohort retention"), ("no_share_events", f"{UPSTREAM}marts.agent_funnel")),
     "marts.upline_quality": Needs(
         ("上级招募质量", "upline (recruiter) quality"), ("no_agents", f"{UPSTREAM}marts.agent_funnel")),
+    "marts.headline_metrics": Needs(("核心指标", "the headline figures"), ("no_orders",)),
     "marts.integrity_flags": Needs(
         ("推荐合规审查", "the referral-integrity review"), ("no_orders", "no_paid_orders"),
         "nothing_found",

@@ -10,7 +10,7 @@ import polars as pl
 
 from sharegraph.core.config import Settings
 from sharegraph.reports import cascades, expansion, influence
-from sharegraph.reports.data import count_rows, query, scalar
+from sharegraph.reports.data import count_rows, has_table, query
 from sharegraph.reports.exports import write_exports
 from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable
 from sharegraph.reports.page import (
@@ -32,69 +32,60 @@ from sharegraph.reports.pseudonym import pseudonym
 FILE = "index.html"
 TITLE = Text("sharegraph 报告总览", "sharegraph reports")
 STAGING = ("orders", "share_events", "products", "agents", "group_buys")
+HEADLINE = "marts.headline_metrics"
 
 
-def headline(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, object]:
-    """The headline numbers (None where a source is missing): paid GMV ¥, attributed share,
-    Gini and label, top agent (pseudonym) and its attributed GMV ¥, overall K-factor."""
-    gmv = query(
-        con,
-        """SELECT coalesce(sum(amount) FILTER (WHERE is_paid), 0)::DOUBLE AS paid,
-                  coalesce(sum(amount) FILTER (WHERE is_paid AND credited_id IS NOT NULL), 0)::DOUBLE
-                      AS attributed
-           FROM graph.attributed_orders""",
-    )
-    paid = attributed = None
-    if gmv is not None and gmv.height:
-        paid, attributed = gmv.row(0)
-    conc = query(
-        con,
-        """SELECT gini, label, label_zh, top_person_id, top1_share FROM marts.concentration
-           WHERE scope = 'overall' LIMIT 1""",
-    )
-    c = conc.row(0, named=True) if conc is not None and conc.height else {}
-    top_gmv = None
-    if c.get("top_person_id") is not None:
-        top_gmv = scalar(
-            con,
-            """SELECT sum(amount)::DOUBLE FROM graph.attributed_orders
-               WHERE is_paid AND credited_id = ?""",
-            [c["top_person_id"]],
-        )
-    return {
-        "paid_gmv": paid,
-        "attributed_gmv": attributed,
-        "attributed_share": (attributed / paid) if paid else None,
-        "gini": c.get("gini"),
-        "label": c.get("label"),
-        "label_zh": c.get("label_zh"),
-        "top1_share": c.get("top1_share"),
-        "top_agent": pseudonym(c.get("top_person_id"), settings.pseudonym_key),
-        "top_agent_gmv": top_gmv,
-        "k_factor": scalar(con, "SELECT k_factor FROM marts.kfactor WHERE scope = 'overall' LIMIT 1"),
-    }
+#: the index's headline cards, in order: (metric of marts.headline_metrics, label, format)
+CARDS: tuple[tuple[str, Text, str], ...] = (
+    ("paid_gmv", Text("已付 GMV", "Paid GMV"), "money"),
+    ("attributed_share", Text("归因 GMV 占比", "Attributed share of GMV"), "percent"),
+    ("top_agent_influence_gmv", Text("头部代理", "Top agent"), "agent"),
+    ("gini_credited", Text("基尼系数（被归因者）", "Gini (credited people)"), "ratio"),
+    ("k_factor", Text("病毒系数 K（整体）", "K-factor (overall)"), "ratio"),
+    ("group_buy_success_rate", Text("拼团成团率", "Group-buy success"), "percent"),
+    ("network_roi", Text("网络 ROI", "Network ROI"), "ratio"),
+)
 
 
-def _card(label: Text, value: str, note: str = "") -> str:
+def headline_rows(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, object]]:
+    """marts.headline_metrics for scope 'all', by metric (empty when the mart is missing)."""
+    if not has_table(con, HEADLINE):
+        return {}
+    frame = query(con, f"""SELECT metric, value, subject, definition_zh, definition_en
+                           FROM {HEADLINE} WHERE scope = 'all' AND period = 'all'""")
+    return {r["metric"]: r for r in frame.iter_rows(named=True)} if frame is not None else {}
+
+
+def card_value(fmt: str, value: object) -> str:
+    """How a card writes a headline value (the test compares pages with the mart through it)."""
+    if fmt == "money":
+        return yuan(value)
+    if fmt == "percent":
+        return percent(value)
+    return number(value, 3)
+
+
+def _card(label: Text, value: str, note: str = "", metric: str = "") -> str:
     extra = f'<div class="label">{note}</div>' if note else ""
-    return (f'<div class="card"><div class="label">{label.html()}</div>'
+    attr = f' data-metric="{esc(metric)}"' if metric else ""
+    return (f'<div class="card"{attr}><div class="label">{label.html()}</div>'
             f'<div class="value">{esc(value)}</div>{extra}</div>')
 
 
-def cards(h: dict[str, object]) -> str:
-    gini_label = ""
-    if h["label"] is not None:
-        gini_label = t(str(h["label_zh"] or h["label"]), str(h["label"]))
-    top_note = t(f"归因 GMV {yuan(h['top_agent_gmv'])}", f"attributed GMV {yuan(h['top_agent_gmv'])}") \
-        if h["top_agent_gmv"] is not None else ""
-    return '<div class="cards">' + "".join([
-        _card(Text("已付 GMV", "Paid GMV"), yuan(h["paid_gmv"])),
-        _card(Text("归因 GMV 占比", "Attributed share of GMV"), percent(h["attributed_share"]),
-              t(f"归因 {yuan(h['attributed_gmv'])}", f"attributed {yuan(h['attributed_gmv'])}")),
-        _card(Text("基尼系数", "Gini coefficient"), number(h["gini"], 3), gini_label),
-        _card(Text("头部代理", "Top agent"), str(h["top_agent"] or "–"), top_note),
-        _card(Text("病毒系数 K（整体）", "K-factor (overall)"), number(h["k_factor"], 3)),
-    ]) + "</div>"
+def cards(rows: dict[str, dict[str, object]], settings: Settings) -> str:
+    """One card per CARDS entry, with its definition as the card's "what this means"."""
+    out = []
+    for metric, label, fmt in CARDS:
+        row = rows.get(metric, {})
+        value, definition = row.get("value"), t(str(row.get("definition_zh") or ""),
+                                                 str(row.get("definition_en") or ""))
+        if fmt == "agent":
+            shown = pseudonym(row.get("subject"), settings.pseudonym_key) or "–"
+            note = t(f"影响力 GMV {yuan(value)}", f"influence GMV {yuan(value)}") + "<br>" + definition
+            out.append(_card(label, shown, note, metric))
+        else:
+            out.append(_card(label, card_value(fmt, value), definition, metric))
+    return '<div class="cards">' + "".join(out) + "</div>"
 
 
 def run_facts(con: duckdb.DuckDBPyConnection, generated_at: str) -> str:
@@ -158,7 +149,7 @@ def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Pa
     merchant_rows = expansion.merchants(con, settings.report_row_cap)
     body = "".join([
         quarantine_banner(con),
-        section(Text("核心指标", "Headline figures"), cards(headline(con, settings)), sid="headline"),
+        section(Text("核心指标", "Headline figures"), cards(headline_rows(con), settings), sid="headline"),
         section(Text("缺少数据的分析", "Unavailable or limited analyses"), unavailable(load_notes(con)),
                 Text("哪些表为空（或因缺少输入而不完整）以及原因（marts.table_notes）。",
                      "Which tables are empty (or thinner for a missing input) and why (marts.table_notes)."),

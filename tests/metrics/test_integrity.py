@@ -138,12 +138,11 @@ def test_click_burst_needs_burst_history_and_no_orders() -> None:
 # --- planted truth on generated worlds -------------------------------------------------------
 
 def _pipeline(world: Path) -> duckdb.DuckDBPyConnection:
-    from tests.helpers import attributed_world
-
     from sharegraph.graph.anomalies import build_anomalies
     from sharegraph.graph.people import build_people, build_referral_edges
     from sharegraph.graph.shares import build_share_nodes
     from sharegraph.graph.upline import build_agent_upline
+    from tests.helpers import attributed_world
 
     s = Settings()
     con = attributed_world(world, s)
