@@ -53,6 +53,7 @@ REPORT_CASCADES = _key("reports", "cascades")
 REPORT_EXPANSION = _key("reports", "expansion")
 REPORT_INDEX = _key("reports", "index")
 REPORT_LIFECYCLE = _key("reports", "lifecycle")
+REPORT_LAUNCH_PLAN = _key("reports", "launch_plan")
 PUBLISHED = _key("warehouse", "published")
 
 

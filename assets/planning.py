@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.keys import AGENT_UPLINE, ATTRIBUTED, STAGING
+from assets.keys import AGENT_UPLINE, ATTRIBUTED, LAUNCH_PLAN, STAGING
 from assets.resources import WarehouseResource
 from sharegraph.metrics.planner import DEFAULT_K, build_launch_plan
-
-LAUNCH_PLAN = dg.AssetKey(["marts", "launch_plan"])
 
 
 @dg.asset(key=LAUNCH_PLAN, kinds={"duckdb"}, group_name="planning",

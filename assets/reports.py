@@ -29,10 +29,12 @@ from assets.keys import (
     HEADLINE,
     INTEGRITY_FLAGS,
     KFACTOR,
+    LAUNCH_PLAN,
     REPORT_CASCADES,
     REPORT_EXPANSION,
     REPORT_INDEX,
     REPORT_INFLUENCE,
+    REPORT_LAUNCH_PLAN,
     REPORT_LIFECYCLE,
     SHARE_NODES,
     SPILLOVER,
@@ -48,6 +50,7 @@ from sharegraph.reports import (
     render_expansion,
     render_index,
     render_influence,
+    render_launch_plan,
     render_lifecycle,
 )
 from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
@@ -111,8 +114,16 @@ def lifecycle_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_written([path]))
 
 
+@dg.asset(key=REPORT_LAUNCH_PLAN, kinds={"plotly", "html"}, group_name="reports",
+          deps=[LAUNCH_PLAN, TABLE_NOTES])
+def launch_plan_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """launch-plan.html: the default plan's seeds with marginal expected buyers and ¥."""
+    path = _render(warehouse, render_launch_plan)
+    return dg.MaterializeResult(metadata=_written([path]))
+
+
 @dg.asset(key=REPORT_INDEX, kinds={"plotly", "html"}, group_name="reports",
-          deps=[HEADLINE, REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
+          deps=[HEADLINE, REPORT_LAUNCH_PLAN, REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
                 ATTRIBUTED, TABLE_NOTES, *STAGING.values()])
 def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """index.html: quarantine banner, headline figures, unavailable analyses and why, links to

@@ -21,6 +21,7 @@ from sharegraph.reports.index import render_index
 from sharegraph.reports.influence import render_influence
 from sharegraph.reports.lifecycle import render_lifecycle
 from sharegraph.reports.page import ensure_plotlyjs
+from sharegraph.reports.planning import render_launch_plan
 
 
 def generated_at(settings: Settings) -> str:
@@ -39,6 +40,7 @@ def render_all(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path
         "cascades": [render_cascades(con, settings, out_dir, stamp)],
         "expansion": render_expansion(con, settings, out_dir, stamp),
         "lifecycle": [render_lifecycle(con, settings, out_dir, stamp)],
+        "launch_plan": [render_launch_plan(con, settings, out_dir, stamp)],
     }
     written["index"] = [render_index(con, settings, out_dir, stamp)]
     return written
@@ -51,5 +53,6 @@ __all__ = [
     "render_expansion",
     "render_index",
     "render_influence",
+    "render_launch_plan",
     "render_lifecycle",
 ]

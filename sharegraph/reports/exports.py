@@ -77,6 +77,10 @@ def page_exports(con: duckdb.DuckDBPyConnection) -> dict[str, list[Export]]:
                         ("kfactor", "ALL"), ("concentration", "ALL")):
         if available(f"marts.{name}"):
             pages["influence"].append(Export(name, f"SELECT * FROM marts.{name} ORDER BY {order}"))
+    for page, names in (("lifecycle", ("integrity_flags", "agent_funnel", "agent_cohorts",
+                                        "upline_quality")), ("launch-plan", ("launch_plan",))):
+        pages[page] = [Export(n, f"SELECT * FROM marts.{n} ORDER BY ALL")
+                       for n in names if available(f"marts.{n}")]
     if available("marts.cascades"):
         pages["cascades"].append(Export("cascades", "SELECT * FROM marts.cascades ORDER BY ALL"))
     if available("marts.expansion_recommendations", "marts.weak_categories"):

@@ -113,6 +113,8 @@ def links(out_dir: Path, merchant_rows: pl.DataFrame, merchants_total: int, cap:
     fixed = [
         (influence.FILE, "代理影响力看板", "Agent influence dashboard"),
         (cascades.FILE, "传播链浏览", "Cascade explorer"),
+        ("lifecycle.html", "代理生命周期与推荐合规", "Agent lifecycle and referral integrity"),
+        ("launch-plan.html", "新品投放种子计划", "Launch seed plan"),
     ]
     items = []
     for file, zh, en in fixed:

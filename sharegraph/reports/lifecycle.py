@@ -164,4 +164,4 @@ def render_lifecycle(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                      "Sorted by ¥ at risk (commission and red packets paid); rules and thresholds in "
                      "docs/integrity.md. A queue to review, not a verdict."), "queue"),
     ])
-    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at)
+    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at, downloads=True)

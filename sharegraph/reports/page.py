@@ -285,6 +285,8 @@ NAV = (
     ("index.html", "总览", "Overview"),
     ("influence.html", "影响力", "Influence"),
     ("cascades.html", "传播链", "Cascades"),
+    ("lifecycle.html", "代理生命周期", "Agent lifecycle"),
+    ("launch-plan.html", "投放计划", "Launch plan"),
 )
 
 _CSS = """

@@ -108,4 +108,5 @@ def render_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings, out_d
             desc = None
         body = section(PLAN_TITLE, html_table(frame, PLAN_COLUMNS, row_cap=settings.report_row_cap,
                                               table_id="plan"), desc, sid="plan")
-    return write_page(Path(out_dir) / PLAN_FILE, PLAN_TITLE, body, generated_at=generated_at)
+    return write_page(Path(out_dir) / PLAN_FILE, PLAN_TITLE, body, generated_at=generated_at,
+                      downloads=True)
