@@ -160,18 +160,32 @@ REPORT_SETTINGS = Settings(min_pair_customers=3, report_row_cap=50, pseudonym_ke
 def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETTINGS) -> None:
     """Attribution and every graph/mart builder of the pipeline, on whatever staging holds."""
     from sharegraph.graph import attribution
+    from sharegraph.graph.anomalies import build_anomalies
     from sharegraph.graph.people import build_people, build_referral_edges
     from sharegraph.graph.shares import build_share_nodes
     from sharegraph.graph.upline import build_agent_upline
-    from sharegraph.metrics import affinity, cascades, expansion, growth, influence
+    from sharegraph.metrics import (
+        affinity,
+        cascades,
+        expansion,
+        growth,
+        headline,
+        influence,
+        integrity,
+        lifecycle,
+        planner,
+    )
 
     attribution.attribute_orders(con, settings)
     for build in (build_share_nodes, build_agent_upline, build_people,
-                  build_referral_edges, influence.build_agent_influence, cascades.build_cascades,
-                  growth.build_kfactor, growth.build_concentration, growth.build_channel_migration,
-                  growth.build_group_buys, affinity.build_category_affinity,
-                  affinity.build_spillover_affinity, expansion.build_expansion_recommendations,
-                  expansion.build_weak_categories):
+                  build_referral_edges, build_anomalies, influence.build_agent_influence,
+                  cascades.build_cascades, growth.build_kfactor, growth.build_concentration,
+                  growth.build_channel_migration, growth.build_group_buys,
+                  affinity.build_category_affinity, affinity.build_spillover_affinity,
+                  expansion.build_expansion_recommendations, expansion.build_weak_categories,
+                  lifecycle.build_agent_funnel, lifecycle.build_agent_cohorts,
+                  lifecycle.build_upline_quality, integrity.build_integrity_flags,
+                  planner.build_launch_plan, headline.build_headline_metrics):
         build(con, settings)
 
 

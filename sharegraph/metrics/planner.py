@@ -121,10 +121,12 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
             WHERE o.rule IN ('share_id', 'last_click') GROUP BY ALL
         ),
         everyone AS (SELECT sharer AS person_id FROM edges UNION SELECT viewer FROM edges),
-        main_cat AS (
-            SELECT person_id, mode(category) AS category FROM (
-                SELECT sharer AS person_id, category FROM shares
-                UNION ALL SELECT customer_id, category FROM _pl_od) GROUP BY person_id
+        main_cat AS (  -- the most frequent category, ties by name (deterministic)
+            SELECT person_id, category FROM (
+                SELECT person_id, category, count(*) AS n FROM (
+                    SELECT sharer AS person_id, category FROM shares
+                    UNION ALL SELECT customer_id, category FROM _pl_od) GROUP BY ALL)
+            QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY n DESC, category) = 1
         ),
         spend AS (SELECT customer_id AS person_id, count(*) AS orders, sum(amount) AS spent
                   FROM _pl_od GROUP BY ALL)
@@ -150,6 +152,7 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
         WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
         UNION SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL
         {upline}
+        ORDER BY ALL  -- a fixed edge order: the same RR samples for the same seed
         """
     ).to_arrow_table()
     con.execute("DROP TABLE _pl_ev")
