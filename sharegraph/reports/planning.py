@@ -10,11 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import plotly.graph_objects as go
 import polars as pl
 
 from sharegraph.core.config import Settings
 from sharegraph.reports.data import has_table, query
-from sharegraph.reports.page import Col, Text, html_table, message, section, write_page
+from sharegraph.reports.page import (
+    Col,
+    Text,
+    bilingual_layout,
+    figure_html,
+    html_table,
+    message,
+    section,
+    write_page,
+)
 from sharegraph.reports.pseudonym import pseudonymize
 
 SIMULATOR_FILE = "simulator.html"
@@ -83,6 +93,23 @@ def render_simulator(result: object, path: Path, generated_at: str = "") -> Path
     return write_page(Path(path), SIMULATOR_TITLE, simulator_body(result), generated_at=generated_at)
 
 
+def reach_curve(frame: pl.DataFrame) -> go.Figure:
+    """Expected buyers reached by the first k seeds (cumulative marginal gains): where the
+    curve flattens, one more seed adds little."""
+    k = list(range(1, frame.height + 1))
+    fig = go.Figure(go.Scatter(x=k, y=frame["cumulative_buyers"].to_list(), mode="lines+markers",
+                               line_shape="hv"))
+    return bilingual_layout(
+        fig,
+        {"title.text": "前 k 个种子的预期触达买家", "xaxis.title.text": "种子数 k",
+         "yaxis.title.text": "预期买家（人）"},
+        {"title.text": "Expected buyers reached by the first k seeds", "xaxis.title.text": "Seeds k",
+         "yaxis.title.text": "Expected buyers"},
+        {"hovertemplate": ["k = %{x}<br>预期买家 %{y:.1f}<extra></extra>"]},
+        {"hovertemplate": ["k = %{x}<br>expected buyers %{y:.1f}<extra></extra>"]},
+    )
+
+
 def render_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path,
                        generated_at: str = "") -> Path:
     """launch-plan.html from ``marts.launch_plan`` (the configured default plan)."""
@@ -106,7 +133,8 @@ def render_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings, out_d
                 f"¥{first['expected_gmv']:,.0f}. The model is learned from past cascades; see docs/planner.md.")
         else:
             desc = None
-        body = section(PLAN_TITLE, html_table(frame, PLAN_COLUMNS, row_cap=settings.report_row_cap,
-                                              table_id="plan"), desc, sid="plan")
+        chart = figure_html(reach_curve(frame), "fig-plan-reach") if frame is not None and frame.height else ""
+        body = section(PLAN_TITLE, chart + html_table(frame, PLAN_COLUMNS, row_cap=settings.report_row_cap,
+                                                      table_id="plan"), desc, sid="plan")
     return write_page(Path(out_dir) / PLAN_FILE, PLAN_TITLE, body, generated_at=generated_at,
                       downloads=True)
