@@ -286,15 +286,12 @@ def _add_run_output(parser: argparse.ArgumentParser) -> None:
                         "goes to logs/run-*.log beside the warehouse")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sharegraph",
-        description="Social-commerce analytics: orders and share events -> DuckDB warehouse, "
-        "referral graph, agent influence, category affinity, Plotly reports.",
-    )
-    parser.add_argument("--version", action="version", version=f"sharegraph {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_warehouse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--warehouse", help="published DuckDB file (default: the configured warehouse, state/sharegraph.duckdb)")
 
+
+def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
+    """generate, validate, run, demo: the commands that make or load data."""
     gen = sub.add_parser("generate", help="write a seeded demo world (orders, shares, products, agents, group buys, truth.json)",
                          description="Write a deterministic demo world of social commerce with planted ground truth.")
     gen.add_argument("--out", required=True, help="output directory (created if missing)")
@@ -330,12 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_output(demo)
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_analyst_commands(sub: argparse._SubParsersAction) -> None:
+    """sql, reveal, export, shell: read the published warehouse."""
     sql = sub.add_parser("sql", help="run a SQL query on the published warehouse (read-only)",
                          description="Run SQL statements on the published snapshot, read-only; "
                          "every statement's result is shown with all its columns (vertically when "
                          "it does not fit the terminal). Floats are rounded for display only.")
     sql.add_argument("query", help='e.g. "SELECT * FROM marts.agent_influence ORDER BY downstream_gmv DESC LIMIT 10"')
-    sql.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
+    _add_warehouse(sql)
     sql.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
                      help="table (for reading) or csv / json / parquet (exact values; parquet needs --out)")
     sql.add_argument("--layout", choices=("auto", "table", "vertical"), default="auto",
@@ -348,14 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Find the person behind a pseudonym of the reports. Needs the "
                          "pseudonym key: pseudonym_key in the config, else pseudonym.key beside the warehouse.")
     rev.add_argument("pseudonym", help="e.g. P-3f9a0c2b71d4e856")
-    rev.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
+    _add_warehouse(rev)
     rev.add_argument("--config", help="settings file (sharegraph.toml)")
     rev.set_defaults(func=cmd_reveal)
 
+    exp = sub.add_parser("export", help="write every report table as CSV and each page as Excel (zh and en)",
+                         description="Write <out>/exports/: csv/<page>/<table>.csv and {zh,en}/<page>.xlsx "
+                         "(headers in that language, ¥ formats, frozen header row), people pseudonymised.")
+    _add_warehouse(exp)
+    exp.add_argument("--out", required=True, help="directory to write exports/ into")
+    exp.add_argument("--config", help="settings file (sharegraph.toml)")
+    exp.set_defaults(func=cmd_export)
+
+    shell = sub.add_parser("shell", help="interactive Python shell with a read-only connection to the published warehouse",
+                           description="Open the published snapshot read-only in an interactive shell.")
+    _add_warehouse(shell)
+    shell.set_defaults(func=cmd_shell)
+
+
+def _add_planning_commands(sub: argparse._SubParsersAction) -> None:
+    """simulate, plan: decide the next launch and incentive scheme."""
     sim = sub.add_parser("simulate", help="replay credited orders under other commission schemes",
                          description="Replay the period's paid, credited orders and agent upline under "
                          "each scheme of a TOML file (docs/simulator.md).")
-    sim.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file")
+    _add_warehouse(sim)
     sim.add_argument("--scheme", required=True, help="TOML file of [[scheme]] tables")
     sim.add_argument("--period", help="START:END local dates, inclusive (YYYY-MM-DD:YYYY-MM-DD; either may be empty)")
     sim.add_argument("--elasticity", type=float, default=0.0,
@@ -367,30 +383,32 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="choose launch seeds by influence maximisation (IMM)",
                           description="Learn a diffusion model from past cascades and pick k seeds "
                           "with IMM (docs/planner.md).")
-    plan.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file")
+    _add_warehouse(plan)
     plan.add_argument("--k", type=_positive_int, default=20, help="number of seeds (default 20)")
     plan.add_argument("--category", help="learn from and plan for this category only")
     plan.add_argument("--merchant", help="learn from and plan for this merchant only")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(func=cmd_plan)
 
-    exp = sub.add_parser("export", help="write every report table as CSV and each page as Excel (zh and en)",
-                         description="Write <out>/exports/: csv/<page>/<table>.csv and {zh,en}/<page>.xlsx "
-                         "(headers in that language, ¥ formats, frozen header row), people pseudonymised.")
-    exp.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
-    exp.add_argument("--out", required=True, help="directory to write exports/ into")
-    exp.add_argument("--config", help="settings file (sharegraph.toml)")
-    exp.set_defaults(func=cmd_export)
 
-    shell = sub.add_parser("shell", help="interactive Python shell with a read-only connection to the published warehouse",
-                           description="Open the published snapshot read-only in an interactive shell.")
-    shell.add_argument("--warehouse", default=str(paths.default_warehouse()), help="published DuckDB file (default state/sharegraph.duckdb)")
-    shell.set_defaults(func=cmd_shell)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sharegraph",
+        description="Social-commerce analytics: orders and share events -> DuckDB warehouse, "
+        "referral graph, agent influence, category affinity, Plotly reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"sharegraph {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_pipeline_commands(sub)
+    _add_analyst_commands(sub)
+    _add_planning_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "warehouse", "") is None:  # resolved only when needed: a broken
+        args.warehouse = str(paths.default_warehouse())  # sharegraph.toml must not break --help
     return args.func(args)
 
 
