@@ -17,7 +17,8 @@ from sharegraph.reports.pseudonym import KEY_FILE, pseudonym
 
 def _mart(con: duckdb.DuckDBPyConnection) -> dict[str, tuple]:
     return {m: (v, s) for m, v, s in con.execute(
-        "SELECT metric, value, subject FROM marts.headline_metrics WHERE scope = 'all'").fetchall()}
+        "SELECT metric, value, subject FROM marts.headline_metrics "
+        "WHERE scope = 'all' AND period = 'all'").fetchall()}
 
 
 def test_headline_equals_plain_computations_from_staging(pipeline_run: dict) -> None:
@@ -29,7 +30,8 @@ def test_headline_equals_plain_computations_from_staging(pipeline_run: dict) -> 
         leader = con.sql("""SELECT person_id, influence_gmv FROM marts.agent_influence
                             WHERE is_agent""").pl()
         per_merchant = dict(con.execute("SELECT scope, value FROM marts.headline_metrics "
-                                        "WHERE metric = 'paid_gmv' AND scope <> 'all'").fetchall())
+                                        "WHERE metric = 'paid_gmv' AND scope <> 'all' "
+                                        "AND period = 'all'").fetchall())
     assert set(h) == set(DEFINITIONS)
     paid = orders.filter(pl.col("status") == "paid")
     assert Decimal(str(h["paid_gmv"][0])).quantize(Decimal("0.01")) == sum(paid["amount"])
