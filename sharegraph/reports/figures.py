@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from sharegraph.reports.page import MONEY_AXIS, bilingual_layout, no_data, pesc, pesc_expr
+from sharegraph.reports.page import MONEY_AXIS, bilingual_layout, no_data, percent, pesc, pesc_expr
 
 Block = go.Figure | str
 
@@ -111,11 +111,12 @@ def lorenz_points(values: np.ndarray, max_points: int = 501) -> tuple[np.ndarray
 
 
 def lorenz_curve(frame: pl.DataFrame | None, gini_value: float | None = None, label: tuple[str, str] | None = None) -> Block:
-    """Lorenz curve of attributed GMV over agents, with the Gini coefficient and the
-    KOL-driven / peer-driven label (``label`` = (zh, en), from marts.concentration).
+    """Lorenz curve of attributed GMV over every credited person (agents and customers who
+    referred a sale: the population of headline ``gini_credited``), with the Gini coefficient
+    and the KOL-driven / peer-driven label (``label`` = (zh, en), from marts.concentration).
 
-    Expects a column gmv (¥, one row per agent, all agents). ``gini_value`` defaults to the
-    Gini computed from the frame.
+    Expects a column gmv (¥, one row per credited person, all of them). ``gini_value`` (the
+    headline row) defaults to the Gini computed from the frame.
     """
     msg = _check(frame, ["gmv"])
     if msg:
@@ -131,20 +132,21 @@ def lorenz_curve(frame: pl.DataFrame | None, gini_value: float | None = None, la
     ])
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     fig.update_yaxes(tickformat=".0%", range=[0, 1])
+    fig.update_layout(showlegend=False)
     lab_zh, lab_en = (pesc(label[0]), pesc(label[1])) if label else ("", "")
     fig.add_annotation(x=0.05, y=0.95, xref="paper", yref="paper", showarrow=False, align="left",
                        xanchor="left", font={"size": 14}, text="")
     return bilingual_layout(
         fig,
-        {"title.text": "洛伦兹曲线：归因 GMV 在代理间的集中度", "xaxis.title.text": "代理累计占比（按 GMV 由低到高）",
+        {"title.text": "洛伦兹曲线：归因 GMV 在被归因者间的集中度", "xaxis.title.text": "被归因者累计占比（GMV 由低到高）",
          "yaxis.title.text": "GMV 累计占比", "annotations[0].text": f"基尼系数 {g:.3f}<br>{lab_zh}"},
-        {"title.text": "Lorenz curve: concentration of attributed GMV over agents",
-         "xaxis.title.text": "Cumulative share of agents (by GMV, ascending)",
+        {"title.text": "Lorenz curve: attributed GMV over credited people",
+         "xaxis.title.text": "Cumulative share of credited people (by GMV, ascending)",
          "yaxis.title.text": "Cumulative share of GMV", "annotations[0].text": f"Gini {g:.3f}<br>{lab_en}"},
         {"name": ["洛伦兹曲线", "完全平均"],
-         "hovertemplate": ["代理 %{x:.1%} → GMV %{y:.1%}<extra></extra>", "完全平均<extra></extra>"]},
+         "hovertemplate": ["被归因者 %{x:.1%} → GMV %{y:.1%}<extra></extra>", "完全平均<extra></extra>"]},
         {"name": ["Lorenz curve", "Perfect equality"],
-         "hovertemplate": ["agents %{x:.1%} → GMV %{y:.1%}<extra></extra>", "perfect equality<extra></extra>"]},
+         "hovertemplate": ["credited people %{x:.1%} → GMV %{y:.1%}<extra></extra>", "perfect equality<extra></extra>"]},
     )
 
 
@@ -178,31 +180,60 @@ def cascade_distributions(frame: pl.DataFrame | None) -> Block:
         {"hovertemplate": ["规模 %{x}: %{y:,} 条<extra></extra>", "深度 %{x}: %{y:,} 条<extra></extra>"]},
         {"hovertemplate": ["size %{x}: %{y:,} cascades<extra></extra>",
                            "depth %{x}: %{y:,} cascades<extra></extra>"]},
-    )
+    ).update_layout(title_pad_b=30)  # above the subplot titles
 
 
-def kfactor_by_cohort(frame: pl.DataFrame | None) -> Block:
+_INCOMPLETE = {"color": "#cbd2d9", "pattern": {"shape": "/", "fgcolor": "#9aa5b1"}}
+"""How a period that is not complete yet is drawn: grey, hatched (never read as a decline)."""
+
+
+def _complete_mask(frame: pl.DataFrame) -> np.ndarray:
+    """The frame's boolean ``complete`` column (every row complete when it has none)."""
+    if "complete" not in frame.columns:
+        return np.ones(frame.height, dtype=bool)
+    return frame.get_column("complete").fill_null(False).cast(pl.Boolean).to_numpy().astype(bool)
+
+
+def kfactor_by_cohort(frame: pl.DataFrame | None, window_days: int | None = None) -> Block:
     """Viral coefficient (K-factor) per cohort as bars, with the K = 1 line (self-sustaining).
 
-    Expects columns cohort (text/date), k_factor; optional cohort_size (people in the cohort).
+    Expects columns cohort (text/date), k_factor; optional cohort_size (people in the cohort)
+    and complete (bool): cohorts not observed long enough yet are drawn grey and hatched, in
+    their own legend entry, so they do not read as a decline. ``window_days``: K counts
+    acquisitions within this many days (named in the axis title).
     """
     msg = _check(frame, ["cohort", "k_factor"])
     if msg:
         return msg
     d = frame.sort("cohort")
-    cohorts = _labels(d, "cohort")
+    full = _complete_mask(d)
     sizes = _floats(d, "cohort_size") if "cohort_size" in d.columns else np.full(d.height, np.nan)
-    fig = go.Figure(go.Bar(x=cohorts, y=_floats(d, "k_factor"), customdata=sizes,
-                           marker_color=_PALETTE[2]))
+    cohorts, k = np.array(_labels(d, "cohort"), dtype=object), _floats(d, "k_factor")
+    fig = go.Figure()
+    names_zh, names_en, hz, he = [], [], [], []
+    for mask, marker, zh, en in ((full, {"color": _PALETTE[2]}, "已完整批次", "Complete cohorts"),
+                                 (~full, _INCOMPLETE, "未完整批次（观察期不足）", "Incomplete cohorts (not observed long enough)")):
+        if not mask.any():
+            continue
+        fig.add_trace(go.Bar(x=cohorts[mask].tolist(), y=k[mask], customdata=sizes[mask], marker=marker))
+        names_zh.append(zh)
+        names_en.append(en)
+        hz.append(f"批次 %{{x}}<br>K = %{{y:.3f}}<br>人数 %{{customdata:,}}<br>{zh}<extra></extra>")
+        he.append(f"cohort %{{x}}<br>K = %{{y:.3f}}<br>members %{{customdata:,}}<br>{en}<extra></extra>")
     fig.add_hline(y=1.0, line_dash="dot", line_color="#dc2626")
-    fig.update_xaxes(type="category")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=cohorts.tolist())
+    fig.update_layout(barmode="overlay", showlegend=bool((~full).any()),
+                      legend={"orientation": "h", "y": -0.25, "x": 0})
+    within_zh = f"{window_days} 天内" if window_days else ""
+    within_en = f" within {window_days} days" if window_days else ""
     return bilingual_layout(
         fig,
-        {"title.text": "按获客批次的病毒系数 K", "xaxis.title.text": "批次", "yaxis.title.text": "K 值（人均带来新客数）"},
-        {"title.text": "Viral coefficient (K-factor) by cohort", "xaxis.title.text": "Cohort",
-         "yaxis.title.text": "K (new customers per member)"},
-        {"hovertemplate": ["批次 %{x}<br>K = %{y:.3f}<br>人数 %{customdata:,}<extra></extra>"]},
-        {"hovertemplate": ["cohort %{x}<br>K = %{y:.3f}<br>members %{customdata:,}<extra></extra>"]},
+        {"title.text": "按获客批次的病毒系数 K", "xaxis.title.text": "批次（首单所在周）",
+         "yaxis.title.text": f"K（人均{within_zh}带来新客数）"},
+        {"title.text": "Viral coefficient (K-factor) by cohort", "xaxis.title.text": "Cohort (week of first order)",
+         "yaxis.title.text": f"K (new customers per member{within_en})"},
+        {"name": names_zh, "hovertemplate": hz},
+        {"name": names_en, "hovertemplate": he},
     )
 
 
@@ -244,12 +275,13 @@ def channel_migration(frame: pl.DataFrame | None) -> Block:
     )
 
 
-def group_buy_fill(frame: pl.DataFrame | None, bins: int = 20) -> Block:
+def group_buy_fill(frame: pl.DataFrame | None, success_rate: float | None = None, bins: int = 20) -> Block:
     """Group buys: distribution of fill rate (members / target) and of hours to fill.
 
     Expects one row per group buy with fill_rate (0..1, may exceed 1 when over-filled) and
     hours_to_fill (NULL when the group never filled). Binned with numpy here so the page
-    carries counts, not every group.
+    carries counts, not every group. ``success_rate`` is headline ``group_buy_success_rate``
+    (filled / (filled + failed)); without it the title names no rate.
     """
     msg = _check(frame, ["fill_rate", "hours_to_fill"])
     if msg:
@@ -272,25 +304,32 @@ def group_buy_fill(frame: pl.DataFrame | None, bins: int = 20) -> Block:
         fig.add_trace(go.Bar(x=[], y=[]), row=1, col=2)
     fig.update_xaxes(tickformat=".0%", row=1, col=1)
     fig.update_layout(showlegend=False)
-    filled = float(np.mean(rate >= 1.0)) if rate.size else float("nan")
-    return bilingual_layout(
+    ok = success_rate is not None and math.isfinite(success_rate)
+    rate_zh = f"（成团率 {percent(success_rate)}）" if ok else ""
+    rate_en = f" ({percent(success_rate)} success)" if ok else ""
+    fig = bilingual_layout(
         fig,
-        {"title.text": f"拼团成团率与成团时长（成团 {filled:.1%}）", "annotations[0].text": "成团率（人数/目标）",
+        {"title.text": f"拼团满员率与成团时长{rate_zh}", "annotations[0].text": "满员率（人数/目标）",
          "annotations[1].text": "成团所需小时（已成团）", "yaxis.title.text": "团数", "xaxis2.title.text": "小时"},
-        {"title.text": f"Group buys: fill rate and time to fill ({filled:.1%} filled)",
+        {"title.text": f"Group buys: fill rate and time to fill{rate_en}",
          "annotations[0].text": "Fill rate (members / target)", "annotations[1].text": "Hours to fill (filled groups)",
          "yaxis.title.text": "Groups", "xaxis2.title.text": "Hours"},
         {"hovertemplate": ["成团率 %{x:.0%}: %{y:,} 团<extra></extra>", "%{x:.1f} 小时: %{y:,} 团<extra></extra>"]},
         {"hovertemplate": ["fill %{x:.0%}: %{y:,} groups<extra></extra>", "%{x:.1f} h: %{y:,} groups<extra></extra>"]},
     )
+    fig.update_layout(title_pad_b=30)  # above the subplot titles
+    return fig
 
 
 def downline_treemap(frame: pl.DataFrame | None) -> Block:
-    """Downline tree of the top agents as a treemap; area = the agent's own direct GMV plus
-    everything below (branchvalues='remainder').
+    """The downlines of the leaderboard's top agents as a treemap: one tree per top agent,
+    drawn through the same referral network as the leaderboard's downstream GMV; area = the
+    person's own direct GMV plus everything below (branchvalues='remainder'), i.e. direct +
+    undecayed downstream GMV (of the drawn people).
 
     Expects columns node (unique id, not shown), parent (node of the upline, '' for a root),
-    label (pseudonym), value (¥ direct GMV of the node, >= 0). The caller caps the nodes.
+    label (pseudonym, a root prefixed with its rank), value (¥ direct GMV of the node, >= 0).
+    The caller caps the nodes.
     """
     msg = _check(frame, ["node", "parent", "label", "value"])
     if msg:
@@ -305,12 +344,98 @@ def downline_treemap(frame: pl.DataFrame | None) -> Block:
         branchvalues="remainder",
         maxdepth=4,
     ))
+    fig.update_layout(margin={"l": 4, "r": 4, "b": 4})
     return bilingual_layout(
         fig,
-        {"title.text": "头部代理的下线树（面积 = 直接 GMV）"},
-        {"title.text": "Downline tree of the top agents (area = direct GMV)"},
-        {"hovertemplate": ["%{label}<br>直接 GMV ¥%{value:,.2f}<extra></extra>"]},
-        {"hovertemplate": ["%{label}<br>direct GMV ¥%{value:,.2f}<extra></extra>"]},
+        {"title.text": "排行榜前列代理的下线（面积 = 直接 + 下游 GMV）"},
+        {"title.text": "Downlines of the top leaderboard agents (area = direct + downstream GMV)"},
+        {"hovertemplate": ["%{label}<br>本人直接 GMV ¥%{value:,.2f}<extra></extra>"]},
+        {"hovertemplate": ["%{label}<br>own direct GMV ¥%{value:,.2f}<extra></extra>"]},
+    )
+
+
+# ---------------------------------------------------------------- trends
+
+_CLASS_NAMES = {"platform": ("平台渠道", "Platform channels"), "social": ("社交渠道", "Social channels"),
+                "other": ("其他渠道", "Other channels")}
+
+
+def monthly_gmv_by_class(frame: pl.DataFrame | None) -> Block:
+    """Paid GMV per month, stacked by channel class (platform, social, other), in ¥.
+
+    Expects columns month ('YYYY-MM'), class ('platform' | 'social' | 'other'), gmv (¥) and
+    optional complete (bool): a month the data does not fully cover is hatched.
+    """
+    msg = _check(frame, ["month", "class", "gmv"])
+    if msg:
+        return msg
+    d = frame.with_columns(pl.col("class").cast(pl.String)).sort("month")
+    months = d.get_column("month").unique(maintain_order=True).to_list()
+    fig = go.Figure()
+    names_zh, names_en, hz, he = [], [], [], []
+    for i, klass in enumerate(k for k in ("platform", "social", "other") if k in set(d["class"])):
+        part = d.filter(pl.col("class") == klass)
+        full = _complete_mask(part)
+        fig.add_trace(go.Bar(
+            x=_labels(part, "month"), y=_floats(part, "gmv"),
+            customdata=[["" if f else "*"] for f in full],
+            marker={"color": _PALETTE[i], "pattern": {"shape": ["" if f else "/" for f in full]}},
+        ))
+        zh, en = _CLASS_NAMES[klass]
+        names_zh.append(zh)
+        names_en.append(en)
+        hz.append(f"{zh} %{{x}}%{{customdata[0]}}<br>GMV ¥%{{y:,.2f}}<extra></extra>")
+        he.append(f"{en} %{{x}}%{{customdata[0]}}<br>GMV ¥%{{y:,.2f}}<extra></extra>")
+    if not fig.data:
+        return no_data()
+    fig.update_layout(barmode="stack", legend={"orientation": "h", "y": -0.2, "x": 0})
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=months)
+    fig.update_yaxes(**MONEY_AXIS)
+    return bilingual_layout(
+        fig,
+        {"title.text": "每月已付 GMV（按渠道类别）", "xaxis.title.text": "月份（* 或斜线 = 未完整月份）",
+         "yaxis.title.text": "已付 GMV（¥）"},
+        {"title.text": "Paid GMV per month by channel class", "xaxis.title.text": "Month (* or hatched = incomplete)",
+         "yaxis.title.text": "Paid GMV (¥)"},
+        {"name": names_zh, "hovertemplate": hz},
+        {"name": names_en, "hovertemplate": he},
+    )
+
+
+def monthly_series(frame: pl.DataFrame | None, titles: tuple[str, str], axis: tuple[str, str],
+                   kind: str = "count", reference: float | None = None) -> Block:
+    """One monthly number as bars (kind 'count') or a line of rates (kind 'rate', 0..1), with
+    months the data does not fully cover drawn grey and hatched (never read as a decline).
+
+    Expects columns month ('YYYY-MM'), value and optional complete (bool). ``titles`` and
+    ``axis`` are (zh, en) constants; ``reference`` draws a dotted line (e.g. the whole
+    period's rate).
+    """
+    msg = _check(frame, ["month", "value"])
+    if msg:
+        return msg
+    d = frame.sort("month").filter(pl.col("value").is_not_null())
+    if d.height == 0:
+        return no_data()
+    full = _complete_mask(d)
+    months, values = _labels(d, "month"), _floats(d, "value")
+    colour = _PALETTE[0] if kind == "count" else _PALETTE[1]
+    marker = {"color": [colour if f else _INCOMPLETE["color"] for f in full],
+              "pattern": {"shape": ["" if f else "/" for f in full], "fgcolor": "#9aa5b1"}}
+    fmt = ":,.0f" if kind == "count" else ":.1%"
+    fig = go.Figure(go.Bar(x=months, y=values, marker=marker,
+                           customdata=[["" if f else "*"] for f in full]))
+    if kind == "rate":
+        fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    if reference is not None and math.isfinite(reference):
+        fig.add_hline(y=reference, line_dash="dot", line_color="#dc2626")
+    fig.update_xaxes(type="category")
+    return bilingual_layout(
+        fig,
+        {"title.text": titles[0], "xaxis.title.text": "月份（* 或斜线 = 未完整月份）", "yaxis.title.text": axis[0]},
+        {"title.text": titles[1], "xaxis.title.text": "Month (* or hatched = incomplete)", "yaxis.title.text": axis[1]},
+        {"hovertemplate": [f"%{{x}}%{{customdata[0]}}<br>{axis[0]} %{{y{fmt}}}<extra></extra>"]},
+        {"hovertemplate": [f"%{{x}}%{{customdata[0]}}<br>{axis[1]} %{{y{fmt}}}<extra></extra>"]},
     )
 
 

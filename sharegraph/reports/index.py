@@ -10,8 +10,9 @@ import polars as pl
 
 from sharegraph.core.config import Settings
 from sharegraph.reports import cascades, expansion, influence
-from sharegraph.reports.data import count_rows, has_table, query
+from sharegraph.reports.data import count_rows, query
 from sharegraph.reports.exports import write_exports
+from sharegraph.reports.headlines import CARDS, card_value, cards, headline_rows
 from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable
 from sharegraph.reports.page import (
     PLOTLY_JS,
@@ -21,71 +22,16 @@ from sharegraph.reports.page import (
     file_size,
     html_table,
     number,
-    percent,
     section,
     t,
     write_page,
-    yuan,
 )
-from sharegraph.reports.pseudonym import pseudonym
+
+__all__ = ["CARDS", "card_value", "render_index"]
 
 FILE = "index.html"
 TITLE = Text("sharegraph 报告总览", "sharegraph reports")
 STAGING = ("orders", "share_events", "products", "agents", "group_buys")
-HEADLINE = "marts.headline_metrics"
-
-
-#: the index's headline cards, in order: (metric of marts.headline_metrics, label, format)
-CARDS: tuple[tuple[str, Text, str], ...] = (
-    ("paid_gmv", Text("已付 GMV", "Paid GMV"), "money"),
-    ("attributed_share", Text("归因 GMV 占比", "Attributed share of GMV"), "percent"),
-    ("top_agent_influence_gmv", Text("头部代理", "Top agent"), "agent"),
-    ("gini_credited", Text("基尼系数（被归因者）", "Gini (credited people)"), "ratio"),
-    ("k_factor", Text("病毒系数 K（整体）", "K-factor (overall)"), "ratio"),
-    ("group_buy_success_rate", Text("拼团成团率", "Group-buy success"), "percent"),
-    ("network_roi", Text("网络 ROI", "Network ROI"), "ratio"),
-)
-
-
-def headline_rows(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, object]]:
-    """marts.headline_metrics for scope 'all', by metric (empty when the mart is missing)."""
-    if not has_table(con, HEADLINE):
-        return {}
-    frame = query(con, f"""SELECT metric, value, subject, definition_zh, definition_en
-                           FROM {HEADLINE} WHERE scope = 'all' AND period = 'all'""")
-    return {r["metric"]: r for r in frame.iter_rows(named=True)} if frame is not None else {}
-
-
-def card_value(fmt: str, value: object) -> str:
-    """How a card writes a headline value (the test compares pages with the mart through it)."""
-    if fmt == "money":
-        return yuan(value)
-    if fmt == "percent":
-        return percent(value)
-    return number(value, 3)
-
-
-def _card(label: Text, value: str, note: str = "", metric: str = "") -> str:
-    extra = f'<div class="label">{note}</div>' if note else ""
-    attr = f' data-metric="{esc(metric)}"' if metric else ""
-    return (f'<div class="card"{attr}><div class="label">{label.html()}</div>'
-            f'<div class="value">{esc(value)}</div>{extra}</div>')
-
-
-def cards(rows: dict[str, dict[str, object]], settings: Settings) -> str:
-    """One card per CARDS entry, with its definition as the card's "what this means"."""
-    out = []
-    for metric, label, fmt in CARDS:
-        row = rows.get(metric, {})
-        value, definition = row.get("value"), t(str(row.get("definition_zh") or ""),
-                                                 str(row.get("definition_en") or ""))
-        if fmt == "agent":
-            shown = pseudonym(row.get("subject"), settings.pseudonym_key) or "–"
-            note = t(f"影响力 GMV {yuan(value)}", f"influence GMV {yuan(value)}") + "<br>" + definition
-            out.append(_card(label, shown, note, metric))
-        else:
-            out.append(_card(label, card_value(fmt, value), definition, metric))
-    return '<div class="cards">' + "".join(out) + "</div>"
 
 
 def run_facts(con: duckdb.DuckDBPyConnection, generated_at: str) -> str:
@@ -115,6 +61,8 @@ def links(out_dir: Path, merchant_rows: pl.DataFrame, merchants_total: int, cap:
         (cascades.FILE, "传播链浏览", "Cascade explorer"),
         ("lifecycle.html", "代理生命周期与推荐合规", "Agent lifecycle and referral integrity"),
         ("launch-plan.html", "新品投放种子计划", "Launch seed plan"),
+        ("trends.html", "增长趋势", "Growth trends"),
+        ("glossary.html", "指标释义", "Glossary"),
     ]
     items = []
     for file, zh, en in fixed:

@@ -143,6 +143,8 @@ MONEY_AXIS = {"tickprefix": "¥", "tickformat": ",.0f"}
 """Axis ticks in whole ¥ (¥16,000); hover text and tables show fen (¥1,234,567.89)."""
 SEPARATORS = ".,"
 """Plotly layout.separators is (decimal mark, thousands mark): '.,' gives 1,234,567.89."""
+TOP_MARGIN = 96
+"""Top margin (px): the title (up to two lines) above the plot and the mode bar band above it."""
 _FONT = "system-ui, 'Noto Sans CJK SC', 'Noto Sans SC', 'Microsoft YaHei', sans-serif"
 
 
@@ -174,26 +176,42 @@ def bilingual_layout(
         separators=SEPARATORS,
         font={"family": _FONT, "size": 13},
         template="plotly_white",
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        margin={"l": 60, "r": 20, "t": TOP_MARGIN, "b": 50},
+        # The title sits just above the plot area and the top band stays free for Plotly's
+        # mode bar, so the bar never covers a title, whatever the width (phones included).
+        title={"x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
+               "yanchor": "bottom", "pad": {"b": 10}, "automargin": True},
     )
     return fig
 
 
-def figure_html(block: go.Figure | str, div_id: str, height: int = 420) -> str:
-    """A figure as an HTML fragment (plotly.py writes and escapes the JSON), or a message."""
+PLOTLY_CONFIG = {"displaylogo": False, "responsive": True,
+                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+"""Every figure reflows with its box (``responsive``) and keeps a short mode bar."""
+
+
+def meaning(text: Text | None) -> str:
+    """The one-line "what this means" under a chart or a card (bilingual, escaped)."""
+    return f'<p class="meaning">{text.html()}</p>' if text else ""
+
+
+def figure_html(block: go.Figure | str, div_id: str, height: int = 420, what: Text | None = None) -> str:
+    """A figure as an HTML fragment (plotly.py writes and escapes the JSON), or a message;
+    ``what`` is the chart's one-line "what this means", shown under it."""
     if isinstance(block, str):
-        return f'<div class="chart" id="{esc(div_id)}-msg">{block}</div>'
+        return f'<div class="chart" id="{esc(div_id)}-msg">{block}{meaning(what)}</div>'
     height = int(block.layout.height or height)
-    block.update_layout(height=height)
+    block.update_layout(height=height, width=None, autosize=True)
     inner = block.to_html(
         full_html=False,
         include_plotlyjs=False,
         include_mathjax=False,
         div_id=div_id,
         default_height=f"{height}px",
-        config={"displaylogo": False, "responsive": True},
+        default_width="100%",
+        config=PLOTLY_CONFIG,
     )
-    return f'<div class="chart">{inner}</div>'
+    return f'<div class="chart">{inner}{meaning(what)}</div>'
 
 
 # ---------------------------------------------------------------- HTML tables
@@ -287,6 +305,8 @@ NAV = (
     ("cascades.html", "传播链", "Cascades"),
     ("lifecycle.html", "代理生命周期", "Agent lifecycle"),
     ("launch-plan.html", "投放计划", "Launch plan"),
+    ("trends.html", "趋势", "Trends"),
+    ("glossary.html", "指标释义", "Glossary"),
 )
 
 _CSS = """
@@ -296,9 +316,12 @@ body{margin:0;font-family:system-ui,'Noto Sans CJK SC','Noto Sans SC','Microsoft
 color:var(--fg);background:var(--bg);line-height:1.5}
 header{display:flex;align-items:center;gap:1rem;padding:.6rem 1.2rem;border-bottom:1px solid var(--line);
 position:sticky;top:0;background:#fff;z-index:10;flex-wrap:wrap}
-header h1{font-size:1.2rem;margin:0;flex:1 1 auto}
-nav a{margin-right:.8rem;color:var(--accent);text-decoration:none}
+header h1{font-size:1.2rem;margin:0;flex:1 1 auto;min-width:0;overflow-wrap:anywhere}
+nav{display:flex;flex-wrap:wrap;gap:.2rem .8rem;min-width:0}
+nav a{color:var(--accent);text-decoration:none}
 main{padding:1rem 1.2rem;max-width:1280px;margin:0 auto}
+p.meaning{color:var(--muted);font-size:.85rem;margin:.2rem 0 .6rem;font-style:italic}
+p.meaning::before{content:"ⓘ ";font-style:normal}
 section{margin:1.2rem 0 2rem}
 h2{font-size:1.05rem;border-left:4px solid var(--accent);padding-left:.5rem}
 p.desc,p.note{color:var(--muted);font-size:.9rem;margin:.3rem 0}
@@ -313,20 +336,25 @@ html[data-lang=zh] .en{display:none} html[data-lang=en] .zh{display:none}
 .banner ul{margin:.3rem 0 .3rem 1.2rem;padding:0}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em;background:#f1f5f9;
 padding:.05rem .3rem;border-radius:3px;white-space:pre-wrap;word-break:break-all}
+.chart .js-plotly-plot,.chart .plot-container{max-width:100%}
 p.caveat{color:#92400e;font-size:.9rem;margin:.3rem 0}
-.table-wrap{overflow:auto;max-height:560px;border:1px solid var(--line);border-radius:6px}
+.table-wrap{overflow:auto;max-width:100%;max-height:560px;border:1px solid var(--line);border-radius:6px;
+-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
 th,td{padding:.3rem .6rem;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
 th{position:sticky;top:0;background:#f5f7fa;cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" ▲"} th[aria-sort=descending]::after{content:" ▼"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:.8rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(210px,100%),1fr));gap:.8rem}
 .card{border:1px solid var(--line);border-radius:8px;padding:.7rem .9rem}
 .card .label{color:var(--muted);font-size:.85rem}
 .card .value{font-size:1.35rem;font-weight:600;font-variant-numeric:tabular-nums}
-.grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:1rem}
+.grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(460px,100%),1fr));gap:1rem}
 .grid2>section{min-width:0}
 .chart{width:100%;min-width:0}
+dl.glossary dt{font-weight:600;margin-top:.8rem} dl.glossary dd{margin:.2rem 0 0 1rem}
+@media (max-width:600px){header{padding:.5rem .8rem} main{padding:.6rem .8rem} header h1{font-size:1.05rem}
+.card .value{font-size:1.15rem}}
 footer{color:var(--muted);font-size:.8rem;padding:1rem 1.2rem;border-top:1px solid var(--line)}
 """
 
@@ -401,7 +429,7 @@ _SCRIPT = """
 
 
 def section(title: Text, body: str, desc: Text | None = None, sid: str = "") -> str:
-    """One titled section of a report."""
+    """One titled section of a report (``desc``: what the section shows and how to read it)."""
     anchor = f' id="{esc(sid)}"' if sid else ""
     d = f'<p class="desc">{desc.html()}</p>' if desc else ""
     return f"<section{anchor}><h2>{title.html()}</h2>{d}{body}</section>"
