@@ -21,23 +21,41 @@ log = logging.getLogger(__name__)
 EVIDENCE_PAIRS = 3
 """Supporting pairs shown per recommendation."""
 
+MAX_CANDIDATES = 10
+"""Candidates listed per merchant (all of its unsold categories when it has fewer)."""
+
+TIERS = ("significant", "suggestive", "insufficient_data")
+"""``confidence_tier`` values, strongest evidence first (docs/affinity.md)."""
+
 EXPANSION_COLUMNS = {
     "merchant_id": "Merchant the recommendation is for.",
-    "category": "Candidate category B: one the merchant does not sell (no paid line, no product).",
-    "rank": "1 = largest expected incremental GMV for this merchant.",
+    "category": "Candidate category B: one the merchant does not sell (no paid line, no product), with paid lines overall.",
+    "rank": "1 = best candidate for this merchant: largest expected incremental GMV (significant pairs), then largest observed expected incremental GMV (any positive pair), then most common overall.",
     "n_merchant_customers": "Customers with a paid line at the merchant.",
-    "n_customers_with_uplift": "Of those, customers who bought at the merchant some A with a significant positive uplift A -> B.",
-    "expected_buyers": "Sum over the merchant's customers of max over the A's they bought at the merchant of uplift(A -> B) = confidence(A -> B) - support(B) (overall, customer basis; significant pairs only).",
+    "n_customers_with_uplift": "Of those, customers who bought at the merchant some A with a significant positive uplift A -> B (0 when none).",
+    "expected_buyers": "Sum over the merchant's customers of max over the A's they bought at the merchant of uplift(A -> B) = confidence(A -> B) - support(B) (overall, customer basis; significant pairs only; 0 when none).",
     "base_rate": "support(B) overall: share of all customers who bought B.",
     "avg_order_value_yuan": "Average paid order value of B overall, ¥: paid GMV of B lines / paid orders with a B line.",
-    "expected_incremental_gmv_yuan": "expected_buyers x avg_order_value_yuan, ¥ (one order per expected buyer).",
-    "evidence": "Top supporting pairs as text: 'A -> B: lift, confidence, n_ab, q'.",
-    "evidence_categories": "Top supporting antecedent categories A (most expected buyers first).",
+    "expected_incremental_gmv_yuan": "expected_buyers x avg_order_value_yuan, ¥ (one order per expected buyer; 0 unless significant).",
+    "evidence": "Top supporting significant pairs as text: 'A -> B: lift, confidence, n_ab, q' (NULL when none is significant).",
+    "evidence_categories": "Top supporting antecedent categories A, significant pairs only (most expected buyers first; empty when none).",
     "evidence_lift": "lift(A -> B) overall, per evidence category.",
     "evidence_confidence": "confidence(A -> B) overall, per evidence category.",
     "evidence_n_ab": "Customers overall who bought both A and B, per evidence category.",
     "evidence_q_value": "Benjamini-Hochberg q-value of A -> B overall, per evidence category.",
     "evidence_expected_buyers": "Expected buyers of B contributed through A (customers whose best A it is).",
+    "expected_buyers_observed": "Like expected_buyers, but over every pair with lift > 1 whatever its significance (the ranking for candidates without a significant pair).",
+    "expected_incremental_gmv_observed_yuan": "expected_buyers_observed x avg_order_value_yuan, ¥.",
+    "lead_category": "The category A the reason talks about: the first evidence category when significant, else the A contributing the most observed expected buyers; NULL when no category of the merchant has lift > 1 to B.",
+    "lead_lift": "lift(lead_category -> B) overall, customer basis.",
+    "lead_confidence": "confidence(lead_category -> B) overall: share of A buyers who also bought B.",
+    "lead_n_ab": "Customers overall who bought both lead_category and B (common customers).",
+    "lead_p_value": "One-sided hypergeometric p-value of lead_category -> B.",
+    "lead_q_value": "Benjamini-Hochberg q-value of lead_category -> B (family: scope all, customer basis).",
+    "confidence_tier": "significant (a significant pair: q <= fdr_alpha, n_ab >= min_pair_customers, lift > 1); suggestive (lead pair lift > 1, n_ab >= min_pair_customers and p <= fdr_alpha before the multiple-testing correction); insufficient_data (otherwise).",
+    "customers_needed": "insufficient_data with lead lift > 1: common customers (n_ab) that would make the lead pair significant at its observed lift and proportions (normal approximation of log lift, BH threshold fdr_alpha (R + 1) / m); NULL otherwise.",
+    "reason_zh": "Why this candidate, in plain Chinese.",
+    "reason_en": "Why this candidate, in plain English.",
 }
 
 WEAK_COLUMNS = {
@@ -62,10 +80,18 @@ def _sold_sql(con: duckdb.DuckDBPyConnection) -> str:
     return sql
 
 
-_EVIDENCE_CTES = f"""
+_PAIR_COLUMNS = """category_a, category_b, confidence - support_b AS uplift, lift, confidence, n_ab, n_a,
+               n_b, n_total, p_value, q_value, meets_min_count"""
+
+
+def _evidence_ctes(best: str, pairs: str) -> str:
+    """CTEs ``contrib_sum``, ``contrib``, ``ev``: per merchant and candidate, the
+    ``EVIDENCE_PAIRS`` source categories A that bring the most expected buyers (from ``best``),
+    with their pair statistics (from ``pairs``) as lists and one readable sentence."""
+    return f"""
         contrib_sum AS (
             SELECT merchant_id, category_b, best_a, sum(n * uplift) AS buyers
-            FROM _exp_best GROUP BY ALL
+            FROM {best} GROUP BY ALL
         ), contrib AS (
             SELECT *, row_number() OVER (PARTITION BY merchant_id, category_b
                                          ORDER BY buyers DESC, best_a) AS k
@@ -82,21 +108,18 @@ _EVIDENCE_CTES = f"""
                                      c.best_a, c.category_b, u.lift, 100 * u.confidence,
                                      u.n_ab, u.q_value), '; ' ORDER BY c.k) AS evidence
             FROM contrib c
-            JOIN _exp_uplift u ON u.category_a = c.best_a AND u.category_b = c.category_b
+            JOIN {pairs} u ON u.category_a = c.best_a AND u.category_b = c.category_b
             WHERE c.k <= {EVIDENCE_PAIRS}
             GROUP BY ALL
-"""
-"""CTEs ``contrib_sum``, ``contrib``, ``ev``: per merchant and candidate, the
-``EVIDENCE_PAIRS`` source categories A that bring the most expected buyers, with their
-pair statistics as lists and one readable sentence (needs ``_exp_best``, ``_exp_uplift``)."""
+        )"""
 
 
-def _stage_best_uplift(con: duckdb.DuckDBPyConnection, src: str) -> None:
-    """Temp table ``_exp_best``: per merchant, customer profile (distinct set of categories
-    bought there) and candidate B it does not sell, the largest uplift over the profile's
-    A's and that A (needs ``_exp_uplift``)."""
+def _stage_best_uplift(con: duckdb.DuckDBPyConnection, src: str, pairs: str, out: str) -> None:
+    """Temp table ``out``: per merchant, customer profile (distinct set of categories bought
+    there) and candidate B it does not sell, the largest uplift over the profile's A's in
+    ``pairs`` and that A."""
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _exp_best AS
+        CREATE OR REPLACE TEMP TABLE {out} AS
         WITH lines AS ({src}),
         profiles AS (   -- one row per merchant per distinct set of categories bought there
             SELECT merchant_id, cats, count(*) AS n
@@ -111,7 +134,7 @@ def _stage_best_uplift(con: duckdb.DuckDBPyConnection, src: str) -> None:
         cand AS (
             SELECT pa_cat.pid, pa_cat.merchant_id, pa_cat.n, u.category_a, u.category_b,
                    u.uplift
-            FROM pa_cat JOIN _exp_uplift u USING (category_a)
+            FROM pa_cat JOIN {pairs} u USING (category_a)
             ANTI JOIN sold ON sold.merchant_id = pa_cat.merchant_id
                           AND sold.category = u.category_b
         )
@@ -120,27 +143,77 @@ def _stage_best_uplift(con: duckdb.DuckDBPyConnection, src: str) -> None:
         FROM cand GROUP BY ALL""")
 
 
+def needed_z(con: duckdb.DuckDBPyConnection, settings: Settings, src: str) -> float:
+    """z a pair's log lift must reach to be significant: the one-sided normal quantile of the
+    Benjamini-Hochberg threshold fdr_alpha (R + 1) / m, where m = k(k-1)/2 pairs are tested
+    overall and R of them are rejected now (q <= fdr_alpha): a new p-value at or below it is
+    rejected whatever the others (docs/affinity.md)."""
+    from scipy.stats import norm
+
+    k = int(con.execute(f"SELECT count(DISTINCT category) FROM ({src})").fetchall()[0][0])
+    r = int(con.execute(
+        "SELECT count(*) FROM marts.category_affinity WHERE scope = ? AND basis = 'customer' "
+        "AND category_a < category_b AND q_value <= ?", [ALL_SCOPE, settings.fdr_alpha],
+    ).fetchall()[0][0])
+    m = max(k * (k - 1) // 2, 1)
+    return float(norm.isf(min(0.5, settings.fdr_alpha * (r + 1) / m)))
+
+
+def _reasons_sql() -> tuple[str, str]:
+    """SQL expressions for reason_zh and reason_en over the columns of ``tiered``."""
+    pct = "format('{:.1f}', 100 * lead_confidence)"
+    lift = "format('{:.1f}', lead_lift)"
+    nab = "format('{:,}', lead_n_ab)"
+    need = "format('{:,}', customers_needed)"
+    base = "format('{:.1f}', 100 * base_rate)"
+    zh_head = f"'买' || lead_category || '的客户中 ' || {pct} || '% 也买' || category || '，是平均水平的 ' || {lift} || ' 倍'"
+    en_head = (f"{pct} || '% of customers who buy ' || lead_category || ' also buy ' || category "
+               f"|| ', ' || {lift} || ' times the average'")
+    zh = f"""CASE
+        WHEN lead_category IS NULL THEN '本店客户买的类目与' || category
+             || '都没有正向关联；按它在全体客户中的普及度（' || {base} || '%）列出。'
+        WHEN confidence_tier = 'significant' THEN {zh_head} || '（' || {nab} || ' 位共同客户）。'
+        WHEN confidence_tier = 'suggestive' THEN {zh_head} || '（' || {nab}
+             || ' 位共同客户），但同时比较了很多类目对，校正后还不显著，仅供参考。'
+        ELSE {zh_head} || '，但只有 ' || {nab} || ' 位共同客户；按这个倍数，约需 ' || {need}
+             || ' 位共同客户才能确认。' END"""
+    en = f"""CASE
+        WHEN lead_category IS NULL THEN 'No category your customers buy is linked to ' || category
+             || ' more than average; listed by how common it is (' || {base} || '% of all customers).'
+        WHEN confidence_tier = 'significant' THEN {en_head} || ' (' || {nab} || ' customers bought both).'
+        WHEN confidence_tier = 'suggestive' THEN {en_head} || ' (' || {nab}
+             || ' customers bought both), but with so many category pairs compared it is not significant yet: a hint only.'
+        ELSE {en_head} || ', but only ' || {nab} || ' customers bought both; at this lift about ' || {need}
+             || ' would be needed to confirm it.' END"""
+    return zh, en
+
+
 def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
-    """Build ``marts.expansion_recommendations``: one row per merchant per category it lacks.
+    """Build ``marts.expansion_recommendations``: per merchant, its ``MAX_CANDIDATES`` best
+    categories it does not sell, each with a confidence tier and a reason in both languages.
 
     For target B, each customer of the merchant counts once, with the largest uplift
     confidence(A -> B) - support(B) over the categories A they bought at the merchant
     (significant pairs of the overall customer-basis affinity), so a customer who bought
-    several A's is not counted several times. Customers are grouped by their set of
-    categories first, so the work scales with distinct sets, not with customers.
-    Candidates with no expected buyer are left out. Requires ``marts.category_affinity``.
+    several A's is not counted several times. The same sum over every pair with lift > 1
+    ranks the candidates no significant pair supports, so a merchant always gets a list and
+    is told how sure it is. Customers are grouped by their set of categories first, so the
+    work scales with distinct sets, not with customers. Requires ``marts.category_affinity``.
     """
     src = paid_lines_sql(con)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _exp_uplift AS
-        SELECT category_a, category_b, confidence - support_b AS uplift, lift, confidence,
-               n_ab, q_value
-        FROM marts.category_affinity
-        WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND is_significant""")
-    _stage_best_uplift(con, src)
+    z = needed_z(con, settings, src)
+    alpha, min_n = float(settings.fdr_alpha), int(settings.min_pair_customers)
+    for table, where in (("_exp_uplift", "is_significant"), ("_exp_obs", "lift > 1")):
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT {_PAIR_COLUMNS} FROM marts.category_affinity
+            WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND {where}""")
+    _stage_best_uplift(con, src, "_exp_uplift", "_exp_best")
+    _stage_best_uplift(con, src, "_exp_obs", "_exp_best_obs")
+    reason_zh, reason_en = _reasons_sql()
     con.execute(f"""
         CREATE OR REPLACE TABLE marts.expansion_recommendations AS
-        -- one row per merchant per candidate category it does not sell
+        -- one row per merchant per candidate category it does not sell, at most {MAX_CANDIDATES}
         WITH lines AS ({src}),
         merchant_customers AS (
             SELECT merchant_id, count(DISTINCT customer_id) AS n FROM lines GROUP BY ALL
@@ -150,40 +223,95 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
             SELECT category, count(DISTINCT customer_id) / any_value(totals.n_total) AS base_rate,
                    sum(amount)::DOUBLE / count(DISTINCT order_id) AS aov
             FROM lines CROSS JOIN totals GROUP BY category
-        ), agg AS (
+        ), base_ranked AS (
+            SELECT *, row_number() OVER (ORDER BY base_rate DESC, category) AS grank FROM base
+        ), sold AS ({_sold_sql(con)}),
+        n_sold AS (SELECT merchant_id, count(*) AS n FROM sold GROUP BY ALL),
+        agg AS (
             SELECT merchant_id, category_b, sum(n * uplift) AS expected_buyers,
                    sum(n) AS n_customers_with_uplift
             FROM _exp_best GROUP BY ALL
-        ), {_EVIDENCE_CTES.strip()}
+        ), obs AS (
+            SELECT merchant_id, category_b, sum(buyers) AS observed_buyers,
+                   first(best_a ORDER BY buyers DESC, best_a) AS obs_lead
+            FROM (SELECT merchant_id, category_b, best_a, sum(n * uplift) AS buyers
+                  FROM _exp_best_obs GROUP BY ALL)
+            GROUP BY ALL
+        ), fill AS (   -- the most common unsold categories: enough to fill every list
+            SELECT mc.merchant_id, b.category AS category_b
+            FROM merchant_customers mc LEFT JOIN n_sold ns USING (merchant_id)
+            JOIN base_ranked b ON b.grank <= {MAX_CANDIDATES} + COALESCE(ns.n, 0)
+            ANTI JOIN sold ON sold.merchant_id = mc.merchant_id AND sold.category = b.category
+        ), cand AS (
+            SELECT merchant_id, category_b FROM obs UNION SELECT merchant_id, category_b FROM fill
+        ), {_evidence_ctes("_exp_best", "_exp_uplift").strip()},
+        ranked AS (
+            SELECT c.merchant_id, c.category_b AS category,
+                   mc.n AS n_merchant_customers,
+                   COALESCE(agg.n_customers_with_uplift, 0)::BIGINT AS n_customers_with_uplift,
+                   COALESCE(agg.expected_buyers, 0.0) AS expected_buyers,
+                   b.base_rate, b.aov AS avg_order_value_yuan,
+                   COALESCE(agg.expected_buyers, 0.0) * b.aov AS expected_incremental_gmv_yuan,
+                   ev.evidence,
+                   COALESCE(ev.evidence_categories, []::VARCHAR[]) AS evidence_categories,
+                   COALESCE(ev.evidence_lift, []::DOUBLE[]) AS evidence_lift,
+                   COALESCE(ev.evidence_confidence, []::DOUBLE[]) AS evidence_confidence,
+                   COALESCE(ev.evidence_n_ab, []::BIGINT[]) AS evidence_n_ab,
+                   COALESCE(ev.evidence_q_value, []::DOUBLE[]) AS evidence_q_value,
+                   COALESCE(ev.evidence_expected_buyers, []::DOUBLE[]) AS evidence_expected_buyers,
+                   COALESCE(obs.observed_buyers, 0.0) AS expected_buyers_observed,
+                   COALESCE(obs.observed_buyers, 0.0) * b.aov AS expected_incremental_gmv_observed_yuan,
+                   COALESCE(ev.evidence_categories[1], obs.obs_lead) AS lead_category
+            FROM cand c
+            JOIN merchant_customers mc USING (merchant_id)
+            JOIN base b ON b.category = c.category_b
+            LEFT JOIN agg ON agg.merchant_id = c.merchant_id AND agg.category_b = c.category_b
+            LEFT JOIN obs ON obs.merchant_id = c.merchant_id AND obs.category_b = c.category_b
+            LEFT JOIN ev ON ev.merchant_id = c.merchant_id AND ev.category_b = c.category_b
+        ), top AS (
+            SELECT *, row_number() OVER (PARTITION BY merchant_id
+                   ORDER BY expected_incremental_gmv_yuan DESC,
+                            expected_incremental_gmv_observed_yuan DESC, base_rate DESC,
+                            category)::INTEGER AS rank
+            FROM ranked QUALIFY rank <= {MAX_CANDIDATES}
+        ), tiered AS (
+            SELECT top.*, p.lift AS lead_lift, p.confidence AS lead_confidence,
+                   p.n_ab AS lead_n_ab, p.p_value AS lead_p_value, p.q_value AS lead_q_value,
+                   CASE WHEN top.expected_buyers > 0 THEN 'significant'
+                        WHEN p.lift > 1 AND p.meets_min_count AND p.p_value <= {alpha!r}
+                            THEN 'suggestive'
+                        ELSE 'insufficient_data' END AS confidence_tier,
+                   CASE WHEN top.expected_buyers <= 0 AND p.lift > 1
+                             AND NOT (p.meets_min_count AND p.p_value <= {alpha!r})
+                        THEN greatest({min_n}, p.n_ab + 1, ceil(p.n_ab * pow({z!r} * sqrt(
+                             1 / p.n_ab::DOUBLE - 1 / p.n_a::DOUBLE + 1 / p.n_b::DOUBLE
+                             - 1 / p.n_total::DOUBLE) / ln(p.lift), 2)))::BIGINT
+                   END AS customers_needed
+            FROM top LEFT JOIN _exp_obs p
+              ON p.category_a = top.lead_category AND p.category_b = top.category
         )
-        SELECT agg.merchant_id, agg.category_b AS category,
-               row_number() OVER (PARTITION BY agg.merchant_id
-                   ORDER BY agg.expected_buyers * base.aov DESC, agg.category_b)::INTEGER AS rank,
-               mc.n AS n_merchant_customers, agg.n_customers_with_uplift::BIGINT
-                   AS n_customers_with_uplift,
-               agg.expected_buyers, base.base_rate, base.aov AS avg_order_value_yuan,
-               agg.expected_buyers * base.aov AS expected_incremental_gmv_yuan,
-               ev.evidence, ev.evidence_categories, ev.evidence_lift, ev.evidence_confidence,
-               ev.evidence_n_ab, ev.evidence_q_value, ev.evidence_expected_buyers
-        FROM agg
-        JOIN merchant_customers mc USING (merchant_id)
-        JOIN base ON base.category = agg.category_b
-        JOIN ev ON ev.merchant_id = agg.merchant_id AND ev.category_b = agg.category_b
-        WHERE agg.expected_buyers > 0
+        SELECT merchant_id, category, rank, n_merchant_customers, n_customers_with_uplift,
+               expected_buyers, base_rate, avg_order_value_yuan, expected_incremental_gmv_yuan,
+               evidence, evidence_categories, evidence_lift, evidence_confidence, evidence_n_ab,
+               evidence_q_value, evidence_expected_buyers, expected_buyers_observed,
+               expected_incremental_gmv_observed_yuan, lead_category, lead_lift,
+               lead_confidence, lead_n_ab, lead_p_value, lead_q_value, confidence_tier,
+               customers_needed, {reason_zh} AS reason_zh, {reason_en} AS reason_en
+        FROM tiered
         ORDER BY merchant_id, rank""")
-    con.execute("DROP TABLE IF EXISTS _exp_uplift")
-    con.execute("DROP TABLE IF EXISTS _exp_best")
+    for temp in ("_exp_uplift", "_exp_obs", "_exp_best", "_exp_best_obs"):
+        con.execute(f"DROP TABLE IF EXISTS {temp}")
     comment_table(
         con, "marts.expansion_recommendations",
         "Categories a merchant does not sell, ranked by expected incremental GMV from its own "
-        "customers' cross-category affinity: one row per merchant per candidate category with "
-        "expected buyers > 0. See docs/affinity.md.",
+        f"customers' cross-category affinity: per merchant its {MAX_CANDIDATES} best candidates "
+        "(all when it lacks fewer), each with a confidence tier and a reason in Chinese and "
+        "English. See docs/affinity.md.",
         EXPANSION_COLUMNS,
     )
     n = count_rows(con, "marts.expansion_recommendations")
     log.info("marts.expansion_recommendations: %d rows", n)
     return int(n)
-
 
 def build_weak_categories(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     """Build ``marts.weak_categories``: one row per merchant per category it has paid lines in.
@@ -251,24 +379,35 @@ def build_weak_categories(con: duckdb.DuckDBPyConnection, settings: Settings) ->
 def expansion_problems(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Rows of ``marts.expansion_recommendations`` that break its definition.
 
-    A recommended category must not be sold by the merchant; ranks run 1..n per merchant;
-    expected buyers lie in (0, merchant customers]; evidence arrays have equal lengths.
+    A recommended category must not be sold by the merchant; ranks run 1..n per merchant and
+    stop at ``MAX_CANDIDATES``; expected buyers lie in [0, merchant customers], > 0 exactly
+    for the significant tier, whose evidence arrays have equal lengths 1..EVIDENCE_PAIRS
+    (empty for the other tiers); customers_needed only for insufficient data.
     """
+    tiers = ", ".join(f"'{t}'" for t in TIERS)
     row = con.execute(f"""
         WITH sold AS ({_sold_sql(con)}),
         r AS (SELECT *, row_number() OVER (PARTITION BY merchant_id ORDER BY rank) AS pos
               FROM marts.expansion_recommendations)
         SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM sold s WHERE s.merchant_id =
                                 r.merchant_id AND s.category = r.category)) AS already_sold,
-               count(*) FILTER (WHERE rank <> pos) AS bad_rank,
-               count(*) FILTER (WHERE NOT (expected_buyers > 0
+               count(*) FILTER (WHERE rank <> pos OR rank > {MAX_CANDIDATES}) AS bad_rank,
+               count(*) FILTER (WHERE NOT (expected_buyers >= 0
                                 AND expected_buyers <= n_customers_with_uplift
-                                AND n_customers_with_uplift <= n_merchant_customers))
+                                AND n_customers_with_uplift <= n_merchant_customers)
+                                OR (expected_buyers > 0) <> (confidence_tier = 'significant'))
                    AS bad_expected_buyers,
                count(*) FILTER (WHERE len(evidence_categories) <> len(evidence_lift)
                                 OR len(evidence_lift) <> len(evidence_q_value)
-                                OR len(evidence_categories) NOT BETWEEN 1 AND {EVIDENCE_PAIRS})
-                   AS bad_evidence
+                                OR len(evidence_categories) NOT BETWEEN
+                                   (CASE WHEN confidence_tier = 'significant' THEN 1 ELSE 0 END)
+                                   AND (CASE WHEN confidence_tier = 'significant'
+                                        THEN {EVIDENCE_PAIRS} ELSE 0 END))
+                   AS bad_evidence,
+               count(*) FILTER (WHERE confidence_tier NOT IN ({tiers})
+                                OR (customers_needed IS NOT NULL)
+                                   AND confidence_tier <> 'insufficient_data'
+                                OR reason_zh IS NULL OR reason_en IS NULL) AS bad_tier
         FROM r""").fetchall()[0]
-    return dict(zip(("already_sold", "bad_rank", "bad_expected_buyers", "bad_evidence"),
+    return dict(zip(("already_sold", "bad_rank", "bad_expected_buyers", "bad_evidence", "bad_tier"),
                     (int(v) for v in row), strict=True))
