@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 
 from sharegraph.core.contract import TABLES, staging_ddl
+from sharegraph.core.sql import count_rows, literal
 
 log = logging.getLogger(__name__)
 
@@ -441,14 +442,22 @@ def create_table_as(con: duckdb.DuckDBPyConnection, table: str, query: str,
 
 def comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: dict[str, str]) -> None:
     """Attach COMMENT ON TABLE / COLUMN documentation; every column must be described."""
-    con.execute(f"COMMENT ON TABLE {table} IS {_sql_str(text)}")
+    con.execute(f"COMMENT ON TABLE {table} IS {literal(text)}")
     actual = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     missing = [c for c in actual if c not in columns]
     if missing:
         raise ValueError(f"{table}: columns without a description: {', '.join(missing)}")
     for name, desc in columns.items():
-        con.execute(f"COMMENT ON COLUMN {table}.{name} IS {_sql_str(desc)}")
+        con.execute(f"COMMENT ON COLUMN {table}.{name} IS {literal(desc)}")
 
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def finish_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: dict[str, str]) -> int:
+    """Document a table a builder has just written, log it and return its row count.
+
+    Why one helper: every graph and mart builder ends the same way (COMMENT ON the table and
+    each column, count, one log line), so the documentation rule is kept in one place.
+    """
+    comment_table(con, table, text, columns)
+    n = count_rows(con, table)
+    log.info("%s: %d rows", table, n)
+    return n

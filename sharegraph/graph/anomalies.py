@@ -14,8 +14,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.shares import sharers_sql
 
 ANOMALIES_DOC = {
@@ -113,7 +112,6 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
         """
     )
     con.execute("DROP TABLE _rids")
-    comment_table(con, "graph.anomalies",
-                  "One row per flagged graph problem (self-referral, cycles, dangling "
-                  "references) and how the pipeline handled it.", ANOMALIES_DOC)
-    return count_rows(con, "graph.anomalies")
+    return finish_table(con, "graph.anomalies",
+                        "One row per flagged graph problem (self-referral, cycles, dangling "
+                        "references) and how the pipeline handled it.", ANOMALIES_DOC)

@@ -18,8 +18,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph.products import product_lookup_sql
 from sharegraph.graph.shares import sharers_sql
 
@@ -77,7 +76,7 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
                     ids=("order_id", "customer_id", "share_id", "sharer_id", "credited_id"))
     for temp in ("_attr_sharers", "_attr_click", "_attr_first"):
         con.execute(f"DROP TABLE {temp}")
-    comment_table(
+    return finish_table(
         con,
         "graph.attributed_orders",
         "One row per order line: the share / person credited for it and the rule used "
@@ -85,7 +84,6 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         "attributed GMV = paid GMV with credited_id NOT NULL.",
         ATTRIBUTED_ORDERS_DOC,
     )
-    return count_rows(con, "graph.attributed_orders")
 
 
 def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.graph.forest import resolve_forest
 from sharegraph.graph.shares import SHARE_EVENTS
@@ -64,11 +63,10 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     )
     con.execute("DROP TABLE _people")
     con.execute("DROP TABLE _network")
-    comment_table(con, "graph.people",
-                  "One row per person seen in orders, share events, attribution or agents: "
-                  "role, firsts, acquirer and position in the influence network forest.",
-                  PEOPLE_DOC)
-    return count_rows(con, "graph.people")
+    return finish_table(con, "graph.people",
+                        "One row per person seen in orders, share events, attribution or agents: "
+                        "role, firsts, acquirer and position in the influence network forest.",
+                        PEOPLE_DOC)
 
 
 def _stage_people(con: duckdb.DuckDBPyConnection) -> None:
@@ -185,8 +183,7 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
         """,
         ids=("sharer_id", "buyer_id"),
     )
-    comment_table(con, "graph.referral_edges",
-                  "One row per merchant, sharer and buyer: paid orders and GMV (¥) credited "
-                  "to the sharer (attribution graph edge sharer -> buyer).",
-                  REFERRAL_EDGES_DOC)
-    return count_rows(con, "graph.referral_edges")
+    return finish_table(con, "graph.referral_edges",
+                        "One row per merchant, sharer and buyer: paid orders and GMV (¥) credited "
+                        "to the sharer (attribution graph edge sharer -> buyer).",
+                        REFERRAL_EDGES_DOC)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph.forest import forest_violations, resolve_forest
 from sharegraph.graph.products import product_lookup_sql
 
@@ -86,11 +85,10 @@ def build_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
     )
     con.execute("DROP TABLE _shares")
     con.execute("DROP TABLE _share_forest")
-    comment_table(con, "graph.share_nodes",
-                  "One row per share or re-share: its cascade tree (root, effective parent, "
-                  "depth; root = 0). Cycles are cut at the smallest share id and flagged.",
-                  SHARE_NODES_DOC)
-    return count_rows(con, "graph.share_nodes")
+    return finish_table(con, "graph.share_nodes",
+                        "One row per share or re-share: its cascade tree (root, effective parent, "
+                        "depth; root = 0). Cycles are cut at the smallest share id and flagged.",
+                        SHARE_NODES_DOC)
 
 
 def share_depths_ok(con: duckdb.DuckDBPyConnection) -> tuple[bool, int]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph.forest import forest_violations, resolve_forest
 
 AGENT_UPLINE_DOC = {
@@ -52,11 +51,10 @@ def build_agent_upline(con: duckdb.DuckDBPyConnection, settings: Settings | None
     )
     con.execute("DROP TABLE _agents")
     con.execute("DROP TABLE _upline_forest")
-    comment_table(con, "graph.agent_upline",
-                  "One row per agent: its upline (recruiter) edge in the agent forest, with "
-                  "root and depth. Cycles cut at the smallest agent id and flagged.",
-                  AGENT_UPLINE_DOC)
-    return count_rows(con, "graph.agent_upline")
+    return finish_table(con, "graph.agent_upline",
+                        "One row per agent: its upline (recruiter) edge in the agent forest, with "
+                        "root and depth. Cycles cut at the smallest agent id and flagged.",
+                        AGENT_UPLINE_DOC)
 
 
 def upline_is_forest(con: duckdb.DuckDBPyConnection) -> tuple[bool, int]:

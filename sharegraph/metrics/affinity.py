@@ -27,8 +27,8 @@ import pyarrow as pa
 from scipy import stats
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows, table_exists
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.sql import table_exists
+from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.products import product_lookup_sql
 
 log = logging.getLogger(__name__)
@@ -193,16 +193,13 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
     for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
               "_aff_pairs", "_aff_marg", "_aff_fam", "_aff_counts"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    comment_table(
+    return finish_table(
         con, "marts.category_affinity",
         "Co-purchase affinity A -> B: one row per ordered category pair per scope (all | "
         "merchant) per basis (customer | basket) bought together at least once. Paid lines "
         "only. See docs/affinity.md.",
         CATEGORY_AFFINITY_COLUMNS,
     )
-    n = count_rows(con, "marts.category_affinity")
-    log.info("marts.category_affinity: %d rows", n)
-    return int(n)
 
 
 
@@ -448,14 +445,13 @@ def build_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
                           "n_a", "base_rate_b", "scope", "m", settings)
     con.execute("DROP TABLE IF EXISTS _dir_lines")
     con.execute("DROP TABLE IF EXISTS _dir_staged")
-    comment_table(
+    return finish_table(
         con, "marts.directional_affinity",
         "A then B: one row per ordered category pair per scope (all | merchant) where some "
         "customer bought B within N days after their first A. Paid lines only. See "
         "docs/affinity.md.",
         DIRECTIONAL_COLUMNS,
     )
-    return int(con.execute("SELECT count(*) FROM marts.directional_affinity").fetchall()[0][0])
 
 
 # --------------------------------------------------------------------------- spill-over
@@ -555,13 +551,12 @@ def build_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
                           "n_clickers_a", "base_rate_b", "scope", "m", settings)
     for t in ("_sp_clicks", "_sp_buys", "_sp_staged"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
-    comment_table(
+    return finish_table(
         con, "marts.spillover_affinity",
         "Social spill-over: one row per (shared category, bought category) where some "
         "clicker of a category-A share bought B within W days. See docs/affinity.md.",
         SPILLOVER_COLUMNS,
     )
-    return int(con.execute("SELECT count(*) FROM marts.spillover_affinity").fetchall()[0][0])
 
 
 # --------------------------------------------------------------------------- checks

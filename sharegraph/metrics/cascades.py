@@ -13,19 +13,14 @@ every non-trivial tree at once; NetworkX is only the cross-check in the tests.
 
 from __future__ import annotations
 
-import logging
-
 import duckdb
 import numpy as np
 import pyarrow as pa
 
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import subtree_sizes
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.products import product_lookup_sql
-
-log = logging.getLogger(__name__)
 
 CASCADES_DOC = {
     "root_share_id": "The original share the cascade grew from (graph.share_nodes depth 0).",
@@ -213,7 +208,7 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
         ORDER BY r.shared_at, r.share_id
         """
     )
-    comment_table(
+    return finish_table(
         con,
         "marts.cascades",
         "One row per share cascade (tree of shares and re-shares rooted at an original share): "
@@ -221,9 +216,6 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
         "orders and attributed GMV (¥) its shares led to.",
         CASCADES_DOC,
     )
-    n = count_rows(con, "marts.cascades")
-    log.info("marts.cascades: %d cascades", n)
-    return n
 
 
 def check_cascade_shape(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from sharegraph.core.config import Settings
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 
 TABLE = "marts.table_notes"
 SCHEMAS = ("graph", "marts")
@@ -300,5 +300,4 @@ def build_table_notes(con: duckdb.DuckDBPyConnection, settings: Settings | None 
     finally:
         for name in ("_tn_causes", "_tn_tables", "_tn_needs", "_tn_caveats"):
             con.unregister(name)
-    comment_table(con, TABLE, TEXT, COLUMNS)
-    return int(con.execute(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0])
+    return finish_table(con, TABLE, TEXT, COLUMNS)

@@ -25,8 +25,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics.affinity import bh_qvalues, binom_pvalue
 
 TABLE = "marts.integrity_flags"
@@ -346,8 +345,7 @@ def build_integrity_flags(con: duckdb.DuckDBPyConnection, settings: Settings | N
     finally:
         for t in ("_ig_lines", "_ig_self", "_ig_edges", "_ig_ids", "_ig_ring", "_ig_refund_base", "_ig_refund"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
-    comment_table(con, TABLE, TEXT, DOC)
-    return count_rows(con, TABLE)
+    return finish_table(con, TABLE, TEXT, DOC)
 
 
 def check_flags(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:

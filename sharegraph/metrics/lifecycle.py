@@ -14,8 +14,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 
 FUNNEL = "marts.agent_funnel"
 COHORTS = "marts.agent_cohorts"
@@ -164,8 +163,7 @@ def build_agent_funnel(con: duckdb.DuckDBPyConnection, settings: Settings | None
                     WHEN first_share_at IS NOT NULL THEN 'shared'
                     ELSE 'joined' END AS stage
         FROM j""")
-    comment_table(con, FUNNEL, FUNNEL_TEXT, FUNNEL_DOC)
-    return count_rows(con, FUNNEL)
+    return finish_table(con, FUNNEL, FUNNEL_TEXT, FUNNEL_DOC)
 
 
 def build_agent_cohorts(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
@@ -201,8 +199,7 @@ def build_agent_cohorts(con: duckdb.DuckDBPyConnection, settings: Settings | Non
                round(coalesce(cell.gmv, 0) / g.cohort_size, 2)::DECIMAL(18,2) AS gmv_per_agent
         FROM grid g
         LEFT JOIN cell ON cell.cohort_month = g.cohort_month AND cell.k = g.months_since_join""")
-    comment_table(con, COHORTS, COHORTS_TEXT, COHORTS_DOC)
-    return count_rows(con, COHORTS)
+    return finish_table(con, COHORTS, COHORTS_TEXT, COHORTS_DOC)
 
 
 def build_upline_quality(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
@@ -255,8 +252,7 @@ def build_upline_quality(con: duckdb.DuckDBPyConnection, settings: Settings | No
                row_number() OVER (ORDER BY activation_lower DESC, retention_rate DESC NULLS LAST,
                                   recruits_gmv DESC, upline_id) AS quality_rank
         FROM w""")
-    comment_table(con, UPLINE_QUALITY, UPLINE_TEXT, UPLINE_DOC)
-    return count_rows(con, UPLINE_QUALITY)
+    return finish_table(con, UPLINE_QUALITY, UPLINE_TEXT, UPLINE_DOC)
 
 
 def check_funnel_order(con: duckdb.DuckDBPyConnection) -> tuple[bool, str]:

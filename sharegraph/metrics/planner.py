@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from sharegraph.core.config import Settings
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics import imm as imm_mod
 
 KAPPA = 20.0
@@ -265,7 +265,6 @@ def build_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings | None 
     plan_rows = pa.Table.from_pylist(rows, schema=schema)  # noqa: F841 - read by DuckDB
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.execute("CREATE OR REPLACE TABLE marts.launch_plan AS SELECT * FROM plan_rows")
-    comment_table(con, "marts.launch_plan",
-                  f"One row per seed of the default launch plan (k={k}): IMM on the diffusion model "
-                  "learned from past cascades (docs/planner.md).", LAUNCH_PLAN_DOC)
-    return len(rows)
+    return finish_table(con, "marts.launch_plan",
+                        f"One row per seed of the default launch plan (k={k}): IMM on the diffusion model "
+                        "learned from past cascades (docs/planner.md).", LAUNCH_PLAN_DOC)
