@@ -54,6 +54,8 @@ REPORT_EXPANSION = _key("reports", "expansion")
 REPORT_INDEX = _key("reports", "index")
 REPORT_LIFECYCLE = _key("reports", "lifecycle")
 REPORT_LAUNCH_PLAN = _key("reports", "launch_plan")
+REPORT_TRENDS = _key("reports", "trends")
+REPORT_GLOSSARY = _key("reports", "glossary")
 PUBLISHED = _key("warehouse", "published")
 
 

@@ -25,6 +25,7 @@ from assets.keys import (
     CHANNEL_MIGRATION,
     CONCENTRATION,
     EXPANSION,
+    GROUP_BUY_SUMMARY,
     GROUP_BUYS,
     HEADLINE,
     INTEGRITY_FLAGS,
@@ -32,10 +33,12 @@ from assets.keys import (
     LAUNCH_PLAN,
     REPORT_CASCADES,
     REPORT_EXPANSION,
+    REPORT_GLOSSARY,
     REPORT_INDEX,
     REPORT_INFLUENCE,
     REPORT_LAUNCH_PLAN,
     REPORT_LIFECYCLE,
+    REPORT_TRENDS,
     SHARE_NODES,
     SPILLOVER,
     STAGING,
@@ -48,10 +51,12 @@ from sharegraph.reports import (
     generated_at,
     render_cascades,
     render_expansion,
+    render_glossary,
     render_index,
     render_influence,
     render_launch_plan,
     render_lifecycle,
+    render_trends,
 )
 from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
 from sharegraph.reports.pseudonym import resolve_key
@@ -122,9 +127,28 @@ def launch_plan_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_written([path]))
 
 
+@dg.asset(key=REPORT_TRENDS, kinds={"plotly", "html"}, group_name="reports",
+          deps=[HEADLINE, ATTRIBUTED, GROUP_BUYS, GROUP_BUY_SUMMARY, CHANNEL_MIGRATION, AGENT_FUNNEL,
+                TABLE_NOTES])
+def trends_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """trends.html: monthly GMV by channel class, active agents, new customers via shares,
+    group-buy success (rows of marts.headline_metrics)."""
+    path = _render(warehouse, render_trends)
+    return dg.MaterializeResult(metadata=_written([path]))
+
+
+@dg.asset(key=REPORT_GLOSSARY, kinds={"html"}, group_name="reports")
+def glossary_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """glossary.html: every metric defined in both languages (from the code's definitions)."""
+    path = _render(warehouse, render_glossary)
+    return dg.MaterializeResult(metadata=_written([path]))
+
+
 @dg.asset(key=REPORT_INDEX, kinds={"plotly", "html"}, group_name="reports",
-          deps=[HEADLINE, REPORT_LAUNCH_PLAN, REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
-                ATTRIBUTED, TABLE_NOTES, *STAGING.values()])
+          deps=[HEADLINE, REPORT_TRENDS, REPORT_GLOSSARY, REPORT_LAUNCH_PLAN, REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
+                ATTRIBUTED, TABLE_NOTES, *STAGING.values()],
+          check_specs=[dg.AssetCheckSpec("reports_offline", asset=REPORT_INDEX, blocking=False,
+                                         description="Every report is offline and every index link resolves.")])
 def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """index.html: quarantine banner, headline figures, unavailable analyses and why, links to
     every report with file sizes, run facts."""
@@ -134,26 +158,26 @@ def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
         **_written([path]),
         "reports_dir": dg.MetadataValue.path(str(out)),
         "reports_bytes": sum(p.stat().st_size for p in out.glob("*.html")),
-    })
+    }, check_results=[reports_offline(out)])
 
 
 _EXTERNAL = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.I)
 
 
-@dg.asset_check(asset=REPORT_INDEX)
-def reports_offline(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def reports_offline(out: Path) -> dg.AssetCheckResult:
     """Every report exists, references no external script/style/image, and every local
-    link from the index points to a file that exists."""
-    out = warehouse.reports
+    link from the index points to a file that exists (run in the index step, the last report)."""
     pages = sorted(out.glob("*.html"))
     external = [p.name for p in pages if _EXTERNAL.search(p.read_text(encoding="utf-8"))]
     index = out / "index.html"
     links = re.findall(r'href="([^"#:]+)"', index.read_text(encoding="utf-8")) if index.is_file() else []
     dangling = sorted({h for h in links if not (out / h).is_file()})
-    missing = [n for n in ("index.html", "influence.html", "cascades.html", PLOTLY_JS)
+    missing = [n for n in ("index.html", "influence.html", "cascades.html", "trends.html", "glossary.html",
+                           PLOTLY_JS)
                if not (out / n).is_file()]
     passed = not (external or dangling or missing)
     return dg.AssetCheckResult(
+        check_name="reports_offline",
         passed=passed,
         description=(f"{len(pages)} pages offline, {len(links)} index links resolve" if passed else
                      f"external resources in {external}; dangling links {dangling}; missing {missing}"),

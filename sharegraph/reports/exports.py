@@ -81,6 +81,15 @@ def page_exports(con: duckdb.DuckDBPyConnection) -> dict[str, list[Export]]:
                                         "upline_quality")), ("launch-plan", ("launch_plan",))):
         pages[page] = [Export(n, f"SELECT * FROM marts.{n} ORDER BY ALL")
                        for n in names if available(f"marts.{n}")]
+    # trends.html: the headline rows (monthly and whole period; subject holds a person id, so
+    # it stays out) and the monthly marts behind the group-buy and channel charts
+    pages["trends"] = [e for e, t in (
+        (Export("headline_metrics", "SELECT * EXCLUDE (subject) FROM marts.headline_metrics "
+                "WHERE scope = 'all' ORDER BY metric, period"), "marts.headline_metrics"),
+        (Export("group_buy_summary", "SELECT * FROM marts.group_buy_summary ORDER BY ALL"),
+         "marts.group_buy_summary"),
+        (Export("channel_migration", "SELECT * FROM marts.channel_migration ORDER BY ALL"),
+         "marts.channel_migration")) if available(t)]
     if available("marts.cascades"):
         pages["cascades"].append(Export("cascades", "SELECT * FROM marts.cascades ORDER BY ALL"))
     if available("marts.expansion_recommendations", "marts.weak_categories"):
