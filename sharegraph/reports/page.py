@@ -229,6 +229,9 @@ class Col:
     kind: str = "text"
     href: str | None = None
     """Column holding a relative link for this cell (a sanitised file name), if any."""
+    en_name: str | None = None
+    """Column holding the English text of a text cell (``name`` then holds the Chinese): the
+    cell follows the language switch."""
 
 
 def _cell(value: object, kind: str) -> tuple[str, str]:
@@ -262,7 +265,7 @@ def html_table(
     """
     if frame is None or frame.height == 0:
         return no_data()
-    missing = [c.name for c in columns if c.name not in frame.columns]
+    missing = [n for c in columns for n in (c.name, c.en_name) if n and n not in frame.columns]
     if missing:
         return no_data(f"missing columns: {', '.join(missing)}")
     total = frame.height if total_rows is None else total_rows
@@ -273,7 +276,7 @@ def html_table(
         for c in columns
     )
     rows: list[str] = []
-    links = [c.href for c in columns if c.href]
+    links = [c.href for c in columns if c.href] + [c.en_name for c in columns if c.en_name]
     data = shown.select([c.name for c in columns] + links).rows()
     for record in data:
         cells = []
@@ -281,7 +284,7 @@ def html_table(
         for c, value in zip(columns, record[: len(columns)], strict=True):
             text, key = _cell(value, c.kind)
             cls = ' class="num"' if c.kind != "text" else ""
-            shown_text = esc(text)
+            shown_text = t(text, _cell(hrefs[c.en_name], "text")[0]) if c.en_name else esc(text)
             if c.href and hrefs.get(c.href):
                 shown_text = f'<a href="{esc(hrefs[c.href])}">{shown_text}</a>'
             cells.append(f'<td{cls} data-v="{esc(key)}">{shown_text}</td>')
