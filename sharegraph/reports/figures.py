@@ -511,20 +511,34 @@ def cascade_tree(frame: pl.DataFrame | None, title: tuple[str, str]) -> Block:
 
 # ---------------------------------------------------------------- affinity / expansion
 
-def pair_heatmap(frame: pl.DataFrame | None, value: str, titles: tuple[str, str],
-                 axes: tuple[tuple[str, str], tuple[str, str]], max_categories: int = 30) -> Block:
-    """A category x category heatmap of ``value`` (lift; colour centred at 1 = independence).
+LIFT_RANGE = 8.0
+"""Lift colours run from 1/8 to 8 (log scale, 1 in the middle) on every page, so the same
+colour means the same lift on every merchant's report; stronger values are clipped."""
 
-    Expects columns a (row category), b (column category) and ``value``; optional customers
-    (people behind the pair). Keeps the ``max_categories`` most frequent categories per axis.
-    ``axes`` = ((zh, en) for y, (zh, en) for x).
+_MISSING = "#d1d5db"
+
+
+def pair_heatmap(frame: pl.DataFrame | None, value: str, titles: tuple[str, str],
+                 axes: tuple[tuple[str, str], tuple[str, str]], max_categories: int = 30,
+                 note: tuple[str, str] | None = None) -> Block:
+    """A category x category heatmap of lift, coloured on a log scale centred on 1.
+
+    Colour: log2(lift) clipped to +/- log2(LIFT_RANGE), diverging (red above 1, blue below),
+    the same range on every page; the lift is written in each cell. Cells without a row are
+    grey and labelled ('同类目' on the diagonal, else '无数据'). Expects columns a (row
+    category), b (column category) and ``value``; optional customers (people behind the
+    pair). Keeps the ``max_categories`` most frequent categories per axis. ``axes`` = ((zh,
+    en) for y, (zh, en) for x); ``note`` = (zh, en) subtitle, e.g. what a lift below 1 means.
     """
     msg = _check(frame, ["a", "b", value])
     if msg:
         return msg
+    has_customers = "customers" in frame.columns
     d = frame.with_columns(pesc_expr(pl.col("a")).fill_null("–").alias("a"),
                            pesc_expr(pl.col("b")).fill_null("–").alias("b"),
-                           pl.col(value).cast(pl.Float64))
+                           pl.col(value).cast(pl.Float64),
+                           (pl.col("customers") if has_customers else pl.lit(None))
+                           .cast(pl.Float64).alias("customers"))
     top_a = d.group_by("a").len().sort(["len", "a"], descending=[True, False]).head(max_categories).get_column("a")
     top_b = d.group_by("b").len().sort(["len", "b"], descending=[True, False]).head(max_categories).get_column("b")
     d = d.filter(pl.col("a").is_in(top_a.implode()) & pl.col("b").is_in(top_b.implode()))
@@ -532,27 +546,60 @@ def pair_heatmap(frame: pl.DataFrame | None, value: str, titles: tuple[str, str]
     xs = sorted(d.get_column("b").unique().to_list())
     grid = (
         pl.DataFrame({"a": ys}).join(pl.DataFrame({"b": xs}), how="cross")
-        .join(d.group_by("a", "b").agg(pl.col(value).mean()), on=["a", "b"], how="left")
+        .join(d.group_by("a", "b").agg(pl.col(value).mean(), pl.col("customers").sum()),
+              on=["a", "b"], how="left")
         .sort(["a", "b"])
     )
-    z = grid.get_column(value).to_numpy().reshape(len(ys), len(xs))
-    z = np.where(np.isfinite(z), z, np.nan)
-    finite = z[np.isfinite(z)]
-    zmax = float(np.nanmax(finite)) if finite.size else 2.0
-    fig = go.Figure(go.Heatmap(
-        x=xs, y=ys, z=z.tolist(), zmid=1.0 if value == "lift" else None, colorscale="RdBu_r",
-        zmin=0.0 if value == "lift" else None, zmax=max(zmax, 2.0) if value == "lift" else None,
-        hoverongaps=False,
-    ))
+    shape = (len(ys), len(xs))
+    lift = grid.get_column(value).fill_null(np.nan).to_numpy().reshape(shape)
+    lift = np.where(np.isfinite(lift), lift, np.nan)
+    people = grid.get_column("customers").fill_null(np.nan).to_numpy().reshape(shape)
+    have = np.isfinite(lift)
+    bound = math.log2(LIFT_RANGE)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        colour = np.where(have, np.clip(np.log2(np.maximum(lift, 1e-12)), -bound, bound), np.nan)
+    shown = [[f"{v:.2f}" if ok else "" for v, ok in zip(r, h, strict=True)] for r, h in zip(lift, have, strict=True)]
+    same = np.array([[y == x for x in xs] for y in ys], dtype=bool).reshape(shape)
+
+    def missing_text(diag: str, other: str) -> list[list[str]]:
+        return [["" if have[i, j] else (diag if same[i, j] else other) for j in range(len(xs))]
+                for i in range(len(ys))]
+
+    ticks = np.arange(-int(bound), int(bound) + 1)
+    fig = go.Figure([
+        go.Heatmap(
+            x=xs, y=ys, z=colour.tolist(), zmin=-bound, zmax=bound, zmid=0.0, colorscale="RdBu_r",
+            customdata=np.dstack([lift, people]).tolist(), text=shown, texttemplate="%{text}",
+            textfont={"size": 10}, hoverongaps=False, xgap=1, ygap=1,
+            colorbar={"tickvals": ticks.tolist(),
+                      "ticktext": [f"1/{2 ** -t:g}" if t < 0 else f"{2 ** t:g}" for t in ticks]},
+        ),
+        go.Heatmap(
+            x=xs, y=ys, z=np.where(have, np.nan, 0.0).tolist(), zmin=0.0, zmax=1.0,
+            colorscale=[[0.0, _MISSING], [1.0, _MISSING]], showscale=False,
+            text=missing_text("同类目", "无数据"), texttemplate="%{text}",
+            textfont={"size": 9, "color": "#4b5563"}, hoverongaps=False, xgap=1, ygap=1,
+        ),
+    ])
     fig.update_xaxes(type="category", tickangle=-40)
     fig.update_yaxes(type="category", autorange="reversed")
     (yzh, yen), (xzh, xen) = axes
+    sub_zh = f"<br><sup>{note[0]}</sup>" if note else ""
+    sub_en = f"<br><sup>{note[1]}</sup>" if note else ""
+    people_zh = "<br>人数 %{customdata[1]:,}" if has_customers else ""
+    people_en = "<br>people %{customdata[1]:,}" if has_customers else ""
     return bilingual_layout(
         fig,
-        {"title.text": titles[0], "yaxis.title.text": yzh, "xaxis.title.text": xzh},
-        {"title.text": titles[1], "yaxis.title.text": yen, "xaxis.title.text": xen},
-        {"hovertemplate": [f"{yzh}: %{{y}}<br>{xzh}: %{{x}}<br>{value} %{{z:.2f}}<extra></extra>"]},
-        {"hovertemplate": [f"{yen}: %{{y}}<br>{xen}: %{{x}}<br>{value} %{{z:.2f}}<extra></extra>"]},
+        {"title.text": titles[0] + sub_zh, "yaxis.title.text": yzh, "xaxis.title.text": xzh},
+        {"title.text": titles[1] + sub_en, "yaxis.title.text": yen, "xaxis.title.text": xen},
+        {"hovertemplate": [f"{yzh}: %{{y}}<br>{xzh}: %{{x}}<br>提升度 %{{customdata[0]:.2f}}{people_zh}<extra></extra>",
+                           f"{yzh}: %{{y}}<br>{xzh}: %{{x}}<br>%{{text}}<extra></extra>"],
+         "text": [shown, missing_text("同类目", "无数据")],
+         "colorbar.title.text": ["提升度<br>（对数刻度）", ""]},
+        {"hovertemplate": [f"{yen}: %{{y}}<br>{xen}: %{{x}}<br>lift %{{customdata[0]:.2f}}{people_en}<extra></extra>",
+                           f"{yen}: %{{y}}<br>{xen}: %{{x}}<br>%{{text}}<extra></extra>"],
+         "text": [shown, missing_text("same", "no data")],
+         "colorbar.title.text": ["Lift<br>(log scale)", ""]},
     )
 
 
