@@ -6,8 +6,9 @@ Thin wrappers over ``sharegraph.metrics.affinity`` and ``sharegraph.metrics.expa
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 
-from assets._common import check_from_problems, table_result
+from assets._common import check_from_problems, check_specs, table_result
 from assets.keys import (
     ATTRIBUTED,
     CATEGORY_AFFINITY,
@@ -30,30 +31,15 @@ def _counts(con, table: str, by: str) -> dict[str, int]:
             con.execute(f"SELECT {by}, count(*) FROM {table} GROUP BY 1 ORDER BY 1").fetchall()}
 
 
-@dg.asset(key=CATEGORY_AFFINITY, kinds={"duckdb"}, group_name="affinity",
-          deps=[ATTRIBUTED, PRODUCTS])
-def category_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """One row per ordered category pair per scope (all | merchant) per basis."""
-    return table_result(warehouse, affinity.build_category_affinity, lambda con: {
-        **_counts(con, "marts.category_affinity", "basis"),
-        "significant_pairs_all": int(con.execute(
-            "SELECT count(*) FROM marts.category_affinity WHERE is_significant AND scope = 'all'"
-        ).fetchone()[0])})
-
-
-@dg.asset_check(asset=CATEGORY_AFFINITY, blocking=True)
-def category_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def category_affinity_bounds(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     """support and confidence in [0, 1]; n_ab <= min(n_a, n_b) <= n_total; q >= p."""
-    with warehouse.connect() as con:
-        bad = affinity.affinity_bounds_problems(con)
+    bad = affinity.affinity_bounds_problems(con)
     return check_from_problems(bad, "rows breaking a bound")
 
 
-@dg.asset_check(asset=CATEGORY_AFFINITY, blocking=True)
-def category_affinity_counts_match_orders(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def category_affinity_counts_match_orders(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     """n_a and n_total (scope all, customers) equal COUNT(DISTINCT customer_id) of paid lines."""
-    with warehouse.connect() as con:
-        bad = affinity.affinity_count_mismatches(con)
+    bad = affinity.affinity_count_mismatches(con)
     return dg.AssetCheckResult(
         passed=not any(bad.values()),
         description=(f"{bad['n_a_mismatch']} categories with n_a != direct count, "
@@ -62,52 +48,63 @@ def category_affinity_counts_match_orders(warehouse: WarehouseResource) -> dg.As
     )
 
 
+@dg.asset(key=CATEGORY_AFFINITY, kinds={"duckdb"}, group_name="affinity",
+          deps=[ATTRIBUTED, PRODUCTS],
+          check_specs=check_specs(CATEGORY_AFFINITY, [category_affinity_bounds, category_affinity_counts_match_orders]))
+def category_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per ordered category pair per scope (all | merchant) per basis."""
+    return table_result(warehouse, affinity.build_category_affinity, lambda con: {
+        **_counts(con, "marts.category_affinity", "basis"),
+        "significant_pairs_all": int(con.execute(
+            "SELECT count(*) FROM marts.category_affinity WHERE is_significant AND scope = 'all'"
+        ).fetchone()[0])}, checks=[category_affinity_bounds, category_affinity_counts_match_orders])
+
+
+def directional_affinity_bounds(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """Rates and p-values in [0, 1]; n_a_then_b <= n_a."""
+    bad = affinity.rate_mart_problems(con, "marts.directional_affinity", "n_a")
+    return check_from_problems(bad, "rows breaking a bound")
+
+
 @dg.asset(key=DIRECTIONAL, kinds={"duckdb"}, group_name="affinity",
-          deps=[ATTRIBUTED, PRODUCTS])
+          deps=[ATTRIBUTED, PRODUCTS],
+          check_specs=check_specs(DIRECTIONAL, [directional_affinity_bounds], blocking=False))
 def directional_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair (A then B within N days) per scope."""
-    return table_result(warehouse, affinity.build_directional_affinity)
+    return table_result(warehouse, affinity.build_directional_affinity,
+                        checks=[directional_affinity_bounds])
 
 
-@dg.asset_check(asset=DIRECTIONAL, blocking=False)
-def directional_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Rates and p-values in [0, 1]; n_a_then_b <= n_a."""
-    with warehouse.connect() as con:
-        bad = affinity.rate_mart_problems(con, "marts.directional_affinity", "n_a")
+def spillover_affinity_bounds(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """Rates and p-values in [0, 1]; n_a_then_b <= n_clickers_a."""
+    bad = affinity.rate_mart_problems(con, "marts.spillover_affinity", "n_clickers_a")
     return check_from_problems(bad, "rows breaking a bound")
 
 
 @dg.asset(key=SPILLOVER, kinds={"duckdb"}, group_name="affinity",
-          deps=[ATTRIBUTED, SHARE_NODES, SHARE_EVENTS, PRODUCTS])
+          deps=[ATTRIBUTED, SHARE_NODES, SHARE_EVENTS, PRODUCTS],
+          check_specs=check_specs(SPILLOVER, [spillover_affinity_bounds], blocking=False))
 def spillover_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per (shared category, bought category): click on A, then a B purchase."""
-    return table_result(warehouse, affinity.build_spillover_affinity)
+    return table_result(warehouse, affinity.build_spillover_affinity,
+                        checks=[spillover_affinity_bounds])
 
 
-@dg.asset_check(asset=SPILLOVER, blocking=False)
-def spillover_affinity_bounds(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Rates and p-values in [0, 1]; n_a_then_b <= n_clickers_a."""
-    with warehouse.connect() as con:
-        bad = affinity.rate_mart_problems(con, "marts.spillover_affinity", "n_clickers_a")
-    return check_from_problems(bad, "rows breaking a bound")
+def expansion_recommendations_consistent(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """Recommended categories are not sold yet; ranks 1..n; expected buyers bounded."""
+    bad = expansion.expansion_problems(con)
+    return check_from_problems(bad, "rows breaking a rule")
 
 
 @dg.asset(key=EXPANSION, kinds={"duckdb"}, group_name="affinity",
-          deps=[CATEGORY_AFFINITY, ATTRIBUTED, PRODUCTS])
+          deps=[CATEGORY_AFFINITY, ATTRIBUTED, PRODUCTS],
+          check_specs=check_specs(EXPANSION, [expansion_recommendations_consistent], blocking=False))
 def expansion_recommendations(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant per category it does not sell, ranked by expected GMV (¥)."""
     return table_result(warehouse, expansion.build_expansion_recommendations, lambda con: {
         "merchants": int(con.execute(
             "SELECT count(DISTINCT merchant_id) FROM marts.expansion_recommendations"
-        ).fetchone()[0])})
-
-
-@dg.asset_check(asset=EXPANSION, blocking=False)
-def expansion_recommendations_consistent(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Recommended categories are not sold yet; ranks 1..n; expected buyers bounded."""
-    with warehouse.connect() as con:
-        bad = expansion.expansion_problems(con)
-    return check_from_problems(bad, "rows breaking a rule")
+        ).fetchone()[0])}, checks=[expansion_recommendations_consistent])
 
 
 @dg.asset(key=WEAK, kinds={"duckdb"}, group_name="affinity",

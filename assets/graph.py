@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 
-from assets._common import table_result
+from assets._common import check_specs, run_checks, table_result
 from assets.keys import (
     AGENT_UPLINE,
     ANOMALIES,
@@ -22,22 +23,9 @@ from sharegraph.graph.shares import build_share_nodes, share_depths_ok
 from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
 
-@dg.asset(key=ATTRIBUTED, kinds={"duckdb"}, group_name="graph",
-          deps=[STAGING["orders"], STAGING["share_events"], STAGING["products"]])
-def attributed_orders(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """One row per order line: credited person and attribution rule (docs/influence.md)."""
-    with warehouse.connect() as con:
-        n = attribution.attribute_orders(con, warehouse.settings())
-        by_rule = dict(con.execute(
-            "SELECT rule, count(*) FROM graph.attributed_orders GROUP BY 1").fetchall())
-    return dg.MaterializeResult(metadata={"rows": n, **{f"rule_{k}": v for k, v in by_rule.items()}})
-
-
-@dg.asset_check(asset=ATTRIBUTED, blocking=True)
-def attributed_gmv_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def attributed_gmv_conserved(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     """Attributed GMV + organic GMV = total paid GMV (exact DECIMAL ¥)."""
-    with warehouse.connect() as con:
-        c = attribution.gmv_conservation(con)
+    c = attribution.gmv_conservation(con)
     return dg.AssetCheckResult(
         passed=bool(c["ok"]),
         description=(f"attributed ¥{c['attributed_gmv']} + organic ¥{c['organic_gmv']} vs paid "
@@ -46,8 +34,29 @@ def attributed_gmv_conserved(warehouse: WarehouseResource) -> dg.AssetCheckResul
     )
 
 
+@dg.asset(key=ATTRIBUTED, kinds={"duckdb"}, group_name="graph",
+          deps=[STAGING["orders"], STAGING["share_events"], STAGING["products"]],
+          check_specs=check_specs(ATTRIBUTED, [attributed_gmv_conserved]))
+def attributed_orders(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per order line: credited person and attribution rule (docs/influence.md)."""
+    with warehouse.connect() as con:
+        n = attribution.attribute_orders(con, warehouse.settings())
+        by_rule = dict(con.execute(
+            "SELECT rule, count(*) FROM graph.attributed_orders GROUP BY 1").fetchall())
+        checks = run_checks(con, [attributed_gmv_conserved])
+    return dg.MaterializeResult(metadata={"rows": n, **{f"rule_{k}": v for k, v in by_rule.items()}},
+                                check_results=checks)
+
+
+def share_nodes_depths(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """Every share has a depth and root; roots depth 0; children = parent depth + 1."""
+    ok, bad = share_depths_ok(con)
+    return dg.AssetCheckResult(passed=ok, description=f"{bad} shares with inconsistent root/depth")
+
+
 @dg.asset(key=SHARE_NODES, kinds={"duckdb"}, group_name="graph",
-          deps=[STAGING["share_events"], STAGING["products"]])
+          deps=[STAGING["share_events"], STAGING["products"]],
+          check_specs=check_specs(SHARE_NODES, [share_nodes_depths]))
 def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share/reshare with cascade root and depth."""
     with warehouse.connect() as con:
@@ -55,29 +64,22 @@ def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
         roots, flagged = con.execute(
             "SELECT count(*) FILTER (WHERE depth = 0), count(flag) FROM graph.share_nodes"
         ).fetchall()[0]
-    return dg.MaterializeResult(metadata={"rows": n, "cascades": roots, "flagged": flagged})
+        checks = run_checks(con, [share_nodes_depths])
+    return dg.MaterializeResult(metadata={"rows": n, "cascades": roots, "flagged": flagged},
+                                check_results=checks)
 
 
-@dg.asset_check(asset=SHARE_NODES, blocking=True)
-def share_nodes_depths(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Every share has a depth and root; roots depth 0; children = parent depth + 1."""
-    with warehouse.connect() as con:
-        ok, bad = share_depths_ok(con)
-    return dg.AssetCheckResult(passed=ok, description=f"{bad} shares with inconsistent root/depth")
+def upline_forest_acyclic(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """After cycle breaking every upline edge goes exactly one level down (hence acyclic)."""
+    ok, bad = upline_is_forest(con)
+    return dg.AssetCheckResult(passed=ok, description=f"{bad} agents violate depth(upline)+1")
 
 
-@dg.asset(key=AGENT_UPLINE, kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]])
+@dg.asset(key=AGENT_UPLINE, kinds={"duckdb"}, group_name="graph", deps=[STAGING["agents"]],
+          check_specs=check_specs(AGENT_UPLINE, [upline_forest_acyclic]))
 def agent_upline(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per agent: effective upline edge in the agent forest."""
-    return table_result(warehouse, build_agent_upline)
-
-
-@dg.asset_check(asset=AGENT_UPLINE, blocking=True)
-def upline_forest_acyclic(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """After cycle breaking every upline edge goes exactly one level down (hence acyclic)."""
-    with warehouse.connect() as con:
-        ok, bad = upline_is_forest(con)
-    return dg.AssetCheckResult(passed=ok, description=f"{bad} agents violate depth(upline)+1")
+    return table_result(warehouse, build_agent_upline, checks=[upline_forest_acyclic])
 
 
 @dg.asset(key=PEOPLE, kinds={"duckdb"}, group_name="graph",

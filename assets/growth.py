@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 
-from assets._common import table_result, verdict_check
+from assets._common import check_specs, run_checks, table_result, verdict
 from assets.keys import (
     ATTRIBUTED,
     CHANNEL_MIGRATION,
@@ -19,23 +20,31 @@ from assets.resources import WarehouseResource
 from sharegraph.metrics import growth
 
 
+def kfactor_cohorts_partition(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """Weekly cohorts add up to the overall row; K >= 0."""
+    return verdict(con, growth.check_kfactor)
+
+
 @dg.asset(key=KFACTOR, kinds={"duckdb"}, group_name="marts",
-          deps=[ATTRIBUTED, SHARE_NODES])
+          deps=[ATTRIBUTED, SHARE_NODES],
+          check_specs=check_specs(KFACTOR, [kfactor_cohorts_partition]))
 def kfactor(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per weekly cohort of new customers plus an overall row: viral coefficient K."""
     with warehouse.connect() as con:
         n = growth.build_kfactor(con, warehouse.settings())
         k = con.execute("SELECT k_factor FROM marts.kfactor WHERE scope = 'overall'").fetchone()
-    return dg.MaterializeResult(metadata={"rows": n, "overall_k": float(k[0]) if k else 0.0})
+        checks = run_checks(con, [kfactor_cohorts_partition])
+    return dg.MaterializeResult(metadata={"rows": n, "overall_k": float(k[0]) if k else 0.0},
+                                check_results=checks)
 
 
-@dg.asset_check(asset=KFACTOR, blocking=True)
-def kfactor_cohorts_partition(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Weekly cohorts add up to the overall row; K >= 0."""
-    return verdict_check(warehouse, growth.check_kfactor)
+def concentration_shares_in_unit_interval(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """Gini, top-1% and top-10% shares in [0, 1]."""
+    return verdict(con, growth.check_concentration_bounds)
 
 
-@dg.asset(key=CONCENTRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
+@dg.asset(key=CONCENTRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED],
+          check_specs=check_specs(CONCENTRATION, [concentration_shares_in_unit_interval]))
 def concentration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per scope (overall, per merchant): Gini, top-1%/10% shares, KOL/peer label."""
     with warehouse.connect() as con:
@@ -43,16 +52,11 @@ def concentration(warehouse: WarehouseResource) -> dg.MaterializeResult:
         row = con.execute(
             "SELECT gini, top1_share, label FROM marts.concentration WHERE scope = 'overall'"
         ).fetchone()
+        checks = run_checks(con, [concentration_shares_in_unit_interval])
     meta: dict[str, object] = {"rows": n}
     if row:
         meta.update(gini=float(row[0] or 0.0), top1_share=float(row[1]), label=row[2])
-    return dg.MaterializeResult(metadata=meta)
-
-
-@dg.asset_check(asset=CONCENTRATION, blocking=True)
-def concentration_shares_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Gini, top-1% and top-10% shares in [0, 1]."""
-    return verdict_check(warehouse, growth.check_concentration_bounds)
+    return dg.MaterializeResult(metadata=meta, check_results=checks)
 
 
 @dg.asset(key=CHANNEL_MIGRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
@@ -70,17 +74,18 @@ def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     })
 
 
+def group_buys_fill_rate_in_unit_interval(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    """fill_rate in [0, 1]; fission members never exceed members."""
+    return verdict(con, growth.check_fill_rate_bounds)
+
+
 @dg.asset(key=GROUP_BUYS, kinds={"duckdb"}, group_name="marts",
-          deps=[ATTRIBUTED, SHARE_NODES, STAGING["orders"], STAGING["group_buys"], STAGING["products"]])
+          deps=[ATTRIBUTED, SHARE_NODES, STAGING["orders"], STAGING["group_buys"], STAGING["products"]],
+          check_specs=check_specs(GROUP_BUYS, [group_buys_fill_rate_in_unit_interval]))
 def group_buys(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per group buy: members, fill rate, time to fill, fission, refunds (¥)."""
-    return table_result(warehouse, growth.build_group_buys)
-
-
-@dg.asset_check(asset=GROUP_BUYS, blocking=True)
-def group_buys_fill_rate_in_unit_interval(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """fill_rate in [0, 1]; fission members never exceed members."""
-    return verdict_check(warehouse, growth.check_fill_rate_bounds)
+    return table_result(warehouse, growth.build_group_buys,
+                        checks=[group_buys_fill_rate_in_unit_interval])
 
 
 @dg.asset(key=GROUP_BUY_SUMMARY, kinds={"duckdb"}, group_name="marts", deps=[GROUP_BUYS])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from assets.keys import STAGING
 from assets.resources import WarehouseResource
@@ -24,10 +25,26 @@ def require_input_dir(inputs: Path) -> None:
         )
 
 
+CHECKS = {
+    "reconciliation": "Every batch: rows_read = loaded + quarantined + already loaded, and "
+                      "staging / quarantine.rejected_rows hold exactly the recorded rows of the batch.",
+    "natural_key_unique": "The natural key identifies one row of staging (the merge is an anti-join).",
+    "non_empty": "A required input table must have rows for any metric to mean something.",
+}
+"""The checks of every staging table (``non_empty`` only for required tables), all blocking;
+they run inside the ingest step, on its connection, right after the load."""
+
+
+def _check_names(name: str) -> list[str]:
+    return [c for c in CHECKS if c != "non_empty" or TABLES[name].required]
+
+
 @dg.multi_asset(
     specs=[dg.AssetSpec(key, kinds={"duckdb"}, group_name="ingest",
                         description=TABLES[name].description)
            for name, key in STAGING.items()],
+    check_specs=[dg.AssetCheckSpec(check, asset=key, blocking=True, description=CHECKS[check])
+                 for name, key in STAGING.items() for check in _check_names(name)],
     name="ingest_inputs",
 )
 def ingest_inputs(context, warehouse: WarehouseResource):
@@ -44,6 +61,7 @@ def ingest_inputs(context, warehouse: WarehouseResource):
                     (SELECT count(*) FROM quarantine.flagged_rows WHERE table_name = ?)""",
                 [name, name],
             ).fetchone(), strict=True)) for name in STAGING}
+        checks = _staging_checks(con, totals)
     for name, key in STAGING.items():
         mine = [r for r in results if r.table == name]
         yield dg.MaterializeResult(asset_key=key, metadata={
@@ -54,51 +72,31 @@ def ingest_inputs(context, warehouse: WarehouseResource):
             "rows_loaded": sum(r.rows_loaded for r in mine),
             "rows_quarantined": sum(r.rows_quarantined for r in mine),
             "rows_already_loaded": sum(r.rows_already_loaded for r in mine),
-        })
+        }, check_results=checks[name])
 
 
-def _reconciliation_check(name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=STAGING[name], name="reconciliation", blocking=True)
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        """Every batch: rows_read = loaded + quarantined + already loaded, and staging /
-        quarantine.rejected_rows hold exactly the recorded rows of the batch."""
-        with warehouse.connect() as con:
-            bad = [r for r in ingest.reconciliation_failures(con) if r[1] == name]
-            n = con.execute("SELECT count(*) FROM quarantine.batches WHERE table_name = ?",
-                            [name]).fetchone()[0]
+def _staging_checks(con: duckdb.DuckDBPyConnection, totals: dict[str, dict[str, int]]
+                    ) -> dict[str, list[dg.AssetCheckResult]]:
+    """Every staging table's check results (``CHECKS``), after the load."""
+    failures = ingest.reconciliation_failures(con)
+    batches = dict(con.execute(
+        "SELECT table_name, count(*) FROM quarantine.batches GROUP BY 1").fetchall())
+    out: dict[str, list[dg.AssetCheckResult]] = {}
+    for name, key in STAGING.items():
+        bad = [r for r in failures if r[1] == name]
+        n = batches.get(name, 0)
         desc = f"{n} batches of {name} reconcile" if not bad else "; ".join(
             f"batch {b[0]} ({b[2]}): read {b[3]} vs loaded {b[4]} + quarantined {b[5]} + "
             f"already {b[6]}; staging holds {b[7]}, rejected_rows {b[8]}" for b in bad[:5])
-        return dg.AssetCheckResult(passed=not bad, description=desc,
-                                   metadata={"batches": n, "failing": len(bad)})
-    return _check
-
-
-def _key_check(name: str) -> dg.AssetChecksDefinition:
-    key = ", ".join(TABLES[name].key)
-
-    @dg.asset_check(asset=STAGING[name], name="natural_key_unique", blocking=True)
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        """The natural key identifies one row of staging (the merge is an anti-join)."""
-        with warehouse.connect() as con:
-            dup = ingest.duplicate_keys(con, name)
-        return dg.AssetCheckResult(passed=dup == 0,
-                                   description=f"{dup} duplicated ({key}) values in staging.{name}")
-    return _check
-
-
-def _non_empty_check(name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=STAGING[name], name="non_empty", blocking=True)
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        """A required input table must have rows for any metric to mean something."""
-        with warehouse.connect() as con:
-            n = con.execute(f"SELECT count(*) FROM staging.{name}").fetchone()[0]
-        return dg.AssetCheckResult(passed=n > 0, description=f"staging.{name} has {n} rows")
-    return _check
-
-
-for _name in TABLES:
-    globals()[f"{_name}_reconciliation"] = _reconciliation_check(_name)
-    globals()[f"{_name}_natural_key_unique"] = _key_check(_name)
-    if TABLES[_name].required:
-        globals()[f"{_name}_non_empty"] = _non_empty_check(_name)
+        results = [dg.AssetCheckResult(asset_key=key, check_name="reconciliation", passed=not bad,
+                                       description=desc, metadata={"batches": n, "failing": len(bad)})]
+        dup = ingest.duplicate_keys(con, name)
+        results.append(dg.AssetCheckResult(
+            asset_key=key, check_name="natural_key_unique", passed=dup == 0,
+            description=f"{dup} duplicated ({', '.join(TABLES[name].key)}) values in staging.{name}"))
+        if TABLES[name].required:
+            rows = totals[name]["rows"]
+            results.append(dg.AssetCheckResult(asset_key=key, check_name="non_empty", passed=rows > 0,
+                                               description=f"staging.{name} has {rows} rows"))
+        out[name] = results
+    return out

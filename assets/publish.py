@@ -45,13 +45,28 @@ def _table_counts(path: Path) -> dict[str, int]:
         con.close()
 
 
-def build_publish_assets(
-    upstream: Iterable[dg.AssetKey],
-) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
-    """The publish asset (deps = ``publish_deps(upstream)``) and its snapshot check."""
+def published_matches_working(paths: wh.WarehousePaths) -> dg.AssetCheckResult:
+    """The snapshot opens read-only and has the working file's tables and row counts."""
+    got = _table_counts(paths.published)
+    want = _table_counts(paths.working)
+    diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+    return dg.AssetCheckResult(
+        check_name="published_matches_working",
+        passed=not diff,
+        description=f"{len(got)} tables match the working file" if not diff
+        else f"{len(diff)} tables differ from the working file: {', '.join(diff[:10])}",
+    )
+
+
+def build_publish_assets(upstream: Iterable[dg.AssetKey]) -> dg.AssetsDefinition:
+    """The publish asset (deps = ``publish_deps(upstream)``) with its snapshot check, which
+    runs in the publish step right after the copy (nothing else can open the file between)."""
     deps = publish_deps(upstream)
 
-    @dg.asset(key=PUBLISHED, deps=deps, kinds={"duckdb"}, group_name="publish")
+    @dg.asset(key=PUBLISHED, deps=deps, kinds={"duckdb"}, group_name="publish",
+              check_specs=[dg.AssetCheckSpec(
+                  "published_matches_working", asset=PUBLISHED, blocking=True,
+                  description=(published_matches_working.__doc__ or "").strip())])
     def published(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         """Copy the working file to the published name atomically (docs/operations.md).
 
@@ -64,6 +79,7 @@ def build_publish_assets(
                 description=f"not publishing: {len(failed)} check(s) failed in this run; the "
                 f"published snapshot is unchanged. " + " | ".join(failed[:10])
             )
+        warehouse.release()  # the run's kept connection: publish copies a closed file
         path = wh.publish(warehouse.paths)
         counts = _table_counts(path)
         return dg.MaterializeResult(metadata={
@@ -72,19 +88,6 @@ def build_publish_assets(
             "tables": len(counts),
             **{f"rows.{name}": n for name, n in counts.items()
                if name.split(".")[0] in ("staging", "graph", "marts")},
-        })
+        }, check_results=[published_matches_working(warehouse.paths)])
 
-    @dg.asset_check(asset=PUBLISHED, blocking=True)
-    def published_matches_working(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        """The snapshot opens read-only and has the working file's tables and row counts."""
-        paths = warehouse.paths
-        got = _table_counts(paths.published)
-        want = _table_counts(paths.working)
-        diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
-        return dg.AssetCheckResult(
-            passed=not diff,
-            description=f"{len(got)} tables match the working file" if not diff
-            else f"{len(diff)} tables differ from the working file: {', '.join(diff[:10])}",
-        )
-
-    return published, published_matches_working
+    return published

@@ -28,8 +28,8 @@ def load_pipeline() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefin
         if isinstance(a, dg.AssetsDefinition) and a.is_executable
     ]
     checks = list(dg.load_asset_checks_from_package_module(assets))
-    published, published_check = build_publish_assets(k for a in found for k in a.keys)
-    return [*found, published], [*checks, published_check]
+    published = build_publish_assets(k for a in found for k in a.keys)
+    return [*found, published], checks
 
 
 _assets, _checks = load_pipeline()

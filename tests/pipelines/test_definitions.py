@@ -156,7 +156,21 @@ def test_publish_depends_on_every_graph_and_mart_asset() -> None:
     deps = set(published.asset_deps[PUBLISHED])
     expected = {k for a in found for k in a.keys if k.path[0] in ("graph", "marts")}
     assert expected and deps == expected
-    assert any(c.check_keys and next(iter(c.check_keys)).asset_key == PUBLISHED for c in checks)
+    # the snapshot check runs inside the publish step (check_specs), not as a step of its own
+    assert {k.name for k in published.check_keys} == {"published_matches_working"}
+
+
+def test_checks_run_inside_their_asset_steps() -> None:
+    """Every check is a check spec of the asset it checks (one step each, fixed cost); the
+    blocking ones stay blocking (a failed one fails its asset's step, so downstream waits)."""
+    found, checks = load_pipeline()
+    assert checks == []
+    specs = {s.key.to_user_string(): s for a in found for s in a.check_specs}
+    assert len(specs) == 30
+    assert specs["staging/orders:reconciliation"].blocking
+    assert specs["graph/attributed_orders:attributed_gmv_conserved"].blocking
+    assert not specs["marts/directional_affinity:directional_affinity_bounds"].blocking
+    assert specs["warehouse/published:published_matches_working"].blocking
 
 
 def test_jobs_select_the_right_assets() -> None:
