@@ -162,7 +162,7 @@ def needed_z(con: duckdb.DuckDBPyConnection, settings: Settings, src: str) -> fl
 def _reasons_sql() -> tuple[str, str]:
     """SQL expressions for reason_zh and reason_en over the columns of ``tiered``."""
     pct = "format('{:.1f}', 100 * lead_confidence)"
-    lift = "format('{:.1f}', lead_lift)"
+    lift = "format(CASE WHEN lead_lift < 1.1 THEN '{:.2f}' ELSE '{:.1f}' END, lead_lift)"
     nab = "format('{:,}', lead_n_ab)"
     need = "format('{:,}', customers_needed)"
     base = "format('{:.1f}', 100 * base_rate)"

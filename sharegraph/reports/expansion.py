@@ -25,6 +25,7 @@ from sharegraph.reports.page import (
     figure_html,
     html_table,
     is_message,
+    message,
     section,
     write_page,
 )
@@ -34,14 +35,23 @@ _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 RECOMMENDATIONS = (
     Col("rank", "排名", "Rank", "int"),
-    Col("category", "建议新增类目", "Category to add"),
+    Col("category", "候选类目", "Candidate category"),
+    Col("tier_zh", "把握程度", "Confidence", en_name="tier_en"),
+    Col("reason_zh", "理由", "Why", en_name="reason_en"),
     Col("expected_incremental_gmv_yuan", "预期增量 GMV", "Expected incremental GMV", "money"),
     Col("expected_buyers", "预期买家", "Expected buyers", "float"),
+    Col("customers_needed", "确认所需共同客户", "Common customers needed", "int"),
     Col("n_customers_with_uplift", "有提升的客户", "Customers with uplift", "int"),
     Col("n_merchant_customers", "商家客户数", "Merchant customers", "int"),
     Col("avg_order_value_yuan", "客单价", "Avg order value", "money"),
-    Col("evidence", "证据", "Evidence"),
 )
+
+TIER_NAMES = {
+    "significant": ("显著", "Significant"),
+    "suggestive": ("提示性（未校正显著）", "Suggestive (not significant after correction)"),
+    "insufficient_data": ("数据不足", "Insufficient data"),
+}
+"""Reader-facing names of ``confidence_tier`` (marts.expansion_recommendations)."""
 
 EVIDENCE = (
     Col("rank", "建议排名", "Rank", "int"),
@@ -62,7 +72,7 @@ WEAK = (
     Col("n_customers", "客户数", "Customers", "int"),
     Col("share_of_customers", "客户占比", "Share of customers", "pct"),
     Col("mean_lift_to_line", "与其他类目平均提升度", "Mean lift to the line", "float"),
-    Col("is_weak", "弱类目", "Weak"),
+    Col("is_weak_zh", "弱类目", "Weak", en_name="is_weak_en"),
 )
 
 
@@ -114,17 +124,41 @@ def affinity_heatmap(con: duckdb.DuckDBPyConnection, merchant_id: str) -> figure
         frame, "lift",
         ("本商家客户的类目亲和度（提升度，1 = 独立）", "Category affinity among this merchant's customers (lift, 1 = independent)"),
         (("买了 A", "Bought A"), ("也买了 B", "Also bought B")),
+        note=("红色 > 1：买 A 的客户更常也买 B；蓝色 < 1：更少；灰色：没有客户同时买过",
+              "red > 1: A buyers buy B more often than average; blue < 1: less often; grey: nobody bought both"),
     )
+
+
+def _tier_sql(lang: int) -> str:
+    cases = " ".join(f"WHEN '{k}' THEN '{v[lang]}'" for k, v in TIER_NAMES.items())
+    return f"CASE confidence_tier {cases} END"
 
 
 def recommendations(con: duckdb.DuckDBPyConnection, merchant_id: str) -> pl.DataFrame | None:
+    """The merchant's candidates, best first, with the tier and reason in both languages."""
     return query(
         con,
-        """SELECT rank, category, expected_incremental_gmv_yuan, expected_buyers,
-                  n_customers_with_uplift, n_merchant_customers, avg_order_value_yuan, evidence
+        f"""SELECT rank, category, confidence_tier, {_tier_sql(0)} AS tier_zh,
+                  {_tier_sql(1)} AS tier_en, reason_zh, reason_en, expected_incremental_gmv_yuan,
+                  expected_buyers, customers_needed, n_customers_with_uplift,
+                  n_merchant_customers, avg_order_value_yuan
            FROM marts.expansion_recommendations WHERE merchant_id = ? ORDER BY rank""",
         [merchant_id],
     )
+
+
+def nothing_significant(settings: Settings) -> str:
+    """Why a merchant's list has no significant candidate, in words (both languages)."""
+    n, alpha = settings.min_pair_customers, settings.fdr_alpha
+    return message(
+        f"本店还没有能确认的拓品建议：在全体客户中，本店所卖类目与这些候选类目之间的关联都没有达到显著"
+        f"（至少 {n:,} 位共同客户，并且在比较了所有类目对之后 q ≤ {alpha:g}）。"
+        "下表按观察到的关联列出候选，并写明确认每一条所需的共同客户数。",
+        f"No recommendation for this shop can be confirmed yet: across all customers, no link between "
+        f"the categories it sells and these candidates is significant (at least {n:,} common customers "
+        f"and q ≤ {alpha:g} after comparing every category pair). The table lists the candidates by "
+        "the observed link, with the common customers each would need to be confirmed.",
+        kind="reason")
 
 
 def evidence(con: duckdb.DuckDBPyConnection, merchant_id: str, limit: int) -> pl.DataFrame | None:
@@ -168,6 +202,8 @@ def spillover(con: duckdb.DuckDBPyConnection, merchant_id: str) -> figures.Block
         ("分享外溢：点击本商家类目的分享后购买的其他类目（提升度）",
          "Spill-over: what clickers of shares in this merchant's categories bought next (lift)"),
         (("分享的类目 A", "Shared category A"), ("之后购买 B", "Then bought B")),
+        note=("< 1 不代表分享有害：只是点击 A 的人转买 B 比一般点击者少（他们多半买了 A 本身）",
+              "< 1 does not mean sharing hurts: A's clickers turn to B less than the average clicker (they mostly buy A)"),
     )
 
 
@@ -175,7 +211,8 @@ def weak_categories(con: duckdb.DuckDBPyConnection, merchant_id: str, cap: int) 
     frame = query(
         con,
         """SELECT weakness_rank, category, n_customers, share_of_customers, mean_lift_to_line,
-                  CASE WHEN is_weak THEN '是 / yes' ELSE '否 / no' END AS is_weak
+                  CASE WHEN is_weak THEN '是' ELSE '否' END AS is_weak_zh,
+                  CASE WHEN is_weak THEN 'yes' ELSE 'no' END AS is_weak_en
            FROM marts.weak_categories WHERE merchant_id = ? ORDER BY weakness_rank""",
         [merchant_id],
     )
@@ -194,19 +231,26 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
     title = Text(f"商家拓品报告：{shown}", f"Merchant expansion report: {shown}")
     recs = recommendations(con, merchant_id)
     ev = evidence(con, merchant_id, cap)
-    bar = explain(figures.ranked_money_bar(
-        recs, "category", "expected_incremental_gmv_yuan",
-        ("建议新增类目：预期增量 GMV", "Categories to add: expected incremental GMV"),
-        ("预期增量 GMV（¥）", "Expected incremental GMV (¥)")), notes, recs_table)
-    # an empty bar chart means an empty table: say it once
-    recs_html = figure_html(bar, "fig-recommendations") + (
-        "" if is_message(bar) else html_table(recs, RECOMMENDATIONS, row_cap=cap, table_id="recommendations"))
+    significant = None if recs is None else recs.filter(pl.col("confidence_tier") == "significant")
+    if recs is not None and recs.height and not significant.height:
+        bar = nothing_significant(settings)  # a list, but nothing confirmed: say why
+    else:
+        bar = explain(figures.ranked_money_bar(
+            significant, "category", "expected_incremental_gmv_yuan",
+            ("建议新增类目：预期增量 GMV（显著）", "Categories to add: expected incremental GMV (significant)"),
+            ("预期增量 GMV（¥）", "Expected incremental GMV (¥)")), notes, recs_table)
+    table = html_table(recs, RECOMMENDATIONS, row_cap=cap, table_id="recommendations")
+    # an empty table is already said by the chart's message: say it once
+    recs_html = figure_html(bar, "fig-recommendations") + ("" if is_message(table) else table)
     body = "".join([
         section(Text("拓品建议", "Expansion recommendations"),
                 recs_html,
-                Text("本商家未销售的类目，按本商家客户的类目亲和度（显著的 A → B 提升）估算预期增量 GMV 排序。",
-                     "Categories this merchant does not sell, ranked by expected incremental GMV from its own "
-                     "customers' affinity (significant A -> B uplift)."), "recommendations"),
+                Text("本商家未销售的类目（最多 10 个），按本商家客户的类目亲和度估算的预期增量 GMV 排序："
+                     "先是显著的，再是提示性的和数据不足的（写明确认所需的共同客户数）。",
+                     "Up to 10 categories this merchant does not sell, ranked by expected incremental GMV "
+                     "from its own customers' affinity: significant ones first, then suggestive ones and "
+                     "those with too little data (with the common customers needed to confirm them)."),
+                "recommendations"),
         section(Text("证据", "Evidence"),
                 explain(html_table(ev, EVIDENCE, row_cap=cap, table_id="evidence"), notes, recs_table),
                 Text("支持每条建议的类目对：提升度、支持度、置信度、同时购买人数、p 值与 BH 校正 q 值（全体客户）。",
@@ -217,7 +261,13 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                             height=560), sid="affinity"),
         section(Text("分享外溢", "Spill-over from shares"),
                 figure_html(explain(spillover(con, merchant_id), notes, "marts.spillover_affinity"),
-                            "fig-spillover", height=560), sid="spillover"),
+                            "fig-spillover", height=560),
+                Text(f"提升度 = 点击 A 类分享的人在 {settings.spillover_window_days} 天内买 B 的比例 ÷ 所有点击者买 B 的比例。低于 1 并不表示分享有害，"
+                     "只说明这些点击者转买 B 的比一般点击者少，他们往往买的是分享的类目本身。",
+                     f"Lift = share of clickers of an A share who bought B within {settings.spillover_window_days} days ÷ the same share among "
+                     "all clickers. Below 1 does not mean sharing hurts: those clickers turned to B less often "
+                     "than the average clicker, usually because they bought the shared category itself."),
+                "spillover"),
         section(Text("类目契合度", "Category fit"),
                 explain(weak_categories(con, merchant_id, cap), notes, "marts.weak_categories", aff_table),
                 Text("弱类目：与本商家其他类目的平均提升度 < 1 且客户覆盖低于平均。",

@@ -267,7 +267,7 @@ def test_every_merchant_gets_ranked_candidates_with_tiers_like_pandas():
     # the reasons say the numbers in words, in each language
     sig = rec[rec.confidence_tier == "significant"].iloc[0]
     assert sig.reason_zh == (f"买{sig.lead_category}的客户中 {100 * sig.lead_confidence:.1f}% 也买"
-                             f"{sig.category}，是平均水平的 {sig.lead_lift:.1f} 倍"
+                             f"{sig.category}，是平均水平的 {sig.lead_lift:.{2 if sig.lead_lift < 1.1 else 1}f} 倍"
                              f"（{sig.lead_n_ab:,} 位共同客户）。")
     assert sig.reason_en.startswith(f"{100 * sig.lead_confidence:.1f}% of customers who buy ")
     low = rec[rec.customers_needed.notna()].iloc[0]

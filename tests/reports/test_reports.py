@@ -201,9 +201,12 @@ def test_heatmap_pivots_and_escapes() -> None:
     fig = figures.pair_heatmap(frame, "lift", ("t", "t"), (("A", "A"), ("B", "B")))
     xs, ys = list(fig.data[0].x), list(fig.data[0].y)
     assert page.pesc(XSS[0]) in xs and page.pesc(XSS[0]) in ys
-    z = np.array(fig.data[0].z, dtype=float)
-    assert z[ys.index("x"), xs.index("y")] == 2.0 and np.isnan(z[ys.index(page.pesc(XSS[0])), xs.index(page.pesc(XSS[0]))])
-    assert fig.data[0].zmid == 1.0
+    z = np.array(fig.data[0].z, dtype=float)  # log2(lift): 1 = lift 2
+    assert z[ys.index("x"), xs.index("y")] == 1.0 and np.isnan(z[ys.index(page.pesc(XSS[0])), xs.index(page.pesc(XSS[0]))])
+    assert fig.data[0].zmid == 0.0 and fig.data[0].zmax == -fig.data[0].zmin == 3.0  # 1/8 .. 8 everywhere
+    assert fig.data[0].text[ys.index("x")][xs.index("y")] == "2.00"  # the value in the cell
+    cell = ys.index(page.pesc(XSS[0])), xs.index(page.pesc(XSS[0]))
+    assert fig.data[1].text[cell[0]][cell[1]] == "同类目"  # missing: grey, labelled
 
 
 def test_ranked_money_bar() -> None:
