@@ -355,8 +355,11 @@ _AGENT_INFLUENCE_SQL = """
                    m.direct_buyers,
                    coalesce(d.new_customers, 0) AS new_customers,
                    m.reach AS downstream_reach, m.generations AS downstream_generations,
-                   m.ds_gmv AS downstream_gmv, m.ds_total AS downstream_gmv_total,
-                   m.influence_gmv, m.pagerank, m.pagerank_rank,
+                   -- ¥ as DECIMAL(18,2) like direct_gmv (the kernel's floats are already
+                   -- rounded to the fen, so the cast changes no value)
+                   m.ds_gmv::DECIMAL(18,2) AS downstream_gmv,
+                   m.ds_total::DECIMAL(18,2) AS downstream_gmv_total,
+                   m.influence_gmv::DECIMAL(18,2) AS influence_gmv, m.pagerank, m.pagerank_rank,
                    coalesce(sh.shares_made, 0) AS shares_made,
                    m.clicks AS clicks_received,
                    coalesce(d.share_orders, 0) AS share_orders,
