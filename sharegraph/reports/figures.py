@@ -183,6 +183,9 @@ def cascade_distributions(frame: pl.DataFrame | None) -> Block:
     ).update_layout(title_pad_b=30)  # above the subplot titles
 
 
+BOTTOM_LEGEND = {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yref": "container",
+                 "yanchor": "bottom"}
+"""A horizontal legend along the figure's bottom edge: it takes no width from the plot on a phone."""
 _INCOMPLETE = {"color": "#cbd2d9", "pattern": {"shape": "/", "fgcolor": "#9aa5b1"}}
 """How a period that is not complete yet is drawn: grey, hatched (never read as a decline)."""
 
@@ -222,8 +225,7 @@ def kfactor_by_cohort(frame: pl.DataFrame | None, window_days: int | None = None
         he.append(f"cohort %{{x}}<br>K = %{{y:.3f}}<br>members %{{customdata:,}}<br>{en}<extra></extra>")
     fig.add_hline(y=1.0, line_dash="dot", line_color="#dc2626")
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=cohorts.tolist())
-    fig.update_layout(barmode="overlay", showlegend=bool((~full).any()),
-                      legend={"orientation": "h", "y": -0.25, "x": 0})
+    fig.update_layout(barmode="overlay", showlegend=False)  # hatched = incomplete, said under the chart
     within_zh = f"{window_days} 天内" if window_days else ""
     within_en = f" within {window_days} days" if window_days else ""
     return bilingual_layout(
@@ -272,7 +274,7 @@ def channel_migration(frame: pl.DataFrame | None) -> Block:
          "yaxis.title.text": "Share of GMV"},
         {"name": names_zh, "hovertemplate": hz},
         {"name": names_en, "hovertemplate": he},
-    )
+    ).update_layout(legend=BOTTOM_LEGEND, margin_b=120)
 
 
 def group_buy_fill(frame: pl.DataFrame | None, success_rate: float | None = None, bins: int = 20) -> Block:
@@ -388,7 +390,7 @@ def monthly_gmv_by_class(frame: pl.DataFrame | None) -> Block:
         he.append(f"{en} %{{x}}%{{customdata[0]}}<br>GMV ¥%{{y:,.2f}}<extra></extra>")
     if not fig.data:
         return no_data()
-    fig.update_layout(barmode="stack", legend={"orientation": "h", "y": -0.2, "x": 0})
+    fig.update_layout(barmode="stack")
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=months)
     fig.update_yaxes(**MONEY_AXIS)
     return bilingual_layout(
@@ -399,7 +401,7 @@ def monthly_gmv_by_class(frame: pl.DataFrame | None) -> Block:
          "yaxis.title.text": "Paid GMV (¥)"},
         {"name": names_zh, "hovertemplate": hz},
         {"name": names_en, "hovertemplate": he},
-    )
+    ).update_layout(legend=BOTTOM_LEGEND, margin_b=120)
 
 
 def monthly_series(frame: pl.DataFrame | None, titles: tuple[str, str], axis: tuple[str, str],

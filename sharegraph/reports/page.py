@@ -356,7 +356,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .grid2>section{min-width:0}
 .chart{width:100%;min-width:0}
 dl.glossary dt{font-weight:600;margin-top:.8rem} dl.glossary dd{margin:.2rem 0 0 1rem}
-@media (max-width:600px){header{padding:.5rem .8rem} main{padding:.6rem .8rem} header h1{font-size:1.05rem}
+@media (max-width:600px){header{padding:.5rem .8rem;position:static} main{padding:.6rem .8rem} header h1{font-size:1.05rem}
 .card .value{font-size:1.15rem}}
 footer{color:var(--muted);font-size:.8rem;padding:1rem 1.2rem;border-top:1px solid var(--line)}
 """
@@ -387,9 +387,43 @@ _SCRIPT = """
         }
       });
     }
+    fitTitles();
     try { window.localStorage.setItem(KEY, lang); } catch (e) { /* file:// may forbid it */ }
   }
   window.sharegraphSetLang = setLang;
+  // Plotly does not wrap titles: on a narrow chart, break the current language's title into
+  // lines that fit (at spaces, or anywhere in CJK text), so nothing is cut off sideways.
+  function fitTitle(gd){
+    var meta = gd.layout && gd.layout.meta && gd.layout.meta.i18n;
+    var lang = document.documentElement.getAttribute('data-lang') === 'en' ? 'en' : 'zh';
+    var full = meta && meta[lang] && meta[lang].layout && meta[lang].layout['title.text'];
+    if (!full || !gd.clientWidth) { return; }
+    var px = (gd.layout.title && gd.layout.title.font && gd.layout.title.font.size) || 17;
+    var room = gd.clientWidth - 28;
+    var lines = full.split('<br>'), out = [];
+    lines.forEach(function(line){
+      if (/<sup>|<sub>/.test(line)) { out.push(line); return; }
+      var cur = '', width = 0, words = line.match(/[\\u2e80-\\uffff]|[^\\s\\u2e80-\\uffff]+\\s*|\\s+/g) || [];
+      words.forEach(function(w){
+        var cw = 0;
+        for (var i = 0; i < w.length; i++) { cw += w.charCodeAt(i) > 0x2e80 ? px : px * 0.62; }
+        if (cur && width + cw > room) { out.push(cur.replace(/\\s+$/, '')); cur = ''; width = 0; }
+        cur += w; width += cw;
+      });
+      out.push(cur);
+    });
+    var text = out.join('<br>');
+    if (gd.layout.title.text !== text) { Plotly.relayout(gd, {'title.text': text}); }
+  }
+  function fitTitles(){
+    if (!window.Plotly) { return; }
+    document.querySelectorAll('.js-plotly-plot').forEach(fitTitle);
+  }
+  window.sharegraphFitTitles = fitTitles;
+  var resizeTimer = null;
+  window.addEventListener('resize', function(){
+    clearTimeout(resizeTimer); resizeTimer = setTimeout(fitTitles, 150);
+  });
   function sortTable(th){
     var table = th.closest('table');
     var index = Array.prototype.indexOf.call(th.parentNode.children, th);
@@ -425,7 +459,7 @@ _SCRIPT = """
   window.addEventListener('load', function(){
     var saved = null;
     try { saved = window.localStorage.getItem(KEY); } catch (e) { saved = null; }
-    if (saved === 'en') { setLang('en'); }
+    if (saved === 'en') { setLang('en'); } else { fitTitles(); }
   });
 })();
 """
