@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -30,6 +31,13 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRTY_SHARE = 0.005
+STAGE_LINE = re.compile(r"^\s+[✓✗] (\w+)\s.*?([\d.]+) s(?:\s|$)", re.M)
+"""A stage line of the console report: ``✓ graph  6 assets  3,077 rows  0.8 s  checks 3/3``."""
+
+
+def stage_seconds(report: str) -> dict[str, float]:
+    """Seconds per stage from the console report of one ``sharegraph run``."""
+    return {name: float(sec) for name, sec in STAGE_LINE.findall(report)}
 
 
 def export_shaped(world: Path, out: Path, seed: int = 1) -> Path:
@@ -98,7 +106,7 @@ def main() -> int:
         subprocess.run([py, "-m", "pipelines.cli", "generate", "--out", str(world), "--orders",
                         str(args.orders), "--people", str(args.people), "--seed", "1"], check=True)
     shaped = export_shaped(world, args.out / "export")
-    ours, peer = [], []
+    ours, peer, stages = [], [], []
     for i in range(args.runs):
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
             peer.append(_peak([py, "-c", BARE, str(shaped), str(Path(tmp) / "bare.duckdb")])[:2])
@@ -107,6 +115,7 @@ def main() -> int:
                                     "--warehouse", str(Path(tmp) / "wh.duckdb"),
                                     "--max-reject-rate", "0.02"])
             ours.append((wall, rss))
+            stages.append(stage_seconds(out))
             if i == 0:
                 print(out)
         print(f"run {i + 1}: sharegraph run {ours[-1][0]:.1f} s / {ours[-1][1]:.2f} GiB; "
@@ -115,6 +124,8 @@ def main() -> int:
                   "peak_rss_gib": statistics.median(r for _, r in xs)}
            for name, xs in (("sharegraph_run", ours), ("bare_read_csv", peer))}
     med["ratio"] = med["sharegraph_run"]["wall_s"] / med["bare_read_csv"]["wall_s"]
+    med["stage_s"] = {name: statistics.median(run.get(name, 0.0) for run in stages)
+                      for name in stages[0]}
     med["input_bytes"] = sum(f.stat().st_size for f in shaped.glob("*.csv"))
     print(json.dumps(med, indent=1))
     (args.out / "e2e.json").write_text(json.dumps(med, indent=1), encoding="utf-8")

@@ -7,7 +7,9 @@ Stages, each in its own process so peak RSS is per stage:
 1. generate the demo world at scale (timed; the generator itself is what is measured);
 2. ingest: validated ``load_inputs`` vs a bare DuckDB ``read_csv`` of the same files;
 3. influence: graph build + influence marts vs igraph PageRank + reach on the same arrays;
-4. affinity: the affinity stage vs a hand-written DuckDB self-join and mlxtend on a sample.
+4. affinity: the affinity stage vs a hand-written DuckDB self-join and mlxtend on a sample;
+5. e2e: whole ``sharegraph run`` processes on an export-shaped copy of the world (shuffled,
+   dirty rows, a malformed line, GBK products) vs a bare DuckDB ``read_csv`` of the same files.
 Each benchmark prints medians and ratios against its peer measured in the same run.
 """
 
@@ -38,14 +40,15 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1/10 scale")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--runs", type=int, default=3, help="repeats per measurement (medians)")
-    ap.add_argument("--only", choices=("generate", "ingest", "influence", "affinity"), action="append")
+    ap.add_argument("--only", choices=("generate", "ingest", "influence", "affinity", "e2e"),
+                    action="append")
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
     orders, people = int(10_000_000 * scale), int(2_000_000 * scale)
     world = args.out / "world"
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    only = set(args.only or ("generate", "ingest", "influence", "affinity"))
+    only = set(args.only or ("generate", "ingest", "influence", "affinity", "e2e"))
     log: list[str] = [f"# sharegraph benchmarks ({'quick, 1/10' if args.quick else 'full'} scale)\n"]
 
     if "generate" in only or not (world / "orders.csv").exists():
@@ -63,6 +66,10 @@ def main() -> int:
              [py, str(BENCH / "bench_affinity.py"), "--lines", str(orders),
               "--customers", str(people), "--categories", "200",
               "--sample", str(min(100_000, people))], log)
+    if "e2e" in only:
+        _run("e2e: whole sharegraph run vs bare read_csv (export-shaped input)",
+             [py, str(BENCH / "bench_e2e.py"), "--world", str(world), "--runs", str(args.runs),
+              "--out", str(args.out / "e2e")], log)
     report = args.out / "results.md"
     report.write_text("\n".join(log), encoding="utf-8")
     print(f"\nresults: {report}")
