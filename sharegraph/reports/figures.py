@@ -316,7 +316,7 @@ def group_buy_fill(frame: pl.DataFrame | None, success_rate: float | None = None
         {"title.text": f"Group buys: fill rate and time to fill{rate_en}",
          "annotations[0].text": "Fill rate (members / target)", "annotations[1].text": "Hours to fill (filled groups)",
          "yaxis.title.text": "Groups", "xaxis2.title.text": "Hours"},
-        {"hovertemplate": ["成团率 %{x:.0%}: %{y:,} 团<extra></extra>", "%{x:.1f} 小时: %{y:,} 团<extra></extra>"]},
+        {"hovertemplate": ["满员率 %{x:.0%}: %{y:,} 团<extra></extra>", "%{x:.1f} 小时: %{y:,} 团<extra></extra>"]},
         {"hovertemplate": ["fill %{x:.0%}: %{y:,} groups<extra></extra>", "%{x:.1f} h: %{y:,} groups<extra></extra>"]},
     )
     fig.update_layout(title_pad_b=30)  # above the subplot titles

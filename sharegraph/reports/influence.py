@@ -210,7 +210,8 @@ def downline_tree(con: duckdb.DuckDBPyConnection, settings: Settings) -> figures
             SELECT person_id, direct_gmv::DOUBLE AS gmv FROM marts.agent_influence
         ), picked AS (
             SELECT t.root_rank, t.person_id, t.parent_id, t.depth, coalesce(g.gmv, 0) AS gmv,
-                   row_number() OVER (ORDER BY t.depth, coalesce(g.gmv, 0) DESC, t.root_rank, t.person_id)
+                   row_number() OVER (ORDER BY t.depth, if(t.depth = 0, t.root_rank, 0),
+                                             coalesce(g.gmv, 0) DESC, t.root_rank, t.person_id)
                        AS node
             FROM tree t LEFT JOIN gmv g USING (person_id)
             QUALIFY node <= {TREE_NODE_CAP}

@@ -111,6 +111,8 @@ def test_empty_or_missing_frames_give_a_message() -> None:
         figures.channel_migration(None),
         figures.group_buy_fill(None),
         figures.downline_treemap(None),
+        figures.monthly_gmv_by_class(None),
+        figures.monthly_series(pl.DataFrame({"month": [], "value": []}), ("a", "b"), ("a", "b")),
         figures.cascade_tree(None, ("a", "b")),
         figures.pair_heatmap(None, "lift", ("a", "b"), (("a", "b"), ("c", "d"))),
         figures.ranked_money_bar(None, "c", "v", ("a", "b"), ("a", "b")),
@@ -171,9 +173,39 @@ def test_channel_migration_and_kfactor() -> None:
 
 def test_group_buy_fill_bins_counts() -> None:
     frame = pl.DataFrame({"fill_rate": [1.0, 1.0, 0.5, 0.0], "hours_to_fill": [2.0, 4.0, None, None]})
-    fig = figures.group_buy_fill(frame)
+    fig = figures.group_buy_fill(frame, 2 / 3)  # the headline rate: filled / (filled + failed)
     assert sum(fig.data[0].y) == 4 and sum(fig.data[1].y) == 2
-    assert "50.0%" in fig.layout.title.text
+    assert "66.7%" in fig.layout.title.text and "66.7% success" in _labels(fig)["en"]["layout"]["title.text"]
+    assert "%" not in figures.group_buy_fill(frame).layout.title.text  # no rate given: none invented
+
+
+def test_kfactor_marks_incomplete_cohorts() -> None:
+    frame = pl.DataFrame({"cohort": ["2025-01-06", "2025-01-13", "2025-01-20"], "k_factor": [0.5, 0.4, 0.1],
+                          "cohort_size": [10, 10, 10], "complete": [True, True, False]})
+    fig = figures.kfactor_by_cohort(frame, 30)
+    assert [list(tr.x) for tr in fig.data] == [["2025-01-06", "2025-01-13"], ["2025-01-20"]]
+    assert fig.data[1].marker.pattern.shape == "/" and "Incomplete" in _labels(fig)["en"]["traces"]["name"][1]
+    assert "30" in fig.layout.yaxis.title.text
+    assert len(figures.kfactor_by_cohort(frame.drop("complete")).data) == 1
+
+
+def test_lorenz_is_titled_over_credited_people() -> None:
+    fig = figures.lorenz_curve(pl.DataFrame({"gmv": [1.0, 2.0, 7.0]}), 0.4, None)
+    assert "被归因者" in fig.layout.title.text and "代理" not in fig.layout.title.text
+    assert "credited people" in _labels(fig)["en"]["layout"]["title.text"]
+
+
+def test_monthly_trend_figures_hatch_incomplete_months() -> None:
+    frame = pl.DataFrame({"month": ["2025-01", "2025-01", "2025-02", "2025-02"],
+                          "class": ["social", "platform", "social", "platform"],
+                          "gmv": [10.0, 20.0, 5.0, 1.0], "complete": [True, True, False, False]})
+    fig = figures.monthly_gmv_by_class(frame)
+    assert [tr.name for tr in fig.data] == ["平台渠道", "社交渠道"] and fig.layout.barmode == "stack"
+    assert list(fig.data[0].marker.pattern.shape) == ["", "/"] and fig.layout.yaxis.tickprefix == "¥"
+    rate = figures.monthly_series(pl.DataFrame({"month": ["2025-01", "2025-02"], "value": [0.5, None],
+                                                "complete": [True, True]}), ("t", "t"), ("a", "a"), "rate", 0.5)
+    assert list(rate.data[0].x) == ["2025-01"] and rate.layout.yaxis.tickformat == ".0%"
+    assert figures.monthly_series(None, ("t", "t"), ("a", "a")) == page.no_data()
 
 
 def test_treemap_labels_are_escaped_and_ids_opaque() -> None:
@@ -228,16 +260,44 @@ def test_report_file_names_are_safe_and_distinct() -> None:
 def test_render_all_writes_every_report(rendered: dict) -> None:
     out: Path = rendered["dir"]
     names = sorted(p.name for p in out.iterdir())
-    assert {"index.html", "influence.html", "cascades.html", "plotly.min.js",
+    assert {"index.html", "influence.html", "cascades.html", "plotly.min.js", "trends.html", "glossary.html",
             "expansion-m_beauty.html", "expansion-m_home.html"} <= set(names)
     index = (out / "index.html").read_text(encoding="utf-8")
-    for f in ("influence.html", "cascades.html", "expansion-m_beauty.html", "expansion-m_home.html"):
+    for f in ("influence.html", "cascades.html", "expansion-m_beauty.html", "expansion-m_home.html",
+              "trends.html", "glossary.html"):
         assert f'href="{f}"' in index
     assert "KiB" in index and "MiB" in index  # report sizes, plotly.min.js size
     assert re.search(r"¥\d{1,3}(,\d{3})*\.\d\d", index)
     influence_html = (out / "influence.html").read_text(encoding="utf-8")
     assert influence_html.count("Plotly.newPlot") == 7
     assert 'id="leaderboard"' in influence_html
+    trends = (out / "trends.html").read_text(encoding="utf-8")
+    assert trends.count("Plotly.newPlot") == 4
+    for text in (influence_html, trends):  # every chart says what it means, in both languages
+        assert text.count('<p class="meaning">') >= text.count("Plotly.newPlot")
+    glossary = (out / "glossary.html").read_text(encoding="utf-8")
+    from sharegraph.metrics.headline import DEFINITIONS
+
+    for metric, (_, zh, en) in DEFINITIONS.items():
+        assert f"<code>{metric}</code>" in glossary and html_escape(zh) in glossary and html_escape(en) in glossary
+    for text in (index, influence_html, trends, glossary):
+        assert 'href="glossary.html"' in text and 'href="trends.html"' in text  # in the nav
+
+
+def test_downline_treemap_roots_are_the_leaderboard_top(tmp_path: Path) -> None:
+    """The treemap's roots are the leaderboard's top agents (#1 first), not another notion of
+    downline: the contradiction of issue #14."""
+    from sharegraph.reports.influence import TREE_ROOTS, downline_tree
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    build_world(con)
+    top = [r[0] for r in con.execute(
+        "SELECT person_id FROM marts.agent_influence WHERE is_agent AND influence_gmv > 0 "
+        "ORDER BY influence_gmv DESC, person_id LIMIT ?", [TREE_ROOTS]).fetchall()]
+    fig = downline_tree(con, SETTINGS)
+    con.close()
+    roots = [lab for lab, parent in zip(fig.data[0].labels, fig.data[0].parents, strict=True) if not parent]
+    assert roots == [f"#{i} {pseudonym(p, SETTINGS.pseudonym_key)}" for i, p in enumerate(top, 1)]
 
 
 def test_reports_never_print_raw_person_ids(rendered: dict) -> None:
