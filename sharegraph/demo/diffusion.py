@@ -43,11 +43,51 @@ def _friends(rng: np.random.Generator, n: int, community: int) -> tuple[np.ndarr
 
 def generate_diffusion_world(out: str | Path, seed: int = 3, people: int = 3000,
                              campaigns: int = 40_000) -> dict[str, object]:
-    """Write the world into ``out``; returns the truth (also in truth.json)."""
+    """Write the world into ``out``; returns the truth (also in truth.json).
+
+    The steps draw from one ``numpy.random.Generator`` in a fixed order, so the same
+    arguments give byte-identical files."""
     rng = np.random.default_rng(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = people
+    w = _people(rng, n)
+    src, dst = w["src"], w["dst"]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+
+    ids = np.array([f"u{i:06d}" for i in range(n)])
+    products = [(f"p{j:03d}", cat, merchant, round(price * (0.8 + 0.1 * j), 2))
+                for j, (cat, merchant, price) in enumerate(CATEGORIES)]
+    ev, od = _run_campaigns(rng, w, indptr, campaigns, len(products))
+    _write_events(out, ev, ids, products)
+    _write_orders(out, od, ids, products)
+    pl.DataFrame({
+        "product_id": [p[0] for p in products], "product_name": [f"{p[1]}爆款" for p in products],
+        "category": [p[1] for p in products], "merchant_id": [p[2] for p in products],
+        "merchant_name": [p[2] for p in products], "price": [f"{p[3]:.2f}" for p in products],
+        "agent_price": [f"{p[3] * 0.7:.2f}" for p in products],
+    }).write_csv(out / "products.csv")
+    pl.DataFrame({"src": ids[src], "dst": ids[dst]}).write_csv(out / "truth_edges.csv")
+    click, convert, reshare = w["click"], w["convert"], w["reshare"]
+    truth: dict[str, object] = {
+        "seed": seed, "people": n, "campaigns": campaigns,
+        "period": [str(PERIOD_START.date()), str((PERIOD_START + timedelta(days=PERIOD_DAYS)).date())],
+        "model": "independent cascade with node coin: share -> friend clicks (click[u]) -> "
+                 "buys (convert[u]) -> re-shares (reshare[v])",
+        "mean_order_yuan": float(np.mean([p[3] for p in products])),
+        "stars": ids[w["stars"]].tolist(), "decoys": ids[w["decoys"]].tolist(),
+        "twins": ids[w["twins"]].tolist(),
+        "params": {"person_id": ids.tolist(), "click": click.round(6).tolist(),
+                   "convert": convert.round(6).tolist(), "reshare": reshare.round(6).tolist()},
+    }
+    (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False), encoding="utf-8")
+    return truth
+
+
+def _people(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """The friend graph (deduplicated ``src`` -> ``dst``, no self edges, sorted by source)
+    and the true per-person parameters, with the planted stars, decoys and twins."""
     src, dst = _friends(rng, n, 50)
     click = rng.beta(2, 8, n)
     convert = rng.beta(1.5, 12, n)
@@ -71,34 +111,38 @@ def generate_diffusion_world(out: str | Path, seed: int = 3, people: int = 3000,
     dst = np.concatenate([dst, *extra_d])
     keep = src != dst
     key = np.unique(src[keep] * n + dst[keep])
-    src, dst = key // n, key % n
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return {"src": key // n, "dst": key % n, "click": click, "convert": convert,
+            "reshare": reshare, "stars": stars, "decoys": decoys, "twins": twins}
 
-    ids = np.array([f"u{i:06d}" for i in range(n)])
-    products = [(f"p{j:03d}", cat, merchant, round(price * (0.8 + 0.1 * j), 2))
-                for j, (cat, merchant, price) in enumerate(CATEGORIES)]
-    ev_type, ev_share, ev_actor, ev_time, ev_parent, ev_prod = [], [], [], [], [], []
-    od_cust, od_time, od_prod, od_share = [], [], [], []
+
+def _run_campaigns(rng: np.random.Generator, w: dict[str, np.ndarray], indptr: np.ndarray,
+                   campaigns: int, n_products: int) -> tuple[dict[str, list], dict[str, list]]:
+    """Run every historical campaign through the true process, one generation at a time.
+
+    Returns the share events (type, share number, actor, time in days, parent, product) and
+    the orders (customer, time in days, product, share number), as lists; a person buys at
+    most once per campaign."""
+    dst, click, convert, reshare = w["dst"], w["click"], w["convert"], w["reshare"]
+    ev: dict[str, list] = {k: [] for k in ("type", "share", "actor", "time", "parent", "product")}
+    od: dict[str, list] = {k: [] for k in ("customer", "time", "product", "share")}
     share_no = 0
-    roots = rng.integers(0, n, campaigns)
+    roots = rng.integers(0, indptr.size - 1, campaigns)  # indptr has one entry per person + 1
     starts = np.sort(rng.uniform(0, PERIOD_DAYS - 10, campaigns))
-    prods = rng.integers(0, len(products), campaigns)
+    prods = rng.integers(0, n_products, campaigns)
     for c in range(campaigns):
-        t0 = starts[c]
         sharers = np.array([roots[c]])
         parents = np.array([-1])
-        times = np.array([t0])
+        times = np.array([starts[c]])
         bought = {int(roots[c])}
         while sharers.size:
             sids = np.arange(share_no, share_no + sharers.size)
             share_no += sharers.size
-            ev_type += ["share" if p < 0 else "reshare" for p in parents]
-            ev_share += sids.tolist()
-            ev_actor += sharers.tolist()
-            ev_time += times.tolist()
-            ev_parent += parents.tolist()
-            ev_prod += [prods[c]] * sharers.size
+            ev["type"] += ["share" if p < 0 else "reshare" for p in parents]
+            ev["share"] += sids.tolist()
+            ev["actor"] += sharers.tolist()
+            ev["time"] += times.tolist()
+            ev["parent"] += parents.tolist()
+            ev["product"] += [prods[c]] * sharers.size
             deg = indptr[sharers + 1] - indptr[sharers]
             owner = np.repeat(np.arange(sharers.size), deg)
             pos = np.repeat(indptr[sharers] - np.cumsum(deg) + deg, deg) + np.arange(int(deg.sum()))
@@ -106,86 +150,81 @@ def generate_diffusion_world(out: str | Path, seed: int = 3, people: int = 3000,
             clicked = rng.random(friend.size) < click[sharers[owner]]
             owner, friend = owner[clicked], friend[clicked]
             ctime = times[owner] + rng.uniform(0.01, 1.0, owner.size)
-            ev_type += ["click"] * owner.size
-            ev_share += sids[owner].tolist()
-            ev_actor += friend.tolist()
-            ev_time += ctime.tolist()
-            ev_parent += [-1] * owner.size
-            ev_prod += [prods[c]] * owner.size
+            ev["type"] += ["click"] * owner.size
+            ev["share"] += sids[owner].tolist()
+            ev["actor"] += friend.tolist()
+            ev["time"] += ctime.tolist()
+            ev["parent"] += [-1] * owner.size
+            ev["product"] += [prods[c]] * owner.size
             buys = rng.random(owner.size) < convert[sharers[owner]]
             b_owner, b_friend, b_time = owner[buys], friend[buys], ctime[buys] + 0.01
             _, first = np.unique(b_friend, return_index=True)  # one purchase per person
             new = [i for i in first if int(b_friend[i]) not in bought]
             b_owner, b_friend, b_time = b_owner[new], b_friend[new], b_time[new]
             bought.update(b_friend.tolist())
-            od_cust += b_friend.tolist()
-            od_time += b_time.tolist()
-            od_prod += [prods[c]] * b_friend.size
-            od_share += sids[b_owner].tolist()
+            od["customer"] += b_friend.tolist()
+            od["time"] += b_time.tolist()
+            od["product"] += [prods[c]] * b_friend.size
+            od["share"] += sids[b_owner].tolist()
             again = rng.random(b_friend.size) < reshare[b_friend]
             sharers, parents = b_friend[again], sids[b_owner[again]]
             times = b_time[again] + rng.uniform(0.05, 1.0, int(again.sum()))
+    return ev, od
 
-    def ts(days: list[float]) -> list[datetime]:
-        return [PERIOD_START + timedelta(seconds=int(d * 86400)) for d in days]
 
-    prod_id = [p[0] for p in products]
-    ev = pl.DataFrame({
-        "event_type": ev_type, "share_no": ev_share, "actor_id": ids[np.array(ev_actor)],
-        "occurred_at": ts(ev_time), "parent_no": ev_parent, "product": ev_prod,
+def _ts(days: list[float]) -> list[datetime]:
+    """Days after the period start -> wall times, to the second."""
+    return [PERIOD_START + timedelta(seconds=int(d * 86400)) for d in days]
+
+
+def _product_column(column: str, products: list[tuple], field: int) -> pl.Expr:
+    """The product index in ``column`` replaced by one field of the product tuple."""
+    return pl.col(column).replace_strict(list(range(len(products))), [p[field] for p in products])
+
+
+def _write_events(out: Path, ev: dict[str, list], ids: np.ndarray, products: list[tuple]) -> None:
+    """share_events.csv, numbered in time order."""
+    frame = pl.DataFrame({
+        "event_type": ev["type"], "share_no": ev["share"], "actor_id": ids[np.array(ev["actor"])],
+        "occurred_at": _ts(ev["time"]), "parent_no": ev["parent"], "product": ev["product"],
     }).sort(["occurred_at", "share_no"])
-    ev = ev.with_columns(
+    frame = frame.with_columns(
         pl.format("e{}", pl.int_range(1, pl.len() + 1).cast(pl.Utf8).str.zfill(8)).alias("event_id"),
         pl.format("s{}", pl.col("share_no").cast(pl.Utf8).str.zfill(8)).alias("share_id"),
         pl.when(pl.col("parent_no") >= 0)
           .then(pl.format("s{}", pl.col("parent_no").cast(pl.Utf8).str.zfill(8))).alias("parent_share_id"),
-        pl.col("product").replace_strict(list(range(len(products))), prod_id).alias("product_id"),
-        pl.col("product").replace_strict(list(range(len(products))), [p[1] for p in products]).alias("category"),
+        _product_column("product", products, 0).alias("product_id"),
+        _product_column("product", products, 1).alias("category"),
         pl.lit("wechat_chat").alias("channel"),
     )
-    ev.select("event_id", "event_type", "share_id", "actor_id",
-              pl.col("occurred_at").dt.strftime("%Y-%m-%d %H:%M:%S"), "parent_share_id",
-              "product_id", "category", "channel").write_csv(out / "share_events.csv")
-    prices = np.array([p[3] for p in products])
-    od = pl.DataFrame({
-        "customer_id": ids[np.array(od_cust, dtype=np.int64)], "ordered_at": ts(od_time),
-        "product": od_prod, "share_no": od_share,
+    frame.select("event_id", "event_type", "share_id", "actor_id",
+                 pl.col("occurred_at").dt.strftime("%Y-%m-%d %H:%M:%S"), "parent_share_id",
+                 "product_id", "category", "channel").write_csv(out / "share_events.csv")
+
+
+def _write_orders(out: Path, od: dict[str, list], ids: np.ndarray, products: list[tuple]) -> None:
+    """orders.csv: one paid line per purchase, numbered in time order."""
+    frame = pl.DataFrame({
+        "customer_id": ids[np.array(od["customer"], dtype=np.int64)], "ordered_at": _ts(od["time"]),
+        "product": od["product"], "share_no": od["share"],
     }).sort(["ordered_at", "customer_id"])
-    od = od.with_columns(
+    frame = frame.with_columns(
         pl.format("o{}", pl.int_range(1, pl.len() + 1).cast(pl.Utf8).str.zfill(8)).alias("order_id"),
         pl.lit(1).alias("line_no"),
         pl.col("ordered_at").dt.strftime("%Y-%m-%d %H:%M:%S"),
-        pl.col("product").replace_strict(list(range(len(products))), prod_id).alias("product_id"),
-        pl.col("product").replace_strict(list(range(len(products))), [p[1] for p in products]).alias("category"),
+        _product_column("product", products, 0).alias("product_id"),
+        _product_column("product", products, 1).alias("category"),
         pl.lit(1).alias("quantity"),
-        pl.col("product").replace_strict(list(range(len(products))), prices.tolist())
+        _product_column("product", products, 3)
           .map_elements(lambda x: f"{x:.2f}", return_dtype=pl.Utf8).alias("amount"),
         pl.lit("wechat").alias("channel"),
-        pl.col("product").replace_strict(list(range(len(products))), [p[2] for p in products]).alias("merchant_id"),
+        _product_column("product", products, 2).alias("merchant_id"),
         pl.format("s{}", pl.col("share_no").cast(pl.Utf8).str.zfill(8)).alias("share_id"),
         pl.lit("paid").alias("status"),
     )
-    od.select("order_id", "line_no", "customer_id", "ordered_at", "product_id", "category", "quantity",
-              "amount", "channel", "merchant_id", "share_id", "status").write_csv(out / "orders.csv")
-    pl.DataFrame({
-        "product_id": prod_id, "product_name": [f"{p[1]}爆款" for p in products],
-        "category": [p[1] for p in products], "merchant_id": [p[2] for p in products],
-        "merchant_name": [p[2] for p in products], "price": [f"{p[3]:.2f}" for p in products],
-        "agent_price": [f"{p[3] * 0.7:.2f}" for p in products],
-    }).write_csv(out / "products.csv")
-    pl.DataFrame({"src": ids[src], "dst": ids[dst]}).write_csv(out / "truth_edges.csv")
-    truth: dict[str, object] = {
-        "seed": seed, "people": n, "campaigns": campaigns,
-        "period": [str(PERIOD_START.date()), str((PERIOD_START + timedelta(days=PERIOD_DAYS)).date())],
-        "model": "independent cascade with node coin: share -> friend clicks (click[u]) -> "
-                 "buys (convert[u]) -> re-shares (reshare[v])",
-        "mean_order_yuan": float(np.mean(prices)),
-        "stars": ids[stars].tolist(), "decoys": ids[decoys].tolist(), "twins": ids[twins].tolist(),
-        "params": {"person_id": ids.tolist(), "click": click.round(6).tolist(),
-                   "convert": convert.round(6).tolist(), "reshare": reshare.round(6).tolist()},
-    }
-    (out / "truth.json").write_text(json.dumps(truth, ensure_ascii=False), encoding="utf-8")
-    return truth
+    frame.select("order_id", "line_no", "customer_id", "ordered_at", "product_id", "category",
+                 "quantity", "amount", "channel", "merchant_id", "share_id",
+                 "status").write_csv(out / "orders.csv")
 
 
 def true_graph(world: str | Path, ids: list[str] | None = None):  # -> imm.DiffusionGraph

@@ -337,12 +337,54 @@ def _incidence(rng: np.random.Generator, n: int, n_orders: int, cat: dict) -> di
 
 def _orders(rng: np.random.Generator, n_orders: int, pop: dict, cat: dict, inc: dict) -> dict:
     """Every order line: first order per (person, category) pair, group-buy and ring orders,
-    then repeat orders on the pairs of heavy-tailed active people; then its cause."""
+    then repeat orders on the pairs of heavy-tailed active people; then its cause.
+
+    The steps draw from ``rng`` in a fixed order (that order is the world: same seed, same
+    files), so a step must not be moved or skipped."""
     person, category = inc["person"], inc["category"]
     n_pairs = person.size
     pair_merchant = _pick_merchant(rng, cat, category)
-    # first purchase time per pair; planted directional pairs: B within 1..29 days after A
-    first = rng.integers(3 * DAY, T_END - HOUR, n_pairs)
+    first = _first_purchases(rng, cat, inc)
+    gb = _group_buys(rng, n_orders, cat, category)
+    ring = _ring_orders(rng, n_orders, pop, cat)
+    gm_group, r_who = gb["member_group"], ring["who"]
+    n_extra = n_orders - n_pairs - gm_group.size - r_who.size
+    if n_extra < 0:
+        raise ValueError(f"orders={n_orders} too few for {pop['n']} people; use more orders")
+    extra_pair, extra_time = _repeat_orders(rng, n_extra, pop, person, first)
+
+    pair = np.r_[np.arange(n_pairs), extra_pair, gb["member_pair"]]
+    od = {
+        "person": np.r_[person[pair], r_who],
+        "category": np.r_[category[pair], ring["category"]],
+        "t": np.r_[first, extra_time, gb["member_time"],
+                   rng.integers(5 * DAY, T_END, r_who.size)],
+        "kind": np.r_[np.full(n_pairs + n_extra, ORGANIC), np.full(gm_group.size, GROUP),
+                      np.full(r_who.size, RING)],
+        "group": np.r_[np.full(n_pairs + n_extra, -1), gm_group, np.full(r_who.size, -1)],
+        "group_pos": np.r_[np.full(n_pairs + n_extra, -1), gb["member_pos"],
+                           np.full(r_who.size, -1)],
+        "referrer": np.r_[np.full(n_pairs + n_extra + gm_group.size, -1), ring["referrer"]],
+    }
+    merchant = np.r_[pair_merchant[pair], _pick_merchant(rng, cat, ring["category"])]
+    merchant[n_pairs + n_extra:n_pairs + n_extra + gm_group.size] = gb["merchant"][gm_group]
+    product = _pick_product(rng, cat, merchant, od["category"])
+    is_g = od["kind"] == GROUP
+    product[is_g] = gb["product"][od["group"][is_g]]
+    od["product"] = product
+    od["merchant"] = cat["p_merchant"][product]
+    _draw_causes(rng, od, pop)
+    od["groups"] = {"initiator": od["person"][np.nonzero(is_g & (od["group_pos"] == 0))[0]],
+                    "product": gb["product"], "target": gb["target"], "opened": gb["opened"],
+                    "closed": gb["closed"], "status": gb["status"], "members": gb["members"]}
+    return od
+
+
+def _first_purchases(rng: np.random.Generator, cat: dict, inc: dict) -> np.ndarray:
+    """First purchase time per (person, category) pair; for the planted directional pairs
+    A -> B, B comes 1..29 days after A (docs/demo-world.md)."""
+    person = inc["person"]
+    first = rng.integers(3 * DAY, T_END - HOUR, person.size)
     cidx, matrix = cat["cidx"], inc["inc"]
     for a, b, _lift, directional in PLANTED_PAIRS:
         if not directional:
@@ -354,8 +396,13 @@ def _orders(rng: np.random.Generator, n_orders: int, pop: dict, cat: dict, inc: 
         pb = row0 + np.count_nonzero(matrix[both, :ib], axis=1)
         first[pa] = rng.integers(3 * DAY, T_END - (DIRECTIONAL_DAYS + 1) * DAY, both.size)
         first[pb] = first[pa] + rng.integers(DAY, (DIRECTIONAL_DAYS - 1) * DAY, both.size)
+    return first
 
-    # group buys (拼团): members are people who buy the group's category anyway
+
+def _group_buys(rng: np.random.Generator, n_orders: int, cat: dict,
+                category: np.ndarray) -> dict:
+    """Group buys (拼团) and their member orders: members are people who buy the group's
+    category anyway (``member_pair`` indexes the (person, category) pairs)."""
     n_groups = max(20, n_orders // 70)
     target = rng.choice([2, 3, 4, 5], size=n_groups, p=[0.35, 0.35, 0.2, 0.1])
     gstatus = rng.choice([0, 1, 2], size=n_groups, p=[0.05, 0.67, 0.28])
@@ -381,53 +428,42 @@ def _orders(rng: np.random.Generator, n_orders: int, pop: dict, cat: dict, inc: 
     last_join = np.full(n_groups, 0, dtype=np.int64)
     np.maximum.at(last_join, gm_group, gm_time)
     closed = np.where(gstatus == 1, last_join, np.where(gstatus == 2, opened + DAY, -1))
+    return {"target": target, "status": gstatus, "members": members, "merchant": gmerchant,
+            "product": gproduct, "opened": opened, "closed": closed, "member_group": gm_group,
+            "member_pos": gm_pos, "member_pair": gm_pair, "member_time": gm_time}
 
-    # self-referral ring: each member orders repeatedly, crediting itself or the next member
+
+def _ring_orders(rng: np.random.Generator, n_orders: int, pop: dict, cat: dict) -> dict:
+    """Self-referral ring: each member orders repeatedly, crediting itself or the next member."""
     ring = pop["ring"]
     n_ring_each = max(8, n_orders // 2000)
     r_who = np.repeat(ring, n_ring_each)
     r_ref = np.where(rng.random(r_who.size) < 0.5, r_who,
                      np.roll(ring, -1)[np.repeat(np.arange(ring.size), n_ring_each)])
     r_cat = rng.choice(cat["n_cat"], size=r_who.size)
+    return {"who": r_who, "referrer": r_ref, "category": r_cat}
 
-    n_extra = n_orders - n_pairs - gm_group.size - r_who.size
-    if n_extra < 0:
-        raise ValueError(f"orders={n_orders} too few for {pop['n']} people; use more orders")
+
+def _repeat_orders(rng: np.random.Generator, n_extra: int, pop: dict, person: np.ndarray,
+                   first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat orders: pairs drawn by their person's heavy-tailed activity, each after the
+    pair's first purchase. Returns (pair index, time) per repeat order."""
     activity = rng.lognormal(0.0, 1.1, pop["n"])
     w = np.cumsum(activity[person])
     extra_pair = np.searchsorted(w, rng.random(n_extra) * w[-1], side="right")
     extra_time = first[extra_pair] + np.floor(
         rng.random(n_extra) * (T_END - first[extra_pair])).astype(np.int64)
+    return extra_pair, extra_time
 
-    pair = np.r_[np.arange(n_pairs), extra_pair, gm_pair]
-    od = {
-        "person": np.r_[person[pair], r_who],
-        "category": np.r_[category[pair], r_cat],
-        "t": np.r_[first, extra_time, gm_time, rng.integers(5 * DAY, T_END, r_who.size)],
-        "kind": np.r_[np.full(n_pairs + n_extra, ORGANIC), np.full(gm_group.size, GROUP),
-                      np.full(r_who.size, RING)],
-        "group": np.r_[np.full(n_pairs + n_extra, -1), gm_group, np.full(r_who.size, -1)],
-        "group_pos": np.r_[np.full(n_pairs + n_extra, -1), gm_pos, np.full(r_who.size, -1)],
-        "referrer": np.r_[np.full(n_pairs + n_extra + gm_group.size, -1), r_ref],
-    }
-    merchant = np.r_[pair_merchant[pair], _pick_merchant(rng, cat, r_cat)]
-    merchant[n_pairs + n_extra:n_pairs + n_extra + gm_group.size] = gmerchant[gm_group]
-    product = _pick_product(rng, cat, merchant, od["category"])
-    is_g = od["kind"] == GROUP
-    product[is_g] = gproduct[od["group"][is_g]]
-    od["product"] = product
-    od["merchant"] = cat["p_merchant"][product]
-    # causes of ordinary orders: 35% through a share, 12% credited to an agent, rest organic
+
+def _draw_causes(rng: np.random.Generator, od: dict, pop: dict) -> None:
+    """Causes of ordinary orders: 35% through a share, 12% credited to an agent, rest organic."""
     u = rng.random(od["t"].size)
     plain = od["kind"] == ORGANIC
     od["kind"][plain & (u < 0.35)] = SHARED
     ref = plain & (u >= 0.35) & (u < 0.47)
     od["kind"][ref] = REFERRAL
     od["referrer"][ref] = _pick_agent(rng, pop, int(ref.sum()))
-    od["groups"] = {"initiator": od["person"][np.nonzero(is_g & (od["group_pos"] == 0))[0]],
-                    "product": gproduct, "target": target, "opened": opened, "closed": closed,
-                    "status": gstatus, "members": members}
-    return od
 
 
 # -- share cascades -----------------------------------------------------------------------------
@@ -442,16 +478,59 @@ def _cascades(rng: np.random.Generator, od: dict, pop: dict, cat: dict) -> dict:
     a re-share by someone in the buyer's own circle: an earlier buyer from that circle or a
     friend (often the circle owner) who re-shared. Converting clicks are thus mostly between
     friends; non-converting clicks are added so that conversion is ~35% for same-circle
-    clicks and ~10% for the rest."""
-    circle = pop["circle"]
-    shared = np.nonzero(od["kind"] == SHARED)[0]
+    clicks and ~10% for the rest.
+
+    The steps draw from ``rng`` in a fixed order; each adds its arrays to ``c``, the
+    converting orders of every cascade (one entry per order in ``c["rows"]``)."""
+    c = _cascade_runs(rng, od, cat)
+    _cascade_roots(rng, od, pop, c)
+    _click_times(rng, od, c)
+    _click_modes(rng, pop, c)
+    _click_nodes(rng, pop, c)
+    _tree_nodes(rng, c)
+    nc = _non_converting(rng, pop, c)
+    dud = _dud_shares(rng, od, pop, cat, c["n_casc"])
+
+    leaf, leaf_parent, n_dud = nc["leaf"], nc["leaf_parent"], dud["actor"].size
+    n_all = c["n_nodes"] + leaf.size
+    node_casc = c["node_casc"]
+    node_product = np.r_[c["root_product"][node_casc], c["root_product"][node_casc[leaf_parent]]]
+    nodes = {
+        "actor": np.r_[c["actor"], nc["actor"][leaf], dud["actor"]],
+        "t": np.r_[c["node_t"], nc["leaf_t"], dud["t"]],
+        "parent": np.r_[c["parent"], leaf_parent, np.full(n_dud, -1)],
+        "product": np.r_[node_product, dud["product"]],
+        "root": np.r_[c["node_kind"] == 0, np.zeros(leaf.size, bool), np.ones(n_dud, bool)],
+    }
+    dud_ids = n_all + np.arange(n_dud)
+    dud_clicks = dud["clicked"]
+    clicks = {
+        "node": np.r_[c["clicked"], nc["node"], dud_ids[dud_clicks]],
+        "actor": np.r_[c["buyer"], nc["actor"], rng.integers(0, pop["n"], dud_clicks.size)],
+        "t": np.r_[c["click_t"], nc["t"], np.minimum(dud["t"][dud_clicks]
+                                                     + rng.integers(60, DAY, dud_clicks.size),
+                                                     T_END)],
+    }
+    rows = c["rows"]
+    order_node = np.full(od["t"].size, -1)
+    order_node[rows] = c["clicked"]
+    order_click = np.full(od["t"].size, -1)
+    order_click[rows] = np.arange(rows.size)  # index into clicks (converting clicks first)
+    return {"nodes": nodes, "clicks": clicks, "order_node": order_node,
+            "order_click": order_click, "n_converting": rows.size}
+
+
+def _cascade_runs(rng: np.random.Generator, od: dict, cat: dict) -> dict:
+    """Which cascade each converting order belongs to: free cascades are runs of one
+    product's share-driven orders; group cascades (ids after the free ones) are the member
+    orders of half of the group buys. Orders sorted by cascade, then time."""
     groups = od["groups"]
     n_groups = groups["target"].size
     fission = (rng.random(n_groups) < 0.5) & (groups["members"] >= 2)
     gmem = np.nonzero((od["kind"] == GROUP) & (od["group_pos"] >= 1))[0]
     gmem = gmem[fission[od["group"][gmem]]]
 
-    # free cascades: runs of one product's share-driven orders
+    shared = np.nonzero(od["kind"] == SHARED)[0]
     s = shared[np.lexsort((od["t"][shared], od["product"][shared]))]
     n_products = cat["p_cat"].size
     virality = rng.pareto(1.1, n_products)
@@ -462,48 +541,65 @@ def _cascades(rng: np.random.Generator, od: dict, pop: dict, cat: dict) -> dict:
                 | (rng.random(s.size - 1) < brk[prod[1:]])]
     casc_free = np.cumsum(new) - 1
     n_free = int(new.sum())
-    # group cascades: ids after the free ones
     gids = np.nonzero(fission)[0]
     gcasc = np.full(n_groups, -1)
     gcasc[gids] = n_free + np.arange(gids.size)
     rows = np.r_[s, gmem]
     casc = np.r_[casc_free, gcasc[od["group"][gmem]]]
-    n_casc = n_free + gids.size
     srt = np.lexsort((od["t"][rows], casc))
     rows, casc = rows[srt], casc[srt]
-    t = od["t"][rows]
-    buyer = od["person"][rows]
-    z = circle[buyer]
     newc = np.r_[True, casc[1:] != casc[:-1]]
-    k = _pos_in_runs(newc)
+    return {"rows": rows, "casc": casc, "n_free": n_free, "n_casc": n_free + gids.size,
+            "gids": gids, "t": od["t"][rows], "buyer": od["person"][rows],
+            "newc": newc, "k": _pos_in_runs(newc), "first_rows": np.nonzero(newc)[0]}
 
-    # root actor: agent (45%), owner of the first buyer's circle (20%), a friend (35%)
-    first_rows = np.nonzero(newc)[0]
+
+def _cascade_roots(rng: np.random.Generator, od: dict, pop: dict, c: dict) -> None:
+    """Root actor of each cascade: an agent (45%), the owner of the first buyer's circle
+    (20%) or a friend (35%), never the first buyer; a group cascade's is its initiator."""
+    n_casc, first_rows = c["n_casc"], c["first_rows"]
+    c["z"] = z = pop["circle"][c["buyer"]]
+    buyer0 = c["buyer"][first_rows]
     u = rng.random(n_casc)
     root_actor = np.where(
         u < 0.45, _pick_agent(rng, pop, n_casc),
         np.where(u < 0.65, pop["owners"][z[first_rows]],
-                 _pick_in_circle(rng, pop, z[first_rows], buyer[first_rows])))
-    root_actor[root_actor == buyer[first_rows]] = pop["owners"][z[first_rows]][
-        root_actor == buyer[first_rows]]
-    is_gc = np.arange(n_casc) >= n_free
-    root_actor[is_gc] = groups["initiator"][gids]
-    root_product = od["product"][rows[first_rows]]
+                 _pick_in_circle(rng, pop, z[first_rows], buyer0)))
+    root_actor[root_actor == buyer0] = pop["owners"][z[first_rows]][root_actor == buyer0]
+    c["is_gc"] = is_gc = np.arange(n_casc) >= c["n_free"]
+    root_actor[is_gc] = od["groups"]["initiator"][c["gids"]]
+    c["root_actor"] = root_actor
+    c["root_product"] = od["product"][c["rows"][first_rows]]
 
-    # click and root times: a click precedes its order and follows the previous order
+
+def _click_times(rng: np.random.Generator, od: dict, c: dict) -> None:
+    """Click and root times: a click precedes its order and follows the previous order; a
+    group cascade's root share follows the group's opening by 1-10 minutes."""
+    t, casc, newc, is_gc, gids = c["t"], c["casc"], c["newc"], c["is_gc"], c["gids"]
+    n_casc, n_free = c["n_casc"], c["n_free"]
     t_prev = np.r_[0, t[:-1]]
     g_open = np.full(n_casc, -1)
-    g_open[n_free:] = groups["opened"][gids] + rng.integers(60, 600, gids.size)
+    g_open[n_free:] = od["groups"]["opened"][gids] + rng.integers(60, 600, gids.size)
     root_t = np.empty(n_casc, dtype=np.int64)
     gap = np.where(newc, np.where(is_gc[casc], t - g_open[casc], 12 * HOUR), t - t_prev)
     d = np.maximum(np.minimum(rng.integers(120, 6 * HOUR, t.size), gap // 2), 1)
     click_t = t - d
     root_t[:] = np.where(is_gc, g_open,
-                         np.maximum(click_t[first_rows] - rng.integers(600, 12 * HOUR, n_casc),
-                                    0))
+                         np.maximum(click_t[c["first_rows"]]
+                                    - rng.integers(600, 12 * HOUR, n_casc), 0))
+    c["click_t"], c["root_t"] = click_t, root_t
 
-    # which node each order's click lands on
-    zr = circle[root_actor][casc]
+
+_ROOT, _PREV, _FRIEND, _ANCHOR = 0, 1, 2, 3
+"""Where an order's click lands: the root share, the re-share of the previous buyer from
+the same circle, a new re-share by a friend, or the node the circle's first order used."""
+
+
+def _click_modes(rng: np.random.Generator, pop: dict, c: dict) -> None:
+    """The mode of each converting click (``_ROOT`` .. ``_ANCHOR``), with the previous order
+    of the same circle in the cascade (``prev_same``) and its first one (``g0``)."""
+    t, z, casc, k, buyer = c["t"], c["z"], c["casc"], c["k"], c["buyer"]
+    zr = pop["circle"][c["root_actor"]][casc]
     gkey = np.lexsort((t, z, casc))
     newg = np.r_[True, (casc[gkey][1:] != casc[gkey][:-1]) | (z[gkey][1:] != z[gkey][:-1])]
     g = np.empty(t.size, dtype=np.int64)
@@ -514,78 +610,102 @@ def _cascades(rng: np.random.Generator, od: dict, pop: dict, cat: dict) -> dict:
     g0[gkey] = gkey[np.maximum.accumulate(np.where(newg, np.arange(t.size), 0))]
     same = z == zr
     u = rng.random(t.size)
-    ROOT, PREV, FRIEND, ANCHOR = 0, 1, 2, 3
-    mode = np.where(k == 0, ROOT,
-           np.where(g == 0, np.where(same | (u < 0.15), ROOT, FRIEND),
-           np.where(u < 0.6, PREV, np.where(same, ROOT, ANCHOR))))
-    mode[(mode == PREV) & (buyer[np.maximum(prev_same, 0)] == buyer)] = ANCHOR
-    # friend nodes: a member of the buyer's circle (owner 30%) re-shares the root or the
-    # previous buyer's re-share
-    fr = np.nonzero(mode == FRIEND)[0]
+    mode = np.where(k == 0, _ROOT,
+           np.where(g == 0, np.where(same | (u < 0.15), _ROOT, _FRIEND),
+           np.where(u < 0.6, _PREV, np.where(same, _ROOT, _ANCHOR))))
+    mode[(mode == _PREV) & (buyer[np.maximum(prev_same, 0)] == buyer)] = _ANCHOR
+    c["mode"], c["prev_same"], c["g0"] = mode, prev_same, g0
+
+
+def _click_nodes(rng: np.random.Generator, pop: dict, c: dict) -> None:
+    """The node each converting click lands on. Friend nodes: a member of the buyer's circle
+    (owner 30%) re-shares the root or the previous buyer's re-share; buyer re-share nodes
+    are made where a PREV click or a friend needs them. Node ids: cascade roots, then buyer
+    re-shares, then friend re-shares."""
+    mode, prev_same, z, buyer, n_casc = c["mode"], c["prev_same"], c["z"], c["buyer"], c["n_casc"]
+    size = mode.size
+    fr = np.nonzero(mode == _FRIEND)[0]
     f_actor = np.where(rng.random(fr.size) < 0.3, pop["owners"][z[fr]],
                        _pick_in_circle(rng, pop, z[fr], buyer[fr]))
     f_actor[f_actor == buyer[fr]] = pop["owners"][z[fr]][f_actor == buyer[fr]]
     f_on_prev = rng.random(fr.size) < 0.4  # else on the root
-    # buyer re-share nodes are needed for PREV targets and friends re-sharing order k-1
-    need = np.zeros(t.size, dtype=bool)
-    need[prev_same[mode == PREV]] = True
+    need = np.zeros(size, dtype=bool)
+    need[prev_same[mode == _PREV]] = True
     need[fr[f_on_prev] - 1] = True
     bnode_rows = np.nonzero(need)[0]
-    bnode_id = np.full(t.size, -1)
+    bnode_id = np.full(size, -1)
     bnode_id[bnode_rows] = n_casc + np.arange(bnode_rows.size)
     fnode_id = n_casc + bnode_rows.size + np.arange(fr.size)
-    n_nodes = n_casc + bnode_rows.size + fr.size
 
-    clicked = np.empty(t.size, dtype=np.int64)
-    clicked[mode == ROOT] = casc[mode == ROOT]
-    pv = mode == PREV
+    clicked = np.empty(size, dtype=np.int64)
+    clicked[mode == _ROOT] = c["casc"][mode == _ROOT]
+    pv = mode == _PREV
     clicked[pv] = bnode_id[prev_same[pv]]
     clicked[fr] = fnode_id
-    an = np.nonzero(mode == ANCHOR)[0]
-    clicked[an] = clicked[g0[an]]  # the g==0 order's node (root or friend), set above
+    an = np.nonzero(mode == _ANCHOR)[0]
+    clicked[an] = clicked[c["g0"][an]]  # the g==0 order's node (root or friend), set above
+    c.update(fr=fr, f_actor=f_actor, f_on_prev=f_on_prev, bnode_rows=bnode_rows,
+             bnode_id=bnode_id, fnode_id=fnode_id, clicked=clicked,
+             n_nodes=n_casc + bnode_rows.size + fr.size)
 
-    # nodes table
+
+def _tree_nodes(rng: np.random.Generator, c: dict) -> None:
+    """The cascade trees' nodes: actor, parent, cascade and time. A buyer re-shares after
+    their order and before every child click or re-share; a friend between the parent's
+    post and the click on the friend's re-share."""
+    n_casc, n_nodes, casc = c["n_casc"], c["n_nodes"], c["casc"]
+    bnode_rows, fr, fnode_id = c["bnode_rows"], c["fr"], c["fnode_id"]
+    click_t, clicked = c["click_t"], c["clicked"]
     parent = np.full(n_nodes, -1)
     actor = np.empty(n_nodes, dtype=np.int64)
     node_t = np.empty(n_nodes, dtype=np.int64)
     node_casc = np.empty(n_nodes, dtype=np.int64)
-    actor[:n_casc] = root_actor
-    node_t[:n_casc] = root_t
+    actor[:n_casc] = c["root_actor"]
+    node_t[:n_casc] = c["root_t"]
     node_casc[:n_casc] = np.arange(n_casc)
     bn = n_casc + np.arange(bnode_rows.size)
-    actor[bn] = buyer[bnode_rows]
+    actor[bn] = c["buyer"][bnode_rows]
     node_casc[bn] = casc[bnode_rows]
     parent[bn] = clicked[bnode_rows]
-    actor[fnode_id] = f_actor
+    actor[fnode_id] = c["f_actor"]
     node_casc[fnode_id] = casc[fr]
-    parent[fnode_id] = np.where(f_on_prev, bnode_id[fr - 1], casc[fr])
-    # buyer re-share time: after the buyer's order, before every child click / re-share
+    parent[fnode_id] = np.where(c["f_on_prev"], c["bnode_id"][fr - 1], casc[fr])
     child_bound = np.full(n_nodes, np.iinfo(np.int64).max)
     np.minimum.at(child_bound, clicked, click_t)
     np.minimum.at(child_bound, parent[fnode_id], click_t[fr])
-    lo = t[bnode_rows]
+    lo = c["t"][bnode_rows]
     hi = child_bound[bn]
     node_t[bn] = lo + ((hi - lo) * rng.uniform(0.2, 0.8, bn.size)).astype(np.int64)
     pt = node_t[parent[fnode_id]]
     node_t[fnode_id] = pt + ((click_t[fr] - pt) * rng.uniform(0.2, 0.8, fr.size)).astype(np.int64)
-    node_kind = np.r_[np.zeros(n_casc, dtype=np.int8), np.ones(n_nodes - n_casc, dtype=np.int8)]
+    c.update(parent=parent, actor=actor, node_t=node_t, node_casc=node_casc,
+             node_kind=np.r_[np.zeros(n_casc, dtype=np.int8),
+                             np.ones(n_nodes - n_casc, dtype=np.int8)])
 
-    # non-converting clicks, mostly by people outside the sharer's circle
-    conv_in = int((circle[actor[clicked]] == z).sum())
-    conv_out = t.size - conv_in
+
+def _non_converting(rng: np.random.Generator, pop: dict, c: dict) -> dict:
+    """Non-converting clicks, mostly by people outside the sharer's circle, sized so that
+    conversion is ~35% inside the circle and ~10% outside; 8% of those clickers re-share
+    (leaves: breadth without sales)."""
+    circle, actor, n_nodes = pop["circle"], c["actor"], c["n_nodes"]
+    conv_in = int((circle[actor[c["clicked"]]] == c["z"]).sum())
+    conv_out = c["t"].size - conv_in
     n_in = int(conv_in * (1 / 0.35 - 1))
     n_out = int(conv_out * (1 / 0.10 - 1))
     nc_node = np.r_[rng.integers(0, n_nodes, n_in), rng.integers(0, n_nodes, n_out)]
     nc_actor = np.r_[_pick_in_circle(rng, pop, circle[actor[nc_node[:n_in]]], actor[nc_node[:n_in]]),
                      rng.integers(0, pop["n"], n_out)]
-    nc_t = np.minimum(node_t[nc_node] + rng.exponential(8 * HOUR, nc_node.size).astype(np.int64)
-                      + 30, T_END)
-    # some non-converting clickers re-share (leaves: breadth without sales)
+    nc_t = np.minimum(c["node_t"][nc_node]
+                      + rng.exponential(8 * HOUR, nc_node.size).astype(np.int64) + 30, T_END)
     leaf = np.nonzero(rng.random(nc_node.size) < 0.08)[0]
-    leaf_parent = nc_node[leaf]
     leaf_t = np.minimum(nc_t[leaf] + rng.integers(30, 2 * HOUR, leaf.size), T_END)
+    return {"node": nc_node, "actor": nc_actor, "t": nc_t, "leaf": leaf,
+            "leaf_parent": nc_node[leaf], "leaf_t": leaf_t}
 
-    # dud shares: posts nobody re-shares (most cascades have size 1); a few get a click
+
+def _dud_shares(rng: np.random.Generator, od: dict, pop: dict, cat: dict, n_casc: int) -> dict:
+    """Dud shares: posts nobody re-shares (most cascades have size 1); 15% get a click
+    (``clicked``: their positions)."""
     n_dud = int(1.5 * n_casc)
     dud_actor = np.where(rng.random(n_dud) < 0.4, _pick_agent(rng, pop, n_dud),
                          rng.integers(0, pop["n"], n_dud))
@@ -594,29 +714,7 @@ def _cascades(rng: np.random.Generator, od: dict, pop: dict, cat: dict) -> dict:
     dud_product = _pick_product(rng, cat, _pick_merchant(rng, cat, dud_cat), dud_cat)
     dud_t = rng.integers(0, T_END - DAY, n_dud)
     dud_clicks = np.nonzero(rng.random(n_dud) < 0.15)[0]
-
-    n_all = n_nodes + leaf.size
-    node_product = np.r_[root_product[node_casc], root_product[node_casc[leaf_parent]]]
-    nodes = {
-        "actor": np.r_[actor, nc_actor[leaf], dud_actor],
-        "t": np.r_[node_t, leaf_t, dud_t],
-        "parent": np.r_[parent, leaf_parent, np.full(n_dud, -1)],
-        "product": np.r_[node_product, dud_product],
-        "root": np.r_[node_kind == 0, np.zeros(leaf.size, bool), np.ones(n_dud, bool)],
-    }
-    dud_ids = n_all + np.arange(n_dud)
-    clicks = {
-        "node": np.r_[clicked, nc_node, dud_ids[dud_clicks]],
-        "actor": np.r_[buyer, nc_actor, rng.integers(0, pop["n"], dud_clicks.size)],
-        "t": np.r_[click_t, nc_t, np.minimum(dud_t[dud_clicks]
-                                             + rng.integers(60, DAY, dud_clicks.size), T_END)],
-    }
-    order_node = np.full(od["t"].size, -1)
-    order_node[rows] = clicked
-    order_click = np.full(od["t"].size, -1)
-    order_click[rows] = np.arange(rows.size)  # index into clicks (converting clicks first)
-    return {"nodes": nodes, "clicks": clicks, "order_node": order_node,
-            "order_click": order_click, "n_converting": rows.size}
+    return {"actor": dud_actor, "product": dud_product, "t": dud_t, "clicked": dud_clicks}
 
 
 def _pos_in_runs(new: np.ndarray) -> np.ndarray:
@@ -853,14 +951,23 @@ def _money(cents: np.ndarray, fmt: str) -> pl.Series:
 
 def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
             fmt: str) -> dict[str, pl.DataFrame]:
-    person, share = ids["person"], ids["share"]
-    nodes, clicks = ev["nodes"], ev["clicks"]
-    mids = list(MERCHANTS)
-    cats = pl.Series(CATEGORY_NAMES)
-    n_prod = cat["p_cat"].size
-    prod_ids = _id_series("p", np.arange(1, n_prod + 1), 4)
+    """The five contract tables as frames with exactly the contract's columns."""
+    prod_ids = _id_series("p", np.arange(1, cat["p_cat"].size + 1), 4)
+    frames = {"orders": _orders_frame(pop, cat, od, ids, att, prod_ids, fmt),
+              "share_events": _events_frame(cat, ev, ids, prod_ids),
+              "products": _products_frame(cat, prod_ids, fmt),
+              "agents": _agents_frame(pop, ids["person"]),
+              "group_buys": _group_buys_frame(od, ids["person"], prod_ids)}
+    for name, frame in frames.items():
+        assert frame.columns == TABLES[name].column_names, (name, frame.columns)
+    return frames
 
-    # orders, numbered in time order
+
+def _orders_frame(pop: dict, cat: dict, od: dict, ids: dict, att: dict, prod_ids: pl.Series,
+                  fmt: str) -> pl.DataFrame:
+    """Order lines numbered in time order; commission and red packet paid on credited paid
+    lines only (NULL otherwise)."""
+    person, share = ids["person"], ids["share"]
     n = od["t"].size
     o = np.lexsort((np.arange(n), od["t"]))
     paid = od["status"][o] == 0
@@ -876,11 +983,11 @@ def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
         "customer_id": person.gather(od["person"][o]),
         "ordered_at": _ts(od["t"][o]),
         "product_id": prod_ids.gather(od["product"][o]),
-        "category": cats.gather(od["category"][o]),
+        "category": pl.Series(CATEGORY_NAMES).gather(od["category"][o]),
         "quantity": pl.Series(od["qty"][o].astype(np.int32)),
         "amount": _money(amount, fmt),
         "channel": pl.Series(ORDER_CHANNEL_NAMES).gather(od["channel"][o]),
-        "merchant_id": pl.Series(mids).gather(od["merchant"][o]),
+        "merchant_id": pl.Series(list(MERCHANTS)).gather(od["merchant"][o]),
         "referrer_id": _gather(person, od["referrer"][o]),
         "share_id": _gather(share, od["share_node"][o]),
         "group_id": _gather(_id_series("g", np.arange(1, od["groups"]["target"].size + 1), 6),
@@ -889,12 +996,17 @@ def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
         "commission": _money(np.maximum(commission, 0), fmt),
         "red_packet": _money(np.maximum(red, 0), fmt),
     })
-    orders = orders.with_columns(
+    return orders.with_columns(
         orders["commission"].set(pl.Series(commission < 0), None),
         orders["red_packet"].set(pl.Series(red < 0), None),
     )
 
-    # share events: shares / reshares and clicks, numbered in time order
+
+def _events_frame(cat: dict, ev: dict, ids: dict, prod_ids: pl.Series) -> pl.DataFrame:
+    """Shares, re-shares and clicks, numbered in time order (posts before clicks at equal
+    times)."""
+    person, share = ids["person"], ids["share"]
+    nodes, clicks = ev["nodes"], ev["clicks"]
     n_nodes = nodes["t"].size
     n_clicks = clicks["t"].size
     e_t = np.r_[nodes["t"], clicks["t"]]
@@ -905,7 +1017,7 @@ def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
                                                           np.zeros(n_clicks, np.int64)])
     e = np.argsort(e_t, kind="stable")  # posts before clicks at equal times
     e_product = nodes["product"][node_of[e]]
-    events = pl.DataFrame({
+    return pl.DataFrame({
         "event_id": _id_series("e", np.arange(1, e.size + 1), 8),
         "event_type": pl.Series(["share", "reshare", "click"]).gather(e_type[e]),
         "share_id": share.gather(node_of[e]),
@@ -913,33 +1025,42 @@ def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
         "occurred_at": _ts(e_t[e]),
         "parent_share_id": _gather(share, parent[e]),
         "product_id": prod_ids.gather(e_product),
-        "category": cats.gather(cat["p_cat"][e_product]),
+        "category": pl.Series(CATEGORY_NAMES).gather(cat["p_cat"][e_product]),
         "channel": pl.Series(SHARE_CHANNEL_NAMES).gather(nodes["channel"][node_of[e]]),
     })
 
-    products = pl.DataFrame({
+
+def _products_frame(cat: dict, prod_ids: pl.Series, fmt: str) -> pl.DataFrame:
+    """The catalogue; the agent price is 70% of the list price, to ten cents."""
+    mids = list(MERCHANTS)
+    return pl.DataFrame({
         "product_id": prod_ids,
         "product_name": pl.Series([MERCHANTS[mids[m]][0][:2] + _STYLES[s] + CATEGORY_NAMES[c]
                                    for m, s, c in zip(cat["p_merchant"], cat["p_style"],
                                                       cat["p_cat"], strict=True)]),
-        "category": cats.gather(cat["p_cat"]),
+        "category": pl.Series(CATEGORY_NAMES).gather(cat["p_cat"]),
         "merchant_id": pl.Series(mids).gather(cat["p_merchant"]),
         "merchant_name": pl.Series([v[0] for v in MERCHANTS.values()]).gather(cat["p_merchant"]),
         "price": _money(cat["price_cents"], fmt),
         "agent_price": _money(np.round(cat["price_cents"] * 0.7 / 10) * 10, fmt),
     })
 
-    na = pop["n_agents"]
-    agents = pl.DataFrame({
-        "agent_id": person.head(na),
+
+def _agents_frame(pop: dict, person: pl.Series) -> pl.DataFrame:
+    """Agents with their upline, join time and level (depth + 1), sorted by id."""
+    return pl.DataFrame({
+        "agent_id": person.head(pop["n_agents"]),
         "upline_id": _gather(person, pop["upline"]),
         "joined_at": _ts(pop["joined"]),
         "level": pl.Series((pop["depth"] + 1).astype(np.int32)),
     }).sort("agent_id")
 
+
+def _group_buys_frame(od: dict, person: pl.Series, prod_ids: pl.Series) -> pl.DataFrame:
+    """Group buys; an open group has no closed_at."""
     g = od["groups"]
     ng = g["target"].size
-    group_buys = pl.DataFrame({
+    return pl.DataFrame({
         "group_id": _id_series("g", np.arange(1, ng + 1), 6),
         "initiator_id": person.gather(g["initiator"]),
         "product_id": prod_ids.gather(g["product"]),
@@ -948,12 +1069,6 @@ def _frames(pop: dict, cat: dict, od: dict, ev: dict, ids: dict, att: dict,
         "closed_at": _ts(np.maximum(g["closed"], 0)).set(pl.Series(g["closed"] < 0), None),
         "status": pl.Series(GROUP_STATUS_NAMES).gather(g["status"]),
     })
-
-    frames = {"orders": orders, "share_events": events, "products": products,
-              "agents": agents, "group_buys": group_buys}
-    for name, frame in frames.items():
-        assert frame.columns == TABLES[name].column_names, (name, frame.columns)
-    return frames
 
 
 # -- referral-integrity patterns (docs/integrity.md) -------------------------------------------
@@ -973,6 +1088,26 @@ def _plant_integrity(frames: dict[str, pl.DataFrame], pop: dict, od: dict, ids: 
     """
     rng = np.random.default_rng([seed, 15])
     person = ids["person"]
+    events = frames["share_events"]
+    q = _integrity_pools(frames, pop, od, att, person)
+    selfr, ring, abusers, bursters = _integrity_agents(rng, q)
+    lines = _order_lines(frames["orders"])
+    own_clicks = _plant_self_referral(lines, q, selfr, person, events)
+    _plant_ring(lines, q, ring, person)
+    _plant_refund_abuse(rng, lines, q, abusers, person, pop["n_agents"])
+    farm_clicks = _plant_click_bursts(rng, lines, q, bursters, pop, person, events)
+    frames["orders"] = _integrity_orders(frames["orders"], lines, fmt)
+    frames["share_events"] = _with_clicks(events, own_clicks + farm_clicks)
+    ids_of = lambda idx: person.gather(idx).to_list()  # noqa: E731
+    return {"self_referrers": ids_of(selfr), "referral_ring": ids_of(ring),
+            "refund_abusers": ids_of(abusers), "click_bursters": ids_of(bursters)}
+
+
+def _integrity_pools(frames: dict[str, pl.DataFrame], pop: dict, od: dict, att: dict,
+                     person: pl.Series) -> dict:
+    """What the patterns may use. Per written order line (time order): ``free`` organic paid
+    lines nobody is credited for (no referrer, share, group or payout), the buyer, the
+    credited person; per person: own free lines, credited paid lines, whether they shared."""
     na = pop["n_agents"]
     root = np.arange(na)
     up = pop["upline"]
@@ -984,100 +1119,135 @@ def _plant_integrity(frames: dict[str, pl.DataFrame], pop: dict, od: dict, ids: 
     n = od["t"].size
     o = np.lexsort((np.arange(n), od["t"]))
     cred = att["credited"][o]
-    row = np.arange(n)
-    # an organic paid line nobody is credited for (no referrer, share, group or payout)
     free = (orders["status"].to_numpy() == "paid") & orders["referrer_id"].is_null().to_numpy() \
         & orders["share_id"].is_null().to_numpy() & orders["group_id"].is_null().to_numpy() \
         & orders["commission"].is_null().to_numpy() & orders["red_packet"].is_null().to_numpy()
     buyer = od["person"][o]
-    own_free = np.bincount(buyer[free], minlength=pop["n"])
     credited_paid = (orders["status"].to_numpy() == "paid") & (cred >= 0) \
         & orders["group_id"].is_null().to_numpy()
-    n_credited = np.bincount(cred[credited_paid], minlength=pop["n"])
-    sharer_of = dict(zip(events.filter(pl.col("event_type") == "share")["share_id"].to_list(),
-                         events.filter(pl.col("event_type") == "share")["actor_id"].to_list(),
-                         strict=True))
+    posts = _own_shares(events)
+    sharer_of = dict(zip(posts["share_id"].to_list(), posts["actor_id"].to_list(), strict=True))
     has_share = np.isin(person.head(na).to_numpy(), np.array(list(set(sharer_of.values()))))
+    return {"ordinary": ordinary, "row": np.arange(n), "free": free, "buyer": buyer,
+            "cred": cred, "credited_paid": credited_paid, "ot": od["t"][o],
+            "own_free": np.bincount(buyer[free], minlength=pop["n"]),
+            "n_credited": np.bincount(cred[credited_paid], minlength=pop["n"]),
+            "has_share": has_share}
 
+
+def _integrity_agents(rng: np.random.Generator,
+                      q: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Who plants which pattern (each agent one): self-referrers and ring members need own
+    free orders, abusers are the most credited, bursters need a share of their own. A tiny
+    world may hold fewer suitable agents: then fewer are planted (a ring needs 2)."""
     k = INTEGRITY_PER_RULE
-    # a tiny world may hold fewer suitable agents: then fewer are planted (a ring needs 2)
-    pool = rng.permutation(ordinary[own_free[ordinary] >= 3])
+    ordinary, has_share = q["ordinary"], q["has_share"]
+    pool = rng.permutation(ordinary[q["own_free"][ordinary] >= 3])
     selfr = pool[has_share[pool]][:k]
     ring = np.setdiff1d(pool, selfr)[:k]
     ring = ring if ring.size >= 2 else ring[:0]
     rest = np.setdiff1d(ordinary, np.r_[selfr, ring])
-    abusers = rest[np.argsort(-n_credited[rest], kind="stable")][:k]
+    abusers = rest[np.argsort(-q["n_credited"][rest], kind="stable")][:k]
     rest = np.setdiff1d(rest, abusers)
     bursters = rng.permutation(rest[has_share[rest]])[:k]
+    return selfr, ring, abusers, bursters
 
-    referrer = orders["referrer_id"].to_list()
-    share = orders["share_id"].to_list()
-    customer = orders["customer_id"].to_list()
-    status = orders["status"].to_list()
-    commission = orders["commission"].to_list()
-    red = orders["red_packet"].to_list()
-    amount = orders["amount"].cast(pl.Float64).to_numpy()
-    t = orders["ordered_at"].to_list()
-    used = np.zeros(n, dtype=bool)
 
-    def pay(r: int, via_share: bool) -> None:
-        commission[r] = round(float(amount[r]) * COMMISSION_RATE, 2)
-        red[r] = RED_PACKET_CENTS / 100 if via_share else None
+def _order_lines(orders: pl.DataFrame) -> dict:
+    """The order columns the patterns rewrite, as Python lists (one entry per line), plus
+    the amounts, times and a ``used`` mask so no line takes part in two patterns."""
+    return {"referrer": orders["referrer_id"].to_list(), "share": orders["share_id"].to_list(),
+            "customer": orders["customer_id"].to_list(), "status": orders["status"].to_list(),
+            "commission": orders["commission"].to_list(), "red": orders["red_packet"].to_list(),
+            "amount": orders["amount"].cast(pl.Float64).to_numpy(),
+            "t": orders["ordered_at"].to_list(), "used": np.zeros(orders.height, dtype=bool)}
 
-    shares_by = (events.filter(pl.col("event_type") == "share")
+
+def _pay(lines: dict, r: int, via_share: bool) -> None:
+    """Line ``r`` pays commission, and a red packet when it came through a share."""
+    lines["commission"][r] = round(float(lines["amount"][r]) * COMMISSION_RATE, 2)
+    lines["red"][r] = RED_PACKET_CENTS / 100 if via_share else None
+
+
+def _own_shares(events: pl.DataFrame) -> pl.DataFrame:
+    """Share posts (not re-shares or clicks)."""
+    return events.filter(pl.col("event_type") == "share")
+
+
+def _plant_self_referral(lines: dict, q: dict, selfr: np.ndarray, person: pl.Series,
+                         events: pl.DataFrame) -> list[tuple[str, str, int]]:
+    """Up to 6 own organic orders per agent, alternately with the agent as referrer and
+    through the agent's first share (opened by the agent 30 minutes before). Returns the
+    added clicks (share_id, actor_id, seconds)."""
+    shares_by = (_own_shares(events)
                  .group_by("actor_id").agg(pl.col("share_id").sort_by("occurred_at").first(),
                                            pl.col("occurred_at").min()))
     first_share = {a: (sid, at) for a, sid, at in shares_by.iter_rows()}
-    own = (events.filter(pl.col("event_type") == "share").sort("occurred_at")
-           .group_by("actor_id", maintain_order=True).agg("share_id", "occurred_at"))
-    own_shares = {a: list(zip(sids, ats, strict=True)) for a, sids, ats in own.iter_rows()}
-    own_clicks: list[tuple[str, str, int]] = []  # a self-referrer opens their own link first
-    # self-referral: up to 6 own organic orders, alternately own referrer / own share link
+    own_clicks: list[tuple[str, str, int]] = []
     for a in selfr:
         pid = person[int(a)]
-        rows = row[free & (buyer == a)][:6]
+        rows = q["row"][q["free"] & (q["buyer"] == a)][:6]
         sid, at = first_share[pid]
         for j, r in enumerate(rows):
-            if j % 2 and t[r] > at + timedelta(hours=1):
-                share[r] = sid
-                pay(r, True)
-                own_clicks.append((sid, pid, int((t[r] - _T0).total_seconds()) - 30 * 60))
+            if j % 2 and lines["t"][r] > at + timedelta(hours=1):
+                lines["share"][r] = sid
+                _pay(lines, r, True)
+                own_clicks.append((sid, pid, int((lines["t"][r] - _T0).total_seconds()) - 30 * 60))
             else:
-                referrer[r] = pid
-                pay(r, False)
-        used[rows] = True
-    # ring: each member's organic orders credited to the next member (a -> b -> c -> a)
+                lines["referrer"][r] = pid
+                _pay(lines, r, False)
+        lines["used"][rows] = True
+    return own_clicks
+
+
+def _plant_ring(lines: dict, q: dict, ring: np.ndarray, person: pl.Series) -> None:
+    """Each ring member's organic orders credited to the next member (a -> b -> c -> a)."""
     for j, a in enumerate(ring):
-        rows = row[free & (buyer == a)][:5]
+        rows = q["row"][q["free"] & (q["buyer"] == a)][:5]
         for r in rows:
-            referrer[r] = person[int(ring[(j + 1) % ring.size])]
-            pay(r, False)
-        used[rows] = True
-    # refund abuse: most of the agent's credited orders refunded, plus other customers'
-    # orders placed through the agent's referral link and refunded
-    extra = max(12, n // 2500)
+            lines["referrer"][r] = person[int(ring[(j + 1) % ring.size])]
+            _pay(lines, r, False)
+        lines["used"][rows] = True
+
+
+def _plant_refund_abuse(rng: np.random.Generator, lines: dict, q: dict, abusers: np.ndarray,
+                        person: pl.Series, na: int) -> None:
+    """Most of each abuser's credited orders refunded, plus other customers' orders placed
+    through the abuser's referral link and refunded."""
+    row, used = q["row"], lines["used"]
+    extra = max(12, row.size // 2500)
     for a in abusers:
-        own = row[credited_paid & (cred == a)]
+        own = row[q["credited_paid"] & (q["cred"] == a)]
         own = own[rng.random(own.size) < 0.6]
-        others = rng.permutation(row[free & ~used & (buyer >= na)])[:extra]
+        others = rng.permutation(row[q["free"] & ~used & (q["buyer"] >= na)])[:extra]
         for r in others:
-            referrer[r] = person[int(a)]
+            lines["referrer"][r] = person[int(a)]
         for r in np.r_[own, others]:
-            status[r], commission[r], red[r] = "refunded", None, None
+            lines["status"][r], lines["commission"][r], lines["red"][r] = "refunded", None, None
         used[np.r_[own, others]] = True
-    # click burst: one share per agent gets 30-60 clicks from new accounts within 5 minutes,
-    # and the first of those accounts places an order through it
-    farm_clicks: list[tuple[str, str, int]] = []  # share_id, actor_id, seconds
-    n_farm = 0
+
+
+def _plant_click_bursts(rng: np.random.Generator, lines: dict, q: dict, bursters: np.ndarray,
+                        pop: dict, person: pl.Series,
+                        events: pl.DataFrame) -> list[tuple[str, str, int]]:
+    """One share per agent gets 30-60 clicks from new accounts within 5 minutes, and the
+    first of those accounts places an order through it. Returns the added clicks
+    (share_id, actor_id, seconds); the new accounts are numbered after the customers."""
+    own = (_own_shares(events).sort("occurred_at")
+           .group_by("actor_id", maintain_order=True).agg("share_id", "occurred_at"))
+    own_shares = {a: list(zip(sids, ats, strict=True)) for a, sids, ats in own.iter_rows()}
+    na = pop["n_agents"]
     n_cust = pop["n"] - na
+    row, ot, used = q["row"], q["ot"], lines["used"]
+    farm_clicks: list[tuple[str, str, int]] = []
+    n_farm = 0
 
     def farm_id(j: int) -> str:  # new accounts, numbered after the customers: c003601, ...
         return f"c{n_cust + j:0{max(6, len(str(n_cust)))}d}"
 
-    ot = od["t"][o]
     for a in bursters:
         pid = person[int(a)]
-        pool = row[free & ~used & (buyer >= na)]
+        pool = row[q["free"] & ~used & (q["buyer"] >= na)]
         sid, s0, cand = None, 0, pool[:0]
         for share_id, at in own_shares[pid]:
             sid, s0 = share_id, int((at - _T0).total_seconds())
@@ -1093,31 +1263,37 @@ def _plant_integrity(frames: dict[str, pl.DataFrame], pop: dict, od: dict, ids: 
             n_farm += 1
             farm_clicks.append((sid, farm_id(n_farm), min(start + int(off), T_END)))
         if r >= 0:
-            customer[r] = farm_id(first)
-            share[r] = sid
-            pay(r, True)
+            lines["customer"][r] = farm_id(first)
+            lines["share"][r] = sid
+            _pay(lines, r, True)
             used[r] = True
+    return farm_clicks
 
+
+def _integrity_orders(orders: pl.DataFrame, lines: dict, fmt: str) -> pl.DataFrame:
+    """The orders frame with the rewritten columns."""
     money = (lambda v: pl.Series(v, dtype=pl.Float64).cast(pl.Decimal(18, 2))) if fmt == "parquet" \
         else (lambda v: pl.Series(v, dtype=pl.Float64))
-    frames["orders"] = orders.with_columns(
-        referrer_id=pl.Series(referrer, dtype=pl.String), share_id=pl.Series(share, dtype=pl.String),
-        customer_id=pl.Series(customer, dtype=pl.String), status=pl.Series(status, dtype=pl.String),
-        commission=money(commission), red_packet=money(red))
+    return orders.with_columns(
+        referrer_id=pl.Series(lines["referrer"], dtype=pl.String),
+        share_id=pl.Series(lines["share"], dtype=pl.String),
+        customer_id=pl.Series(lines["customer"], dtype=pl.String),
+        status=pl.Series(lines["status"], dtype=pl.String),
+        commission=money(lines["commission"]), red_packet=money(lines["red"]))
+
+
+def _with_clicks(events: pl.DataFrame, added: list[tuple[str, str, int]]) -> pl.DataFrame:
+    """Share events with the added clicks (share_id, actor_id, seconds) merged in time order
+    and every event renumbered."""
     meta = events.select("share_id", "product_id", "category", "channel").unique("share_id")
-    added = own_clicks + farm_clicks
     fc = pl.DataFrame({"share_id": [c[0] for c in added], "actor_id": [c[1] for c in added],
                        "occurred_at": _ts(np.array([c[2] for c in added], dtype=np.int64))})
     fc = fc.join(meta, on="share_id", how="left").with_columns(
         event_type=pl.lit("click"), parent_share_id=pl.lit(None, dtype=pl.String),
         event_id=pl.lit(""))
     merged = pl.concat([events, fc.select(events.columns)], how="vertical_relaxed")
-    merged = merged.sort("occurred_at", maintain_order=True).with_columns(
+    return merged.sort("occurred_at", maintain_order=True).with_columns(
         event_id=_id_series("e", np.arange(1, merged.height + 1), 8))
-    frames["share_events"] = merged
-    ids_of = lambda idx: person.gather(idx).to_list()  # noqa: E731
-    return {"self_referrers": ids_of(selfr), "referral_ring": ids_of(ring),
-            "refund_abusers": ids_of(abusers), "click_bursters": ids_of(bursters)}
 
 
 def _write(frame: pl.DataFrame, path: Path, fmt: str) -> None:
