@@ -61,3 +61,63 @@ def test_index_cards_show_the_headline_rows(pipeline_run: dict) -> None:
         value, subject = h[metric]
         want = pseudonym(subject, key) if fmt == "agent" else card_value(fmt, value)
         assert card.group(1) == want, metric
+
+
+def _cards(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<div class="card" data-metric="([^"]+)">.*?<div class="value">([^<]*)</div>', html, re.S))
+
+
+def test_every_page_card_equals_its_headline_row(pipeline_run: dict) -> None:
+    """Influence and trends pages show the same rows through the same formats as the index,
+    and the influence charts' headline numbers (Gini, group-buy success) are the rows too."""
+    from sharegraph.reports.influence import SUMMARY as INFLUENCE_CARDS
+    from sharegraph.reports.page import percent
+    from sharegraph.reports.trends import SUMMARY as TREND_CARDS
+
+    wh, reports = Path(pipeline_run["warehouse"]), Path(pipeline_run["reports"])
+    key = (wh.parent / KEY_FILE).read_text(encoding="utf-8").strip()
+    with duckdb.connect(str(wh), read_only=True) as con:
+        h = _mart(con)
+    for page, which in (("influence.html", INFLUENCE_CARDS), ("trends.html", TREND_CARDS)):
+        html = (reports / page).read_text(encoding="utf-8")
+        shown = _cards(html)
+        for metric, _, fmt in which:
+            value, subject = h[metric]
+            assert shown[metric] == (pseudonym(subject, key) if fmt == "agent" else card_value(fmt, value)), \
+                (page, metric)
+    influence = (reports / "influence.html").read_text(encoding="utf-8")
+    assert f"Gini {h['gini_credited'][0]:.3f}" in influence  # the figure JSON (ASCII-escaped zh)
+    assert f"({percent(h['group_buy_success_rate'][0])} success)" in influence
+
+
+def test_monthly_rows_equal_plain_computations(pipeline_run: dict) -> None:
+    """Trend rows (period 'YYYY-MM') against polars over staging and graph tables; the months
+    add up to the whole period where the metric is additive."""
+    with duckdb.connect(str(pipeline_run["warehouse"]), read_only=True) as con:
+        rows = con.sql("SELECT metric, period, value FROM marts.headline_metrics "
+                       "WHERE scope = 'all' AND period <> 'all'").pl()
+        h = _mart(con)
+        lines = con.sql("""SELECT a.ordered_at, a.amount::DOUBLE AS amount, c.channel_class
+                           FROM graph.attributed_orders a JOIN staging.channels c USING (channel)
+                           WHERE a.is_paid""").pl()
+        groups = con.sql("SELECT status, opened_at FROM staging.group_buys").pl()
+    month = pl.col("ordered_at").dt.strftime("%Y-%m")
+
+    def got(metric: str) -> dict[str, float]:
+        part = rows.filter(pl.col("metric") == metric)
+        return dict(zip(part["period"], part["value"], strict=True))
+
+    for klass in ("platform", "social"):
+        want = lines.filter(pl.col("channel_class") == klass).group_by(month.alias("m")).agg(pl.col("amount").sum())
+        mine = got(f"paid_gmv_{klass}")
+        assert {m: round(v, 2) for m, v in want.iter_rows()} == {m: round(v, 2) for m, v in mine.items() if v}
+        assert abs(sum(mine.values()) - h[f"paid_gmv_{klass}"][0]) < 0.01
+    assert abs(sum(got("paid_gmv").values()) - h["paid_gmv"][0]) < 0.01
+    assert abs(sum(got("new_customers_via_shares").values()) - h["new_customers_via_shares"][0]) < 1e-9
+    per_month = groups.group_by(pl.col("opened_at").dt.strftime("%Y-%m").alias("m")).agg(
+        filled=(pl.col("status") == "filled").sum(), failed=(pl.col("status") == "failed").sum())
+    rate = got("group_buy_success_rate")
+    for m, filled, failed in per_month.iter_rows():
+        if filled + failed:
+            assert abs(rate[m] - filled / (filled + failed)) < 1e-12
+    assert max(got("active_agents").values()) <= h["active_agents"][0] <= sum(got("active_agents").values())
