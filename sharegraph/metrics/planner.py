@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import table_exists
 from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics import imm as imm_mod
 
@@ -67,13 +68,22 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
                 before: str | None = None, kappa: float = KAPPA) -> LearnedModel:
     """Estimate the per-person rates and the audience graph from staging.share_events and
     graph.attributed_orders (only events and orders before ``before`` when given)."""
+    upline = ("UNION SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
+              if table_exists(con, "graph.agent_upline") else "")
+    _stage_scope(con, category, merchant, before)
+    people = _person_counts(con, upline)
+    edges = _audience_edges(con, upline)
+    con.execute("DROP TABLE _pl_ev")
+    con.execute("DROP TABLE _pl_od")
+    return _fit(people, edges, kappa, {"category": category, "merchant": merchant, "before": before})
+
+
+def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant: str | None,
+                 before: str | None) -> None:
+    """Temp tables ``_pl_ev`` (share events) and ``_pl_od`` (paid attributed order lines)
+    of the scope: the category, the merchant, before the cut-off."""
     ev_where, ev_args = _scope_sql("e", category, merchant, before, "occurred_at", product_merchant=True)
     od_where, od_args = _scope_sql("a", category, merchant, before, "ordered_at")
-    has_upline = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'graph' AND table_name = 'agent_upline'"
-    ).fetchall()[0][0] > 0
-    upline = ("UNION SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
-              if has_upline else "")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _pl_ev AS
@@ -87,7 +97,13 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
                a.category, a.amount
         FROM graph.attributed_orders a WHERE a.is_paid AND {od_where}
         """, od_args)
-    people = con.sql(
+
+
+def _person_counts(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
+    """One row per person in the audience graph: shares, clicks and buys they led to,
+    audience, share purchases and re-shares, orders, spend and main category (the trials
+    and successes ``_fit`` shrinks). ``upline`` adds the agent upline edges (or is empty)."""
+    return con.sql(
         f"""
         WITH shares AS (  -- one row per share or re-share: its sharer
             SELECT share_id, actor_id AS sharer, category FROM _pl_ev
@@ -145,7 +161,12 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
         ORDER BY p.person_id
         """
     ).to_arrow_table()
-    edges = con.sql(
+
+
+def _audience_edges(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
+    """Who reaches whom (sharer -> viewer): clicks on another person's share, credited
+    orders and, with ``upline``, agent upline edges; in a fixed order."""
+    return con.sql(
         f"""
         SELECT DISTINCT s.actor_id AS sharer, c.actor_id AS viewer
         FROM _pl_ev c JOIN _pl_ev s ON s.share_id = c.share_id AND s.event_type IN ('share', 'reshare')
@@ -155,9 +176,6 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
         ORDER BY ALL  -- a fixed edge order: the same RR samples for the same seed
         """
     ).to_arrow_table()
-    con.execute("DROP TABLE _pl_ev")
-    con.execute("DROP TABLE _pl_od")
-    return _fit(people, edges, kappa, {"category": category, "merchant": merchant, "before": before})
 
 
 def _shrink(succ: np.ndarray, trials: np.ndarray, group: np.ndarray, kappa: float) -> np.ndarray:

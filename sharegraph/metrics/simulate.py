@@ -303,6 +303,32 @@ def simulate(con: duckdb.DuckDBPyConnection, schemes: list[Scheme],
     build_payouts(con, schemes, period)
     gmv = con.execute("SELECT coalesce(sum(amount), 0) FROM _sim_lines").fetchall()[0][0]
     paid_gmv = _period_paid_gmv(con, period)
+    per = _person_payouts(con, schemes)
+    components = {
+        (scheme, comp): yuan
+        for scheme, comp, yuan in con.execute(
+            "SELECT scheme, component, sum(yuan) FROM _sim_payout GROUP BY ALL").fetchall()
+    }
+    rows: list[dict[str, object]] = []
+    for s in schemes:
+        row = _scheme_row(s, per[s.name], per[current], components, current, gmv, paid_gmv)
+        if elasticity:
+            row["elastic"] = _elastic(per[s.name], per[current], elasticity, paid_gmv)
+        rows.append(row)
+    monthly = _monthly(con)
+    for t in ("_sim_scheme", "_sim_tier", "_sim_level"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    start, end = period
+    return SimulationResult(
+        period=(start or _bound(con, "min"), end or _bound(con, "max")), current=current,
+        elasticity=elasticity, schemes=rows, monthly=monthly, warnings=warns,
+        assumptions=_assumptions(elasticity),
+    )
+
+
+def _person_payouts(con: duckdb.DuckDBPyConnection,
+                    schemes: list[Scheme]) -> dict[str, dict[str, tuple[Decimal, Decimal]]]:
+    """Per scheme, per paid person: (payout, credited GMV), both ¥."""
     person = con.execute(
         """
         -- one row per (scheme, person): payout and credited GMV
@@ -316,48 +342,48 @@ def simulate(con: duckdb.DuckDBPyConnection, schemes: list[Scheme],
     per: dict[str, dict[str, tuple[Decimal, Decimal]]] = {s.name: {} for s in schemes}
     for scheme, pid, payout, pgmv in person:
         per[scheme][pid] = (payout, pgmv)
-    components = {
-        (scheme, comp): yuan
-        for scheme, comp, yuan in con.execute(
-            "SELECT scheme, component, sum(yuan) FROM _sim_payout GROUP BY ALL").fetchall()
+    return per
+
+
+def _scheme_row(s: Scheme, pays: dict[str, tuple[Decimal, Decimal]],
+                base: dict[str, tuple[Decimal, Decimal]], components: dict[tuple[str, str], Decimal],
+                current: str, gmv: Decimal, paid_gmv: Decimal) -> dict[str, object]:
+    """One scheme's totals, spread and components, and who wins or loses against the scheme
+    in force (``base``: its payouts per person)."""
+    paid = {k: v[0] for k, v in pays.items() if v[0] > 0}
+    total = sum(paid.values(), Decimal("0.00"))
+    top = sorted(paid.values(), reverse=True)[:10]
+    people = set(pays) | set(base)
+    deltas = {p: pays.get(p, (Decimal(0),))[0] - base.get(p, (Decimal(0),))[0] for p in people}
+    win = [d for d in deltas.values() if d > 0]
+    lose = [d for d in deltas.values() if d < 0]
+    return {
+        "name": s.name,
+        "is_current": s.name == current,
+        "depth": s.depth,
+        "total_payout": total,
+        "gmv": paid_gmv,
+        "credited_gmv": gmv,
+        "payout_to_gmv": float(total / paid_gmv) if paid_gmv else None,
+        "agents_paid": len(paid),
+        "gini": _gini([float(v) for v in paid.values()]),
+        "top10_share": float(sum(top, Decimal(0)) / total) if total else None,
+        "components": {c: components.get((s.name, c), Decimal("0.00"))
+                       for c in sorted({c for (n, c) in components if n == s.name})},
+        "vs_current": {
+            "winners": len(win), "losers": len(lose),
+            "unchanged": sum(1 for d in deltas.values() if d == 0),
+            "gained": sum(win, Decimal("0.00")), "lost": -sum(lose, Decimal("0.00")),
+            "net": total - sum((v[0] for v in base.values()), Decimal("0.00")),
+            "largest_gain": max(win, default=Decimal("0.00")),
+            "largest_loss": -min(lose, default=Decimal("0.00")),
+        },
     }
-    base = per[current]
-    rows: list[dict[str, object]] = []
-    for s in schemes:
-        pays = per[s.name]
-        paid = {k: v[0] for k, v in pays.items() if v[0] > 0}
-        total = sum(paid.values(), Decimal("0.00"))
-        top = sorted(paid.values(), reverse=True)[:10]
-        people = set(pays) | set(base)
-        deltas = {p: pays.get(p, (Decimal(0),))[0] - base.get(p, (Decimal(0),))[0] for p in people}
-        win = [d for d in deltas.values() if d > 0]
-        lose = [d for d in deltas.values() if d < 0]
-        row: dict[str, object] = {
-            "name": s.name,
-            "is_current": s.name == current,
-            "depth": s.depth,
-            "total_payout": total,
-            "gmv": paid_gmv,
-            "credited_gmv": gmv,
-            "payout_to_gmv": float(total / paid_gmv) if paid_gmv else None,
-            "agents_paid": len(paid),
-            "gini": _gini([float(v) for v in paid.values()]),
-            "top10_share": float(sum(top, Decimal(0)) / total) if total else None,
-            "components": {c: components.get((s.name, c), Decimal("0.00"))
-                           for c in sorted({c for (n, c) in components if n == s.name})},
-            "vs_current": {
-                "winners": len(win), "losers": len(lose),
-                "unchanged": sum(1 for d in deltas.values() if d == 0),
-                "gained": sum(win, Decimal("0.00")), "lost": -sum(lose, Decimal("0.00")),
-                "net": total - sum((v[0] for v in base.values()), Decimal("0.00")),
-                "largest_gain": max(win, default=Decimal("0.00")),
-                "largest_loss": -min(lose, default=Decimal("0.00")),
-            },
-        }
-        if elasticity:
-            row["elastic"] = _elastic(pays, base, elasticity, paid_gmv)
-        rows.append(row)
-    monthly = [
+
+
+def _monthly(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+    """One row per (scheme, month): payout, payees and credited GMV."""
+    return [
         {"scheme": sc, "month": str(m), "payout": pay, "payees": n, "credited_gmv": g}
         for sc, m, pay, n, g in con.execute(
             """
@@ -373,20 +399,17 @@ def simulate(con: duckdb.DuckDBPyConnection, schemes: list[Scheme],
             """
         ).fetchall()
     ]
+
+
+def _assumptions(elasticity: float) -> list[str]:
+    """The assumptions the result rests on, stated with it."""
     assumptions = [ASSUMPTION_REPLAY]
     if elasticity:
         assumptions.append(
             f"ASSUMPTION elasticity = {elasticity:g}: each person's credited activity (GMV and "
             "payout) is scaled by (payout under the scheme / payout under the current scheme) ** "
             "elasticity, once, without network effects; a guess to explore, not a measurement.")
-    for t in ("_sim_scheme", "_sim_tier", "_sim_level"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
-    start, end = period
-    return SimulationResult(
-        period=(start or _bound(con, "min"), end or _bound(con, "max")), current=current,
-        elasticity=elasticity, schemes=rows, monthly=monthly, warnings=warns,
-        assumptions=assumptions,
-    )
+    return assumptions
 
 
 def _bound(con: duckdb.DuckDBPyConnection, fn: str) -> str:
