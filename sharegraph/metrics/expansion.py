@@ -12,8 +12,8 @@ import logging
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows, table_exists
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.sql import table_exists
+from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics.affinity import ALL_SCOPE, paid_lines_sql
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
         ORDER BY merchant_id, rank""")
     for temp in ("_exp_uplift", "_exp_obs", "_exp_best", "_exp_best_obs"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
-    comment_table(
+    return finish_table(
         con, "marts.expansion_recommendations",
         "Categories a merchant does not sell, ranked by expected incremental GMV from its own "
         f"customers' cross-category affinity: per merchant its {MAX_CANDIDATES} best candidates "
@@ -309,9 +309,7 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
         "English. See docs/affinity.md.",
         EXPANSION_COLUMNS,
     )
-    n = count_rows(con, "marts.expansion_recommendations")
-    log.info("marts.expansion_recommendations: %d rows", n)
-    return int(n)
+
 
 def build_weak_categories(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
     """Build ``marts.weak_categories``: one row per merchant per category it has paid lines in.
@@ -367,13 +365,12 @@ def build_weak_categories(con: duckdb.DuckDBPyConnection, settings: Settings) ->
         FROM mc JOIN mt USING (merchant_id)
         LEFT JOIN means USING (merchant_id, category)
         ORDER BY merchant_id, weakness_rank""")
-    comment_table(
+    return finish_table(
         con, "marts.weak_categories",
         "Per merchant, how well each category it sells fits the rest of its line: one row per "
         "merchant per category with paid lines there. See docs/affinity.md.",
         WEAK_COLUMNS,
     )
-    return int(con.execute("SELECT count(*) FROM marts.weak_categories").fetchall()[0][0])
 
 
 def expansion_problems(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -13,9 +13,8 @@ import duckdb
 
 from sharegraph.core.config import Settings
 from sharegraph.core.contract import ENUMERATED, PLATFORM_CHANNELS, SOCIAL_CHANNELS
-from sharegraph.core.sql import count_rows
 from sharegraph.core.vocabulary import Vocabulary
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.products import product_lookup_sql
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ def build_kfactor(con: duckdb.DuckDBPyConnection, settings: Settings | None = No
         ORDER BY g.scope = 'overall', g.cohort_week
         """
     )
-    comment_table(
+    return finish_table(
         con,
         "marts.kfactor",
         "One row per weekly cohort of new customers (week of first paid order) plus an overall "
@@ -130,7 +129,6 @@ def build_kfactor(con: duckdb.DuckDBPyConnection, settings: Settings | None = No
         "decomposed as invitations per member x conversion.",
         KFACTOR_DOC,
     )
-    return count_rows(con, "marts.kfactor")
 
 
 # ---------------------------------------------------------------------------- concentration
@@ -212,7 +210,7 @@ def build_concentration(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         ORDER BY scope = 'merchant', merchant_id
         """
     )
-    comment_table(
+    return finish_table(
         con,
         "marts.concentration",
         "One row per scope (overall, and per merchant): how concentrated attributed GMV is "
@@ -220,7 +218,6 @@ def build_concentration(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         f"(top-1% share >= {KOL_TOP1_SHARE} or Gini >= {KOL_GINI}) or peer-driven.",
         CONCENTRATION_DOC,
     )
-    return count_rows(con, "marts.concentration")
 
 
 # ------------------------------------------------------------------------ channel migration
@@ -293,14 +290,13 @@ def build_channel_migration(
         FROM monthly ORDER BY month
         """
     )
-    comment_table(
+    return finish_table(
         con,
         "marts.channel_migration",
         "One row per month: repeat customers' paid orders (placed after their first paid order) "
         "on social vs platform channels, counts and GMV (¥) — is repeat buying moving to social?",
         CHANNEL_MIGRATION_DOC,
     )
-    return count_rows(con, "marts.channel_migration")
 
 
 # ------------------------------------------------------------------------------- group buys
@@ -447,14 +443,13 @@ def build_group_buys(con: duckdb.DuckDBPyConnection, settings: Settings | None =
         ORDER BY g.opened_at, g.group_id
         """
     )
-    comment_table(
+    return finish_table(
         con,
         "marts.group_buys",
         "One row per group buy (拼团): members, fill rate, time to fill, fission (members "
         "brought by members) and money paid / refunded (¥).",
         GROUP_BUYS_DOC,
     )
-    return count_rows(con, "marts.group_buys")
 
 
 def build_group_buy_summary(
@@ -491,14 +486,13 @@ def build_group_buy_summary(
         GROUP BY month ORDER BY month
         """
     )
-    comment_table(
+    return finish_table(
         con,
         "marts.group_buy_summary",
         "One row per month of group-buy openings: how many filled or failed, fill rate, time "
         "to fill, members, fission and refunds of failed groups (¥).",
         GROUP_BUY_SUMMARY_DOC,
     )
-    return count_rows(con, "marts.group_buy_summary")
 
 
 # ----------------------------------------------------------------------------------- checks

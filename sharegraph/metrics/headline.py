@@ -11,8 +11,8 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import count_rows, literal
-from sharegraph.core.warehouse import comment_table
+from sharegraph.core.sql import literal
+from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics.growth import BUILT_IN, K_WINDOW_DAYS
 
 TABLE = "marts.headline_metrics"
@@ -182,9 +182,8 @@ def build_headline_metrics(con: duckdb.DuckDBPyConnection, settings: Settings | 
         FROM v JOIN ({defs}) d USING (metric)
         WHERE v.period IS NOT NULL
         ORDER BY v.metric, v.scope <> 'all', v.scope, v.period <> 'all', v.period""")
-    comment_table(con, TABLE, "One row per headline metric per scope and period: the single "
-                  "definition every report page reads (docs/reports.md#headline-metrics).", COLUMNS)
-    return count_rows(con, TABLE)
+    return finish_table(con, TABLE, "One row per headline metric per scope and period: the single "
+                        "definition every report page reads (docs/reports.md#headline-metrics).", COLUMNS)
 
 
 def headline(con: duckdb.DuckDBPyConnection, scope: str = "all",

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import break_cycles, pagerank, subtree_aggregates
-from sharegraph.core.warehouse import comment_table, create_table_as
+from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.metrics.circles import Circles, person_circles
 
@@ -208,8 +208,7 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
     kept = np.flatnonzero(is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False))
     metrics = _metrics_table(kept, np.round(gmv + ds["gmv_decayed"], 2), ds, pr, circle,
                              direct_buyers, clicks_received)
-    _write_mart(con, metrics, shares, s)
-    return int(kept.size)
+    return _write_mart(con, metrics, shares, s)
 
 
 def _referral_arrays(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
@@ -328,8 +327,9 @@ def _metrics_table(kept: np.ndarray, influence_gmv: np.ndarray, ds: dict[str, np
 
 
 def _write_mart(con: duckdb.DuckDBPyConnection, metrics: pa.Table, shares: pa.Table,
-                s: Settings) -> None:
-    """Write ``marts.agent_influence`` from the array metrics, ``_direct`` and share stats."""
+                s: Settings) -> int:
+    """Write ``marts.agent_influence`` from the array metrics, ``_direct`` and share stats;
+    returns its row count (one row per kept person)."""
     con.register("_metrics", metrics)
     con.register("_shares", shares)
     create_table_as(con, "marts.agent_influence", _AGENT_INFLUENCE_SQL, ids=("person_id", "circle_id"))
@@ -337,7 +337,7 @@ def _write_mart(con: duckdb.DuckDBPyConnection, metrics: pa.Table, shares: pa.Ta
         con.unregister(view)
     con.execute("DROP TABLE _pidx")
     con.execute("DROP TABLE _direct")
-    comment_table(
+    return finish_table(
         con, "marts.agent_influence",
         "One row per person who shared, was credited for a sale or is an agent: direct and "
         f"downstream sales (decay {s.downstream_decay}), PageRank, conversion, cascades, "
