@@ -398,19 +398,23 @@ _SCRIPT = """
     var lang = document.documentElement.getAttribute('data-lang') === 'en' ? 'en' : 'zh';
     var full = meta && meta[lang] && meta[lang].layout && meta[lang].layout['title.text'];
     if (!full || !gd.clientWidth) { return; }
-    var px = (gd.layout.title && gd.layout.title.font && gd.layout.title.font.size) || 17;
-    var room = gd.clientWidth - 28;
+    var full_ = gd._fullLayout || {};
+    var px = (full_.title && full_.title.font && full_.title.font.size) || 19;
+    var left = full_.margin ? full_.margin.l : 60;
+    var room = gd.clientWidth - left - 16;  // the title starts at the plot area's left edge
     var lines = full.split('<br>'), out = [];
     lines.forEach(function(line){
-      if (/<sup>|<sub>/.test(line)) { out.push(line); return; }
+      var sup = /^<sup>([^<]*)<\\/sup>$/.exec(line), size = px, open = '', close = '';
+      if (sup) { line = sup[1]; size = px * 0.7; open = '<sup>'; close = '</sup>'; }
+      else if (/</.test(line)) { out.push(line); return; }
       var cur = '', width = 0, words = line.match(/[\\u2e80-\\uffff]|[^\\s\\u2e80-\\uffff]+\\s*|\\s+/g) || [];
       words.forEach(function(w){
         var cw = 0;
-        for (var i = 0; i < w.length; i++) { cw += w.charCodeAt(i) > 0x2e80 ? px : px * 0.62; }
-        if (cur && width + cw > room) { out.push(cur.replace(/\\s+$/, '')); cur = ''; width = 0; }
+        for (var i = 0; i < w.length; i++) { cw += w.charCodeAt(i) > 0x2e80 ? size : size * 0.62; }
+        if (cur && width + cw > room) { out.push(open + cur.replace(/\\s+$/, '') + close); cur = ''; width = 0; }
         cur += w; width += cw;
       });
-      out.push(cur);
+      out.push(open + cur + close);
     });
     var text = out.join('<br>');
     if (gd.layout.title.text !== text) { Plotly.relayout(gd, {'title.text': text}); }

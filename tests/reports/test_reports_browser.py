@@ -147,7 +147,9 @@ def test_reports_load_offline_with_charts_and_no_errors(driver, reports: Path, t
         budget = _budget_ms()
         assert ms < budget, f"{page.name} took {ms:.0f} ms to load (budget {budget:.0f} ms)"
         assert driver.execute_script("return typeof Plotly") == "object", page.name
-        if page.name == "index.html":
+        if page.name == "glossary.html":  # definitions only, no chart
+            assert driver.find_elements(By.CSS_SELECTOR, "dl.glossary dt"), page.name
+        elif page.name == "index.html":
             cards = driver.find_elements(By.CSS_SELECTOR, ".card .value")
             assert len(cards) == len(CARDS) and cards[0].text.startswith("¥"), [c.text for c in cards]
         else:
@@ -273,3 +275,58 @@ def test_quarantine_banner_and_empty_state_reason_are_visible(driver, broken_run
     assert not driver.find_elements(By.ID, "quarantine-banner")  # the banner is on the index only
     assert not _errors(driver)
     driver.execute_script("window.sharegraphSetLang('zh');")
+
+
+PHONE_WIDTH = 390
+GROWTH_PAGES = ("influence.html", "trends.html", "glossary.html")
+"""Pages whose visible text is checked for the other language (the switch button, which
+names the other language, and code identifiers are left out)."""
+_EN_WORDS = r"\b(the|and|of|per|with|customers?|agents?|orders?|shares?|month|week|cohorts?|rate|people|groups?)\b"
+"""English words whose presence in the zh view means a label was left untranslated."""
+
+
+def test_phone_width_no_sideways_overflow_and_one_language(driver, reports: Path) -> None:
+    """At 390 px every page reflows (no horizontal scroll of the page: tables scroll inside
+    their own box) and each growth page's zh view shows no English prose, its en view no
+    Chinese (code identifiers such as table names are left out of the check)."""
+    import re
+
+    size = driver.get_window_size()
+    driver.set_window_size(PHONE_WIDTH, 844)
+    try:
+        inner = driver.execute_script("return window.innerWidth")
+        for page in _pages(reports):
+            _open(driver, page)
+            driver.execute_script("window.dispatchEvent(new Event('resize'))")
+            time.sleep(0.4)
+            for lang in ("zh", "en"):
+                driver.execute_script(f"window.sharegraphSetLang('{lang}');")
+                wide = driver.execute_script(
+                    "return [document.documentElement.scrollWidth, window.innerWidth]")
+                assert wide[0] <= wide[1], f"{page.name} ({lang}) scrolls sideways at {inner}px: {wide}"
+                titles = driver.execute_script(
+                    "return Array.from(document.querySelectorAll('.gtitle')).map(e => "
+                    "[e.textContent, e.getBoundingClientRect().right])")
+                # merchant pages (their own titles, other owner) are checked for page overflow only
+                cut = [t for t, right in titles if right > wide[1] + 1 and not page.name.startswith("expansion-")]
+                assert not cut, f"{page.name} ({lang}): chart titles cut off {cut}"
+                if page.name not in GROWTH_PAGES:
+                    continue
+                text = driver.execute_script(
+                    """const body = document.body.cloneNode(true);
+                       body.querySelectorAll('code, script, style, .js-plotly-plot, #lang-toggle').forEach(e => e.remove());
+                       document.body.appendChild(body); body.style.position = 'absolute';
+                       const t = body.innerText; body.remove();
+                       const svg = Array.from(document.querySelectorAll('.js-plotly-plot svg text'))
+                           .map(e => e.textContent).join(' ');
+                       return t + ' ' + svg;""")
+                if lang == "zh":
+                    found = re.findall(_EN_WORDS, text, re.I)
+                    assert not found, f"{page.name} zh view shows English: {sorted(set(found))[:10]}"
+                else:
+                    found = re.findall(r"[\u4e00-\u9fff]+", text)
+                    assert not found, f"{page.name} en view shows Chinese: {found[:10]}"
+        assert not _errors(driver)
+    finally:
+        driver.execute_script("window.sharegraphSetLang('zh');")
+        driver.set_window_size(size["width"], size["height"])
