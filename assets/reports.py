@@ -137,7 +137,7 @@ def trends_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=_written([path]))
 
 
-@dg.asset(key=REPORT_GLOSSARY, kinds={"html"}, group_name="reports")
+@dg.asset(key=REPORT_GLOSSARY, kinds={"html"}, group_name="reports", deps=[TABLE_NOTES])
 def glossary_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """glossary.html: every metric defined in both languages (from the code's definitions)."""
     path = _render(warehouse, render_glossary)

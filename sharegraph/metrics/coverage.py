@@ -78,7 +78,7 @@ FACTS: dict[str, Fact] = {
 
 OTHER_REASONS: dict[str, tuple[str, str]] = {
     "no_repeat_orders": ("没有客户在首单之后再次下单", "No customer ordered again after their first paid order"),
-    "no_candidates": ("每个商家都已经在卖有显著关联的类目", "Every merchant already sells the categories with a significant link"),
+    "no_candidates": ("每个商家都已经在卖所有有销售的类目，没有可拓展的类目", "Every merchant already sells every category with sales: there is nothing to expand into"),
     "nothing_found": ("没有发现图中的问题", "No graph problem was found"),
     "no_rows": ("这次的输入没有产生任何行", "This input produced no rows"),
 }
@@ -149,8 +149,8 @@ DEPENDENCIES: dict[str, Needs] = {
         ("no_share_events", "no_share_clicks", "no_paid_orders", "no_categories")),
     "marts.expansion_recommendations": Needs(
         ("拓品建议", "expansion recommendations"),
-        ("no_orders", "no_paid_orders", "no_categories", f"{UPSTREAM}marts.category_affinity",
-         "below_min_support"), "no_candidates"),
+        ("no_orders", "no_paid_orders", "no_categories", f"{UPSTREAM}marts.category_affinity"),
+        "no_candidates"),
     "marts.weak_categories": Needs(
         ("类目契合度", "category fit"),
         ("no_orders", "no_paid_orders", "no_categories", f"{UPSTREAM}marts.category_affinity")),
