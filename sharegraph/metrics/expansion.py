@@ -188,32 +188,11 @@ def _reasons_sql() -> tuple[str, str]:
     return zh, en
 
 
-def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
-    """Build ``marts.expansion_recommendations``: per merchant, its ``MAX_CANDIDATES`` best
-    categories it does not sell, each with a confidence tier and a reason in both languages.
-
-    For target B, each customer of the merchant counts once, with the largest uplift
-    confidence(A -> B) - support(B) over the categories A they bought at the merchant
-    (significant pairs of the overall customer-basis affinity), so a customer who bought
-    several A's is not counted several times. The same sum over every pair with lift > 1
-    ranks the candidates no significant pair supports, so a merchant always gets a list and
-    is told how sure it is. Customers are grouped by their set of categories first, so the
-    work scales with distinct sets, not with customers. Requires ``marts.category_affinity``.
-    """
-    src = paid_lines_sql(con)
-    z = needed_z(con, settings, src)
-    alpha, min_n = float(settings.fdr_alpha), int(settings.min_pair_customers)
-    for table, where in (("_exp_uplift", "is_significant"), ("_exp_obs", "lift > 1")):
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT {_PAIR_COLUMNS} FROM marts.category_affinity
-            WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND {where}""")
-    _stage_best_uplift(con, src, "_exp_uplift", "_exp_best")
-    _stage_best_uplift(con, src, "_exp_obs", "_exp_best_obs")
-    reason_zh, reason_en = _reasons_sql()
-    con.execute(f"""
-        CREATE OR REPLACE TABLE marts.expansion_recommendations AS
-        -- one row per merchant per candidate category it does not sell, at most {MAX_CANDIDATES}
+def _candidate_ctes(con: duckdb.DuckDBPyConnection, src: str) -> str:
+    """WITH ... cand: each merchant's candidate categories (every unsold category an
+    observed uplift points to, plus the most common unsold ones to fill the list), with the
+    merchant's customers, category base rates and the significant-pair evidence."""
+    return f"""
         WITH lines AS ({src}),
         merchant_customers AS (
             SELECT merchant_id, count(DISTINCT customer_id) AS n FROM lines GROUP BY ALL
@@ -244,7 +223,12 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
             ANTI JOIN sold ON sold.merchant_id = mc.merchant_id AND sold.category = b.category
         ), cand AS (
             SELECT merchant_id, category_b FROM obs UNION SELECT merchant_id, category_b FROM fill
-        ), {_evidence_ctes("_exp_best", "_exp_uplift").strip()},
+        ), {_evidence_ctes("_exp_best", "_exp_uplift").strip()},"""
+
+
+#: ranked: one row per candidate with its expected buyers and GMV (significant pairs, then
+#: every pair with lift > 1) and the evidence lists
+_RANKED_CTE = """
         ranked AS (
             SELECT c.merchant_id, c.category_b AS category,
                    mc.n AS n_merchant_customers,
@@ -267,7 +251,13 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
             JOIN base b ON b.category = c.category_b
             LEFT JOIN agg ON agg.merchant_id = c.merchant_id AND agg.category_b = c.category_b
             LEFT JOIN obs ON obs.merchant_id = c.merchant_id AND obs.category_b = c.category_b
-            LEFT JOIN ev ON ev.merchant_id = c.merchant_id AND ev.category_b = c.category_b
+            LEFT JOIN ev ON ev.merchant_id = c.merchant_id AND ev.category_b = c.category_b"""
+
+
+def _tier_ctes(alpha: float, min_n: int, z: float) -> str:
+    """top, tiered: the best MAX_CANDIDATES per merchant, each with its confidence tier and the
+    common customers a not-yet-significant lead pair would need (docs/affinity.md)."""
+    return f"""
         ), top AS (
             SELECT *, row_number() OVER (PARTITION BY merchant_id
                    ORDER BY expected_incremental_gmv_yuan DESC,
@@ -289,7 +279,38 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
                    END AS customers_needed
             FROM top LEFT JOIN _exp_obs p
               ON p.category_a = top.lead_category AND p.category_b = top.category
-        )
+        )"""
+
+
+def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Build ``marts.expansion_recommendations``: per merchant, its ``MAX_CANDIDATES`` best
+    categories it does not sell, each with a confidence tier and a reason in both languages.
+
+    For target B, each customer of the merchant counts once, with the largest uplift
+    confidence(A -> B) - support(B) over the categories A they bought at the merchant
+    (significant pairs of the overall customer-basis affinity), so a customer who bought
+    several A's is not counted several times. The same sum over every pair with lift > 1
+    ranks the candidates no significant pair supports, so a merchant always gets a list and
+    is told how sure it is. Customers are grouped by their set of categories first, so the
+    work scales with distinct sets, not with customers. Requires ``marts.category_affinity``.
+    """
+    src = paid_lines_sql(con)
+    z = needed_z(con, settings, src)
+    alpha, min_n = float(settings.fdr_alpha), int(settings.min_pair_customers)
+    for table, where in (("_exp_uplift", "is_significant"), ("_exp_obs", "lift > 1")):
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT {_PAIR_COLUMNS} FROM marts.category_affinity
+            WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND {where}""")
+    _stage_best_uplift(con, src, "_exp_uplift", "_exp_best")
+    _stage_best_uplift(con, src, "_exp_obs", "_exp_best_obs")
+    reason_zh, reason_en = _reasons_sql()
+    con.execute(f"""
+        CREATE OR REPLACE TABLE marts.expansion_recommendations AS
+        -- one row per merchant per candidate category it does not sell, at most {MAX_CANDIDATES}
+        {_candidate_ctes(con, src)}
+        {_RANKED_CTE}
+        {_tier_ctes(alpha, min_n, z)}
         SELECT merchant_id, category, rank, n_merchant_customers, n_customers_with_uplift,
                expected_buyers, base_rate, avg_order_value_yuan, expected_incremental_gmv_yuan,
                evidence, evidence_categories, evidence_lift, evidence_confidence, evidence_n_ab,
