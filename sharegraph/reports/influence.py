@@ -9,6 +9,7 @@ marts.headline_metrics, so it equals the index's card. People appear only as pse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -235,14 +236,23 @@ def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
     """Write influence.html; returns its path. A chart whose source table is empty for a
     recorded reason (marts.table_notes) shows that reason in words; every chart and card says
     in one line what it means."""
-    cap = settings.report_row_cap
     notes = load_notes(con)
     rows = headline_rows(con)
 
     def fig(block: figures.Block, div_id: str, *tables: str, what: Text, height: int = 420) -> str:
         return figure_html(explain(block, notes, *tables), div_id, height=height, what=what)
 
-    body = "".join([
+    return write_page(out_dir / FILE, TITLE,
+                      _people_sections(con, settings, rows, notes, fig)
+                      + _dynamics_sections(con, settings, rows, notes, fig),
+                      generated_at=generated_at, downloads=True)
+
+
+def _people_sections(con: duckdb.DuckDBPyConnection, settings: Settings, rows: dict, notes: dict,
+                     fig: Callable[..., str]) -> str:
+    """Who drives sales: headline cards, the leaderboard, direct vs downstream, concentration."""
+    cap = settings.report_row_cap
+    return "".join([
         section(Text("核心指标", "Headline figures"), cards(rows, settings, SUMMARY),
                 Text("与总览页相同的口径（marts.headline_metrics）。", "The same definitions as the overview "
                      "(marts.headline_metrics)."), "headline"),
@@ -274,6 +284,13 @@ def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                      "Every credited person (agents and customers who referred a sale); high Gini or "
                      "top-1% share = KOL-driven, otherwise peer-driven."), "lorenz"),
         "</div>",
+    ])
+
+
+def _dynamics_sections(con: duckdb.DuckDBPyConnection, settings: Settings, rows: dict, notes: dict,
+                       fig: Callable[..., str]) -> str:
+    """How it spreads: cascades, the viral coefficient, channels, group buys, downline trees."""
+    return "".join([
         section(Text("传播链分布", "Cascade distributions"),
                 fig(cascade_distribution(con), "fig-cascade-dist", "marts.cascades",
                     what=Text("绝大多数分享没有被转发；右侧长尾是少数扩散很远的传播链。",
@@ -320,4 +337,3 @@ def render_influence(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                      f"most {TREE_NODE_CAP} people (shallowest first) and {TREE_DEPTH} generations."),
                 "downline"),
     ])
-    return write_page(out_dir / FILE, TITLE, body, generated_at=generated_at, downloads=True)
