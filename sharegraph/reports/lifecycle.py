@@ -73,6 +73,44 @@ def funnel_figure(con: duckdb.DuckDBPyConnection) -> Block:
         {"y": [[zh for _, zh, _ in _STAGES]]}, {"y": [[en for _, _, en in _STAGES]]})
 
 
+SHARE_STEPS = (("shares", "分享", "shares"), ("clicks", "被点击", "clicks"), ("orders", "下单", "orders"))
+FUNNEL_AGENTS = 20
+
+
+def share_funnel(con: duckdb.DuckDBPyConnection, key: str) -> Block:
+    """Shares -> clicks on them -> orders through them, for all sharers and for each of the top
+    agents (a menu picks one); each step shows its conversion from the step before."""
+    frame = query(con, f"""
+        WITH top AS (SELECT person_id, shares_made, clicks_received, share_orders,
+                            row_number() OVER (ORDER BY influence_gmv DESC, person_id) AS pos
+                     FROM marts.agent_influence WHERE is_agent AND shares_made > 0
+                     QUALIFY pos <= {FUNNEL_AGENTS})
+        SELECT NULL AS person_id, sum(shares_made) AS shares, sum(clicks_received) AS clicks,
+               sum(share_orders) AS orders, 0 AS pos FROM marts.agent_influence
+        UNION ALL
+        SELECT person_id, shares_made, clicks_received, share_orders, pos FROM top
+        ORDER BY pos""")
+    if frame is None or frame.height == 0 or not frame.item(0, "shares"):
+        return no_data()
+    frame = pseudonymize(frame, ["person_id"], key)
+    labels = ["全部 / All" if p is None else f"#{i} {p}"
+              for i, p in enumerate(frame["person_id"].to_list())]
+    steps_zh, steps_en = [zh for _, zh, _ in SHARE_STEPS], [en for _, _, en in SHARE_STEPS]
+    fig = go.Figure([go.Funnel(y=steps_zh, x=[int(r[c] or 0) for c, _, _ in SHARE_STEPS],
+                               textinfo="value+percent previous", visible=i == 0, name=labels[i])
+                     for i, r in enumerate(frame.iter_rows(named=True))])
+    fig.update_layout(updatemenus=[{
+        "type": "dropdown", "x": 1.0, "xanchor": "right", "y": 1.15, "yanchor": "top",
+        "buttons": [{"label": label, "method": "update",
+                     "args": [{"visible": [j == i for j in range(len(labels))]}]}
+                    for i, label in enumerate(labels)]}])
+    n = len(labels)
+    return bilingual_layout(
+        fig, {"title.text": "分享漏斗：分享 → 点击 → 下单（可选代理）"},
+        {"title.text": "Share funnel: shares → clicks → orders (pick an agent)"},
+        {"y": [steps_zh] * n}, {"y": [steps_en] * n})
+
+
 def cohort_heatmap(con: duckdb.DuckDBPyConnection) -> Block:
     frame = query(con, """SELECT strftime(cohort_month, '%Y-%m') AS cohort, months_since_join, retention
                           FROM marts.agent_cohorts ORDER BY cohort_month, months_since_join""")
@@ -144,6 +182,14 @@ def render_lifecycle(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
                 Text("每一步：至少分享过一次、分享被别人点击过、至少有一笔记在其名下的已付款订单。",
                      "Each step: shared at least once, a share clicked by someone else, at least one "
                      "credited paid order."), "funnel"),
+        section(Text("分享漏斗", "Share funnel"),
+                figure_html(explain(share_funnel(con, settings.pseudonym_key), notes,
+                                    "marts.agent_influence"), "fig-share-funnel"),
+                Text(f"全部分享者合计，或影响力 GMV 前 {FUNNEL_AGENTS} 名代理之一（右上角菜单）；每一步的百分比 = "
+                     "相对上一步的转化率。",
+                     f"All sharers together, or one of the top {FUNNEL_AGENTS} agents by influence GMV "
+                     "(menu at the top right); each step's percentage is the conversion from the step "
+                     "before."), "share-funnel"),
         section(Text("招募月份留存", "Cohort retention"),
                 figure_html(explain(cohort_heatmap(con), notes, cohorts), "fig-cohorts", height=480),
                 Text("活跃 = 当月有分享或有记在其名下的已付款订单。",

@@ -411,3 +411,24 @@ def test_index_lists_unavailable_analyses_from_table_notes(tmp_path: Path) -> No
     assert 'id="table-notes"' in index and "<code>marts.group_buys</code>" in index
     assert "quarantine-banner" not in index
     assert influence.count("Plotly.newPlot") == 6  # the group-buy chart became the reason
+
+
+def test_share_funnel_overall_and_per_agent(tmp_path: Path) -> None:
+    """Shares -> clicks -> orders: the 'all' trace sums the mart, each agent's trace is its row,
+    in leaderboard order (plain SQL on marts.agent_influence)."""
+    from sharegraph.reports.lifecycle import FUNNEL_AGENTS, share_funnel
+
+    con = duckdb.connect(str(tmp_path / "f.duckdb"))
+    build_world(con)
+    fig = share_funnel(con, "k")
+    total = con.execute("SELECT sum(shares_made), sum(clicks_received), sum(share_orders) "
+                        "FROM marts.agent_influence").fetchone()
+    top = con.execute(f"""SELECT person_id, shares_made, clicks_received, share_orders
+        FROM marts.agent_influence WHERE is_agent AND shares_made > 0
+        ORDER BY influence_gmv DESC, person_id LIMIT {FUNNEL_AGENTS}""").fetchall()
+    con.close()
+    assert list(fig.data[0].x) == [int(v) for v in total] and fig.data[0].visible
+    assert len(fig.data) == 1 + len(top) and len(top) > 0
+    for trace, (person, *counts) in zip(fig.data[1:], top, strict=True):
+        assert list(trace.x) == counts and trace.name.endswith(pseudonym(person, "k"))
+    assert [b["label"] for b in fig.layout.updatemenus[0].buttons][0] == "全部 / All"
