@@ -118,12 +118,20 @@ def largest_trees(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[tu
     return out
 
 
+TREE_MEANS = Text("越往右的代越多，说明靠人传人裂变；只有第 0、1 代的宽树是一次广播。",
+                  "Many generations to the right mean person-to-person fission; a wide tree with "
+                  "only generations 0 and 1 is a single broadcast.")
+VIRALITY_MEANS = Text("右上角：又大又靠裂变的传播链，值得复制；右下角：大但靠一次广播（通常是头部 KOL）。",
+                      "Top right: large cascades that spread person to person, worth repeating; bottom "
+                      "right: large but one broadcast (usually a top KOL).")
+
+
 def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path, generated_at: str = "") -> Path:
     """Write cascades.html; returns its path (empty sections say why, from marts.table_notes)."""
     notes = load_notes(con)
     sources = ("marts.cascades", "graph.share_nodes")
     trees = "".join(
-        figure_html(explain(block, notes, *sources), f"fig-tree-{i}", height=460)
+        figure_html(explain(block, notes, *sources), f"fig-tree-{i}", height=460, what=TREE_MEANS)
         for i, (_, block) in enumerate(largest_trees(con, settings), 1)
     )
     body = "".join([
@@ -134,7 +142,8 @@ def render_cascades(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                      f"per share, hover for the sharer's pseudonym; at most {TREE_NODE_CAP} nodes per tree."),
                 "trees"),
         section(Text("规模与结构病毒性", "Size and structural virality"),
-                figure_html(explain(virality_scatter(con), notes, *sources), "fig-virality"),
+                figure_html(explain(virality_scatter(con), notes, *sources), "fig-virality",
+                            what=VIRALITY_MEANS),
                 Text("结构病毒性 = 传播树中节点两两平均距离（Goel 等 2016）：星形广播低，长链裂变高。"
                      f"显示有转发的最大 {SCATTER_CAP:,} 条传播链。",
                      "Structural virality = mean pairwise distance in the cascade tree (Goel et al. 2016): "
