@@ -241,7 +241,10 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
             ("预期增量 GMV（¥）", "Expected incremental GMV (¥)")), notes, recs_table)
     table = html_table(recs, RECOMMENDATIONS, row_cap=cap, table_id="recommendations")
     # an empty table is already said by the chart's message: say it once
-    recs_html = figure_html(bar, "fig-recommendations") + ("" if is_message(table) else table)
+    recs_html = figure_html(bar, "fig-recommendations", what=Text(
+        "柱越长，按本店客户的购买习惯估计，新增该类目能带来的 GMV 越多；只计显著的类目对。",
+        "The longer the bar, the more GMV adding that category is expected to bring, from your own "
+        "customers' buying habits; significant pairs only.")) + ("" if is_message(table) else table)
     body = "".join([
         section(Text("拓品建议", "Expansion recommendations"),
                 recs_html,
@@ -258,10 +261,16 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
                      "p-value and Benjamini-Hochberg q-value (all customers)."), "evidence"),
         section(Text("类目亲和度", "Category affinity"),
                 figure_html(explain(affinity_heatmap(con, merchant_id), notes, aff_table), "fig-affinity",
-                            height=560), sid="affinity"),
+                            height=560, what=Text(
+                                "红色格子：买了一类的客户更常买另一类（适合搭配推荐）；蓝色：更少一起买。",
+                                "Red cells: customers who buy one category buy the other more often (good "
+                                "to recommend together); blue: less often.")), sid="affinity"),
         section(Text("分享外溢", "Spill-over from shares"),
                 figure_html(explain(spillover(con, merchant_id), notes, "marts.spillover_affinity"),
-                            "fig-spillover", height=560),
+                            "fig-spillover", height=560, what=Text(
+                                "红色：某类分享带动了另一类的购买，可以用这类商品去引流。",
+                                "Red: shares of one category lead clickers to buy another; use those "
+                                "products to draw traffic.")),
                 Text(f"提升度 = 点击 A 类分享的人在 {settings.spillover_window_days} 天内买 B 的比例 ÷ 所有点击者买 B 的比例。低于 1 并不表示分享有害，"
                      "只说明这些点击者转买 B 的比一般点击者少，他们往往买的是分享的类目本身。",
                      f"Lift = share of clickers of an A share who bought B within {settings.spillover_window_days} days ÷ the same share among "

@@ -178,24 +178,36 @@ def render_lifecycle(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir
     uplines, flags = "marts.upline_quality", "marts.integrity_flags"
     body = "".join([
         section(Text("代理漏斗", "Agent funnel"),
-                figure_html(explain(funnel_figure(con), notes, funnel), "fig-funnel"),
+                figure_html(explain(funnel_figure(con), notes, funnel), "fig-funnel", what=Text(
+                    "哪一步流失最多，就该在哪一步帮代理：不分享的要素材，没人点的要选品，点了不买的要价格或信任。",
+                    "Help agents where most drop out: non-sharers need material, unclicked shares need "
+                    "better products, clicks without orders need price or trust.")),
                 Text("每一步：至少分享过一次、分享被别人点击过、至少有一笔记在其名下的已付款订单。",
                      "Each step: shared at least once, a share clicked by someone else, at least one "
                      "credited paid order."), "funnel"),
         section(Text("分享漏斗", "Share funnel"),
                 figure_html(explain(share_funnel(con, settings.pseudonym_key), notes,
-                                    "marts.agent_influence"), "fig-share-funnel"),
+                                    "marts.agent_influence"), "fig-share-funnel", what=Text(
+                    "点击率低说明分享没人看；下单率低说明看了不买。与“全部”比较，找出比平均好或差的代理。",
+                    "A low click rate means shares go unseen; a low order rate means clicks do not buy. "
+                    "Compare with 'All' to find agents above or below average.")),
                 Text(f"全部分享者合计，或影响力 GMV 前 {FUNNEL_AGENTS} 名代理之一（右上角菜单）；每一步的百分比 = "
                      "相对上一步的转化率。",
                      f"All sharers together, or one of the top {FUNNEL_AGENTS} agents by influence GMV "
                      "(menu at the top right); each step's percentage is the conversion from the step "
                      "before."), "share-funnel"),
         section(Text("招募月份留存", "Cohort retention"),
-                figure_html(explain(cohort_heatmap(con), notes, cohorts), "fig-cohorts", height=480),
+                figure_html(explain(cohort_heatmap(con), notes, cohorts), "fig-cohorts", height=480, what=Text(
+                    "每行颜色向右变浅得越慢，这批代理留得越久；比较上下几行看招募质量是否在变。",
+                    "The slower a row fades to the right, the longer that cohort stays; compare rows "
+                    "to see whether recruiting quality is changing.")),
                 Text("活跃 = 当月有分享或有记在其名下的已付款订单。",
                      "Active = a share or a credited paid order in that month."), "cohorts"),
         section(Text("首单用时", "Time to first sale"),
-                figure_html(explain(time_to_sale_histogram(con), notes, funnel), "fig-first-sale"),
+                figure_html(explain(time_to_sale_histogram(con), notes, funnel), "fig-first-sale", what=Text(
+                    "多数代理在多少天内开单；长尾说明很多人加入后很久才卖出第一单，需要早期扶持。",
+                    "How many days most agents take to sell; a long tail means many take long after "
+                    "joining and need early support.")),
                 sid="first-sale"),
         section(Text("招募质量最好的上级", "Best recruiters"),
                 explain(recruiter_table(con, settings, True), notes, uplines),

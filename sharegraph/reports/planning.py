@@ -133,7 +133,10 @@ def render_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings, out_d
                 f"¥{first['expected_gmv']:,.0f}. The model is learned from past cascades; see docs/planner.md.")
         else:
             desc = None
-        chart = figure_html(reach_curve(frame), "fig-plan-reach") if frame is not None and frame.height else ""
+        chart = figure_html(reach_curve(frame), "fig-plan-reach", what=Text(
+            "曲线变平处，再多加一个种子几乎不增加触达：在那里停下，把预算省下来。",
+            "Where the curve flattens, one more seed adds almost no reach: stop there and keep the "
+            "budget.")) if frame is not None and frame.height else ""
         body = section(PLAN_TITLE, chart + html_table(frame, PLAN_COLUMNS, row_cap=settings.report_row_cap,
                                                       table_id="plan"), desc, sid="plan")
     return write_page(Path(out_dir) / PLAN_FILE, PLAN_TITLE, body, generated_at=generated_at,
