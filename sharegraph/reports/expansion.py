@@ -124,8 +124,6 @@ def affinity_heatmap(con: duckdb.DuckDBPyConnection, merchant_id: str) -> figure
         frame, "lift",
         ("本商家客户的类目亲和度（提升度，1 = 独立）", "Category affinity among this merchant's customers (lift, 1 = independent)"),
         (("买了 A", "Bought A"), ("也买了 B", "Also bought B")),
-        note=("红色 > 1：买 A 的客户更常也买 B；蓝色 < 1：更少；灰色：没有客户同时买过",
-              "red > 1: A buyers buy B more often than average; blue < 1: less often; grey: nobody bought both"),
     )
 
 
@@ -202,8 +200,6 @@ def spillover(con: duckdb.DuckDBPyConnection, merchant_id: str) -> figures.Block
         ("分享外溢：点击本商家类目的分享后购买的其他类目（提升度）",
          "Spill-over: what clickers of shares in this merchant's categories bought next (lift)"),
         (("分享的类目 A", "Shared category A"), ("之后购买 B", "Then bought B")),
-        note=("< 1 不代表分享有害：只是点击 A 的人转买 B 比一般点击者少（他们多半买了 A 本身）",
-              "< 1 does not mean sharing hurts: A's clickers turn to B less than the average clicker (they mostly buy A)"),
     )
 
 
@@ -262,15 +258,16 @@ def render_merchant(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir:
         section(Text("类目亲和度", "Category affinity"),
                 figure_html(explain(affinity_heatmap(con, merchant_id), notes, aff_table), "fig-affinity",
                             height=560, what=Text(
-                                "红色格子：买了一类的客户更常买另一类（适合搭配推荐）；蓝色：更少一起买。",
-                                "Red cells: customers who buy one category buy the other more often (good "
-                                "to recommend together); blue: less often.")), sid="affinity"),
+                                "红色 > 1：买 A 的客户更常也买 B（适合搭配推荐）；蓝色 < 1：更少；灰色：没有客户同时买过。",
+                                "Red > 1: A buyers buy B more often than average (good to recommend "
+                                "together); blue < 1: less often; grey: nobody bought both.")), sid="affinity"),
         section(Text("分享外溢", "Spill-over from shares"),
                 figure_html(explain(spillover(con, merchant_id), notes, "marts.spillover_affinity"),
                             "fig-spillover", height=560, what=Text(
-                                "红色：某类分享带动了另一类的购买，可以用这类商品去引流。",
-                                "Red: shares of one category lead clickers to buy another; use those "
-                                "products to draw traffic.")),
+                                "红色：A 类分享带动了 B 类的购买，可以用 A 去引流；< 1 不代表分享有害，只是点击 A 的人"
+                                "多半买了 A 本身。",
+                                "Red: shares of A lead clickers to buy B, so use A to draw traffic; < 1 does "
+                                "not mean sharing hurts: A's clickers mostly buy A itself.")),
                 Text(f"提升度 = 点击 A 类分享的人在 {settings.spillover_window_days} 天内买 B 的比例 ÷ 所有点击者买 B 的比例。低于 1 并不表示分享有害，"
                      "只说明这些点击者转买 B 的比一般点击者少，他们往往买的是分享的类目本身。",
                      f"Lift = share of clickers of an A share who bought B within {settings.spillover_window_days} days ÷ the same share among "

@@ -521,8 +521,7 @@ _MISSING = "#d1d5db"
 
 
 def pair_heatmap(frame: pl.DataFrame | None, value: str, titles: tuple[str, str],
-                 axes: tuple[tuple[str, str], tuple[str, str]], max_categories: int = 30,
-                 note: tuple[str, str] | None = None) -> Block:
+                 axes: tuple[tuple[str, str], tuple[str, str]], max_categories: int = 30) -> Block:
     """A category x category heatmap of lift, coloured on a log scale centred on 1.
 
     Colour: log2(lift) clipped to +/- log2(LIFT_RANGE), diverging (red above 1, blue below),
@@ -530,7 +529,8 @@ def pair_heatmap(frame: pl.DataFrame | None, value: str, titles: tuple[str, str]
     grey and labelled ('同类目' on the diagonal, else '无数据'). Expects columns a (row
     category), b (column category) and ``value``; optional customers (people behind the
     pair). Keeps the ``max_categories`` most frequent categories per axis. ``axes`` = ((zh,
-    en) for y, (zh, en) for x); ``note`` = (zh, en) subtitle, e.g. what a lift below 1 means.
+    en) for y, (zh, en) for x). What the colours mean is said under the chart (its page's
+    "what this means"), not in a subtitle that a phone's width would cut.
     """
     msg = _check(frame, ["a", "b", value])
     if msg:
@@ -586,14 +586,12 @@ def pair_heatmap(frame: pl.DataFrame | None, value: str, titles: tuple[str, str]
     fig.update_xaxes(type="category", tickangle=-40)
     fig.update_yaxes(type="category", autorange="reversed")
     (yzh, yen), (xzh, xen) = axes
-    sub_zh = f"<br><sup>{note[0]}</sup>" if note else ""
-    sub_en = f"<br><sup>{note[1]}</sup>" if note else ""
     people_zh = "<br>人数 %{customdata[1]:,}" if has_customers else ""
     people_en = "<br>people %{customdata[1]:,}" if has_customers else ""
     return bilingual_layout(
         fig,
-        {"title.text": titles[0] + sub_zh, "yaxis.title.text": yzh, "xaxis.title.text": xzh},
-        {"title.text": titles[1] + sub_en, "yaxis.title.text": yen, "xaxis.title.text": xen},
+        {"title.text": titles[0], "yaxis.title.text": yzh, "xaxis.title.text": xzh},
+        {"title.text": titles[1], "yaxis.title.text": yen, "xaxis.title.text": xen},
         {"hovertemplate": [f"{yzh}: %{{y}}<br>{xzh}: %{{x}}<br>提升度 %{{customdata[0]:.2f}}{people_zh}<extra></extra>",
                            f"{yzh}: %{{y}}<br>{xzh}: %{{x}}<br>%{{text}}<extra></extra>"],
          "text": [shown, missing_text("同类目", "无数据")],

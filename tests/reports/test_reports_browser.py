@@ -307,8 +307,7 @@ def test_phone_width_no_sideways_overflow_and_one_language(driver, reports: Path
                 titles = driver.execute_script(
                     "return Array.from(document.querySelectorAll('.gtitle')).map(e => "
                     "[e.textContent, e.getBoundingClientRect().right])")
-                # merchant pages (their own titles, other owner) are checked for page overflow only
-                cut = [t for t, right in titles if right > wide[1] + 1 and not page.name.startswith("expansion-")]
+                cut = [t for t, right in titles if right > wide[1] + 1]
                 assert not cut, f"{page.name} ({lang}): chart titles cut off {cut}"
                 if page.name not in GROWTH_PAGES:
                     continue
