@@ -1128,7 +1128,7 @@ def _integrity_pools(frames: dict[str, pl.DataFrame], pop: dict, od: dict, att: 
     posts = _own_shares(events)
     sharer_of = dict(zip(posts["share_id"].to_list(), posts["actor_id"].to_list(), strict=True))
     # a hashed lookup: np.isin on string (object) arrays compares pairwise (19 s at 1M orders)
-    has_share = person.head(na).is_in(pl.Series(list(set(sharer_of.values())))).to_numpy()
+    has_share = person.head(na).is_in(pl.Series(list(set(sharer_of.values()))).implode()).to_numpy()
     return {"ordinary": ordinary, "row": np.arange(n), "free": free, "buyer": buyer,
             "cred": cred, "credited_paid": credited_paid, "ot": od["t"][o],
             "own_free": np.bincount(buyer[free], minlength=pop["n"]),
