@@ -123,17 +123,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_reveal(args: argparse.Namespace) -> int:
     from sharegraph.core.config import Settings
-    from sharegraph.reports.pseudonym import KEY_FILE, reveal
+    from sharegraph.reports.pseudonym import KEY_FILE, read_key, reveal
 
-    settings = Settings.load(args.config)
-    wh = Path(args.warehouse)
-    key = settings.pseudonym_key
+    home = Path(args.warehouse).resolve().parent
+    key = Settings.load(args.config).pseudonym_key or read_key(home)
     if not key:
-        path = wh.resolve().parent / KEY_FILE
-        if not path.is_file():
-            _say(f"error: no pseudonym key: neither pseudonym_key in the config nor {path}")
-            return 2
-        key = path.read_text(encoding="utf-8").strip()
+        _say(f"error: no pseudonym key: neither pseudonym_key in the config nor {home / KEY_FILE}")
+        return 2
     con = _open_published(args.warehouse)
     if con is None:
         return 2

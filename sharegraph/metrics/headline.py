@@ -185,10 +185,3 @@ def build_headline_metrics(con: duckdb.DuckDBPyConnection, settings: Settings | 
     return finish_table(con, TABLE, "One row per headline metric per scope and period: the single "
                         "definition every report page reads (docs/reports.md#headline-metrics).", COLUMNS)
 
-
-def headline(con: duckdb.DuckDBPyConnection, scope: str = "all",
-             period: str = "all") -> dict[str, tuple[float | None, str | None]]:
-    """metric -> (value, subject) for one scope and period, as the pages read it."""
-    rows = con.execute(f"SELECT metric, value, subject FROM {TABLE} WHERE scope = ? AND period = ?",
-                       [scope, period]).fetchall()
-    return {m: (v, s) for m, v, s in rows}

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 import duckdb
 import polars as pl
 
+from sharegraph.core.sql import table_exists
+
 log = logging.getLogger(__name__)
 
 
@@ -26,10 +28,6 @@ def table_columns(con: duckdb.DuckDBPyConnection, qualified: str) -> list[str]:
         [schema, name],
     ).fetchall()
     return [r[0] for r in rows]
-
-
-def has_table(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    return bool(table_columns(con, qualified))
 
 
 class ReportQueryError(RuntimeError):
@@ -73,7 +71,7 @@ def select_list(con: duckdb.DuckDBPyConnection, qualified: str, wanted: Mapping[
 
 def count_rows(con: duckdb.DuckDBPyConnection, qualified: str) -> int | None:
     """Rows in a table, None when it does not exist."""
-    if not has_table(con, qualified):
+    if not table_exists(con, qualified):
         return None
     value = scalar(con, f"SELECT count(*) FROM {qualified}")
     return None if value is None else int(value)

@@ -16,8 +16,9 @@ import duckdb
 import polars as pl
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import table_exists
 from sharegraph.reports import figures
-from sharegraph.reports.data import has_table, query
+from sharegraph.reports.data import query
 from sharegraph.reports.notes import Notes, explain, load_notes
 from sharegraph.reports.page import (
     Col,
@@ -90,7 +91,7 @@ def merchants(con: duckdb.DuckDBPyConnection, limit: int) -> pl.DataFrame:
     """Merchants with paid GMV, largest first: merchant_id, name (products.merchant_name when
     given), gmv (¥), file. At most ``limit`` rows (Settings.report_row_cap)."""
     name_sql = "NULL::VARCHAR"
-    if has_table(con, "staging.products"):
+    if table_exists(con, "staging.products"):
         name_sql = ("(SELECT max(p.merchant_name) FROM staging.products p "
                     "WHERE coalesce(p.merchant_id, 'default') = g.merchant_id)")
     frame = query(

@@ -19,7 +19,8 @@ import polars as pl
 import xlsxwriter
 
 from sharegraph.core.config import Settings
-from sharegraph.reports.data import has_table, query
+from sharegraph.core.sql import table_exists
+from sharegraph.reports.data import query
 from sharegraph.reports.pseudonym import pseudonymize
 
 #: rows per exported table at most: the downloads are the pages' tables in a sheet, not a dump
@@ -68,7 +69,7 @@ class Export:
 def page_exports(con: duckdb.DuckDBPyConnection) -> dict[str, list[Export]]:
     """The tables behind each page (page file stem -> exports), for the marts that exist."""
     def available(*tables: str) -> bool:
-        return all(has_table(con, t) for t in tables)
+        return all(table_exists(con, t) for t in tables)
 
     pages: dict[str, list[Export]] = {"index": [], "influence": [], "cascades": []}
     if available("marts.table_notes"):

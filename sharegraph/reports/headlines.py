@@ -9,7 +9,8 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.reports.data import has_table, query
+from sharegraph.core.sql import table_exists
+from sharegraph.reports.data import query
 from sharegraph.reports.page import Text, esc, number, percent, t, yuan
 from sharegraph.reports.pseudonym import pseudonym
 
@@ -33,7 +34,7 @@ CARDS: tuple[Card, ...] = (
 def headline_rows(con: duckdb.DuckDBPyConnection, period: str = "all") -> dict[str, dict[str, object]]:
     """marts.headline_metrics for scope 'all' and one period, by metric (empty when the mart
     is missing)."""
-    if not has_table(con, HEADLINE):
+    if not table_exists(con, HEADLINE):
         return {}
     frame = query(con, f"""SELECT metric, value, subject, definition_zh, definition_en
                            FROM {HEADLINE} WHERE scope = 'all' AND period = ?""", [period])

@@ -12,7 +12,7 @@ from sharegraph.core.config import Settings
 from sharegraph.reports import cascades, expansion, influence
 from sharegraph.reports.data import count_rows, query
 from sharegraph.reports.exports import write_exports
-from sharegraph.reports.headlines import CARDS, card_value, cards, headline_rows
+from sharegraph.reports.headlines import cards, headline_rows
 from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable
 from sharegraph.reports.page import (
     PLOTLY_JS,
@@ -26,8 +26,6 @@ from sharegraph.reports.page import (
     t,
     write_page,
 )
-
-__all__ = ["CARDS", "card_value", "render_index"]
 
 FILE = "index.html"
 TITLE = Text("sharegraph 报告总览", "sharegraph reports")

@@ -14,7 +14,8 @@ from typing import TypeVar
 
 import duckdb
 
-from sharegraph.reports.data import has_table, query
+from sharegraph.core.sql import table_exists
+from sharegraph.reports.data import query
 from sharegraph.reports.page import esc, is_message, message, t
 
 NOTES_TABLE = "marts.table_notes"
@@ -48,7 +49,7 @@ B = TypeVar("B")
 
 def load_notes(con: duckdb.DuckDBPyConnection) -> Notes:
     """marts.table_notes by table name; empty when the table is missing (reports still render)."""
-    if not has_table(con, NOTES_TABLE):
+    if not table_exists(con, NOTES_TABLE):
         return {}
     frame = query(
         con,

@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 import polars as pl
 
 from sharegraph.core.config import Settings
-from sharegraph.reports.data import has_table, query
+from sharegraph.core.sql import table_exists
+from sharegraph.reports.data import query
 from sharegraph.reports.page import (
     Col,
     Text,
@@ -114,7 +115,7 @@ def render_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings, out_d
                        generated_at: str = "") -> Path:
     """launch-plan.html from ``marts.launch_plan`` (the configured default plan)."""
     body: str
-    if not has_table(con, "marts.launch_plan"):
+    if not table_exists(con, "marts.launch_plan"):
         body = section(PLAN_TITLE, message(detail="marts.launch_plan"))
     else:
         frame = query(con, "SELECT * FROM marts.launch_plan ORDER BY rank")

@@ -26,22 +26,30 @@ KEY_FILE = "pseudonym.key"
 
 
 def resolve_key(configured: str, state_dir: Path) -> str:
-    """The configured key, else the key in ``state_dir/pseudonym.key``, created (0600) when
-    missing. Refuses a key file others can read: the key is what keeps pseudonyms private."""
-    if configured:
-        return configured
+    """The configured key, else the key in ``state_dir/pseudonym.key`` (:func:`read_key`),
+    created (0600) when missing."""
+    key = configured or read_key(state_dir)
+    if key:
+        return key
     path = Path(state_dir) / KEY_FILE
-    if path.is_file():
-        if path.stat().st_mode & 0o077:
-            raise PermissionError(f"{path}: the pseudonym key must be readable by its owner "
-                                  f"only (chmod 600 {path})")
-        return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
     return key
+
+
+def read_key(state_dir: Path) -> str | None:
+    """The key in ``state_dir/pseudonym.key``, None when there is none. Refuses a key file
+    others can read: the key is what keeps pseudonyms private."""
+    path = Path(state_dir) / KEY_FILE
+    if not path.is_file():
+        return None
+    if path.stat().st_mode & 0o077:
+        raise PermissionError(f"{path}: the pseudonym key must be readable by its owner "
+                              f"only (chmod 600 {path})")
+    return path.read_text(encoding="utf-8").strip()
 
 
 def reveal(alias: str, candidates: Iterable[object], key: str) -> list[str]:

@@ -14,8 +14,9 @@ import duckdb
 import polars as pl
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import table_exists
 from sharegraph.reports import figures
-from sharegraph.reports.data import has_table, query
+from sharegraph.reports.data import query
 from sharegraph.reports.headlines import HEADLINE, Card, cards, headline_rows, headline_value
 from sharegraph.reports.notes import explain, load_notes
 from sharegraph.reports.page import Text, figure_html, section, write_page
@@ -38,7 +39,7 @@ CLASSES = {"paid_gmv_platform": "platform", "paid_gmv_social": "social", "paid_g
 def monthly(con: duckdb.DuckDBPyConnection, metrics: list[str]) -> pl.DataFrame | None:
     """Monthly rows of ``metrics`` (scope 'all') with ``complete``: the paid orders cover the
     month from its first to its last day."""
-    if not has_table(con, HEADLINE):
+    if not table_exists(con, HEADLINE):
         return None
     return query(con, f"""
         WITH span AS (SELECT min(ordered_at)::DATE AS lo, max(ordered_at)::DATE AS hi

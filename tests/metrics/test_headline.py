@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from sharegraph.metrics.headline import DEFINITIONS
-from sharegraph.reports.index import CARDS, card_value
+from sharegraph.reports.headlines import CARDS, card_value
 from sharegraph.reports.pseudonym import KEY_FILE, pseudonym
 
 

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from sharegraph.reports import render_all
-from sharegraph.reports.index import CARDS
+from sharegraph.reports.headlines import CARDS
 from tests.helpers import REPORT_SETTINGS as SETTINGS
 from tests.helpers import XSS, build_world
 
