@@ -46,6 +46,7 @@ from sharegraph.core.warehouse import (
     fault_point,
 )
 from sharegraph.ingest.sources import (
+    LINE_REJECTS,
     HeaderMap,
     IngestError,
     InputMapping,
@@ -54,6 +55,7 @@ from sharegraph.ingest.sources import (
     csv_line_rejects,
     detect_encoding,
     discover,
+    drop_csv_rejects,
     file_sha256,
     load_mapping,
     open_text_relation,
@@ -508,7 +510,7 @@ def _scan(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Settings,
           mapping: InputMapping, vocab: Vocabulary, started: datetime, numbered: bool,
           tmp: str) -> tuple[HeaderMap, int]:
     """Read and validate the file into temp table ``tmp`` (see _validated_sql); returns the
-    header mapping and the number of malformed CSV lines (temp table _sg_line_rejects)."""
+    header mapping and the number of malformed CSV lines (temp table LINE_REJECTS)."""
     table = TABLES[src.table]
     encoding = "utf-8" if src.fmt == "parquet" else detect_encoding(src, settings.encoding)
     with utf8_path(src, encoding) as path, _insertion_order(con):
@@ -523,13 +525,13 @@ def _scan(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Settings,
         lines = csv_line_rejects(con, src) if src.fmt == "csv" else None
     con.execute("DROP VIEW IF EXISTS _sg_src")
     n_lines = con.execute(f"SELECT count(*) FROM {lines}").fetchone()[0] if lines else 0
-    # rows are numbered by their position among the lines read; a malformed line before a
-    # row shifts its data row number: shift = malformed lines before it (ASOF on position)
-    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_shift AS """ + (
-        """SELECT source_row - i + 1 AS pos_from, max(i) AS shift FROM (
-               SELECT source_row, row_number() OVER (ORDER BY source_row) AS i
-               FROM _sg_line_rejects) GROUP BY ALL""" if n_lines else
-        "SELECT 0::BIGINT AS pos_from, 0::BIGINT AS shift WHERE false"))
+    if n_lines:
+        # rows are numbered by their position among the lines read; a malformed line before
+        # a row shifts its data row number: shift = malformed lines before it (ASOF on position)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _sg_shift AS
+            SELECT source_row - i + 1 AS pos_from, max(i) AS shift FROM (
+                SELECT source_row, row_number() OVER (ORDER BY source_row) AS i
+                FROM {LINE_REJECTS}) GROUP BY ALL""")
     if headers.notes():
         log.warning("%s: %s", src.path, headers.notes())
     return headers, n_lines
@@ -598,8 +600,9 @@ def _load_new(con: duckdb.DuckDBPyConnection, src: SourceFile, settings: Setting
         f"source_row, batch_id, loaded_at) SELECT {', '.join(ident('t_' + c) for c in cols)}, "
         f"{literal(name)}, source_row, {literal(batch_id)}, {stamp} FROM ({rows}){order}"
     )
-    for t in (oc, tmp, "_sg_shift", "_sg_line_rejects", "_sg_csv_rejects", "_sg_csv_reject_scans"):
+    for t in (oc, tmp, "_sg_shift"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    drop_csv_rejects(con)
     con.execute(f"DROP VIEW IF EXISTS {out}")
     loaded = counts.get("load", 0)
     updated = counts.get("status_update", 0)
@@ -658,7 +661,7 @@ def _quarantine(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_i
             f"""INSERT INTO quarantine.rejected_rows
             SELECT {literal(batch_id)}, {literal(table.name)}, {literal(name)}, source_row, NULL, rule,
                    csv_line, json_object('line', line, 'error', error)::VARCHAR, {stamp}
-            FROM _sg_line_rejects ORDER BY line""")
+            FROM {LINE_REJECTS} ORDER BY line""")
 
 
 def _apply_updates(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_id: str,

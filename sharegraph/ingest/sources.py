@@ -408,6 +408,8 @@ def _duck_error(src: SourceFile, exc: Exception) -> IngestError:
 
 
 REJECTS_TABLE, REJECTS_SCAN = "_sg_csv_rejects", "_sg_csv_reject_scans"
+#: one row per malformed line of the last CSV scan (csv_line_rejects)
+LINE_REJECTS = "_sg_line_rejects"
 
 #: DuckDB CSV error types that make a line a quarantined row (rule name), not a file failure
 LINE_RULES = {
@@ -431,7 +433,7 @@ def csv_line_rejects(con: duckdb.DuckDBPyConnection, src: SourceFile) -> str | N
     if not n:
         return None
     rules = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in LINE_RULES.items())
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _sg_line_rejects AS
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {LINE_REJECTS} AS
         SELECT line, line - 1 AS source_row,
                CASE WHEN error_type = 'UNQUOTED VALUE'
                          AND (length(csv_line) - length(replace(csv_line, '"', ''))) % 2 = 1
@@ -439,14 +441,20 @@ def csv_line_rejects(con: duckdb.DuckDBPyConnection, src: SourceFile) -> str | N
                     ELSE CASE CAST(error_type AS VARCHAR) {rules} ELSE 'fatal' END END AS rule,
                csv_line, error_message AS error
         FROM {REJECTS_TABLE} QUALIFY row_number() OVER (PARTITION BY line ORDER BY column_idx) = 1""")
-    fatal = con.execute("""SELECT line, rule, error FROM _sg_line_rejects
+    fatal = con.execute(f"""SELECT line, rule, error FROM {LINE_REJECTS}
         WHERE rule IN ('unclosed_quote', 'fatal') ORDER BY line LIMIT 1""").fetchone()
     if fatal is not None:
         line, rule, error = fatal
         what = ("a quote opened on this line never closes" if rule == "unclosed_quote"
                 else " ".join(str(error).split())[:300])
         raise IngestError(f"{src.path}: line {line}: {what}; the file cannot be read as CSV")
-    return "_sg_line_rejects"
+    return LINE_REJECTS
+
+
+def drop_csv_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the temp tables a CSV scan's rejects left behind."""
+    for t in (REJECTS_TABLE, REJECTS_SCAN, LINE_REJECTS):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
 def open_text_relation(
@@ -506,8 +514,7 @@ def _scan_sql(
         # explicit dialect: the sniffer can mistake a truncated last line for another
         # delimiter. Strict parsing with rejects stored: a line with too many or too few
         # fields is skipped by the scan and recorded in REJECTS_TABLE (csv_line_rejects)
-        for t in (REJECTS_TABLE, REJECTS_SCAN):
-            con.execute(f"DROP TABLE IF EXISTS {t}")
+        drop_csv_rejects(con)  # the rejects tables hold this scan's lines only
         scan = (
             f"read_csv({p}, header=true, auto_detect=false, columns={columns}, "
             f"delim={literal(delim)}, quote='\"', escape='\"', strict_mode=true, "
