@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 #: the built-in channel classes, for channels staging.channels does not list
 BUILT_IN = Vocabulary.build(ENUMERATED)
 
+
+def channel_class_sql(channel: str) -> str:
+    """SQL for the class (platform / social / other) of the channel column ``channel``: the
+    ingest's class in staging.channels (config and mapping file included), else the built-in
+    one (a warehouse whose orders did not come through the ingest)."""
+    return (f"COALESCE((SELECT c.channel_class FROM staging.channels c WHERE c.channel = {channel}), "
+            f"{BUILT_IN.channel_class_sql(channel)})")
+
 K_WINDOW_DAYS = 30
 """k_factor_30d counts acquisitions within this many days of the inviter's first paid order."""
 KOL_TOP1_SHARE = 0.5
@@ -261,10 +269,8 @@ def build_channel_migration(
         ),
         repeat_lines AS (
             SELECT a.customer_id, a.order_id, a.ordered_at, a.amount,
-                   COALESCE(c.channel_class, {BUILT_IN.channel_class_sql('a.channel')})
-                       AS channel_group
+                   {channel_class_sql('a.channel')} AS channel_group
             FROM graph.attributed_orders a JOIN firsts f USING (customer_id)
-            LEFT JOIN staging.channels c ON c.channel = a.channel
             WHERE a.is_paid AND a.ordered_at > f.first_paid_at
         ),
         monthly AS (

@@ -13,7 +13,7 @@ import duckdb
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import literal
 from sharegraph.core.warehouse import finish_table
-from sharegraph.metrics.growth import BUILT_IN, K_WINDOW_DAYS
+from sharegraph.metrics.growth import K_WINDOW_DAYS, channel_class_sql
 
 TABLE = "marts.headline_metrics"
 
@@ -126,12 +126,10 @@ def _metrics_sql() -> str:
 def _trend_sql() -> str:
     """The trend metrics, for the whole period ('all') and per calendar month ('YYYY-MM'):
     (metric, period, value). Months come from GROUPING SETS so both grains share one query."""
-    klass = f"COALESCE(c.channel_class, {BUILT_IN.channel_class_sql('a.channel')})"
     return f"""
     WITH lines AS (
-        SELECT a.amount, a.ordered_at, {klass} AS channel_class
-        FROM graph.attributed_orders a LEFT JOIN staging.channels c ON c.channel = a.channel
-        WHERE a.is_paid
+        SELECT a.amount, a.ordered_at, {channel_class_sql('a.channel')} AS channel_class
+        FROM graph.attributed_orders a WHERE a.is_paid
     ), acts AS (  -- one row per agent act: a share or a credited paid line (as lifecycle.py)
         SELECT n.actor_id AS agent_id, n.shared_at AS act_at FROM graph.share_nodes n
         SEMI JOIN marts.agent_funnel f ON f.agent_id = n.actor_id WHERE n.shared_at IS NOT NULL
