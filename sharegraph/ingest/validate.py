@@ -15,7 +15,6 @@ import duckdb
 
 from sharegraph.core.config import Settings
 from sharegraph.core.contract import ENUMERATED, TABLES
-from sharegraph.core.sql import literal
 from sharegraph.core.vocabulary import Vocabulary
 from sharegraph.core.warehouse import ensure_schema
 from sharegraph.ingest.load import (
@@ -144,7 +143,7 @@ def validate_inputs(input_dir: str | os.PathLike[str], settings: Settings) -> Va
         return report
     con = duckdb.connect()
     try:
-        con.execute(f"SET TimeZone = {literal(settings.timezone)}")
+        con.execute("SET TimeZone = ?", [settings.timezone])  # bound, as in core.warehouse.connect
         ensure_schema(con)
         for table in LOAD_ORDER:
             for src in found.get(table, []):
