@@ -94,9 +94,11 @@ def _metrics_sql() -> str:
     UNION ALL SELECT 'attributed_gmv', 'all',
         coalesce(sum(amount) FILTER (WHERE credited_id IS NOT NULL), 0)::DOUBLE, NULL FROM {paid}
     UNION ALL SELECT 'attributed_share', scope, a / nullif(p, 0), NULL FROM (
-        SELECT 'all' AS scope, sum(amount) FILTER (WHERE credited_id IS NOT NULL)::DOUBLE AS a,
+        SELECT 'all' AS scope,
+               coalesce(sum(amount) FILTER (WHERE credited_id IS NOT NULL), 0)::DOUBLE AS a,
                sum(amount)::DOUBLE AS p FROM {paid}
-        UNION ALL SELECT merchant_id, sum(amount) FILTER (WHERE credited_id IS NOT NULL)::DOUBLE,
+        UNION ALL SELECT merchant_id,
+               coalesce(sum(amount) FILTER (WHERE credited_id IS NOT NULL), 0)::DOUBLE,
                sum(amount)::DOUBLE FROM {paid} GROUP BY 1)
     UNION ALL SELECT 'agents', 'all', count(*) FILTER (WHERE is_agent), NULL FROM marts.agent_influence
     UNION ALL (SELECT 'top_agent_influence_gmv', 'all', influence_gmv::DOUBLE, person_id

@@ -121,3 +121,17 @@ def test_monthly_rows_equal_plain_computations(pipeline_run: dict) -> None:
         if filled + failed:
             assert abs(rate[m] - filled / (filled + failed)) < 1e-12
     assert max(got("active_agents").values()) <= h["active_agents"][0] <= sum(got("active_agents").values())
+
+
+def test_nothing_credited_is_a_zero_share_not_unknown(tmp_path: Path) -> None:
+    """Orders without referrers or shares (e.g. a marketplace export): attributed share 0%."""
+    from sharegraph.core.warehouse import ensure_schema
+    from tests.helpers import build_marts, insert_staging, order_line
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    insert_staging(con, "orders", [order_line(i, f"c{i % 7}", "food", days=i) for i in range(30)])
+    build_marts(con)
+    assert _mart(con)["attributed_share"] == (0.0, None)
+    assert _mart(con)["paid_gmv"] == (300.0, None)
+    con.close()
