@@ -9,9 +9,12 @@ Expected *buyers* of a seed set is then an IC spread on the doubled graph sharer
 without bias (Borgs et al., SODA 2014). Seeds come from IMM (Tang, Shi & Xiao, SIGMOD 2015):
 enough RR sets for a (1 − 1/e − ε) guarantee with probability 1 − n^-ℓ, then greedy max cover.
 
-RR sets are sampled a batch at a time with NumPy (no Python loop over nodes): each BFS level
-gathers the in-edges of the whole frontier from a CSR, flips their coins at once and drops
-(set, node) pairs already seen. Monte Carlo checks use cynetdiff (Cython IC simulation).
+RR sets are sampled with NumPy, all sets of a batch at once (no Python loop over nodes or
+sets): the targets without any live in-edge (most of them when conversion is rare) are only
+counted; for the others, each BFS level draws the live in-edges of the whole frontier by a
+Poisson walk on the running edge hazard (one draw per live edge, not one coin per edge) and
+drops (set, node) pairs already seen. Sets are stored as int32 CSR; the greedy cover is one
+``bincount`` decrement per pick. Monte Carlo checks use cynetdiff (Cython IC simulation).
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+P_MAX = 1.0 - 1e-12
+"""Edge probabilities are clipped below 1 so that every edge's hazard −log(1 − p) is finite."""
+MEM_BUDGET = 4 * 2**30
+"""Bytes that IMM's RR sets (and the greedy cover's index over them) may take; θ above what
+fits is capped, and the result says so (``capped``)."""
 
 
 @dataclass(frozen=True)
@@ -38,74 +47,137 @@ class DiffusionGraph:
     reshare: np.ndarray
     value: np.ndarray
 
-    def reverse_csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(indptr, sources, probs) of in-edges per node."""
+    def reverse_index(self) -> ReverseIndex:
+        """In-edges per node with their running hazard (see :class:`ReverseIndex`)."""
         order = np.argsort(self.dst, kind="stable")
         indptr = np.zeros(self.n + 1, dtype=np.int64)
         np.cumsum(np.bincount(self.dst, minlength=self.n), out=indptr[1:])
-        return indptr, self.src[order].astype(np.int32), self.prob[order].astype(np.float64)
+        hazard = np.zeros(order.size + 1, dtype=np.float64)
+        np.cumsum(-np.log1p(-np.clip(np.asarray(self.prob, dtype=np.float64)[order], 0.0, P_MAX)),
+                  out=hazard[1:])
+        return ReverseIndex(indptr, self.src[order].astype(np.int32), hazard)
+
+
+@dataclass(frozen=True)
+class ReverseIndex:
+    """In-edges per node: ``src[indptr[v]:indptr[v+1]]`` are the sharers who reach ``v``;
+    ``hazard[j]`` = Σ −log(1 − p) over the in-edges before edge ``j`` (one running sum over
+    all nodes). The live in-edges of ``v`` are then the points of a unit-rate Poisson walk
+    along ``[hazard[indptr[v]], hazard[indptr[v+1]])``: jump by Exp(1), the edge whose
+    interval holds the landing point is live, continue from that edge's end. P(edge j is
+    live) = 1 − e^(−h_j) = p_j, independently, and the work is one draw per live edge plus one,
+    not one per edge (the subset sampling of Guo et al., SUBSIM, SIGMOD 2020)."""
+
+    indptr: np.ndarray
+    src: np.ndarray
+    hazard: np.ndarray
+
+    def any_live(self) -> np.ndarray:
+        """P(at least one live in-edge) per node."""
+        return -np.expm1(-(self.hazard[self.indptr[1:]] - self.hazard[self.indptr[:-1]]))
 
 
 @dataclass
 class RRSets:
-    """RR sets in CSR form: set i holds ``nodes[ptr[i]:ptr[i+1]]``; ``target[i]`` its root."""
+    """RR sets in CSR form: set i holds ``nodes[ptr[i]:ptr[i+1]]``; ``target[i]`` its root.
+
+    Sets that came out empty are not stored, only counted (``empty``): with small conversion
+    probabilities most are, and an empty set is never covered."""
 
     ptr: np.ndarray
     nodes: np.ndarray
     target: np.ndarray
+    empty: int = 0
 
     @property
     def count(self) -> int:
-        return len(self.target)
+        """All sets sampled, the empty ones included (the θ of IMM)."""
+        return len(self.target) + self.empty
+
+    @property
+    def nbytes(self) -> int:
+        return self.ptr.nbytes + self.nodes.nbytes + self.target.nbytes
+
+
+def _empty_rr(count: int = 0) -> RRSets:
+    return RRSets(np.zeros(1, dtype=np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32), count)
+
+
+def _live_in_edges(rev: ReverseIndex, node: np.ndarray, sid: np.ndarray, rng: np.random.Generator,
+                   given_one: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(set id, source) of every live in-edge of each ``node`` (with its set id ``sid``), by
+    the Poisson walk of :class:`ReverseIndex`; ``given_one``: conditioned on at least one
+    live in-edge (the first jump is drawn from Exp(1) truncated to the node's hazard)."""
+    lo = rev.indptr[node]
+    t = rev.hazard[lo]
+    end = rev.hazard[rev.indptr[node + 1]]
+    if given_one:
+        jump = -np.log1p(rng.random(node.size) * np.expm1(-(end - t)))
+    else:
+        jump = rng.standard_exponential(node.size)
+    out_s, out_u = [], []
+    while sid.size:  # one pass per live edge of the node with the most
+        t = t + jump
+        hit = t < end
+        if not hit.all():
+            t, end, sid = t[hit], end[hit], sid[hit]
+        j = np.searchsorted(rev.hazard, t, side="right") - 1
+        out_s.append(sid)
+        out_u.append(rev.src[j])
+        t = rev.hazard[j + 1]
+        jump = rng.standard_exponential(sid.size)
+    if not out_s:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_s), np.concatenate(out_u).astype(np.int64)
 
 
 def sample_rr_sets(g: DiffusionGraph, count: int, rng: np.random.Generator,
-                   rev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                   batch: int = 200_000) -> RRSets:
+                   rev: ReverseIndex | None = None, batch: int = 1_000_000) -> RRSets:
     """``count`` random RR sets: a uniform target v, then every u that reaches v through live
     edges whose intermediate nodes all re-share. v is a member only when reached back (v
-    shares, someone buys and re-shares, v buys through them), and is never expanded twice."""
-    indptr, rsrc, rprob = rev or g.reverse_csr()
-    ptrs, nodes_all, targets = [np.zeros(1, dtype=np.int64)], [], []
+    shares, someone buys and re-shares, v buys through them), and is never expanded twice.
+
+    Vectorised over all sets at once: first the number of targets per node (multinomial) and
+    how many of them have at least one live in-edge (binomial; the others are empty sets,
+    only counted); then, ``batch`` non-empty roots at a time, each BFS level draws the live
+    in-edges of the whole frontier by the hazard walk and drops (set, node) pairs already
+    seen."""
+    rev = rev or g.reverse_index()
+    n = g.n
+    if count <= 0 or n == 0:
+        return _empty_rr()
+    q = rev.any_live()
+    if count < n:
+        tgt = rng.integers(0, n, size=count, dtype=np.int64)
+        roots = np.sort(tgt[rng.random(count) < q[tgt]])
+    else:
+        per_node = rng.multinomial(count, np.full(n, 1.0 / n))
+        roots = np.repeat(np.arange(n, dtype=np.int64), rng.binomial(per_node, q))
+    ptrs, nodes_all = [np.zeros(1, dtype=np.int64)], []
     offset = 0
-    n = np.int64(g.n)
-    for start in range(0, count, batch):
-        b = min(batch, count - start)
-        tgt = rng.integers(0, g.n, size=b, dtype=np.int64)
-        set_id = np.arange(b, dtype=np.int64)
-        frontier_set, frontier_node = set_id, tgt
-        seen = np.zeros(0, dtype=np.int64)
-        out_set: list[np.ndarray] = []
-        out_node: list[np.ndarray] = []
-        while frontier_set.size:
-            deg = indptr[frontier_node + 1] - indptr[frontier_node]
-            total = int(deg.sum())
-            if total == 0:
-                break
-            rep_set = np.repeat(frontier_set, deg)
-            first = np.repeat(indptr[frontier_node] - np.cumsum(deg) + deg, deg)
-            pos = first + np.arange(total, dtype=np.int64)
-            live = rng.random(total) < rprob[pos]
-            cand_set, cand_node = rep_set[live], rsrc[pos[live]].astype(np.int64)
-            keys = np.unique(cand_set * n + cand_node)
-            new = keys[~_isin_sorted(keys, seen)]
-            new_set, new_node = new // n, new % n
-            out_set.append(new_set)
-            out_node.append(new_node)
-            seen = np.union1d(seen, new)
+    nn = np.int64(n)
+    for start in range(0, roots.size, batch):
+        tgt = roots[start:start + batch]
+        b = tgt.size
+        cand_set, cand_node = _live_in_edges(rev, tgt, np.arange(b, dtype=np.int64), rng, given_one=True)
+        seen: list[np.ndarray] = []
+        found: list[np.ndarray] = []
+        while cand_set.size:
+            new = np.unique(cand_set * nn + cand_node)
+            for old in seen:
+                new = new[~_isin_sorted(new, old)]
+            seen.append(new)
+            found.append(new)
+            new_set, new_node = new // nn, new % nn
             go = (rng.random(new.size) < g.reshare[new_node]) & (new_node != tgt[new_set])
-            frontier_set, frontier_node = new_set[go], new_node[go]
-        ms = np.concatenate(out_set) if out_set else np.zeros(0, np.int64)
-        mn = np.concatenate(out_node) if out_node else np.zeros(0, np.int64)
-        order = np.argsort(ms, kind="stable")
-        ms, mn = ms[order], mn[order]
-        counts = np.bincount(ms, minlength=b)
+            cand_set, cand_node = _live_in_edges(rev, new_node[go], new_set[go], rng)
+        keys = np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        counts = np.bincount(keys // nn, minlength=b)
         ptrs.append(offset + np.cumsum(counts))
-        nodes_all.append(mn.astype(np.int32))
-        targets.append(tgt.astype(np.int32))
-        offset += int(counts.sum())
+        nodes_all.append((keys % nn).astype(np.int32))
+        offset += int(keys.size)
     return RRSets(np.concatenate(ptrs), np.concatenate(nodes_all) if nodes_all else np.zeros(0, np.int32),
-                  np.concatenate(targets) if targets else np.zeros(0, np.int32))
+                  roots.astype(np.int32), count - roots.size)
 
 
 def _isin_sorted(keys: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
@@ -118,7 +190,7 @@ def _isin_sorted(keys: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
 
 def concat(a: RRSets, b: RRSets) -> RRSets:
     return RRSets(np.concatenate([a.ptr, a.ptr[-1] + b.ptr[1:]]), np.concatenate([a.nodes, b.nodes]),
-                  np.concatenate([a.target, b.target]))
+                  np.concatenate([a.target, b.target]), a.empty + b.empty)
 
 
 @dataclass
@@ -134,10 +206,10 @@ def greedy_cover(rr: RRSets, n: int, k: int, value: np.ndarray | None = None,
                  candidates: np.ndarray | None = None) -> Cover:
     """Greedy maximum coverage of RR sets (the (1 − 1/e) node selection of IMM), vectorised:
     coverage counts drop by one ``bincount`` over the members of the newly covered sets."""
-    m = rr.count
-    set_of = np.repeat(np.arange(m, dtype=np.int64), np.diff(rr.ptr))
+    m = len(rr.target)
+    set_of = np.repeat(np.arange(m, dtype=np.int32), np.diff(rr.ptr))
     inc = sparse.csr_matrix((np.ones(rr.nodes.size, dtype=np.int8), (rr.nodes, set_of)), shape=(n, m))
-    inc.sum_duplicates()
+    del set_of
     degree = np.bincount(rr.nodes, minlength=n).astype(np.int64)
     if candidates is not None:
         degree[~candidates] = -1
@@ -181,26 +253,52 @@ class IMMResult:
     capped: bool
 
 
+BYTES_PER_MEMBER = 24
+"""Peak bytes per stored RR-set member while covering: the member (int32), its set id and the
+cover's node → set index (int32 each, plus SciPy's conversion copies)."""
+BYTES_PER_SET = 32
+"""Peak bytes per stored (non-empty) RR set: pointer (int64), target (int32), alive flag,
+target value (float64) and the sampler's working arrays."""
+
+
+def rr_cap(sample: RRSets, mem_budget: float) -> int:
+    """The most RR sets whose storage and greedy cover fit ``mem_budget`` bytes, at the
+    members per set and non-empty share seen in ``sample``."""
+    if sample.count == 0:
+        return 2**62
+    per_set = (sample.nodes.size * BYTES_PER_MEMBER + len(sample.target) * BYTES_PER_SET) / sample.count
+    return int(mem_budget / max(per_set, 1e-9))
+
+
 def imm(g: DiffusionGraph, k: int, rng: np.random.Generator, eps: float = 0.5, ell: float = 1.0,
-        max_rr: int = 5_000_000, candidates: np.ndarray | None = None) -> IMMResult:
+        max_rr: int | None = None, candidates: np.ndarray | None = None,
+        mem_budget: float = MEM_BUDGET, rev: ReverseIndex | None = None) -> IMMResult:
     """IMM (Tang, Shi & Xiao 2015, Algorithms 1-3): estimate a lower bound of OPT by doubling
-    guesses, then sample θ = λ*/LB RR sets and select greedily. ``max_rr`` caps θ (the
-    guarantee then weakens; ``capped`` says so)."""
+    guesses, then sample θ = λ*/LB RR sets and select greedily. The selection uses θ *fresh*
+    RR sets, not the lower-bound phase's (Chen, CSoNet 2018: reusing them breaks the
+    martingale argument). θ is capped by ``max_rr`` and by what fits ``mem_budget`` bytes
+    (estimated from the sets already drawn, before sampling); ``capped`` then says that the
+    (1 − 1/e − ε) guarantee is not certified."""
     n = max(g.n, 2)
     k = max(1, min(k, n))
     ell = ell * (1 + math.log(2) / math.log(n))
-    rev = g.reverse_csr()
+    rev = rev or g.reverse_index()
     lb_c = _log_binom(n, k)
     eps_p = math.sqrt(2) * eps
     lam_p = (2 + 2 / 3 * eps_p) * (lb_c + ell * math.log(n) + math.log(max(math.log2(n), 1.0))) * n / eps_p**2
-    rr = sample_rr_sets(g, 0, rng, rev)
+    rr = _empty_rr()
     lb = 1.0
     capped = False
+
+    def cap() -> int:
+        probe = rr if rr.count >= 10_000 else sample_rr_sets(g, 10_000, rng, rev)
+        return min(max_rr if max_rr is not None else 2**62, rr_cap(probe, mem_budget))
+
     for i in range(1, max(int(math.log2(n)), 2)):
         x = n / 2**i
         theta_i = int(math.ceil(lam_p / x))
-        if theta_i > max_rr:
-            theta_i, capped = max_rr, True
+        if theta_i > (c := cap()):
+            theta_i, capped = c, True
         if theta_i > rr.count:
             rr = concat(rr, sample_rr_sets(g, theta_i - rr.count, rng, rev))
         cov = greedy_cover(rr, g.n, k, candidates=candidates)
@@ -212,10 +310,10 @@ def imm(g: DiffusionGraph, k: int, rng: np.random.Generator, eps: float = 0.5, e
     beta = math.sqrt((1 - 1 / math.e) * (lb_c + ell * math.log(n) + math.log(2)))
     lam_star = 2 * n * ((1 - 1 / math.e) * alpha + beta) ** 2 / eps**2
     theta = int(math.ceil(lam_star / max(lb, 1e-9)))
-    if theta > max_rr:
-        theta, capped = max_rr, True
-    if theta > rr.count:
-        rr = concat(rr, sample_rr_sets(g, theta - rr.count, rng, rev))
+    if theta > (c := cap()):
+        theta, capped = c, True
+    del rr, cov
+    rr = sample_rr_sets(g, theta, rng, rev)
     cover = greedy_cover(rr, g.n, k, value=g.value, candidates=candidates)
     return IMMResult(cover, rr, rr.count, lb, capped)
 
@@ -229,10 +327,10 @@ def coverage_estimate(rr: RRSets, n: int, seeds: list[int], value: np.ndarray | 
         return 0.0, 0.0, 0.0, 0.0
     is_seed = np.zeros(n, dtype=bool)
     is_seed[seeds] = True
-    set_of = np.repeat(np.arange(m, dtype=np.int64), np.diff(rr.ptr))
-    hit = np.zeros(m, dtype=bool)
+    set_of = np.repeat(np.arange(len(rr.target), dtype=np.int64), np.diff(rr.ptr))
+    hit = np.zeros(len(rr.target), dtype=bool)
     hit[set_of[is_seed[rr.nodes]]] = True
-    f = hit.mean()
+    f = hit.sum() / m
     denom = 1 + z * z / m
     centre = (f + z * z / (2 * m)) / denom
     half = z * math.sqrt(f * (1 - f) / m + z * z / (4 * m * m)) / denom

@@ -233,22 +233,25 @@ class Plan:
 
 
 def plan_seeds(model: LearnedModel, k: int, seed: int = 42, eps: float = 0.5,
-               max_rr: int = 2_000_000) -> Plan:
+               max_rr: int | None = None, mem_budget: float = imm_mod.MEM_BUDGET) -> Plan:
     """IMM seeds in pick order with marginal expected buyers and ¥ (from the selection RR
-    sets), and the set's expected reach re-estimated on fresh RR sets with a 95% interval."""
+    sets), and the set's expected reach re-estimated on fresh RR sets with a 95% interval.
+    θ is IMM's own (the guarantee certified) unless ``max_rr`` or ``mem_budget`` caps it."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     g = model.graph
     cand = np.bincount(g.src, minlength=g.n) > 0
-    res = imm_mod.imm(g, k, rng, eps=eps, max_rr=max_rr, candidates=cand)
+    rev = g.reverse_index()
+    res = imm_mod.imm(g, k, rng, eps=eps, max_rr=max_rr, candidates=cand, mem_budget=mem_budget, rev=rev)
     scale = g.n / max(res.rr.count, 1)
     seeds = [{"person_id": model.ids[u], "marginal_buyers": c * scale, "marginal_gmv": v * scale}
              for u, c, v in zip(res.cover.seeds, res.cover.covered, res.cover.covered_value, strict=True)]
-    fresh = imm_mod.sample_rr_sets(g, min(max(res.rr.count, 50_000), 1_000_000), rng)
+    theta = res.rr.count
+    fresh = imm_mod.sample_rr_sets(g, min(max(theta, 50_000), 1_000_000), rng, rev)
     buyers, lo, hi, gmv = imm_mod.coverage_estimate(fresh, g.n, res.cover.seeds, g.value)
-    method = (f"IMM (Tang, Shi & Xiao 2015), eps={eps}, {res.rr.count:,} RR sets"
+    method = (f"IMM (Tang, Shi & Xiao 2015), eps={eps}, {theta:,} RR sets"
               + (" (capped: guarantee weaker than eps)" if res.capped else ""))
-    return Plan(seeds, buyers, lo, hi, gmv, method, res.rr.count, time.perf_counter() - t0)
+    return Plan(seeds, buyers, lo, hi, gmv, method, theta, time.perf_counter() - t0)
 
 
 LAUNCH_PLAN_DOC = {
