@@ -53,35 +53,40 @@ def _money(expr: str) -> str:
     return f"'¥' || format('{{:,.2f}}', ({expr})::DOUBLE)"
 
 
-def _stage_lines(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
-    """Temp ``_ig_lines``: one row per paid or refunded order line with who claims it and the
-    payout on it; temp ``_ig_self``: the self-referral lines (graph.anomalies).
+PAID_LINES_SQL = """
+    SELECT order_id, line_no, customer_id, share_id, credited_id, amount,
+           commission_yuan + red_packet_yuan AS payout
+    FROM graph.attributed_orders WHERE is_paid"""
+"""SQL of the paid order lines and the payout on each (commission + red packet, as attributed):
+the claimant of a paid line is its credited person. Read where needed, never materialized."""
 
-    The claimant is whom the source system pays: the credited person of a paid line, else
-    (a refunded line) the resolved sharer or the referrer. Paid lines come from
-    graph.attributed_orders alone (its costs are the payout); only refunded and self-referral
-    lines, a few percent, are matched back to staging.orders for the referrer and the
-    exported money, so no full join of the order table is needed.
+
+def _stage_lines(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
+    """Temp ``_ig_refunded``: one row per refunded order line with who claims it and what was
+    paid on it; temp ``_ig_self``: the self-referral lines (graph.anomalies).
+
+    The claimant is whom the source system pays: the credited person of a paid line
+    (``PAID_LINES_SQL``), else (a refunded line) the resolved sharer or the referrer. Only
+    refunded and self-referral lines, a few percent, are matched back to staging.orders for
+    the referrer and the exported money (both sides filtered on the status first), so no
+    full join of the order table is needed and the paid lines are never copied.
     """
     rate, packet = float(s.commission_rate), float(s.red_packet_yuan)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _ig_lines AS
-        -- grain: one row per paid or refunded order line
-        SELECT order_id, line_no, customer_id, merchant_id, ordered_at, amount, true AS is_paid,
-               share_id, credited_id, credited_id AS claimant, false AS failed_group,
-               commission_yuan + red_packet_yuan AS payout
-        FROM graph.attributed_orders WHERE is_paid
-        UNION ALL
-        SELECT a.order_id, a.line_no, a.customer_id, a.merchant_id, a.ordered_at, a.amount, false,
-               a.share_id, NULL,
-               coalesce(a.sharer_id, CASE WHEN o.referrer_id <> a.customer_id THEN o.referrer_id END),
-               o.group_id IN (SELECT group_id FROM staging.group_buys WHERE status = 'failed'),
+        CREATE OR REPLACE TEMP TABLE _ig_refunded AS
+        -- grain: one row per refunded order line
+        SELECT a.order_id, a.line_no, a.customer_id, a.merchant_id, a.ordered_at,
+               coalesce(a.sharer_id, CASE WHEN o.referrer_id <> a.customer_id THEN o.referrer_id END)
+                   AS claimant,
+               o.group_id IN (SELECT group_id FROM staging.group_buys WHERE status = 'failed')
+                   AS failed_group,
                coalesce(o.commission, round(a.amount * {rate!r}, 2))
                + coalesce(o.red_packet, CASE WHEN a.share_id IS NOT NULL AND a.line_no = 1
-                                             THEN {packet!r} ELSE 0 END)
+                                             THEN {packet!r} ELSE 0 END) AS payout
         FROM graph.attributed_orders a
         JOIN staging.orders o ON o.order_id = a.order_id AND coalesce(o.line_no, 1) = a.line_no
-        WHERE a.status = 'refunded'""")
+        WHERE a.status = 'refunded'
+          AND o.status = 'refunded'  -- the same line: attributed status = coalesce(o.status, 'paid')""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _ig_self AS
         -- grain: one row per paid line of an order flagged self_referral in graph.anomalies
@@ -155,10 +160,9 @@ def _referral_ring() -> str:
     return f"""
         WITH ring_lines AS (  -- paid lines between two members of the same ring (equi-joins only)
             SELECT l.order_id, l.amount, l.payout, c.person_id AS credited, b.person_id AS buyer
-            FROM _ig_lines l
+            FROM ({PAID_LINES_SQL}) l
             JOIN _ig_ring c ON c.person_id = l.credited_id
             JOIN _ig_ring b ON b.person_id = l.customer_id AND b.ring_id = c.ring_id
-            WHERE l.is_paid
         ),
         sides AS (
             SELECT credited AS person_id, 'credited' AS side, order_id, amount, payout FROM ring_lines
@@ -187,40 +191,62 @@ def _referral_ring() -> str:
 
 def _refund_tests(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
     """Temp ``_ig_refund``: per claimant, credited lines n, refunded k, expected rate from the
-    merchants' base rates, one-sided binomial p and BH q over every claimant tested."""
+    merchants' base rates, one-sided binomial p and BH q over every claimant tested.
+
+    Temp ``_ig_refund_base`` holds only the refunded claimed lines (with refund timing); the
+    paid claimed lines are counted per (claimant, merchant) straight from
+    graph.attributed_orders. A merchant's base rate is its refunded / claimed lines, the
+    expected count of a claimant the sum over its merchants of lines x rate."""
+    del s
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _ig_refund_base AS
-        -- grain: one row per claimed line outside failed group buys, with refund timing
+        -- grain: one row per refunded claimed line outside failed group buys, with refund timing
         WITH hist AS (
             SELECT natural_key, min(changed_at) AS refunded_seen_at
             FROM staging.status_history
             WHERE table_name = 'orders' AND column_name = 'status' AND new_value = 'refunded'
             GROUP BY 1
         )
-        SELECT l.claimant, l.merchant_id, l.order_id, NOT l.is_paid AS refunded, l.payout,
+        SELECT l.claimant, l.merchant_id, l.order_id, l.payout,
                epoch(h.refunded_seen_at - l.ordered_at) / 3600.0 AS hours_to_refund
-        FROM _ig_lines l
+        FROM _ig_refunded l
         LEFT JOIN hist h ON h.natural_key = l.order_id || ',' || l.line_no
         WHERE l.claimant IS NOT NULL AND NOT coalesce(l.failed_group, false)
           AND l.claimant <> l.customer_id""")
     counts = con.sql("""
-        WITH m AS (SELECT merchant_id, avg(refunded::INT) AS rate,
-                          median(hours_to_refund) FILTER (WHERE refunded) AS m_hours
-                   FROM _ig_refund_base GROUP BY 1)
-        SELECT b.claimant, count(*) AS n, count(*) FILTER (WHERE b.refunded) AS k,
-               sum(m.rate) AS expected,
-               median(b.hours_to_refund) FILTER (WHERE b.refunded) AS hours,
-               median(m.m_hours) FILTER (WHERE b.refunded) AS merchant_hours
-        FROM _ig_refund_base b JOIN m USING (merchant_id)
-        GROUP BY 1""").to_arrow_table()
+        WITH cm AS (  -- claimed lines n and refunded k per (claimant, merchant)
+            SELECT claimant, merchant_id, sum(n)::BIGINT AS n, sum(k)::BIGINT AS k
+            FROM (SELECT credited_id AS claimant, merchant_id, count(*) AS n, 0 AS k
+                  FROM graph.attributed_orders
+                  WHERE is_paid AND credited_id <> customer_id
+                  GROUP BY ALL
+                  UNION ALL
+                  SELECT claimant, merchant_id, count(*), count(*)
+                  FROM _ig_refund_base GROUP BY ALL)
+            GROUP BY ALL
+        ),
+        m AS (SELECT merchant_id, sum(k)::DOUBLE / sum(n)::DOUBLE AS rate FROM cm GROUP BY 1),
+        mh AS (SELECT merchant_id, median(hours_to_refund) AS m_hours
+               FROM _ig_refund_base GROUP BY 1),
+        per AS (SELECT cm.claimant, sum(cm.n)::BIGINT AS n, sum(cm.k)::BIGINT AS k,
+                       sum(cm.n * m.rate) AS expected
+                FROM cm JOIN m USING (merchant_id) GROUP BY 1),
+        hrs AS (SELECT b.claimant, median(b.hours_to_refund) AS hours,
+                       median(mh.m_hours) AS merchant_hours
+                FROM _ig_refund_base b JOIN mh USING (merchant_id) GROUP BY 1)
+        SELECT per.claimant, per.n, per.k, per.expected, hrs.hours, hrs.merchant_hours
+        FROM per LEFT JOIN hrs USING (claimant)""").to_arrow_table()
     n = counts["n"].to_numpy().astype(np.int64)
     k = counts["k"].to_numpy().astype(np.int64)
     p0 = np.clip(counts["expected"].to_numpy().astype(float) / np.maximum(n, 1), 1e-9, 1.0)
     p = binom_pvalue(k, n, p0)
     q = bh_qvalues(p)
-    tests = counts.append_column("p0", pa.array(p0)).append_column(  # noqa: F841 - read below
-        "q_value", pa.array(q))
-    con.execute("CREATE OR REPLACE TEMP TABLE _ig_refund AS SELECT * FROM tests")
+    tests = counts.append_column("p0", pa.array(p0)).append_column("q_value", pa.array(q))
+    con.register("_ig_refund_arrow", tests)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _ig_refund AS SELECT * FROM _ig_refund_arrow")
+    finally:
+        con.unregister("_ig_refund_arrow")
 
 
 def _refund_abuse(s: Settings) -> str:
@@ -242,7 +268,7 @@ def _refund_abuse(s: Settings) -> str:
                          ELSE '退款中位用时 ' || round(any_value(t.hours), 1) || ' 小时，商家为 '
                               || round(any_value(t.merchant_hours), 1) || ' 小时' END AS evidence_zh,
                NULL::VARCHAR AS ring_id, NULL::INTEGER AS ring_size, any_value(t.q_value) AS q_value
-        FROM _ig_refund t JOIN _ig_refund_base b ON b.claimant = t.claimant AND b.refunded
+        FROM _ig_refund t JOIN _ig_refund_base b ON b.claimant = t.claimant
         WHERE t.q_value <= {float(s.refund_fdr)!r}
           AND t.k >= {int(s.refund_min_refunds)}
           AND t.k >= {float(s.refund_min_ratio)!r} * t.p0 * t.n
@@ -253,10 +279,23 @@ def _refund_abuse(s: Settings) -> str:
 def _click_burst(s: Settings) -> str:
     window, floor = int(s.click_burst_window_minutes), int(s.click_burst_min_clicks)
     return f"""
-        WITH ck AS (  -- clicks by others on each share
-            SELECT e.share_id, n.actor_id AS sharer_id, e.actor_id AS clicker_id, e.occurred_at
-            FROM staging.share_events e JOIN graph.share_nodes n USING (share_id)
-            WHERE e.event_type = 'click' AND e.actor_id <> n.actor_id
+        WITH clk AS NOT MATERIALIZED (  -- every click (read twice, never copied)
+            SELECT share_id, actor_id, occurred_at FROM staging.share_events
+            WHERE event_type = 'click'
+        ),
+        busy AS (  -- shares with at least {floor} clicks by anyone: every share that can burst
+            SELECT share_id FROM clk GROUP BY 1 HAVING count(*) >= {floor}
+        ),
+        own AS (  -- every share of a sharer of a busy share: the candidates and their history
+            SELECT n.share_id, n.actor_id AS sharer_id
+            FROM graph.share_nodes n
+            WHERE n.actor_id IN (SELECT actor_id FROM graph.share_nodes
+                                 WHERE share_id IN (SELECT share_id FROM busy))
+        ),
+        ck AS (  -- clicks by others on those shares
+            SELECT e.share_id, o.sharer_id, e.actor_id AS clicker_id, e.occurred_at
+            FROM clk e JOIN own o USING (share_id)
+            WHERE e.actor_id <> o.sharer_id
         ),
         per_share AS (SELECT share_id, any_value(sharer_id) AS sharer_id, count(*) AS clicks
                       FROM ck GROUP BY 1),
@@ -270,11 +309,10 @@ def _click_burst(s: Settings) -> str:
             GROUP BY 1 HAVING max(w) >= {floor}
         ),
         hist AS (  -- the sharer's shares: count and clicks (0 clicks included)
-            SELECT n.actor_id AS sharer_id, count(*) AS shares,
-                   coalesce(sum(p.clicks), 0) AS clicks
-            FROM graph.share_nodes n LEFT JOIN per_share p USING (share_id)
-            WHERE n.actor_id IN (SELECT sharer_id FROM per_share
-                                 WHERE share_id IN (SELECT share_id FROM peak))
+            SELECT o.sharer_id, count(*) AS shares, coalesce(sum(p.clicks), 0) AS clicks
+            FROM own o LEFT JOIN per_share p USING (share_id)
+            WHERE o.sharer_id IN (SELECT sharer_id FROM per_share
+                                  WHERE share_id IN (SELECT share_id FROM peak))
             GROUP BY 1
         ),
         clickers AS (  -- who clicked inside the burst window
@@ -285,9 +323,8 @@ def _click_burst(s: Settings) -> str:
         ),
         sold AS (  -- paid orders through the share by the burst's clickers
             SELECT l.share_id, l.order_id, l.amount, l.payout
-            FROM _ig_lines l JOIN clickers c
+            FROM ({PAID_LINES_SQL}) l JOIN clickers c
                  ON c.share_id = l.share_id AND c.clicker_id = l.customer_id
-            WHERE l.is_paid
         ),
         burst AS (
             SELECT p.share_id, p.sharer_id, k.peak,
@@ -343,7 +380,8 @@ def build_integrity_flags(con: duckdb.DuckDBPyConnection, settings: Settings | N
                    f.evidence, f.evidence_zh, f.ring_id, f.ring_size, f.q_value
             FROM f""")
     finally:
-        for t in ("_ig_lines", "_ig_self", "_ig_edges", "_ig_ids", "_ig_ring", "_ig_refund_base", "_ig_refund"):
+        for t in ("_ig_refunded", "_ig_self", "_ig_edges", "_ig_ids", "_ig_ring", "_ig_refund_base",
+                  "_ig_refund"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
     return finish_table(con, TABLE, TEXT, DOC)
 

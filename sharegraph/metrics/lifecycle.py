@@ -26,17 +26,29 @@ DATA_END_SQL = """(SELECT greatest(
         (SELECT max(ordered_at) FROM graph.attributed_orders),
         (SELECT max(occurred_at) FROM staging.share_events)))"""
 """SQL scalar: the last timestamp in the data (orders or share events); churn and
-observability are measured back from it, not from today."""
+observability are measured back from it, not from today. Each builder reads it once
+(:func:`data_end`) and binds it as a parameter: both maxima are full column scans."""
 
-ACTIVITY_SQL = """
-    SELECT n.actor_id AS agent_id, n.shared_at AS act_at, 0::DECIMAL(18,2) AS gmv
-    FROM graph.share_nodes n SEMI JOIN marts.agent_funnel f ON f.agent_id = n.actor_id
-    UNION ALL
-    SELECT a.credited_id, a.ordered_at, a.amount
-    FROM graph.attributed_orders a SEMI JOIN marts.agent_funnel f ON f.agent_id = a.credited_id
-    WHERE a.is_paid"""
-"""SQL of every activity of an agent of marts.agent_funnel: a share or re-share made, or a
-credited paid order line (with its GMV)."""
+AGENT_MONTHS_SQL = """
+    SELECT agent_id, m, sum(gmv) AS gmv
+    FROM (SELECT n.actor_id AS agent_id, date_trunc('month', n.shared_at)::DATE AS m,
+                 0::DECIMAL(18,2) AS gmv
+          FROM graph.share_nodes n SEMI JOIN marts.agent_funnel f ON f.agent_id = n.actor_id
+          UNION ALL
+          SELECT a.credited_id, date_trunc('month', a.ordered_at)::DATE, a.amount
+          FROM graph.attributed_orders a SEMI JOIN marts.agent_funnel f ON f.agent_id = a.credited_id
+          WHERE a.is_paid)
+    GROUP BY 1, 2"""
+"""SQL of one row per (agent of marts.agent_funnel, calendar month ``m``) with any activity: a
+share or re-share made, or a credited paid order line; ``gmv`` is that month's credited paid
+GMV. Cohorts and upline retention count these rows: an agent is active in a month once,
+however many acts it had (no count(DISTINCT) over agent ids)."""
+
+
+def data_end(con: duckdb.DuckDBPyConnection):
+    """The last timestamp in the data (``DATA_END_SQL``), or None without data."""
+    return con.execute(DATA_END_SQL).fetchone()[0]
+
 
 FUNNEL_DOC = {
     "agent_id": "The agent: every agent of the agents file; without an agents file, every person who shared.",
@@ -98,41 +110,42 @@ def _days(later: str, earlier: str) -> str:
 
 def build_agent_funnel(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``marts.agent_funnel``; returns its row count. Without an agents file the people
-    who shared are the agents (their first share is their join)."""
+    who shared are the agents (their first share is their join).
+
+    Each source is read once: the agents' share nodes (first and last share, count, months),
+    the clicks on those shares, and the agents' credited paid lines (first and last sale,
+    orders, GMV, months); active months are the distinct months of both lists.
+    """
     s = settings or Settings()
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+    has_file = con.execute("SELECT EXISTS (SELECT 1 FROM graph.agent_upline)").fetchone()[0]
+    agents = ("SELECT agent_id, upline_id, joined_at FROM graph.agent_upline" if has_file else
+              "SELECT DISTINCT actor_id AS agent_id, NULL::VARCHAR AS upline_id, "
+              "NULL::TIMESTAMP AS joined_at FROM graph.share_nodes")
     con.execute(f"""
         CREATE OR REPLACE TABLE {FUNNEL} AS
         -- grain: one row per agent
-        WITH has_file AS (SELECT EXISTS (SELECT 1 FROM graph.agent_upline) AS yes),
-        sh AS (SELECT actor_id AS agent_id, min(shared_at) AS first_share_at, count(*) AS shares
-               FROM graph.share_nodes GROUP BY 1),
-        agents AS (
-            SELECT agent_id, upline_id, joined_at FROM graph.agent_upline
-            UNION ALL
-            SELECT agent_id, NULL, NULL FROM sh WHERE NOT (SELECT yes FROM has_file)
+        WITH agents AS ({agents}),
+        sn AS (  -- the agents' shares and re-shares
+            SELECT n.actor_id AS agent_id, n.share_id, n.shared_at
+            FROM graph.share_nodes n SEMI JOIN agents a ON a.agent_id = n.actor_id
         ),
-        ck AS (SELECT n.actor_id AS agent_id, min(e.occurred_at) AS first_click_at,
+        sh AS (SELECT agent_id, min(shared_at) AS first_share_at, count(*) AS shares,
+                      max(shared_at) AS last_share_at,
+                      list(DISTINCT date_trunc('month', shared_at)) AS months
+               FROM sn GROUP BY 1),
+        ck AS (SELECT n.agent_id, min(e.occurred_at) AS first_click_at,
                       count(*) AS clicks_received
-               FROM staging.share_events e JOIN graph.share_nodes n USING (share_id)
-               WHERE e.event_type = 'click' AND e.actor_id <> n.actor_id
-                 AND n.actor_id IN (SELECT agent_id FROM agents)
+               FROM staging.share_events e JOIN sn n USING (share_id)
+               WHERE e.event_type = 'click' AND e.actor_id <> n.agent_id
                GROUP BY 1),
-        sl AS (SELECT credited_id AS agent_id, min(ordered_at) AS first_sale_at,
-                      count(DISTINCT order_id) AS sales, sum(amount) AS gmv
-               FROM graph.attributed_orders
-               WHERE is_paid AND credited_id IN (SELECT agent_id FROM agents)
+        sl AS (SELECT a.credited_id AS agent_id, min(a.ordered_at) AS first_sale_at,
+                      count(DISTINCT a.order_id) AS sales, sum(a.amount) AS gmv,
+                      max(a.ordered_at) AS last_sale_at,
+                      list(DISTINCT date_trunc('month', a.ordered_at)) AS months
+               FROM graph.attributed_orders a SEMI JOIN agents g ON g.agent_id = a.credited_id
+               WHERE a.is_paid
                GROUP BY 1),
-        act AS (
-            SELECT agent_id, count(DISTINCT date_trunc('month', act_at)) AS active_months,
-                   max(act_at) AS last_active_at
-            FROM (SELECT actor_id AS agent_id, shared_at AS act_at FROM graph.share_nodes
-                  WHERE actor_id IN (SELECT agent_id FROM agents)
-                  UNION ALL
-                  SELECT credited_id, ordered_at FROM graph.attributed_orders
-                  WHERE is_paid AND credited_id IN (SELECT agent_id FROM agents))
-            GROUP BY 1
-        ),
         j AS (
             SELECT a.agent_id, a.upline_id,
                    coalesce(a.joined_at, sh.first_share_at, sl.first_sale_at) AS joined_at,
@@ -144,10 +157,12 @@ def build_agent_funnel(con: duckdb.DuckDBPyConnection, settings: Settings | None
                    coalesce(ck.clicks_received, 0) AS clicks_received,
                    coalesce(sl.sales, 0) AS sales,
                    coalesce(sl.gmv, 0)::DECIMAL(18,2) AS gmv,
-                   coalesce(act.active_months, 0) AS active_months, act.last_active_at
+                   len(list_distinct(coalesce(sh.months, []) || coalesce(sl.months, [])))
+                       AS active_months,
+                   greatest(sh.last_share_at, sl.last_sale_at) AS last_active_at
             FROM agents a
             LEFT JOIN sh USING (agent_id) LEFT JOIN ck USING (agent_id)
-            LEFT JOIN sl USING (agent_id) LEFT JOIN act USING (agent_id)
+            LEFT JOIN sl USING (agent_id)
         )
         SELECT agent_id, upline_id, joined_at, joined_at_source, first_share_at,
                first_click_at, first_sale_at,
@@ -156,13 +171,13 @@ def build_agent_funnel(con: duckdb.DuckDBPyConnection, settings: Settings | None
                {_days('first_sale_at', 'first_click_at')} AS days_click_to_sale,
                {_days('first_sale_at', 'joined_at')} AS days_to_first_sale,
                shares, clicks_received, sales, gmv, active_months, last_active_at,
-               coalesce(last_active_at < {DATA_END_SQL} - INTERVAL {int(s.churn_days)} DAY, true)
+               coalesce(last_active_at < $end::TIMESTAMP - INTERVAL {int(s.churn_days)} DAY, true)
                    AS churned,
                CASE WHEN first_sale_at IS NOT NULL THEN 'sold'
                     WHEN first_click_at IS NOT NULL THEN 'clicked'
                     WHEN first_share_at IS NOT NULL THEN 'shared'
                     ELSE 'joined' END AS stage
-        FROM j""")
+        FROM j""", {"end": data_end(con)})
     return finish_table(con, FUNNEL, FUNNEL_TEXT, FUNNEL_DOC)
 
 
@@ -180,16 +195,15 @@ def build_agent_cohorts(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         size AS (SELECT cohort_month, count(*) AS cohort_size FROM cohort GROUP BY 1),
         grid AS (
             SELECT cohort_month, cohort_size, unnest(range(0, greatest(
-                       date_diff('month', cohort_month, date_trunc('month', {DATA_END_SQL})::DATE) + 1,
+                       date_diff('month', cohort_month, date_trunc('month', $end::TIMESTAMP)::DATE) + 1,
                        1))) AS months_since_join
             FROM size
         ),
-        cell AS (
-            SELECT c.cohort_month,
-                   date_diff('month', c.cohort_month, date_trunc('month', x.act_at)::DATE) AS k,
-                   count(DISTINCT x.agent_id) AS active_agents, sum(x.gmv) AS gmv
-            FROM ({ACTIVITY_SQL}) x JOIN cohort c USING (agent_id)
-            WHERE date_trunc('month', x.act_at)::DATE >= c.cohort_month
+        cell AS (  -- an agent is active in a month once (one row of AGENT_MONTHS_SQL)
+            SELECT c.cohort_month, date_diff('month', c.cohort_month, x.m) AS k,
+                   count(*) AS active_agents, sum(x.gmv) AS gmv
+            FROM ({AGENT_MONTHS_SQL}) x JOIN cohort c USING (agent_id)
+            WHERE x.m >= c.cohort_month
             GROUP BY 1, 2
         )
         SELECT g.cohort_month, g.months_since_join::INTEGER AS months_since_join, g.cohort_size,
@@ -198,7 +212,8 @@ def build_agent_cohorts(con: duckdb.DuckDBPyConnection, settings: Settings | Non
                coalesce(cell.gmv, 0)::DECIMAL(18,2) AS gmv,
                round(coalesce(cell.gmv, 0) / g.cohort_size, 2)::DECIMAL(18,2) AS gmv_per_agent
         FROM grid g
-        LEFT JOIN cell ON cell.cohort_month = g.cohort_month AND cell.k = g.months_since_join""")
+        LEFT JOIN cell ON cell.cohort_month = g.cohort_month AND cell.k = g.months_since_join""",
+                {"end": data_end(con)})
     return finish_table(con, COHORTS, COHORTS_TEXT, COHORTS_DOC)
 
 
@@ -215,19 +230,19 @@ def build_upline_quality(con: duckdb.DuckDBPyConnection, settings: Settings | No
             FROM marts.agent_funnel WHERE upline_id IS NOT NULL
         ),
         big AS (SELECT upline_id FROM r GROUP BY 1 HAVING count(*) >= {int(s.min_recruits)}),
-        ret AS (  -- recruits active in month `month` after their joining month
-            SELECT DISTINCT x.agent_id
-            FROM ({ACTIVITY_SQL}) x JOIN r USING (agent_id)
+        ret AS (  -- recruits active in month `month` after their joining month (one row each)
+            SELECT x.agent_id
+            FROM ({AGENT_MONTHS_SQL}) x JOIN r USING (agent_id)
             WHERE r.upline_id IN (SELECT upline_id FROM big)
-              AND date_diff('month', r.cohort_month, date_trunc('month', x.act_at)::DATE) = {month}
+              AND date_diff('month', r.cohort_month, x.m) = {month}
         ),
         q AS (
             SELECT r.upline_id, count(*) AS recruits,
                    count(r.first_sale_at) AS activated,
                    count(*) FILTER (WHERE date_diff('month', r.cohort_month,
-                        date_trunc('month', {DATA_END_SQL})::DATE) >= {month}) AS retention_eligible,
+                        date_trunc('month', $end::TIMESTAMP)::DATE) >= {month}) AS retention_eligible,
                    count(ret.agent_id) FILTER (WHERE date_diff('month', r.cohort_month,
-                        date_trunc('month', {DATA_END_SQL})::DATE) >= {month}) AS retained,
+                        date_trunc('month', $end::TIMESTAMP)::DATE) >= {month}) AS retained,
                    median(r.days_to_first_sale) FILTER (WHERE r.first_sale_at IS NOT NULL)
                        AS median_days_to_first_sale,
                    sum(r.gmv)::DECIMAL(18,2) AS recruits_gmv
@@ -251,7 +266,7 @@ def build_upline_quality(con: duckdb.DuckDBPyConnection, settings: Settings | No
                recruits_gmv,
                row_number() OVER (ORDER BY activation_lower DESC, retention_rate DESC NULLS LAST,
                                   recruits_gmv DESC, upline_id) AS quality_rank
-        FROM w""")
+        FROM w""", {"end": data_end(con)})
     return finish_table(con, UPLINE_QUALITY, UPLINE_TEXT, UPLINE_DOC)
 
 
