@@ -66,3 +66,30 @@ def test_export_command_writes_the_same_files(pipeline_run: dict, tmp_path: Path
     theirs = {p.relative_to(Path(pipeline_run["reports"]) / "exports")
               for p in (Path(pipeline_run["reports"]) / "exports").rglob("*.*")}
     assert ours == theirs and len(ours) > 10
+
+
+def test_workbooks_from_a_second_process_equal_the_sequential_ones(
+        pipeline_run: dict, tmp_path: Path, monkeypatch) -> None:
+    """Large exports write the zh workbooks in a second process: same sheets, cell for cell."""
+    import zipfile
+
+    from sharegraph.core.config import Settings
+    from sharegraph.reports import exports
+
+    wh = Path(pipeline_run["warehouse"])
+    key = (wh.parent / KEY_FILE).read_text(encoding="utf-8").strip()
+    settings = Settings().with_values({"pseudonym_key": key})
+    books = {}
+    for label, threshold in (("sequential", 10**12), ("parallel", 0)):
+        monkeypatch.setattr(exports, "PARALLEL_CELLS", threshold)
+        with duckdb.connect(str(wh), read_only=True) as con:
+            exports.write_exports(con, settings, tmp_path / label)
+        books[label] = sorted((tmp_path / label / "exports").rglob("*.xlsx"))
+    rel = [[p.relative_to(tmp_path / label) for p in books[label]] for label in books]
+    assert rel[0] == rel[1] and len(rel[0]) >= 8
+    for a, b in zip(books["sequential"], books["parallel"], strict=True):
+        with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
+            parts = [n for n in za.namelist() if n.startswith("xl/")]
+            assert parts == [n for n in zb.namelist() if n.startswith("xl/")]
+            for name in parts:  # docProps hold the creation time; the sheets must match
+                assert za.read(name) == zb.read(name), (a.name, name)
