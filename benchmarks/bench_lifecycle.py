@@ -141,13 +141,15 @@ def compare_marts(con: duckdb.DuckDBPyConnection, ref: Path, tol: float) -> bool
     return ok
 
 
-def profiled_marts(con: duckdb.DuckDBPyConnection, s: Settings, out: Path) -> None:
-    """One marts pass with DuckDB's JSON profile of each statement; print the slowest ones."""
-    out.mkdir(parents=True, exist_ok=True)
-    for f in out.glob("*.json"):
-        f.unlink()
-    con.execute("PRAGMA enable_profiling = 'json'")
-    con.execute("SET profiling_mode = 'standard'")
+def profiled_marts(con: duckdb.DuckDBPyConnection, s: Settings, out: Path | None) -> None:
+    """One marts pass timing every statement, with DuckDB's JSON profile of each statement
+    in ``out`` (None: wall times only, no profiling overhead); print the slowest ones."""
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in out.glob("*.json"):
+            f.unlink()
+        con.execute("PRAGMA enable_profiling = 'json'")
+        con.execute("SET profiling_mode = 'standard'")
     seen: list[tuple[float, str, str]] = []
     original = duckdb.DuckDBPyConnection.execute
     counter = iter(range(10**6))
@@ -158,8 +160,8 @@ def profiled_marts(con: duckdb.DuckDBPyConnection, s: Settings, out: Path) -> No
 
         def execute(self, sql: str, *a, **k):
             i = next(counter)
-            path = out / f"{i:03d}.json"
-            original(self._inner, f"SET profiling_output = '{path}'")
+            if out is not None:
+                original(self._inner, f"SET profiling_output = '{out / f'{i:03d}.json'}'")
             # DuckDB finds Python tables named in the SQL in the calling frame only: register
             # the caller's Arrow tables for this statement
             frame = sys._getframe(1).f_locals
@@ -175,13 +177,20 @@ def profiled_marts(con: duckdb.DuckDBPyConnection, s: Settings, out: Path) -> No
             seen.append((time.perf_counter() - t, self._stage, " ".join(sql.split())[:150]))
             return r
 
+        def sql(self, sql: str, *a, **k):  # a relation: materialize it here to time it
+            t = time.perf_counter()
+            r = self._inner.sql(sql, *a, **k).to_arrow_table()
+            seen.append((time.perf_counter() - t, self._stage, " ".join(sql.split())[:150]))
+            return self._inner.from_arrow(r)
+
         def __getattr__(self, name: str):
             return getattr(self._inner, name)
 
     for name, fn in MARTS:
         fn(Tap(con, name), s)  # type: ignore[arg-type]
-    con.execute("PRAGMA disable_profiling")
-    print("slowest statements of the profiled marts pass:")
+    if out is not None:
+        con.execute("PRAGMA disable_profiling")
+    print("slowest statements of the timed marts pass:")
     for dt, stage, sql in sorted(seen, reverse=True)[:15]:
         print(f"  {dt:6.2f} s  {stage:<24} {sql}")
 
@@ -203,6 +212,8 @@ def main() -> int:
     ap.add_argument("--tol", type=float, default=1e-12, help="DOUBLE tolerance of --compare")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="after the repeats, one more marts pass with per-statement JSON profiles")
+    ap.add_argument("--statements", action="store_true",
+                    help="after the repeats, one more marts pass timing each statement (no profiler)")
     args = ap.parse_args()
 
     s = Settings.load(None)
@@ -266,7 +277,7 @@ def main() -> int:
     if args.compare:
         ok = compare_marts(con, args.compare, args.tol)
         print("marts identical to", args.compare, "->", ok)
-    if args.profile:
+    if args.profile or args.statements:
         profiled_marts(con, s, args.profile)
     con.close()
     return 0 if ok else 1

@@ -135,6 +135,54 @@ def test_click_burst_needs_burst_history_and_no_orders() -> None:
     assert not {p for (p, rule) in _flags(_world(orders, events)) if rule == "click_burst"}
 
 
+def test_click_burst_counts_only_clicks_by_others() -> None:
+    # 19 clicks by others plus 10 by the sharer within 3 minutes: 29 clicks on the share, but
+    # only 19 by others, below click_burst_min_clicks (20); one more click by another makes it
+    events = [dict(event_id="e0", event_type="share", share_id="s1", actor_id="a1", occurred_at=T0)]
+    for k in range(19):
+        events.append(dict(event_id=f"b{k}", event_type="click", share_id="s1", actor_id=f"x{k}",
+                           occurred_at=T0 + timedelta(hours=1, seconds=5 * k)))
+    for k in range(10):
+        events.append(dict(event_id=f"own{k}", event_type="click", share_id="s1", actor_id="a1",
+                           occurred_at=T0 + timedelta(hours=1, seconds=5 * k + 2)))
+    orders = [_order(1, "w", days=3)]
+    assert not {p for (p, rule) in _flags(_world(orders, events)) if rule == "click_burst"}
+    events.append(dict(event_id="b19", event_type="click", share_id="s1", actor_id="x19",
+                       occurred_at=T0 + timedelta(hours=1, minutes=2)))
+    f = _flags(_world(orders, events))
+    assert {p for (p, rule) in f if rule == "click_burst"} == {"a1"}
+    assert "up to 20 clicks within 10 minutes" in f[("a1", "click_burst")]["evidence"]
+    assert "their other shares average 0.0 clicks" in f[("a1", "click_burst")]["evidence"]
+
+
+def test_refund_abuse_expected_rate_mixes_merchants() -> None:
+    # merchant m1 refunds ~10% of claimed lines, m2 ~40%; 'bad' sells 10 lines at each and has
+    # 18 refunded: p̄ is the mean of its lines' merchant rates, (10 * r1 + 10 * r2) / 20
+    orders, i = [], 0
+    for a in range(30):
+        for m, refunded in (("m1", 1), ("m2", 4)):
+            for j in range(10):
+                i += 1
+                orders.append(_order(i, f"c{i}", referrer=f"g{a}", days=j, merchant=m,
+                                     status="refunded" if j < refunded else "paid"))
+    for m in ("m1", "m2"):
+        for j in range(10):
+            i += 1
+            orders.append(_order(i, f"c{i}", referrer="bad", days=j, merchant=m,
+                                 status="refunded" if j < 9 else "paid"))
+    f = _flags(_world(orders))
+    assert {p for (p, rule) in f if rule == "refund_abuse"} == {"bad"}
+    r1, r2 = (30 + 9) / (300 + 10), (120 + 9) / (300 + 10)
+    p_bar = (10 * r1 + 10 * r2) / 20
+    p = stats.binom.sf(18 - 1, 20, p_bar)
+    ps = [stats.binom.sf(5 - 1, 20, p_bar) for _ in range(30)] + [p]  # every good agent: 5 of 20
+    m = len(ps)  # BH: bad has the smallest p, rank 1
+    row = f[("bad", "refund_abuse")]
+    assert row["q_value"] == pytest.approx(min(p * m, 1.0), rel=1e-9)
+    assert f"18 of 20 credited order lines refunded (90.0%) vs {round(100 * p_bar, 1)}% expected" in row["evidence"]
+    assert row["orders_involved"] == 18
+
+
 # --- planted truth on generated worlds -------------------------------------------------------
 
 def _pipeline(world: Path) -> duckdb.DuckDBPyConnection:
