@@ -276,7 +276,8 @@ def _count_pairs(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _test_pairs(con: duckdb.DuckDBPyConnection) -> None:
-    """Register ``_aff_tests``: hypergeometric p-value and BH q-value per unordered pair."""
+    """Register ``_aff_tests``: each unordered pair's counts with its hypergeometric p-value
+    and BH q-value."""
     # p and q are symmetric in A and B, so test each unordered pair once; the p-value depends
     # on the four counts only, and with many categories most pairs share them (n_ab = 1 with
     # small marginals), so SciPy runs once per distinct (n_ab, n_total, n_a, n_b).
@@ -288,16 +289,44 @@ def _test_pairs(con: duckdb.DuckDBPyConnection) -> None:
     con.register("_aff_tuples", pa.table({k: np.asarray(tup[k]) for k in
                                           ("tid", "n_ab", "n_total", "n_a", "n_b")}))
     arr = con.execute("""
-        SELECT c.fam, c.cat_a, c.cat_b, c.m, t.tid
+        SELECT c.fam, c.cat_a, c.cat_b, c.n_a, c.n_b, c.n_ab, c.n_total, c.m, t.tid
         FROM _aff_counts c JOIN _aff_tuples t USING (n_ab, n_total, n_a, n_b)""").fetchnumpy()
     con.unregister("_aff_tuples")
     pv = pv_tup[np.asarray(arr["tid"])]
     qv = bh_qvalues(pv, arr["fam"], arr["m"])
     log.debug("%.2f s  p-values of %d distinct count tuples, q-values of %d unordered pairs",
               time.perf_counter() - t, pv_tup.size, pv.size)
+    _register_ordered_pairs(con, arr, pv, qv)
+
+
+def _register_ordered_pairs(con: duckdb.DuckDBPyConnection, arr: dict[str, np.ndarray],
+                            pv: np.ndarray, qv: np.ndarray) -> None:
+    """Register ``_aff_tests``: both orders of every tested pair with its counts, p and q,
+    its scope and category names, already in the mart's order (family, A, B).
+
+    Sorting the integer codes here and looking the names up by code keeps DuckDB from
+    sorting the wide mart rows (on 30k leaf categories the ORDER BY was most of the write).
+    """
+    col = {k: np.asarray(arr[k]) for k in ("fam", "cat_a", "cat_b", "n_a", "n_b", "n_ab", "n_total")}
+    both = {k: np.concatenate([v, v]) for k, v in col.items()}
+    both["cat_a"] = np.concatenate([col["cat_a"], col["cat_b"]])
+    both["cat_b"] = np.concatenate([col["cat_b"], col["cat_a"]])
+    both["n_a"] = np.concatenate([col["n_a"], col["n_b"]])
+    both["n_b"] = np.concatenate([col["n_b"], col["n_a"]])
+    order = np.lexsort((both["cat_b"], both["cat_a"], both["fam"]))
+    # codes are dense: category code c is row c of _aff_cat; merchant code m (>= 1) is row m
+    # of _aff_mer and family // 2 = 0 is the 'all' scope
+    names = pa.array(con.execute("SELECT category FROM _aff_cat ORDER BY cat").fetchnumpy()["category"])
+    scopes = pa.array([ALL_SCOPE] + list(con.execute(
+        "SELECT merchant_id FROM _aff_mer ORDER BY mid").fetchnumpy()["merchant_id"]))
+    fam = both["fam"][order]
     con.register("_aff_tests", pa.table({
-        "fam": np.asarray(arr["fam"]), "cat_a": np.asarray(arr["cat_a"]),
-        "cat_b": np.asarray(arr["cat_b"]), "p_value": pv, "q_value": qv,
+        "fam": fam,
+        "scope": scopes.take(pa.array(fam // 2)),
+        "category_a": names.take(pa.array(both["cat_a"][order])),
+        "category_b": names.take(pa.array(both["cat_b"][order])),
+        **{k: both[k][order] for k in ("n_a", "n_b", "n_ab", "n_total")},
+        "p_value": np.concatenate([pv, pv])[order], "q_value": np.concatenate([qv, qv])[order],
     }))
 
 
@@ -306,28 +335,17 @@ def _write_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
     lo, hi = _lift_ci_sql()
     _exec(con, f"""
         CREATE OR REPLACE TABLE marts.category_affinity AS
-        -- one row per ordered category pair per scope per basis
-        WITH tested AS (
-            SELECT c.fam, c.cat_a, c.cat_b, c.n_a, c.n_b, c.n_ab, c.n_total,
-                   t.p_value, t.q_value
-            FROM _aff_counts c JOIN _aff_tests t USING (fam, cat_a, cat_b)
-        ), pairs AS (
-            SELECT fam, cat_a, cat_b, n_a, n_b, n_ab, n_total, p_value, q_value FROM tested
-            UNION ALL
-            SELECT fam, cat_b, cat_a, n_b, n_a, n_ab, n_total, p_value, q_value FROM tested
-        ), counted AS (
-            SELECT pairs.fam, pairs.cat_a, pairs.cat_b, ka.category AS category_a,
-                   kb.category AS category_b, n_a, n_b, n_ab, n_total, p_value, q_value
-            FROM pairs
-            JOIN _aff_cat ka ON ka.cat = pairs.cat_a
-            JOIN _aff_cat kb ON kb.cat = pairs.cat_b
-        ), metrics AS (
+        -- one row per ordered category pair per scope per basis, in the order of _aff_tests:
+        -- = ORDER BY scope <> 'all', scope, basis DESC, category_a, category_b (the codes
+        -- are dense in that order: merchant code by merchant_id, 0 = all; customer before
+        -- basket; category code by category)
+        WITH metrics AS (
             SELECT *, n_ab / n_total AS support, n_a / n_total AS support_a,
                    n_b / n_total AS support_b, n_ab / n_a AS confidence,
                    (n_ab / n_a) / (n_b / n_total) AS lift
-            FROM counted
+            FROM _aff_tests
         )
-        SELECT CASE WHEN fam < 2 THEN '{ALL_SCOPE}' ELSE m.merchant_id END AS scope,
+        SELECT scope,
                CASE WHEN fam % 2 = 0 THEN 'customer' ELSE 'basket' END AS basis,
                category_a, category_b,
                n_a::BIGINT AS n_a, n_b::BIGINT AS n_b, n_ab::BIGINT AS n_ab,
@@ -340,11 +358,7 @@ def _write_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
                n_ab >= {int(settings.min_pair_customers)} AS meets_min_count,
                n_ab >= {int(settings.min_pair_customers)}
                  AND q_value <= {float(settings.fdr_alpha)} AND lift > 1 AS is_significant
-        FROM metrics LEFT JOIN _aff_mer m ON m.mid = metrics.fam // 2
-        -- = ORDER BY scope <> 'all', scope, basis DESC, category_a, category_b: the codes are
-        -- dense in that order (mid by merchant_id, 0 = all; customer before basket; cat by
-        -- category), and integers sort much faster than strings
-        ORDER BY fam, cat_a, cat_b""")
+        FROM metrics""")
 
 
 # --------------------------------------------------------------------------- directional
