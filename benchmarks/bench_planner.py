@@ -1,0 +1,257 @@
+"""Benchmark: the launch planner at 2M people / 10M edges, k = 50 (issue 16), not a test.
+
+Three parts, each timed in a fresh child process (imports and data excluded from the kernel
+time, included in the process's peak RSS):
+
+``imm``
+    A synthetic diffusion graph (the generator of docs/planner.md "Speed": uniform random
+    sharer -> buyer edges without self-loops or repeats, conversion p ~ Beta(1.5, 30) per
+    edge, re-share ~ Beta(1.2, 8) per person), whole IMM with the (1 - 1/e - eps) guarantee
+    certified (no cap on θ; the run fails loudly if the memory cap was hit): wall time of
+    the reverse index, IMM, θ, the lower bound and the peak RSS.
+``plan``
+    End to end on a warehouse: ``learn_model`` (DuckDB aggregates) and ``plan_seeds`` (IMM
+    with the fresh-set estimate) timed separately in one child, then the whole command
+    ``sharegraph plan --warehouse W --k 50 --json`` as its own process (wall, peak RSS).
+    The warehouse is opened read-only.
+``celf``
+    A 20k-node sample of the ``imm`` graph (breadth-first from random roots over the
+    undirected edges, induced subgraph): IMM vs CELF greedy (cynetdiff Monte Carlo,
+    ``imm.celf``) on it, time of each and the spread of each seed set by the same many-trial
+    Monte Carlo evaluation.
+
+    flock /work/worlds/bench.lock .venv/bin/python benchmarks/bench_planner.py --part imm
+    flock /work/worlds/bench.lock .venv/bin/python benchmarks/bench_planner.py --part plan --warehouse W
+    flock /work/worlds/bench.lock .venv/bin/python benchmarks/bench_planner.py --part celf
+
+``--repeats N`` runs each child N times and reports the median. Output: one JSON line per
+child run and a summary line per part; ``--out FILE`` also writes them as a JSON list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def synthetic_graph(people: int, edges: int, seed: int = 0):  # -> imm.DiffusionGraph
+    """Uniform random sharer -> buyer edges (no self-loops, no repeats), p ~ Beta(1.5, 30) per
+    edge, re-share ~ Beta(1.2, 8) per person, order value 1."""
+    from sharegraph.metrics.imm import DiffusionGraph, _unique_int
+
+    rng = np.random.default_rng(seed)
+    n = np.int64(people)
+    key = _unique_int(rng.integers(0, n, int(edges * 1.01)) * n + rng.integers(0, n, int(edges * 1.01)))
+    key = key[key // n != key % n]
+    key = key[np.sort(rng.choice(key.size, min(edges, key.size), replace=False))]
+    src, dst = (key // n).astype(np.int32), (key % n).astype(np.int32)
+    return DiffusionGraph(people, src, dst, rng.beta(1.5, 30, src.size), rng.beta(1.2, 8, people),
+                          np.ones(people))
+
+
+def bfs_sample(g, size: int, seed: int = 0):  # -> imm.DiffusionGraph
+    """Induced subgraph on ``size`` nodes reached breadth-first over the undirected edges from
+    random roots (a new root whenever the frontier dies)."""
+    from scipy import sparse
+
+    from sharegraph.metrics.imm import DiffusionGraph, _unique_int
+
+    rng = np.random.default_rng(seed)
+    adj = sparse.coo_matrix((np.ones(g.src.size, np.int8), (g.src, g.dst)), shape=(g.n, g.n)).tocsr()
+    adj = (adj + adj.T).tocsr()
+    taken = np.zeros(g.n, dtype=bool)
+    order: list[np.ndarray] = []
+    count = 0
+    frontier = np.zeros(0, np.int64)
+    while count < size:
+        if frontier.size == 0:
+            frontier = rng.integers(0, g.n, 1)
+            frontier = frontier[~taken[frontier]]
+            taken[frontier] = True
+            order.append(frontier)
+            count += frontier.size
+            continue
+        nb = _unique_int(adj[frontier].indices)
+        nb = nb[~taken[nb]]
+        nb = rng.permutation(nb)[: size - count]
+        taken[nb] = True
+        order.append(nb)
+        count += nb.size
+        frontier = nb
+    nodes = np.concatenate(order)[:size]
+    new_id = np.full(g.n, -1, dtype=np.int64)
+    new_id[nodes] = np.arange(nodes.size)
+    keep = (new_id[g.src] >= 0) & (new_id[g.dst] >= 0)
+    return DiffusionGraph(int(nodes.size), new_id[g.src[keep]].astype(np.int32),
+                          new_id[g.dst[keep]].astype(np.int32), g.prob[keep], g.reshare[nodes], g.value[nodes])
+
+
+# ------------------------------------------------------------------ children (one process each)
+
+def child_imm(args: argparse.Namespace) -> dict[str, object]:
+    from sharegraph.metrics import imm
+
+    t = time.perf_counter()
+    g = synthetic_graph(args.people, args.edges, args.seed)
+    gen_s = time.perf_counter() - t
+    cand = np.bincount(g.src, minlength=g.n) > 0
+    t = time.perf_counter()
+    rev = g.reverse_index()
+    rev_s = time.perf_counter() - t
+    t = time.perf_counter()
+    res = imm.imm(g, args.k, np.random.default_rng(args.seed + 1), eps=args.eps, candidates=cand,
+                  mem_budget=args.mem_budget * 2**30, rev=rev)
+    imm_s = time.perf_counter() - t
+    spread = sum(res.cover.covered) * g.n / res.rr.count
+    return {"part": "imm", "people": g.n, "edges": int(g.src.size), "k": args.k, "eps": args.eps,
+            "generate_s": round(gen_s, 2), "reverse_index_s": round(rev_s, 2), "imm_s": round(imm_s, 2),
+            "imm_total_s": round(rev_s + imm_s, 2), "theta": res.theta, "stored_sets": len(res.rr.target),
+            "members": int(res.rr.nodes.size), "lower_bound": round(res.lower_bound, 1),
+            "capped": res.capped, "selection_spread": round(spread, 1),
+            "peak_rss_gib": round(peak_rss_gib(), 2)}
+
+
+def child_learn(args: argparse.Namespace) -> dict[str, object]:
+    import duckdb
+
+    from sharegraph.metrics.planner import learn_model, plan_seeds
+
+    t = time.perf_counter()
+    con = duckdb.connect(args.warehouse, read_only=True)
+    model = learn_model(con)
+    con.close()
+    learn_s = time.perf_counter() - t
+    rss_learn = peak_rss_gib()
+    t = time.perf_counter()
+    plan = plan_seeds(model, args.k)
+    plan_s = time.perf_counter() - t
+    return {"part": "plan/in-process", "people": model.graph.n, "edges": int(model.graph.src.size),
+            "k": args.k, "learn_s": round(learn_s, 2), "imm_and_estimate_s": round(plan_s, 2),
+            "rr_sets": plan.rr_sets, "capped": "capped" in plan.method,
+            "expected_buyers": round(plan.expected_buyers, 1), "peak_rss_after_learn_gib": round(rss_learn, 2),
+            "peak_rss_gib": round(peak_rss_gib(), 2)}
+
+
+def child_celf(args: argparse.Namespace) -> dict[str, object]:
+    from sharegraph.metrics import imm
+
+    big = synthetic_graph(args.people, args.edges, args.seed)
+    g = bfs_sample(big, args.sample, args.seed)
+    del big
+    cand = np.bincount(g.src, minlength=g.n) > 0
+    model = imm.doubled_ic(g)
+    t = time.perf_counter()
+    res = imm.imm(g, args.k, np.random.default_rng(args.seed + 1), eps=args.eps, candidates=cand)
+    imm_s = time.perf_counter() - t
+    t = time.perf_counter()
+    celf_seeds = imm.celf(model, g.n, args.k, trials=args.celf_trials, candidates=cand)
+    celf_s = time.perf_counter() - t
+    t = time.perf_counter()
+    s_imm = imm.mc_spread(model, res.cover.seeds, args.eval_trials)
+    s_celf = imm.mc_spread(model, celf_seeds, args.eval_trials)
+    eval_s = time.perf_counter() - t
+    return {"part": "celf", "people": g.n, "edges": int(g.src.size), "k": args.k,
+            "imm_s": round(imm_s, 2), "imm_theta": res.theta, "imm_capped": res.capped,
+            "celf_s": round(celf_s, 2), "celf_trials": args.celf_trials,
+            "eval_trials": args.eval_trials, "spread_imm": round(s_imm, 2), "spread_celf": round(s_celf, 2),
+            "common_seeds": len(set(res.cover.seeds) & set(celf_seeds)), "eval_s": round(eval_s, 1),
+            "peak_rss_gib": round(peak_rss_gib(), 2)}
+
+
+# ------------------------------------------------------------------ parent
+
+def run_child(argv: list[str]) -> dict[str, object]:
+    out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"child failed: {argv}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_cli(warehouse: str, k: int) -> dict[str, object]:
+    """``sharegraph plan --json`` as a fresh process: wall seconds and the child's peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    out = subprocess.run([str(ROOT / ".venv/bin/sharegraph"), "plan", "--warehouse", warehouse, "--k", str(k),
+                          "--json"], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if out.returncode:
+        sys.stderr.write(out.stderr)
+        raise SystemExit("sharegraph plan failed")
+    plan = json.loads(out.stdout)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"part": "plan/cli", "k": k, "wall_s": round(wall, 2), "seeds": len(plan["seeds"]),
+            "expected_buyers": round(plan["expected_buyers"], 1), "method": plan["method"],
+            "plan_seconds": round(plan["seconds"], 2),
+            "peak_rss_gib": round(rss / 2**20, 2) if rss > before else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["imm", "plan", "celf"], action="append")
+    ap.add_argument("--child", choices=["imm", "learn", "celf"])
+    ap.add_argument("--people", type=int, default=2_000_000)
+    ap.add_argument("--edges", type=int, default=10_000_000)
+    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--eps", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mem-budget", type=float, default=4.0, help="GiB for RR sets (IMM's cap)")
+    ap.add_argument("--warehouse", help="warehouse for --part plan (opened read-only)")
+    ap.add_argument("--sample", type=int, default=20_000, help="nodes of the CELF sample")
+    ap.add_argument("--celf-trials", type=int, default=1000, help="Monte Carlo trials per CELF evaluation")
+    ap.add_argument("--eval-trials", type=int, default=20_000, help="Monte Carlo trials to evaluate spreads")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--out", help="also write the results as a JSON list")
+    args = ap.parse_args(argv)
+    if args.child:
+        fn = {"imm": child_imm, "learn": child_learn, "celf": child_celf}[args.child]
+        print(json.dumps(fn(args)))
+        return 0
+    common = ["--people", str(args.people), "--edges", str(args.edges), "--k", str(args.k),
+              "--eps", str(args.eps), "--seed", str(args.seed), "--mem-budget", str(args.mem_budget)]
+    results: list[dict[str, object]] = []
+    for part in args.part or ["imm", "celf"]:
+        runs: list[dict[str, object]] = []
+        for _ in range(args.repeats):
+            if part == "imm":
+                runs.append(run_child(["--child", "imm", *common]))
+            elif part == "plan":
+                if not args.warehouse:
+                    raise SystemExit("--part plan needs --warehouse")
+                runs.append(run_child(["--child", "learn", "--warehouse", args.warehouse, "--k", str(args.k)]))
+                runs.append(run_cli(args.warehouse, args.k))
+            else:
+                runs.append(run_child(["--child", "celf", *common, "--sample", str(args.sample),
+                                       "--celf-trials", str(args.celf_trials),
+                                       "--eval-trials", str(args.eval_trials)]))
+            print(json.dumps(runs[-1]) if part != "plan" else json.dumps(runs[-2]) + "\n" + json.dumps(runs[-1]),
+                  flush=True)
+        results.extend(runs)
+        for key in ("imm_total_s", "learn_s", "imm_and_estimate_s", "wall_s", "celf_s"):
+            vals = [r[key] for r in runs if key in r]
+            if vals:
+                print(f"{part}: median {key} = {statistics.median(vals):.2f} over {len(vals)}", flush=True)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
