@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import table_exists
@@ -71,11 +72,12 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
     upline = ("UNION SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
               if table_exists(con, "graph.agent_upline") else "")
     _stage_scope(con, category, merchant, before)
-    people = _person_counts(con, upline)
-    edges = _audience_edges(con, upline)
-    con.execute("DROP TABLE _pl_ev")
-    con.execute("DROP TABLE _pl_od")
-    return _fit(people, edges, kappa, {"category": category, "merchant": merchant, "before": before})
+    _stage_edges(con, upline)
+    people = _person_counts(con)
+    src, dst = _audience_edges(con)
+    for t in ("_pl_ev", "_pl_od", "_pl_edges", "_pl_people"):
+        con.execute(f"DROP TABLE {t}")
+    return _fit(people, src, dst, kappa, {"category": category, "merchant": merchant, "before": before})
 
 
 def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant: str | None,
@@ -99,12 +101,28 @@ def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant:
         """, od_args)
 
 
-def _person_counts(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
-    """One row per person in the audience graph: shares, clicks and buys they led to,
-    audience, share purchases and re-shares, orders, spend and main category (the trials
-    and successes ``_fit`` shrinks). ``upline`` adds the agent upline edges (or is empty)."""
-    return con.sql(
+def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str) -> None:
+    """Temp table ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks on another
+    person's share, credited paid orders and, with ``upline``, agent upline edges."""
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE _pl_edges AS
+        SELECT s.actor_id AS sharer, c.actor_id AS viewer
+        FROM _pl_ev c JOIN _pl_ev s ON s.share_id = c.share_id AND s.event_type IN ('share', 'reshare')
+        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
+        UNION SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL
+        {upline}
+        """)
+
+
+def _person_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """One row per person in the audience graph (``_pl_edges``), in person_id order: shares,
+    clicks and buys they led to, audience, share purchases and re-shares, orders, spend and
+    main category (the trials and successes ``_fit`` shrinks). Also kept as temp table
+    ``_pl_people`` for the edge numbering."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _pl_people AS
         WITH shares AS (  -- one row per share or re-share: its sharer
             SELECT share_id, actor_id AS sharer, category FROM _pl_ev
             WHERE event_type IN ('share', 'reshare')
@@ -117,15 +135,14 @@ def _person_counts(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
             SELECT credited_id AS sharer, customer_id AS viewer, rule, any_value(category) AS category
             FROM _pl_od WHERE credited_id IS NOT NULL GROUP BY order_id, credited_id, customer_id, rule
         ),
-        edges AS (SELECT sharer, viewer FROM clicks UNION SELECT sharer, viewer FROM buys {upline}),
-        sharer_stats AS (
-            SELECT sharer AS person_id,
-                   (SELECT count(*) FROM shares s WHERE s.sharer = x.sharer) AS shares,
-                   (SELECT count(*) FROM clicks c WHERE c.sharer = x.sharer) AS clicks,
-                   (SELECT count(*) FROM buys b WHERE b.sharer = x.sharer) AS buys,
-                   (SELECT count(*) FROM buys b WHERE b.sharer = x.sharer AND b.rule = 'referrer') AS referred,
-                   count(DISTINCT viewer) AS audience
-            FROM edges x GROUP BY sharer
+        sharer_stats AS (  -- _pl_edges holds each (sharer, viewer) once: audience = count(*)
+            SELECT x.sharer AS person_id, coalesce(sh.n, 0) AS shares, coalesce(cl.n, 0) AS clicks,
+                   coalesce(b.n, 0) AS buys, coalesce(b.referred, 0) AS referred, x.audience
+            FROM (SELECT sharer, count(*) AS audience FROM _pl_edges GROUP BY sharer) x
+            LEFT JOIN (SELECT sharer, count(*) AS n FROM shares GROUP BY sharer) sh USING (sharer)
+            LEFT JOIN (SELECT sharer, count(*) AS n FROM clicks GROUP BY sharer) cl USING (sharer)
+            LEFT JOIN (SELECT sharer, count(*) AS n, count(*) FILTER (WHERE rule = 'referrer') AS referred
+                       FROM buys GROUP BY sharer) b USING (sharer)
         ),
         bought AS (  -- one row per share-credited order of a buyer: did they re-share it?
             SELECT o.customer_id AS person_id, o.order_id,
@@ -136,7 +153,7 @@ def _person_counts(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
              AND e.occurred_at <= o.ordered_at + INTERVAL {RESHARE_WINDOW_DAYS} DAY
             WHERE o.rule IN ('share_id', 'last_click') GROUP BY ALL
         ),
-        everyone AS (SELECT sharer AS person_id FROM edges UNION SELECT viewer FROM edges),
+        everyone AS (SELECT sharer AS person_id FROM _pl_edges UNION SELECT viewer FROM _pl_edges),
         main_cat AS (  -- the most frequent category, ties by name (deterministic)
             SELECT person_id, category FROM (
                 SELECT person_id, category, count(*) AS n FROM (
@@ -158,24 +175,25 @@ def _person_counts(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
                    FROM bought GROUP BY ALL) b USING (person_id)
         LEFT JOIN main_cat m USING (person_id)
         LEFT JOIN spend sp USING (person_id)
-        ORDER BY p.person_id
         """
-    ).to_arrow_table()
+    )
+    return con.sql("SELECT * FROM _pl_people ORDER BY person_id").to_arrow_table()
 
 
-def _audience_edges(con: duckdb.DuckDBPyConnection, upline: str) -> pa.Table:
-    """Who reaches whom (sharer -> viewer): clicks on another person's share, credited
-    orders and, with ``upline``, agent upline edges; in a fixed order."""
-    return con.sql(
-        f"""
-        SELECT DISTINCT s.actor_id AS sharer, c.actor_id AS viewer
-        FROM _pl_ev c JOIN _pl_ev s ON s.share_id = c.share_id AND s.event_type IN ('share', 'reshare')
-        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
-        UNION SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL
-        {upline}
-        ORDER BY ALL  -- a fixed edge order: the same RR samples for the same seed
+def _audience_edges(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray]:
+    """``_pl_edges`` as (sharer, viewer) positions in person_id order (int32), sorted, so the
+    edge order is fixed: the same RR samples for the same seed."""
+    tab = con.sql(
+        """
+        WITH idx AS (SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::INTEGER AS i
+                     FROM _pl_people)
+        SELECT s.i AS src, v.i AS dst
+        FROM _pl_edges e JOIN idx s ON s.person_id = e.sharer JOIN idx v ON v.person_id = e.viewer
+        ORDER BY src, dst
         """
     ).to_arrow_table()
+    return (tab["src"].to_numpy().astype(np.int32, copy=False),
+            tab["dst"].to_numpy().astype(np.int32, copy=False))
 
 
 def _shrink(succ: np.ndarray, trials: np.ndarray, group: np.ndarray, kappa: float) -> np.ndarray:
@@ -188,13 +206,14 @@ def _shrink(succ: np.ndarray, trials: np.ndarray, group: np.ndarray, kappa: floa
     return (succ + kappa * prior[group]) / (trials + kappa)
 
 
-def _fit(people: pa.Table, edges: pa.Table, kappa: float, scope: dict[str, str | None]) -> LearnedModel:
+def _fit(people: pa.Table, src: np.ndarray, dst: np.ndarray, kappa: float,
+         scope: dict[str, str | None]) -> LearnedModel:
     ids = people["person_id"].to_pylist()
     n = len(ids)
     col = {c: people[c].to_numpy(zero_copy_only=False).astype(np.float64)
            for c in ("shares", "clicks", "buys", "referred", "audience", "share_purchases",
                      "reshared", "orders", "spent")}
-    _, group = np.unique(people["category"].to_numpy(zero_copy_only=False).astype(str), return_inverse=True)
+    group = pc.dictionary_encode(people["category"].combine_chunks()).indices.to_numpy(zero_copy_only=False)
     exposures = np.maximum(col["shares"] * col["audience"], col["clicks"])
     click = _shrink(col["clicks"], exposures, group, kappa)
     trials = np.maximum(col["clicks"] + col["referred"], col["buys"])
@@ -202,9 +221,6 @@ def _fit(people: pa.Table, edges: pa.Table, kappa: float, scope: dict[str, str |
     reshare = _shrink(np.minimum(col["reshared"], col["share_purchases"]), col["share_purchases"], group, kappa)
     mean_value = col["spent"].sum() / max(col["orders"].sum(), 1.0)
     value = (col["spent"] + 5.0 * mean_value) / (col["orders"] + 5.0)
-    index = {pid: i for i, pid in enumerate(ids)}
-    src = np.array([index[x] for x in edges["sharer"].to_pylist()], dtype=np.int32)
-    dst = np.array([index[x] for x in edges["viewer"].to_pylist()], dtype=np.int32)
     prob = np.clip(click[src] * convert[src], 0, 1)
     g = imm_mod.DiffusionGraph(n, src, dst, prob, reshare, value)
     table = people.append_column("click_rate", pa.array(click)) \
