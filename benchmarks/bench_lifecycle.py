@@ -195,6 +195,27 @@ def profiled_marts(con: duckdb.DuckDBPyConnection, s: Settings, out: Path | None
         print(f"  {dt:6.2f} s  {stage:<24} {sql}")
 
 
+def summary(args: argparse.Namespace, times: dict[str, list[float]], gi_totals: list[float],
+            mart_totals: list[float], loads: list[float]) -> None:
+    """Print the medians and the ratio; write ``result.json`` in the work directory."""
+    print("\nmedians over", args.repeats, "repeats:")
+    for name, xs in times.items():
+        print(f"  {name:<28} {statistics.median(xs):7.2f} s   ({', '.join(f'{x:.2f}' for x in xs)})")
+    mm = statistics.median(mart_totals)
+    result = {"marts_s": mart_totals, "marts_median_s": mm, "load_1min": loads,
+              "peak_rss_gib": peak_rss_gib(), "stages": times}
+    print(f"  {'marts (4)':<28} {mm:7.2f} s   ({', '.join(f'{x:.2f}' for x in mart_totals)})")
+    if gi_totals:
+        gm = statistics.median(gi_totals)
+        print(f"  {'graph + influence':<28} {gm:7.2f} s   ({', '.join(f'{x:.2f}' for x in gi_totals)})")
+        print(f"ratio marts / graph + influence: {mm / gm:.1%} (target <= 15%); per repeat "
+              + ", ".join(f"{m / g:.1%}" for m, g in zip(mart_totals, gi_totals, strict=True)))
+        result.update(graph_influence_s=gi_totals, graph_influence_median_s=gm, ratio=mm / gm)
+    print(f"peak RSS {peak_rss_gib():.2f} GiB; load average (1 min) per repeat "
+          + ", ".join(f"{x:.2f}" for x in loads))
+    (args.work / "result.json").write_text(json.dumps(result, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
@@ -254,23 +275,8 @@ def main() -> int:
               f"{gi_totals[-1] if gi_totals else float('nan'):.2f} s, marts {mart_totals[-1]:.2f} s",
               flush=True)
 
-    print("\nmedians over", args.repeats, "repeats:")
-    for name, xs in times.items():
-        print(f"  {name:<28} {statistics.median(xs):7.2f} s   ({', '.join(f'{x:.2f}' for x in xs)})")
-    mm = statistics.median(mart_totals)
-    result = {"marts_s": mart_totals, "marts_median_s": mm, "load_1min": loads,
-              "peak_rss_gib": peak_rss_gib(), "stages": times}
-    print(f"  {'marts (4)':<28} {mm:7.2f} s   ({', '.join(f'{x:.2f}' for x in mart_totals)})")
-    if gi_totals:
-        gm = statistics.median(gi_totals)
-        print(f"  {'graph + influence':<28} {gm:7.2f} s   ({', '.join(f'{x:.2f}' for x in gi_totals)})")
-        print(f"ratio marts / graph + influence: {mm / gm:.1%} (target <= 15%); per repeat "
-              + ", ".join(f"{m / g:.1%}" for m, g in zip(mart_totals, gi_totals, strict=True)))
-        result.update(graph_influence_s=gi_totals, graph_influence_median_s=gm, ratio=mm / gm)
-    print(f"peak RSS {peak_rss_gib():.2f} GiB; load average (1 min) per repeat "
-          + ", ".join(f"{x:.2f}" for x in loads))
-    (args.work / "result.json").write_text(json.dumps(result, indent=1))
-
+    if mart_totals:  # none with --repeats 0: only --save / --compare / --profile below
+        summary(args, times, gi_totals, mart_totals, loads)
     ok = True
     if args.save:
         save_marts(con, args.save)

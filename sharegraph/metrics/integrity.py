@@ -194,9 +194,9 @@ def _refund_tests(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
     merchants' base rates, one-sided binomial p and BH q over every claimant tested.
 
     Temp ``_ig_refund_base`` holds only the refunded claimed lines (with refund timing); the
-    paid claimed lines are counted per (claimant, merchant) straight from
-    graph.attributed_orders. A merchant's base rate is its refunded / claimed lines, the
-    expected count of a claimant the sum over its merchants of lines x rate."""
+    paid claimed lines are read straight from graph.attributed_orders, once for the
+    merchants' base rates (refunded / claimed lines) and once per claimant (lines and the
+    sum of each line's merchant rate: the expected refunds)."""
     del s
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _ig_refund_base AS
@@ -214,23 +214,28 @@ def _refund_tests(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
         WHERE l.claimant IS NOT NULL AND NOT coalesce(l.failed_group, false)
           AND l.claimant <> l.customer_id""")
     counts = con.sql("""
-        WITH cm AS (  -- claimed lines n and refunded k per (claimant, merchant)
-            SELECT claimant, merchant_id, sum(n)::BIGINT AS n, sum(k)::BIGINT AS k
-            FROM (SELECT credited_id AS claimant, merchant_id, count(*) AS n, 0 AS k
-                  FROM graph.attributed_orders
-                  WHERE is_paid AND credited_id <> customer_id
-                  GROUP BY ALL
-                  UNION ALL
-                  SELECT claimant, merchant_id, count(*), count(*)
-                  FROM _ig_refund_base GROUP BY ALL)
-            GROUP BY ALL
+        WITH claimed AS NOT MATERIALIZED (  -- the paid claimed lines (read twice, never copied)
+            SELECT credited_id AS claimant, merchant_id FROM graph.attributed_orders
+            WHERE is_paid AND credited_id <> customer_id
         ),
-        m AS (SELECT merchant_id, sum(k)::DOUBLE / sum(n)::DOUBLE AS rate FROM cm GROUP BY 1),
+        m AS (  -- each merchant's refund rate over its claimed lines
+            SELECT merchant_id, sum(k)::DOUBLE / sum(n)::DOUBLE AS rate
+            FROM (SELECT merchant_id, count(*) AS n, 0 AS k FROM claimed GROUP BY 1
+                  UNION ALL
+                  SELECT merchant_id, count(*), count(*) FROM _ig_refund_base GROUP BY 1)
+            GROUP BY 1
+        ),
+        per AS (  -- per claimant: lines, refunded lines, the sum of the lines' merchant rates
+            SELECT l.claimant, count(*) AS n, count(*) FILTER (WHERE l.refunded) AS k,
+                   sum(m.rate) AS expected
+            FROM (SELECT claimant, merchant_id, false AS refunded FROM claimed
+                  UNION ALL
+                  SELECT claimant, merchant_id, true FROM _ig_refund_base) l
+            JOIN m USING (merchant_id)
+            GROUP BY 1
+        ),
         mh AS (SELECT merchant_id, median(hours_to_refund) AS m_hours
                FROM _ig_refund_base GROUP BY 1),
-        per AS (SELECT cm.claimant, sum(cm.n)::BIGINT AS n, sum(cm.k)::BIGINT AS k,
-                       sum(cm.n * m.rate) AS expected
-                FROM cm JOIN m USING (merchant_id) GROUP BY 1),
         hrs AS (SELECT b.claimant, median(b.hours_to_refund) AS hours,
                        median(mh.m_hours) AS merchant_hours
                 FROM _ig_refund_base b JOIN mh USING (merchant_id) GROUP BY 1)
@@ -276,27 +281,34 @@ def _refund_abuse(s: Settings) -> str:
         GROUP BY t.claimant"""
 
 
+def _stage_clicks(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
+    """Temp ``_ig_own`` (share_id, sharer_id): every share of a sharer with a *busy* share, one
+    with at least click_burst_min_clicks clicks by anyone (self-clicks included, so a
+    superset of the shares that can burst); temp ``_ig_clicks``: the clicks by others on
+    those shares. Two reads of the click events: a count per share (only the share_id
+    column), then the few shares' clicks with their clicker and time."""
+    floor = int(s.click_burst_min_clicks)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _ig_own AS
+        WITH busy AS (
+            SELECT share_id FROM staging.share_events WHERE event_type = 'click'
+            GROUP BY 1 HAVING count(*) >= {floor}
+        )
+        SELECT n.share_id, n.actor_id AS sharer_id
+        FROM graph.share_nodes n
+        WHERE n.actor_id IN (SELECT actor_id FROM graph.share_nodes
+                             WHERE share_id IN (SELECT share_id FROM busy))""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _ig_clicks AS
+        SELECT e.share_id, o.sharer_id, e.actor_id AS clicker_id, e.occurred_at
+        FROM staging.share_events e JOIN _ig_own o USING (share_id)
+        WHERE e.event_type = 'click' AND e.actor_id <> o.sharer_id""")
+
+
 def _click_burst(s: Settings) -> str:
     window, floor = int(s.click_burst_window_minutes), int(s.click_burst_min_clicks)
     return f"""
-        WITH clk AS NOT MATERIALIZED (  -- every click (read twice, never copied)
-            SELECT share_id, actor_id, occurred_at FROM staging.share_events
-            WHERE event_type = 'click'
-        ),
-        busy AS (  -- shares with at least {floor} clicks by anyone: every share that can burst
-            SELECT share_id FROM clk GROUP BY 1 HAVING count(*) >= {floor}
-        ),
-        own AS (  -- every share of a sharer of a busy share: the candidates and their history
-            SELECT n.share_id, n.actor_id AS sharer_id
-            FROM graph.share_nodes n
-            WHERE n.actor_id IN (SELECT actor_id FROM graph.share_nodes
-                                 WHERE share_id IN (SELECT share_id FROM busy))
-        ),
-        ck AS (  -- clicks by others on those shares
-            SELECT e.share_id, o.sharer_id, e.actor_id AS clicker_id, e.occurred_at
-            FROM clk e JOIN own o USING (share_id)
-            WHERE e.actor_id <> o.sharer_id
-        ),
+        WITH ck AS (SELECT * FROM _ig_clicks),
         per_share AS (SELECT share_id, any_value(sharer_id) AS sharer_id, count(*) AS clicks
                       FROM ck GROUP BY 1),
         cand AS (SELECT share_id FROM per_share WHERE clicks >= {floor}),
@@ -310,7 +322,7 @@ def _click_burst(s: Settings) -> str:
         ),
         hist AS (  -- the sharer's shares: count and clicks (0 clicks included)
             SELECT o.sharer_id, count(*) AS shares, coalesce(sum(p.clicks), 0) AS clicks
-            FROM own o LEFT JOIN per_share p USING (share_id)
+            FROM _ig_own o LEFT JOIN per_share p USING (share_id)
             WHERE o.sharer_id IN (SELECT sharer_id FROM per_share
                                   WHERE share_id IN (SELECT share_id FROM peak))
             GROUP BY 1
@@ -363,6 +375,7 @@ def build_integrity_flags(con: duckdb.DuckDBPyConnection, settings: Settings | N
     _stage_lines(con, s)
     _rings(con, s)
     _refund_tests(con, s)
+    _stage_clicks(con, s)
     try:
         con.execute(f"""
             CREATE OR REPLACE TABLE {TABLE} AS
@@ -381,7 +394,7 @@ def build_integrity_flags(con: duckdb.DuckDBPyConnection, settings: Settings | N
             FROM f""")
     finally:
         for t in ("_ig_refunded", "_ig_self", "_ig_edges", "_ig_ids", "_ig_ring", "_ig_refund_base",
-                  "_ig_refund"):
+                  "_ig_refund", "_ig_own", "_ig_clicks"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
     return finish_table(con, TABLE, TEXT, DOC)
 
