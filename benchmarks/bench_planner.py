@@ -150,27 +150,31 @@ def child_learn(args: argparse.Namespace) -> dict[str, object]:
 def child_celf(args: argparse.Namespace) -> dict[str, object]:
     from sharegraph.metrics import imm
 
-    big = synthetic_graph(args.people, args.edges, args.seed)
-    g = bfs_sample(big, args.sample, args.seed)
-    del big
+    if args.sample_kind == "bfs":
+        big = synthetic_graph(args.people, args.edges, args.seed)
+        g = bfs_sample(big, args.sample, args.seed)
+        del big
+    else:  # the same generator at the sample's size and the full graph's edges per person
+        g = synthetic_graph(args.sample, int(args.edges * args.sample / args.people), args.seed)
     cand = np.bincount(g.src, minlength=g.n) > 0
     model = imm.doubled_ic(g)
     t = time.perf_counter()
     res = imm.imm(g, args.k, np.random.default_rng(args.seed + 1), eps=args.eps, candidates=cand)
     imm_s = time.perf_counter() - t
-    t = time.perf_counter()
-    celf_seeds = imm.celf(model, g.n, args.k, trials=args.celf_trials, candidates=cand)
-    celf_s = time.perf_counter() - t
-    t = time.perf_counter()
     s_imm = imm.mc_spread(model, res.cover.seeds, args.eval_trials)
-    s_celf = imm.mc_spread(model, celf_seeds, args.eval_trials)
-    eval_s = time.perf_counter() - t
-    return {"part": "celf", "people": g.n, "edges": int(g.src.size), "k": args.k,
-            "imm_s": round(imm_s, 2), "imm_theta": res.theta, "imm_capped": res.capped,
-            "celf_s": round(celf_s, 2), "celf_trials": args.celf_trials,
-            "eval_trials": args.eval_trials, "spread_imm": round(s_imm, 2), "spread_celf": round(s_celf, 2),
-            "common_seeds": len(set(res.cover.seeds) & set(celf_seeds)), "eval_s": round(eval_s, 1),
-            "peak_rss_gib": round(peak_rss_gib(), 2)}
+    out: dict[str, object] = {
+        "part": "celf", "sample": args.sample_kind, "people": g.n, "edges": int(g.src.size), "k": args.k,
+        "imm_s": round(imm_s, 2), "imm_theta": res.theta, "imm_capped": res.capped,
+        "eval_trials": args.eval_trials, "spread_imm": round(s_imm, 2), "celf": []}
+    for trials in (int(x) for x in args.celf_trials.split(",")):
+        t = time.perf_counter()
+        seeds = imm.celf(model, g.n, args.k, trials=trials, candidates=cand)
+        celf_s = time.perf_counter() - t
+        out["celf"].append({"trials": trials, "celf_s": round(celf_s, 2),
+                            "spread_celf": round(imm.mc_spread(model, seeds, args.eval_trials), 2),
+                            "common_seeds": len(set(res.cover.seeds) & set(seeds))})
+    out["peak_rss_gib"] = round(peak_rss_gib(), 2)
+    return out
 
 
 # ------------------------------------------------------------------ parent
@@ -213,12 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-budget", type=float, default=4.0, help="GiB for RR sets (IMM's cap)")
     ap.add_argument("--warehouse", help="warehouse for --part plan (opened read-only)")
     ap.add_argument("--sample", type=int, default=20_000, help="nodes of the CELF sample")
-    ap.add_argument("--celf-trials", type=int, default=1000, help="Monte Carlo trials per CELF evaluation")
+    ap.add_argument("--sample-kind", choices=["bfs", "scaled"], action="append",
+                    help="CELF graph: bfs = breadth-first induced sample of the 2M graph; scaled = the same "
+                         "generator at --sample people and the same edges per person (default: both)")
+    ap.add_argument("--celf-trials", default="300,3000", help="Monte Carlo trials per CELF evaluation (list)")
     ap.add_argument("--eval-trials", type=int, default=20_000, help="Monte Carlo trials to evaluate spreads")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", help="also write the results as a JSON list")
     args = ap.parse_args(argv)
     if args.child:
+        args.sample_kind = (args.sample_kind or ["scaled"])[0]
         fn = {"imm": child_imm, "learn": child_learn, "celf": child_celf}[args.child]
         print(json.dumps(fn(args)))
         return 0
@@ -236,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_child(["--child", "learn", "--warehouse", args.warehouse, "--k", str(args.k)]))
                 runs.append(run_cli(args.warehouse, args.k))
             else:
-                runs.append(run_child(["--child", "celf", *common, "--sample", str(args.sample),
-                                       "--celf-trials", str(args.celf_trials),
-                                       "--eval-trials", str(args.eval_trials)]))
+                for kind in args.sample_kind or ["scaled", "bfs"]:
+                    runs.append(run_child(["--child", "celf", *common, "--sample", str(args.sample),
+                                           "--sample-kind", kind, "--celf-trials", args.celf_trials,
+                                           "--eval-trials", str(args.eval_trials)]))
+                    print(json.dumps(runs[-1]), flush=True)
+                continue
             print(json.dumps(runs[-1]) if part != "plan" else json.dumps(runs[-2]) + "\n" + json.dumps(runs[-1]),
                   flush=True)
         results.extend(runs)
