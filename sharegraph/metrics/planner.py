@@ -155,11 +155,11 @@ def _person_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
         ),
         everyone AS (SELECT sharer AS person_id FROM _pl_edges UNION SELECT viewer FROM _pl_edges),
         main_cat AS (  -- the most frequent category, ties by name (deterministic)
-            SELECT person_id, category FROM (
+            SELECT person_id, arg_min(category, (-n, category)) AS category FROM (
                 SELECT person_id, category, count(*) AS n FROM (
                     SELECT sharer AS person_id, category FROM shares
                     UNION ALL SELECT customer_id, category FROM _pl_od) GROUP BY ALL)
-            QUALIFY row_number() OVER (PARTITION BY person_id ORDER BY n DESC, category) = 1
+            GROUP BY person_id
         ),
         spend AS (SELECT customer_id AS person_id, count(*) AS orders, sum(amount) AS spent
                   FROM _pl_od GROUP BY ALL)
