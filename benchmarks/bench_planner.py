@@ -109,6 +109,8 @@ def child_imm(args: argparse.Namespace) -> dict[str, object]:
     t = time.perf_counter()
     g = synthetic_graph(args.people, args.edges, args.seed)
     gen_s = time.perf_counter() - t
+    if args.baseline_imm:
+        return baseline_imm(args, g, gen_s)
     cand = np.bincount(g.src, minlength=g.n) > 0
     t = time.perf_counter()
     rev = g.reverse_index()
@@ -123,6 +125,28 @@ def child_imm(args: argparse.Namespace) -> dict[str, object]:
             "imm_total_s": round(rev_s + imm_s, 2), "theta": res.theta, "stored_sets": len(res.rr.target),
             "members": int(res.rr.nodes.size), "lower_bound": round(res.lower_bound, 1),
             "capped": res.capped, "selection_spread": round(spread, 1),
+            "peak_rss_gib": round(peak_rss_gib(), 2)}
+
+
+def baseline_imm(args: argparse.Namespace, g, gen_s: float) -> dict[str, object]:
+    """The same graph and IMM call through another version of imm.py (e.g. the one before the
+    hazard-walk sampler: ``git show 063937e:sharegraph/metrics/imm.py > FILE``), uncapped."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("imm_baseline", args.baseline_imm)
+    old = importlib.util.module_from_spec(spec)
+    sys.modules["imm_baseline"] = old
+    spec.loader.exec_module(old)
+    og = old.DiffusionGraph(g.n, g.src, g.dst, g.prob, g.reshare, g.value)
+    cand = np.bincount(g.src, minlength=g.n) > 0
+    t = time.perf_counter()
+    res = old.imm(og, args.k, np.random.default_rng(args.seed + 1), eps=args.eps, candidates=cand,
+                  max_rr=2**62)
+    imm_s = time.perf_counter() - t
+    return {"part": "imm/baseline", "module": args.baseline_imm, "people": g.n, "edges": int(g.src.size),
+            "k": args.k, "eps": args.eps, "generate_s": round(gen_s, 2), "imm_total_s": round(imm_s, 2),
+            "theta": res.theta, "lower_bound": round(res.lower_bound, 1), "capped": res.capped,
+            "selection_spread": round(sum(res.cover.covered) * g.n / res.rr.count, 1),
             "peak_rss_gib": round(peak_rss_gib(), 2)}
 
 
@@ -215,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eps", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mem-budget", type=float, default=4.0, help="GiB for RR sets (IMM's cap)")
+    ap.add_argument("--baseline-imm", help="--part imm: also run this imm.py file's IMM (uncapped) on the same graph")
     ap.add_argument("--warehouse", help="warehouse for --part plan (opened read-only)")
     ap.add_argument("--sample", type=int, default=20_000, help="nodes of the CELF sample")
     ap.add_argument("--sample-kind", choices=["bfs", "scaled"], action="append",
@@ -238,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             if part == "imm":
                 runs.append(run_child(["--child", "imm", *common]))
+                if args.baseline_imm:
+                    print(json.dumps(runs[-1]), flush=True)
+                    runs.append(run_child(["--child", "imm", *common, "--baseline-imm", args.baseline_imm]))
             elif part == "plan":
                 if not args.warehouse:
                     raise SystemExit("--part plan needs --warehouse")
