@@ -440,15 +440,38 @@ def create_table_as(con: duckdb.DuckDBPyConnection, table: str, query: str,
     con.execute(f"INSERT INTO {table} {query}")
 
 
+@contextmanager
+def one_transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Run the block in one transaction: the caller's if one is open, else a new one.
+
+    Why: in autocommit mode every catalog statement is its own commit, and each commit syncs
+    DuckDB's write-ahead log to disk (COMMENT ON a 20-column table: ~40 ms of syncs vs ~5 ms).
+    """
+    def txid() -> int:
+        return con.execute("SELECT txid_current()").fetchone()[0]
+
+    if txid() == txid():  # the same id twice: inside the caller's transaction (a failed
+        yield             # BEGIN would abort it, so ask instead of trying)
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def comment_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: dict[str, str]) -> None:
     """Attach COMMENT ON TABLE / COLUMN documentation; every column must be described."""
-    con.execute(f"COMMENT ON TABLE {table} IS {literal(text)}")
     actual = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
     missing = [c for c in actual if c not in columns]
     if missing:
         raise ValueError(f"{table}: columns without a description: {', '.join(missing)}")
-    for name, desc in columns.items():
-        con.execute(f"COMMENT ON COLUMN {table}.{name} IS {literal(desc)}")
+    with one_transaction(con):
+        con.execute(f"COMMENT ON TABLE {table} IS {literal(text)}")
+        for name, desc in columns.items():
+            con.execute(f"COMMENT ON COLUMN {table}.{name} IS {literal(desc)}")
 
 
 def finish_table(con: duckdb.DuckDBPyConnection, table: str, text: str, columns: dict[str, str]) -> int:

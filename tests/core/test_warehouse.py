@@ -124,3 +124,27 @@ def test_create_table_as_stores_id_columns_with_zstd(tmp_path: Path) -> None:
         [("o299999", "shop2", 299999.0)]
     with pytest.raises(ValueError, match="customer_id"):
         wh.create_table_as(con, "t", query, ids=("customer_id",))
+
+
+def test_one_transaction_joins_an_open_transaction_and_rolls_back_its_own(tmp_path) -> None:
+    """Inside the caller's transaction it neither commits nor aborts it; alone it commits,
+    and an error inside rolls back what the block did."""
+    import duckdb
+    import pytest
+
+    from sharegraph.core.warehouse import one_transaction
+
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.execute("BEGIN TRANSACTION")
+    with one_transaction(con):
+        con.execute("INSERT INTO t VALUES (1)")
+    con.execute("INSERT INTO t VALUES (2)")  # the caller's transaction is still usable
+    con.execute("ROLLBACK")
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 0
+    with one_transaction(con):
+        con.execute("INSERT INTO t VALUES (3)")
+    with pytest.raises(ZeroDivisionError), one_transaction(con):
+        con.execute("INSERT INTO t VALUES (4)")
+        raise ZeroDivisionError
+    assert con.execute("SELECT list(x) FROM t").fetchone()[0] == [3]
