@@ -11,6 +11,7 @@ from assets.keys import (
     AGENT_COHORTS,
     AGENT_FUNNEL,
     AGENT_UPLINE,
+    ANOMALIES,
     ATTRIBUTED,
     INTEGRITY_FLAGS,
     PEOPLE,
@@ -66,7 +67,7 @@ def integrity_flags_have_evidence(con: duckdb.DuckDBPyConnection) -> dg.AssetChe
 
 
 @dg.asset(key=INTEGRITY_FLAGS, kinds={"duckdb"}, group_name="lifecycle",
-          deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, PEOPLE, REFERRAL_EDGES,
+          deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, PEOPLE, REFERRAL_EDGES, ANOMALIES,
                 STAGING["orders"], STAGING["share_events"], STAGING["group_buys"]],
           check_specs=check_specs(INTEGRITY_FLAGS, [integrity_flags_have_evidence]))
 def integrity_flags(warehouse: WarehouseResource) -> dg.MaterializeResult:
