@@ -11,7 +11,7 @@ export DAGSTER_HOME := $(STATE)/dagster
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench,spark]'
 	touch $@
 
 demo: $(BIN)/.installed  ## generate the demo world, run the pipeline, print where the results are

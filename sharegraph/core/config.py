@@ -15,6 +15,12 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+ENGINES = ("duckdb", "spark")
+"""The engines a run can use (docs/engines.md)."""
+
+SPARK_KEYS = ("master", "driver_memory", "output", "conf")
+"""Keys of the [sharegraph.spark] table."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -98,6 +104,13 @@ class Settings:
     daily_start: str = "2024-01-01"
     """First export day of the daily partitions (YYYY-MM-DD); the last is tomorrow in ``timezone``."""
 
+    # --- engine (docs/engines.md)
+    engine: str = "duckdb"
+    """Engine of the run: duckdb (default, in-process) or spark (pip extra [spark], Java)."""
+    spark: dict[str, object] = field(default_factory=dict)
+    """The [sharegraph.spark] table: master (default local[*]), driver_memory (default 2g),
+    output (Parquet folder, default spark-out/ beside the warehouse), conf (extra Spark conf)."""
+
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
@@ -121,6 +134,13 @@ class Settings:
             out.append(f"inbox_settle_s = {self.inbox_settle_s} is negative")
         if not self.state:
             out.append("state is empty (the state directory, default 'state')")
+        if self.engine not in ENGINES:
+            out.append(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+        unknown = sorted(set(self.spark) - set(SPARK_KEYS))
+        if unknown:
+            out.append(f"spark: unknown key(s) {', '.join(unknown)}; known: {', '.join(SPARK_KEYS)}")
+        if not isinstance(self.spark.get("conf", {}), dict):
+            out.append("spark.conf must be a table of Spark settings")
         return out
 
     @classmethod
