@@ -25,6 +25,8 @@ FIXED_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+    # DuckDB's to_json writes NULL fields as null; Spark's would leave them out
+    "spark.sql.jsonGenerator.ignoreNullFields": "false",
     # iterative kernels run hundreds of small jobs: keep no per-job history in the driver
     "spark.sql.ui.retainedExecutions": "20",
     "spark.ui.retainedJobs": "20",

@@ -1,0 +1,307 @@
+"""The stages' DuckDB SQL on Spark: one SQL text, transpiled, never a second copy.
+
+Most stages are DuckDB SQL strings that a builder passes to ``con.execute``. On Spark the
+same builder runs unchanged against :class:`SparkCon`, a connection-shaped object that
+transpiles every statement with sqlglot (dialect duckdb -> spark), maps ``schema.table`` to a
+temp view ``schema__table``, and runs it with ``spark.sql``. ``CREATE [OR REPLACE] [TEMP]
+TABLE t AS q`` becomes a checkpointed temp view; ``COMMENT ON`` is kept (the documentation
+goes into the DuckDB warehouse with the table); ``DESCRIBE`` answers from the Spark schema.
+
+What sqlglot gets wrong without an error is refused here (``UntranslatableSQL``), so a stage
+that needs it must have an engine-specific piece (docs/engines.md): ``list(x ORDER BY y)``
+(the ORDER BY is dropped), ``len(...)`` (a list length becomes a string length),
+``ASOF JOIN`` and ``read_csv`` (passed through unchanged), ``rowid`` where the view has no
+such column. Every statement that runs through here is covered by a parity test against
+DuckDB (tests/spark/test_parity.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from sharegraph.core.warehouse import SCHEMAS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class UntranslatableSQL(ValueError):
+    """A DuckDB statement that sqlglot would translate silently wrong, or not at all."""
+
+
+def view_name(qualified: str) -> str:
+    """Temp view of a warehouse table on Spark: ``staging.orders`` -> ``staging__orders``."""
+    return qualified.replace(".", "__")
+
+
+def _refuse(tree: Any, sql: str) -> None:
+    import sqlglot.expressions as exp
+
+    for node in tree.walk():
+        node = node[0] if isinstance(node, tuple) else node
+        if isinstance(node, exp.ArrayAgg) and node.find(exp.Order):
+            raise UntranslatableSQL(f"list(... ORDER BY ...) loses its order in Spark: {sql[:200]}")
+        if isinstance(node, exp.Anonymous) and node.name.lower() in ("len", "read_csv",
+                                                                      "read_parquet"):
+            raise UntranslatableSQL(f"{node.name}() has no faithful Spark translation: {sql[:200]}")
+        if isinstance(node, exp.Length) and node.sql(dialect="duckdb").lower().startswith("len("):
+            raise UntranslatableSQL(f"len() may be a list length: {sql[:200]}")
+        if isinstance(node, exp.Join) and "ASOF" in (node.args.get("kind") or "").upper():
+            raise UntranslatableSQL(f"ASOF JOIN has no Spark translation: {sql[:200]}")
+    if re.search(r"\bASOF\b", sql, re.IGNORECASE):
+        raise UntranslatableSQL(f"ASOF JOIN has no Spark translation: {sql[:200]}")
+
+
+def _rename_tables(tree: Any) -> Any:
+    """``schema.table`` of a warehouse schema -> the temp view ``schema__table``."""
+    import sqlglot.expressions as exp
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, exp.Table) and node.args.get("db") is not None:
+            db = node.args["db"].name
+            if db in SCHEMAS or db == "temp":
+                name = node.name if db == "temp" else f"{db}__{node.name}"
+                new = exp.Table(this=exp.to_identifier(name))
+                if node.alias:
+                    new.set("alias", node.args.get("alias"))
+                return new
+        return node
+
+    return tree.transform(visit)
+
+
+def _bind(tree: Any, params: Sequence[object]) -> Any:
+    """Replace the ``?`` placeholders by literals, in order."""
+    import sqlglot.expressions as exp
+
+    values = list(params)
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, exp.Placeholder):
+            if not values:
+                raise ValueError("more ? placeholders than parameters")
+            v = values.pop(0)
+            if v is None:
+                return exp.Null()
+            if isinstance(v, bool):
+                return exp.Boolean(this=v)
+            if isinstance(v, int | float):
+                return exp.Literal.number(v)
+            return exp.Literal.string(str(v))
+        return node
+
+    out = tree.transform(visit)
+    if values:
+        raise ValueError("fewer ? placeholders than parameters")
+    return out
+
+
+_INT_TYPES = ("INT", "BIGINT", "SMALLINT", "TINYINT")
+
+
+def _spark_semantics(tree: Any) -> Any:
+    """Rewrite the DuckDB functions sqlglot passes through, or translates with different
+    meaning, into their Spark equivalents (each one covered by tests/spark/test_sql.py)."""
+    import sqlglot
+    import sqlglot.expressions as exp
+
+    def spark(text: str) -> Any:
+        return sqlglot.parse_one(text, read="spark")
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            args = node.expressions
+            if name == "strlen":  # bytes, not characters
+                return exp.Anonymous(this="octet_length", expressions=args)
+            if name == "suffix":
+                return exp.Anonymous(this="endswith", expressions=args)
+            if name == "isfinite":
+                x = args[0]
+                return exp.paren(exp.and_(
+                    exp.not_(exp.Anonymous(this="isnan", expressions=[x.copy()])),
+                    exp.NEQ(this=exp.Abs(this=x.copy()),
+                            expression=spark("CAST('Infinity' AS DOUBLE)"))))
+            if name == "hash":  # 64 bits, as DuckDB's: collisions as rare
+                return exp.Anonymous(this="xxhash64", expressions=args)
+            if name == "timezone" and len(args) == 2:
+                # DuckDB: the instant as wall time in the zone; Spark (session zone UTC):
+                # from_utc_timestamp of the instant, as TIMESTAMP_NTZ
+                zone, value = args
+                if isinstance(value, exp.TryCast | exp.Cast):
+                    value = exp.TryCast(this=value.this,
+                                        to=exp.DataType.build("TIMESTAMP_LTZ", dialect="spark"))
+                return exp.Cast(this=exp.Anonymous(this="from_utc_timestamp",
+                                                   expressions=[value, zone]),
+                                to=exp.DataType.build("TIMESTAMP_NTZ", dialect="spark"))
+        if isinstance(node, exp.RegexpFullMatch):  # RLIKE finds; full match needs anchors
+            pattern = node.expression
+            if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+                raise UntranslatableSQL("regexp_full_match with a non-literal pattern")
+            return exp.RegexpLike(this=node.this,
+                                  expression=exp.Literal.string(f"^(?:{pattern.this})$"))
+        if isinstance(node, exp.TryCast) and node.to.this.name in _INT_TYPES:
+            # DuckDB rounds '2.0' / '2.5' to an integer; Spark's cast gives NULL for text
+            # with a fraction: go through DECIMAL and round half away from zero, as DuckDB
+            wide = exp.TryCast(this=node.this, to=exp.DataType.build("DECIMAL(38, 9)"))
+            return exp.TryCast(this=exp.Round(this=wide), to=node.to)
+        if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.UBIGINT:
+            return exp.DataType.build("BIGINT")
+        if isinstance(node, exp.JSONObject):  # json_object(k, v, ...) -> to_json(struct)
+            pairs = [exp.PropertyEQ(this=exp.to_identifier(kv.this.name), expression=kv.expression)
+                     for kv in node.expressions]
+            return exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=pairs)])
+        if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.JSON:
+            return node.this
+        return node
+
+    # a rewritten node's arguments may hold more to rewrite: repeat until nothing changes
+    for _ in range(5):
+        before = tree.sql(dialect="duckdb")
+        tree = tree.transform(visit)
+        if tree.sql(dialect="duckdb") == before:
+            return tree
+    return tree
+
+
+def to_spark(sql: str, params: Sequence[object] | None = None) -> str:
+    """One DuckDB statement as Spark SQL, warehouse tables as temp views.
+
+    Raises :class:`UntranslatableSQL` for the constructs sqlglot translates silently wrong.
+    """
+    import sqlglot
+
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    _refuse(tree, sql)
+    tree = _spark_semantics(_rename_tables(tree))
+    if params:
+        tree = _bind(tree, params)
+    return tree.sql(dialect="spark")
+
+
+@dataclass
+class Result:
+    """What ``execute`` returns: the DuckDB result methods the builders use."""
+
+    df: DataFrame | None
+    rows: list[tuple] | None = None
+
+    def _rows(self) -> list[tuple]:
+        if self.rows is None:
+            self.rows = [tuple(r) for r in self.df.collect()] if self.df is not None else []
+        return self.rows
+
+    def fetchall(self) -> list[tuple]:
+        return self._rows()
+
+    def fetchone(self) -> tuple | None:
+        rows = self._rows()
+        return rows[0] if rows else None
+
+    def arrow(self) -> pa.Table:
+        return self.df.toArrow()
+
+    to_arrow_table = arrow
+
+
+_CREATE_AS = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?([\w.\"]+)\s+AS\s+(.*)$", re.IGNORECASE | re.DOTALL)
+_CREATE_DDL = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+)?TABLE\s+([\w.\"]+)\s*\(",
+                         re.IGNORECASE)
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+([\w.\"]+)\s+(SELECT.*|WITH.*|FROM.*)$",
+                     re.IGNORECASE | re.DOTALL)
+_DROP = re.compile(r"^\s*DROP\s+(?:TABLE|VIEW)\s+(?:IF\s+EXISTS\s+)?([\w.\"]+)\s*$", re.IGNORECASE)
+_COMMENT = re.compile(r"^\s*COMMENT\s+ON\s+(TABLE|COLUMN)\s+([\w.\"]+)\s+IS\s+(.*)$",
+                      re.IGNORECASE | re.DOTALL)
+_DESCRIBE = re.compile(r"^\s*DESCRIBE\s+(.*)$", re.IGNORECASE | re.DOTALL)
+_SCHEMA = re.compile(r"^\s*CREATE\s+SCHEMA\b", re.IGNORECASE)
+
+
+@dataclass
+class SparkCon:
+    """A DuckDB-connection-shaped handle on a SparkSession for the stage builders.
+
+    Tables the builders create live as checkpointed temp views named ``schema__table``;
+    ``tables`` lists the warehouse (schema-qualified, non-temp) ones in creation order and
+    ``comments`` their COMMENT ON text, so the engine can write them out with their docs.
+    """
+
+    spark: SparkSession
+    tables: list[str] = field(default_factory=list)
+    comments: dict[str, dict[str, str]] = field(default_factory=dict)
+    statements: list[str] = field(default_factory=list)
+    """Every Spark SQL statement run (for the parity tests and debugging)."""
+
+    def register(self, qualified: str, df: DataFrame, *, checkpoint: bool = True) -> DataFrame:
+        """Make ``df`` the table ``qualified`` (a warehouse name or a temp name)."""
+        if checkpoint:
+            df = df.localCheckpoint(eager=True)
+        df.createOrReplaceTempView(view_name(_plain(qualified)))
+        if "." in _plain(qualified) and _plain(qualified) not in self.tables:
+            self.tables.append(_plain(qualified))
+        return df
+
+    def table(self, qualified: str) -> DataFrame:
+        return self.spark.table(view_name(_plain(qualified)))
+
+    def sql(self, sql: str, params: Sequence[object] | None = None) -> Result:
+        return self.execute(sql, params)
+
+    def execute(self, sql: str, params: Sequence[object] | None = None) -> Result:
+        text = sql.strip().rstrip(";")
+        if _SCHEMA.match(text):
+            return Result(None, [])
+        if m := _COMMENT.match(text):
+            import sqlglot
+
+            target = _plain(m.group(2))
+            value = sqlglot.parse_one(m.group(3), read="duckdb").name
+            if m.group(1).upper() == "TABLE":
+                self.comments.setdefault(target, {})[""] = value
+            else:
+                table, column = target.rsplit(".", 1)
+                self.comments.setdefault(table, {})[column] = value
+            return Result(None, [])
+        if m := _DESCRIBE.match(text):
+            target = m.group(1).strip()
+            if re.fullmatch(r"[\w.\"]+", target):
+                df = self.table(target)
+            else:
+                df = self._run(target, params)
+            return Result(None, [(f.name, f.dataType.simpleString().upper(), "YES")
+                                 for f in df.schema.fields])
+        if m := _DROP.match(text):
+            self.spark.catalog.dropTempView(view_name(_plain(m.group(1))))
+            return Result(None, [])
+        if m := _CREATE_AS.match(text):
+            self.register(m.group(1), self._run(m.group(2), params))
+            return Result(None, [])
+        if m := _CREATE_DDL.match(text):  # create_table_as's typed DDL: the INSERT defines it
+            self.spark.catalog.dropTempView(view_name(_plain(m.group(1))))
+            return Result(None, [])
+        if m := _INSERT.match(text):
+            new = self._run(m.group(2), params)
+            name = view_name(_plain(m.group(1)))
+            if self.spark.catalog.tableExists(name):  # append, by position as in DuckDB
+                old = self.spark.table(name)
+                new = new.toDF(*old.columns)
+                new = old.union(new.select(*[new[f.name].cast(f.dataType) for f in
+                                             old.schema.fields]))
+            self.register(m.group(1), new)
+            return Result(None, [])
+        return Result(self._run(text, params))
+
+    def _run(self, sql: str, params: Sequence[object] | None) -> DataFrame:
+        spark_sql = to_spark(sql, params)
+        self.statements.append(spark_sql)
+        return self.spark.sql(spark_sql)
+
+
+def _plain(name: str) -> str:
+    return name.replace('"', "")

@@ -1,0 +1,222 @@
+"""The pipeline's stages on Spark: the shared SQL through :class:`SparkCon`, plus the few
+engine-specific pieces (docs/engines.md).
+
+Shared (the DuckDB builders' own SQL, transpiled): the row-level validation and in-file
+duplicate rules of ingest (``_validated_sql``, ``_outcome_sql``, ``_quarantine``), the
+channel table, attribution's rules (``_attributed_orders_sql``, ``sharers_sql``, the first
+paid line), ``graph.referral_edges`` (``build_referral_edges`` itself, unchanged).
+Engine-specific: reading the files (Spark's CSV/Parquet readers instead of ``read_csv``),
+row numbers, the staging insert, and attribution's last-click lookup (a range join and a
+window instead of DuckDB's ASOF JOIN).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from sharegraph.core.config import Settings
+from sharegraph.core.contract import TABLES
+from sharegraph.core.sql import ident, literal
+from sharegraph.core.warehouse import CHANNELS_COMMENTS, CHANNELS_TEXT
+from sharegraph.spark.sql import SparkCon
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+LOAD_ORDER = ("products", "agents", "group_buys", "share_events", "orders")
+
+
+class SparkIngestError(ValueError):
+    """An input the Spark engine does not read (yet), or a broken one; names the file."""
+
+
+@dataclass(frozen=True)
+class SparkBatch:
+    """One file loaded on Spark: the books of ``quarantine.batches``."""
+
+    batch_id: str
+    table: str
+    source_file: str
+    sha256: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    notes: str | None
+
+
+def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, str] | None
+                     ) -> tuple[DataFrame, dict[str, str], str | None]:
+    """The file as one VARCHAR column per mapped canonical name, in file order.
+
+    Returns ``(frame, columns canonical -> header, notes)``. CSV is read with every column a
+    string, Spark's parser in FAILFAST mode: a line with the wrong number of fields stops the
+    load with the file named (the DuckDB engine quarantines such lines; not covered here).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    from sharegraph.ingest.sources import csv_header, detect_encoding, map_headers
+
+    table = TABLES[src.table]
+    path = str(src.path)
+    if src.fmt == "csv":
+        encoding = detect_encoding(src, settings.encoding)
+        if encoding not in ("utf-8", "utf-8-sig"):
+            raise SparkIngestError(f"{path}: {encoding} CSV is not read on the Spark engine yet; "
+                                   "convert it to UTF-8 or use engine = 'duckdb'")
+        delim, headers = csv_header(src.path, src)
+        schema = StructType([StructField(h, StringType()) for h in headers])
+        df = sc.spark.read.csv(path, schema=schema, header=True, sep=delim, quote='"',
+                               escape='"', mode="FAILFAST", encoding="UTF-8",
+                               ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False,
+                               nullValue=None, emptyValue="")
+    elif src.fmt == "parquet":
+        df = sc.spark.read.parquet(path)
+        headers = df.columns
+    else:
+        raise SparkIngestError(f"{path}: {src.fmt} input is not read on the Spark engine yet")
+    header_map = map_headers(headers, table, mapping, src.path)
+    cols = [F.col(f"`{h}`").cast("string").alias(c) for c, h in header_map.columns.items()]
+    return df.select(*cols), header_map.columns, header_map.notes()
+
+
+def _numbered(df: DataFrame) -> DataFrame:
+    """``source_row`` (1-based data row number in file order) without a global sort: rows are
+    counted per input partition (one small job) and each partition offset by the rows
+    before it, so the numbering scales with the partitions (docs/scale-out.md)."""
+    from pyspark.sql import functions as F
+
+    mid = df.select("*", F.spark_partition_id().alias("_pid"),
+                    F.monotonically_increasing_id().alias("_mid")).localCheckpoint(eager=True)
+    counts = sorted(mid.groupBy("_pid").count().collect())
+    offsets, total = {}, 0
+    for pid, n in counts:
+        offsets[pid] = total
+        total += n
+    start = F.lit(0)
+    for pid, off in offsets.items():
+        start = F.when(F.col("_pid") == pid, F.lit(off)).otherwise(start)
+    # within a partition monotonically_increasing_id counts up by one from pid << 33
+    pos = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
+    return mid.select((start + pos + 1).cast("long").alias("source_row"), *df.columns)
+
+
+def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
+                 now: datetime | None = None) -> list[SparkBatch]:
+    """staging.* and quarantine.{rejected_rows,batches} from the input files, on Spark.
+
+    The same validation SQL as ``sharegraph.ingest.load`` (row-level rules, then in-file
+    duplicates and key conflicts), one batch per file, tables in the DuckDB engine's order.
+    First-load semantics: the Spark engine builds the warehouse from scratch, so there is no
+    already-loaded row, status update or conflict with a loaded row.
+    """
+    from sharegraph.ingest.load import (
+        _outcome_sql,
+        _quarantine,
+        _validated_sql,
+        check_reject_rate,
+        vocabulary_for,
+    )
+    from sharegraph.ingest.sources import discover, file_sha256, load_mapping, require_tables
+
+    found = discover(input_dir)
+    require_tables(found, input_dir)
+    mapping = load_mapping(input_dir)
+    vocab = vocabulary_for(settings, mapping)
+    started = now or datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
+    _empty_tables(sc)
+    batches: list[SparkBatch] = []
+    for name in LOAD_ORDER:
+        table = TABLES[name]
+        for src in found[name]:
+            frame, columns, notes = _read_text_frame(sc, src, settings, mapping.headers.get(name))
+            sc.register("_sg_src", _numbered(frame))
+            sc.execute(_validated_sql(table, set(columns), settings, started, "_sg_src",
+                                      "_sg_v", True, vocab))
+            sc.execute(_outcome_sql(table, "_sg_v", "_sg_outcome", True, False))
+            sha = file_sha256(src.path)
+            batch_id = f"{started:%Y%m%dT%H%M%S%f}-{name}-{sha[:10]}"
+            stamp = f"{literal(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
+            _quarantine(sc, table, src.path.name, batch_id, stamp, "_sg_v", "_sg_outcome", 0)
+            cols = table.column_names
+            sc.execute(
+                f"""INSERT INTO staging.{name}
+                SELECT {', '.join(f'{ident("t_" + c)} AS {ident(c)}' for c in cols)},
+                       {literal(src.path.name)} AS source_file, source_row,
+                       {literal(batch_id)} AS batch_id, {stamp} AS loaded_at
+                FROM _sg_v WHERE err_rule IS NULL
+                  AND source_row NOT IN (SELECT source_row FROM _sg_outcome)""")
+            n_read, n_bad = sc.execute("SELECT count(*), count(err_rule) FROM _sg_v").fetchone()
+            counts = dict(sc.execute(
+                "SELECT outcome, count(*) FROM _sg_outcome GROUP BY outcome").fetchall())
+            quarantined = n_bad + counts.get("conflict_in_file", 0)
+            seen = counts.get("duplicate_in_file", 0)
+            loaded = n_read - quarantined - seen
+            batch = SparkBatch(batch_id, name, src.path.name, sha, n_read, loaded, quarantined, notes)
+            check_reject_rate(_as_batch_result(batch, seen), settings, src.path)
+            batches.append(batch)
+            log.info("%s -> staging.%s on Spark: read %d, loaded %d, quarantined %d",
+                     src.path.name, name, n_read, loaded, quarantined)
+            for t in ("_sg_src", "_sg_v", "_sg_outcome"):
+                sc.execute(f"DROP TABLE {t}")
+    _batches_table(sc, batches, started)
+    sc.execute(f"""CREATE OR REPLACE TABLE staging.channels AS
+        SELECT channel, {vocab.channel_class_sql('channel')} AS channel_class,
+               count(*)::BIGINT AS order_lines
+        FROM staging.orders GROUP BY channel""")
+    sc.comments["staging.channels"] = {"": CHANNELS_TEXT, **CHANNELS_COMMENTS}
+    return batches
+
+
+def _as_batch_result(b: SparkBatch, seen: int):
+    from sharegraph.ingest.load import BatchResult
+
+    return BatchResult(b.batch_id, b.table, b.source_file, b.rows_read, b.rows_loaded,
+                       b.rows_quarantined, seen)
+
+
+def _empty_tables(sc: SparkCon) -> None:
+    """Empty staging.* and quarantine.rejected_rows with the warehouse's own column types
+    (from a throwaway in-memory DuckDB with the schema), so a table without a file exists
+    and INSERTs append to the right columns."""
+    import duckdb
+
+    from sharegraph.core.warehouse import ensure_schema
+
+    mem = duckdb.connect()
+    try:
+        ensure_schema(mem)
+        for qualified in [f"staging.{t}" for t in TABLES] + ["quarantine.rejected_rows"]:
+            cols = mem.execute(f"DESCRIBE {qualified}").fetchall()
+            select = ", ".join(f"CAST(NULL AS {_spark_type(kind)}) AS `{c}`"
+                               for c, kind, *_ in cols)
+            sc.register(qualified, sc.spark.sql(f"SELECT {select} WHERE false"), checkpoint=False)
+    finally:
+        mem.close()
+
+
+def _spark_type(duck: str) -> str:
+    duck = duck.upper()
+    if duck.startswith("DECIMAL"):
+        return duck
+    return {"VARCHAR": "STRING", "INTEGER": "INT", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
+            "BOOLEAN": "BOOLEAN", "TIMESTAMP": "TIMESTAMP_NTZ", "DATE": "DATE",
+            "SMALLINT": "SMALLINT", "FLOAT": "FLOAT"}.get(duck, "STRING")
+
+
+def _batches_table(sc: SparkCon, batches: list[SparkBatch], finished: datetime) -> None:
+    rows = [(b.batch_id, b.table, b.source_file, b.sha256, b.rows_read,
+             b.rows_loaded, b.rows_quarantined, 0, finished, finished, 0, b.notes)
+            for b in batches]
+    schema = ("batch_id STRING, table_name STRING, source_file STRING, file_sha256 STRING, "
+              "rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, "
+              "rows_already_loaded BIGINT, started_at TIMESTAMP_NTZ, finished_at TIMESTAMP_NTZ, "
+              "rows_updated BIGINT, notes STRING")
+    sc.register("quarantine.batches", sc.spark.createDataFrame(rows, schema))
