@@ -70,6 +70,10 @@ def main() -> int:
         _run("e2e: whole sharegraph run vs bare read_csv (export-shaped input)",
              [py, str(BENCH / "bench_e2e.py"), "--world", str(world), "--runs", str(args.runs),
               "--out", str(args.out / "e2e")], log)
+        if (ROOT.parent / "shared" / "data" / "real" / "beibei").is_dir():
+            _run("e2e: whole sharegraph run on BeiBei, 30k item-level categories",
+                 [py, str(BENCH / "bench_e2e.py"), "--beibei", "--runs", str(args.runs),
+                  "--out", str(args.out / "e2e")], log)
     report = args.out / "results.md"
     report.write_text("\n".join(log), encoding="utf-8")
     print(f"\nresults: {report}")

@@ -88,12 +88,15 @@ def read_beibei_groups(root: Path = REAL_DIR, initiator_mod: int = 1) -> pl.Data
     return groups
 
 
-def write_beibei(out: Path, root: Path = REAL_DIR, initiator_mod: int = 1) -> dict[str, int]:
+def write_beibei(out: Path, root: Path = REAL_DIR, initiator_mod: int = 1,
+                 item_categories: bool = False) -> dict[str, int]:
     """Write ``orders.csv`` and ``group_buys.csv`` for the BeiBei groups into ``out``.
 
     Every group gets an id ``<split>-<line>``; its initiator buys the item when opening it
     (refunded when the group fails), each participant buys it one minute after the previous
-    member, credited to the initiator (``referrer_id``). Returns the number of rows written.
+    member, credited to the initiator (``referrer_id``). ``item_categories`` makes every item
+    its own category (about 30k leaf categories: the many-categories benchmark) instead of
+    one category for the whole set. Returns the number of rows written.
     """
     out.mkdir(parents=True, exist_ok=True)
     fmt = "%Y-%m-%d %H:%M:%S"
@@ -113,7 +116,7 @@ def write_beibei(out: Path, root: Path = REAL_DIR, initiator_mod: int = 1) -> di
         customer_id="member",
         ordered_at=(pl.col("opened") + pl.duration(minutes=pl.col("j"))).dt.strftime(fmt),
         product_id="item",
-        category=pl.lit(BEIBEI_CATEGORY),
+        category=pl.format("item-{}", "item") if item_categories else pl.lit(BEIBEI_CATEGORY),
         quantity=pl.lit(1),
         amount=pl.lit(AMOUNT),
         channel=pl.lit("beibei"),
