@@ -214,13 +214,15 @@ _CREATE_AS = re.compile(
     r"(?:IF\s+NOT\s+EXISTS\s+)?([\w.\"]+)\s+AS\s+(.*)$", re.IGNORECASE | re.DOTALL)
 _CREATE_DDL = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\s+)?TABLE\s+([\w.\"]+)\s*\(",
                          re.IGNORECASE)
-_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+([\w.\"]+)\s+(SELECT.*|WITH.*|FROM.*)$",
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+([\w.\"]+)\s+(?!\()(.*)$",
                      re.IGNORECASE | re.DOTALL)
 _DROP = re.compile(r"^\s*DROP\s+(?:TABLE|VIEW)\s+(?:IF\s+EXISTS\s+)?([\w.\"]+)\s*$", re.IGNORECASE)
 _COMMENT = re.compile(r"^\s*COMMENT\s+ON\s+(TABLE|COLUMN)\s+([\w.\"]+)\s+IS\s+(.*)$",
                       re.IGNORECASE | re.DOTALL)
 _DESCRIBE = re.compile(r"^\s*DESCRIBE\s+(.*)$", re.IGNORECASE | re.DOTALL)
 _SCHEMA = re.compile(r"^\s*CREATE\s+SCHEMA\b", re.IGNORECASE)
+_TRANSACTION = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|ABORT)\b", re.IGNORECASE)
+_TXID = re.compile(r"^\s*SELECT\s+txid_current\(\)\s*$", re.IGNORECASE)
 
 
 @dataclass
@@ -237,6 +239,9 @@ class SparkCon:
     comments: dict[str, dict[str, str]] = field(default_factory=dict)
     statements: list[str] = field(default_factory=list)
     """Every Spark SQL statement run (for the parity tests and debugging)."""
+    overrides: dict[str, str] = field(default_factory=dict)
+    """Engine-specific pieces: ``CREATE ... TABLE <name> AS`` of a builder runs this SQL
+    (DuckDB dialect, translated like any other) instead of the builder's query."""
 
     def register(self, qualified: str, df: DataFrame, *, checkpoint: bool = True) -> DataFrame:
         """Make ``df`` the table ``qualified`` (a warehouse name or a temp name)."""
@@ -255,8 +260,10 @@ class SparkCon:
 
     def execute(self, sql: str, params: Sequence[object] | None = None) -> Result:
         text = sql.strip().rstrip(";")
-        if _SCHEMA.match(text):
-            return Result(None, [])
+        if _SCHEMA.match(text) or _TRANSACTION.match(text):
+            return Result(None, [])  # Spark has no transactions: the engine writes at the end
+        if _TXID.match(text):  # one_transaction(): "already inside one", nothing to open
+            return Result(None, [(0,)])
         if m := _COMMENT.match(text):
             import sqlglot
 
@@ -280,7 +287,8 @@ class SparkCon:
             self.spark.catalog.dropTempView(view_name(_plain(m.group(1))))
             return Result(None, [])
         if m := _CREATE_AS.match(text):
-            self.register(m.group(1), self._run(m.group(2), params))
+            query = self.overrides.get(_plain(m.group(1)), m.group(2))
+            self.register(m.group(1), self._run(query, params))
             return Result(None, [])
         if m := _CREATE_DDL.match(text):  # create_table_as's typed DDL: the INSERT defines it
             self.spark.catalog.dropTempView(view_name(_plain(m.group(1))))
