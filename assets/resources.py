@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from assets.keys import ATTRIBUTED, REFERRAL_EDGES, STAGING
 from sharegraph.core import paths, warehouse
 from sharegraph.core.config import Settings
 
@@ -136,6 +137,45 @@ def _reset(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f'DROP VIEW IF EXISTS temp."{name}"')
         else:
             con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+
+
+#: assets whose tables the Spark engine computes (sharegraph.spark.engine.SPARK_TABLES); a
+#: ``--engine spark`` run leaves them out of its Dagster job and loads the Spark results
+SPARK_COMPUTED: tuple[dg.AssetKey, ...] = (*STAGING.values(), ATTRIBUTED, REFERRAL_EDGES)
+
+
+def spark_resource(settings: Settings):
+    """The Spark engine's Dagster resource: dagster-pyspark's ``LazyPySparkResource`` with the
+    session conf of ``settings`` (``sharegraph.spark.session.session_conf``: master, driver
+    memory, extra conf from [sharegraph.spark], and the fixed keys the parity rests on). No
+    JVM starts until ``.spark_session`` is first read. Imports dagster_pyspark (the [spark]
+    extra) only when called, so the DuckDB engine never imports pyspark."""
+    from sharegraph.spark.session import SparkUnavailable, session_conf, spark_available
+
+    reason = spark_available()
+    if reason:
+        raise SparkUnavailable(f"engine = 'spark' needs the [spark] extra and Java: {reason}")
+    from dagster_pyspark import LazyPySparkResource
+
+    return LazyPySparkResource(spark_config=session_conf(settings))
+
+
+def compute_on_spark(warehouse: WarehouseResource, spark: object | None = None) -> dict[str, int]:
+    """``engine = "spark"``: run the Spark stages on the resource's inputs, write Parquet (one
+    folder per table under [sharegraph.spark] output, default ``spark-out/`` beside the
+    warehouse) and load it into the working file; the reference flags of ingest are then
+    computed by DuckDB on the loaded staging tables. Returns rows per loaded table."""
+    from sharegraph.ingest.load import flag_references
+    from sharegraph.spark import engine
+
+    settings = warehouse.settings()
+    session = spark if spark is not None else spark_resource(settings).spark_session
+    output = settings.spark.get("output") or str(warehouse.paths.published.parent / "spark-out")
+    run = engine.compute(session, warehouse.inputs, output, settings)
+    with warehouse.connect() as con:
+        counts = engine.load_into(con, run)
+        flag_references(con)
+    return counts
 
 
 class InboxResource(dg.ConfigurableResource):

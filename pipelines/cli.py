@@ -52,7 +52,10 @@ def _reject_rate(text: str) -> float:
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
     """Settings given on the command line; they win over the config file and environment."""
     rate = getattr(args, "max_reject_rate", None)
-    return {} if rate is None else {"max_reject_rate": rate}
+    out: dict[str, object] = {} if rate is None else {"max_reject_rate": rate}
+    if getattr(args, "engine", None):
+        out["engine"] = args.engine
+    return out
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -310,6 +313,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--warehouse", required=True, help="published DuckDB file analysts open (working file lives beside it)")
     run.add_argument("--reports", help="directory for the HTML reports (default: reports/ beside the warehouse, or SHAREGRAPH_REPORTS)")
     run.add_argument("--config", help="settings file (sharegraph.toml)")
+    run.add_argument("--engine", choices=("duckdb", "spark"),
+                     help="duckdb (default, in-process) or spark (pip extra [spark] and Java; "
+                     "settings in [sharegraph.spark], docs/engines.md); default: the setting engine")
     _add_run_output(run)
     run.set_defaults(func=cmd_run)
 

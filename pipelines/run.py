@@ -58,21 +58,32 @@ def ensure_dagster_home(home: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
-def build_run_job(resource: WarehouseResource, event_logger: logging.Logger | None = None) -> dg.JobDefinition:
+def build_run_job(resource: WarehouseResource, event_logger: logging.Logger | None = None,
+                  engine: str = "duckdb") -> dg.JobDefinition:
     """The ``full_pipeline`` job (every asset and check) bound to ``resource``.
 
     A named job, so the Dagster UI lists CLI runs as ``full_pipeline``, not as an ephemeral
     job. With ``event_logger`` every event goes to that Python logger instead of Dagster's
-    console logger (the CLI writes it to a log file and draws its own summary).
+    console logger (the CLI writes it to a log file and draws its own summary). With
+    ``engine="spark"`` the job leaves out the assets the Spark stages computed
+    (``assets.resources.SPARK_COMPUTED``; docs/engines.md).
     """
     from pipelines.definitions import load_pipeline
 
+    job_def = full_pipeline_job
+    if engine == "spark":
+        from assets.resources import SPARK_COMPUTED
+
+        job_def = dg.define_asset_job(
+            full_pipeline_job.name,
+            selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*SPARK_COMPUTED),
+            description="Everything downstream of the tables the Spark engine computed.")
     found, checks = load_pipeline()
     loggers = {EVENT_LOGGER_KEY: dg.LoggerDefinition(lambda _init: event_logger)} if event_logger else None
     defs = dg.Definitions(
         assets=found,
         asset_checks=checks,
-        jobs=[full_pipeline_job],
+        jobs=[job_def],
         resources={"warehouse": resource},
         executor=dg.in_process_executor,
         loggers=loggers,
@@ -158,7 +169,11 @@ def run_pipeline(
     )
     check_writable(resource.paths)  # before anything is created beside it
     home = ensure_dagster_home(dagster_home or paths.dagster_home_for(published))
-    job = build_run_job(resource, event_logger)
+    if settings.engine == "spark":  # pyspark is imported only here (docs/engines.md)
+        from assets.resources import compute_on_spark
+
+        compute_on_spark(resource)
+    job = build_run_job(resource, event_logger, settings.engine)
     run_config = {"loggers": {EVENT_LOGGER_KEY: {}}} if event_logger else None
     tags = {"sharegraph/input": resource.input_dir, "sharegraph/warehouse": resource.warehouse}
     with DagsterSqliteSession(), dg.DagsterInstance.from_config(str(home)) as instance:
