@@ -58,6 +58,8 @@ def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, s
     Returns ``(frame, columns canonical -> header, notes)``. CSV is read with every column a
     string, Spark's parser in FAILFAST mode: a line with the wrong number of fields stops the
     load with the file named (the DuckDB engine quarantines such lines; not covered here).
+    multiLine: a quoted field may hold a line break, as DuckDB reads it; the price is one
+    task per CSV file (deliver large exports as many files, or as Parquet).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -74,7 +76,7 @@ def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, s
         delim, headers = csv_header(src.path, src)
         schema = StructType([StructField(h, StringType()) for h in headers])
         df = sc.spark.read.csv(path, schema=schema, header=True, sep=delim, quote='"',
-                               escape='"', mode="FAILFAST", encoding="UTF-8",
+                               escape='"', mode="FAILFAST", encoding="UTF-8", multiLine=True,
                                ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False,
                                nullValue=None, emptyValue="")
     elif src.fmt == "parquet":
@@ -137,7 +139,15 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
         table = TABLES[name]
         for src in found[name]:
             frame, columns, notes = _read_text_frame(sc, src, settings, mapping.headers.get(name))
-            sc.register("_sg_src", _numbered(frame))
+            try:
+                numbered = _numbered(frame)
+            except Exception as exc:  # Spark's FAILFAST parse error, a Py4J error
+                first = " ".join(str(exc).split())[:300]
+                raise SparkIngestError(
+                    f"{src.path}: cannot read as {src.fmt} on Spark (a line with the wrong number "
+                    f"of fields is an error on the Spark engine; the DuckDB engine quarantines "
+                    f"it): {first}") from None
+            sc.register("_sg_src", numbered)
             sc.execute(_validated_sql(table, set(columns), settings, started, "_sg_src",
                                       "_sg_v", True, vocab))
             sc.execute(_outcome_sql(table, "_sg_v", "_sg_outcome", True, False))
