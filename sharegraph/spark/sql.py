@@ -125,6 +125,11 @@ def _spark_semantics(tree: Any) -> Any:
                     exp.not_(exp.Anonymous(this="isnan", expressions=[x.copy()])),
                     exp.NEQ(this=exp.Abs(this=x.copy()),
                             expression=spark("CAST('Infinity' AS DOUBLE)"))))
+            if name == "to_json" and len(args) == 1:
+                # DuckDB writes a TIMESTAMP as '2026-01-01 10:00:00' (Spark: ISO with 'T' and
+                # milliseconds); fractions of a second are not written (docs/engines.md)
+                return exp.Anonymous(this="to_json", expressions=[args[0], spark(
+                    "map('timestampNTZFormat', 'yyyy-MM-dd HH:mm:ss')")])
             if name == "hash":  # 64 bits, as DuckDB's: collisions as rare
                 return exp.Anonymous(this="xxhash64", expressions=args)
             if name == "timezone" and len(args) == 2:

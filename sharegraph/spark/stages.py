@@ -48,6 +48,8 @@ class SparkBatch:
     rows_read: int
     rows_loaded: int
     rows_quarantined: int
+    rows_already_loaded: int
+    """Exact copies of an earlier row of the same file (DuckDB counts them as already loaded)."""
     notes: str | None
 
 
@@ -169,8 +171,9 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
             quarantined = n_bad + counts.get("conflict_in_file", 0)
             seen = counts.get("duplicate_in_file", 0)
             loaded = n_read - quarantined - seen
-            batch = SparkBatch(batch_id, name, src.path.name, sha, n_read, loaded, quarantined, notes)
-            check_reject_rate(_as_batch_result(batch, seen), settings, src.path)
+            batch = SparkBatch(batch_id, name, src.path.name, sha, n_read, loaded, quarantined,
+                               seen, notes)
+            check_reject_rate(_as_batch_result(batch), settings, src.path)
             batches.append(batch)
             log.info("%s -> staging.%s on Spark: read %d, loaded %d, quarantined %d",
                      src.path.name, name, n_read, loaded, quarantined)
@@ -185,11 +188,11 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
     return batches
 
 
-def _as_batch_result(b: SparkBatch, seen: int):
+def _as_batch_result(b: SparkBatch):
     from sharegraph.ingest.load import BatchResult
 
     return BatchResult(b.batch_id, b.table, b.source_file, b.rows_read, b.rows_loaded,
-                       b.rows_quarantined, seen)
+                       b.rows_quarantined, b.rows_already_loaded)
 
 
 def _empty_tables(sc: SparkCon) -> None:
@@ -223,7 +226,8 @@ def _spark_type(duck: str) -> str:
 
 def _batches_table(sc: SparkCon, batches: list[SparkBatch], finished: datetime) -> None:
     rows = [(b.batch_id, b.table, b.source_file, b.sha256, b.rows_read,
-             b.rows_loaded, b.rows_quarantined, 0, finished, finished, 0, b.notes)
+             b.rows_loaded, b.rows_quarantined, b.rows_already_loaded, finished, finished, 0,
+             b.notes)
             for b in batches]
     schema = ("batch_id STRING, table_name STRING, source_file STRING, file_sha256 STRING, "
               "rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, "
