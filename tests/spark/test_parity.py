@@ -133,17 +133,19 @@ def test_spark_pagerank_equals_the_influence_mart(spark, both_runs: dict[str, Pa
     from sharegraph.spark.kernels import pagerank
 
     con = duckdb.connect(str(both_runs["spark"]), read_only=True)
-    edges = con.execute("""
+    edges = con.sql("""
         WITH e AS (SELECT buyer_id, sharer_id, sum(gmv)::DOUBLE AS w
                    FROM graph.referral_edges GROUP BY ALL),
         n AS (SELECT id, (row_number() OVER (ORDER BY id) - 1) AS i
               FROM (SELECT buyer_id AS id FROM e UNION SELECT sharer_id FROM e))
         SELECT b.i AS src, s.i AS dst, e.w AS weight, b.id AS buyer, s.id AS sharer
-        FROM e JOIN n b ON b.id = e.buyer_id JOIN n s ON s.id = e.sharer_id""").arrow()
+        FROM e JOIN n b ON b.id = e.buyer_id JOIN n s ON s.id = e.sharer_id""").to_arrow_table()
     names = con.execute("""SELECT id FROM (SELECT buyer_id AS id FROM graph.referral_edges
         UNION SELECT sharer_id FROM graph.referral_edges) ORDER BY id""").fetchall()
     want = dict(con.execute("SELECT person_id, pagerank FROM marts.agent_influence").fetchall())
-    df = spark.createDataFrame(edges.select(["src", "dst", "weight"]).to_pandas())
+    df = spark.createDataFrame(
+        list(zip(*(edges.column(c).to_pylist() for c in ("src", "dst", "weight")), strict=True)),
+        "src BIGINT, dst BIGINT, weight DOUBLE")
     got = {names[r["id"]][0]: r["rank"] for r in pagerank(spark, df, len(names)).collect()}
     shared = [p for p in want if p in got]
     assert len(shared) > 50
