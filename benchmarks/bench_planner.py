@@ -215,21 +215,26 @@ def run_child(argv: list[str]) -> dict[str, object]:
 
 
 def run_cli(warehouse: str, k: int) -> dict[str, object]:
-    """``sharegraph plan --json`` as a fresh process: wall seconds and the child's peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    out = subprocess.run([str(ROOT / ".venv/bin/sharegraph"), "plan", "--warehouse", warehouse, "--k", str(k),
-                          "--json"], capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t
-    if out.returncode:
-        sys.stderr.write(out.stderr)
-        raise SystemExit("sharegraph plan failed")
-    plan = json.loads(out.stdout)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """``sharegraph plan --json`` as a fresh process: wall seconds and its own peak RSS
+    (``os.wait4`` on that child)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen([str(ROOT / ".venv/bin/sharegraph"), "plan", "--warehouse", warehouse,
+                                 "--k", str(k), "--json"], stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            err.seek(0)
+            sys.stderr.write(err.read().decode(errors="replace"))
+            raise SystemExit("sharegraph plan failed")
+    plan = json.loads(out)
     return {"part": "plan/cli", "k": k, "wall_s": round(wall, 2), "seeds": len(plan["seeds"]),
             "expected_buyers": round(plan["expected_buyers"], 1), "method": plan["method"],
-            "plan_seconds": round(plan["seconds"], 2),
-            "peak_rss_gib": round(rss / 2**20, 2) if rss > before else None}
+            "plan_seconds": round(plan["seconds"], 2), "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
