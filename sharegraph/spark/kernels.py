@@ -42,11 +42,6 @@ def _cut(df: DataFrame) -> DataFrame:
     return ClassicDataFrame(fresh, session)
 
 
-CHECKPOINT_EVERY = 8
-"""PageRank caches each iteration's ranks and cuts the lineage every this many iterations:
-about 1.1 Spark jobs per iteration instead of 2 (a checkpoint and an aggregate)."""
-
-
 def pagerank(spark: SparkSession, edges: DataFrame, n: int, alpha: float = 0.85,
              tol: float = 1e-10, max_iter: int = 1000) -> DataFrame:
     """Weighted PageRank of nodes ``0..n-1``: DataFrame ``(id, rank)``.
@@ -54,9 +49,12 @@ def pagerank(spark: SparkSession, edges: DataFrame, n: int, alpha: float = 0.85,
     ``edges``: ``(src, dst, weight)``. Same definition and stopping rule as
     :func:`sharegraph.core.kernels.pagerank`: rank flows along out-edges in proportion to
     weight (parallel edges summed), dangling nodes spread their rank uniformly, uniform
-    teleport; stops at the first iteration whose L1 change is below ``tol``. One job per
-    iteration: an aggregate over the new (cached) ranks gives the L1 change and the next
-    dangling mass; every ``CHECKPOINT_EVERY`` iterations a checkpoint cuts the lineage.
+    teleport; stops at the first iteration whose L1 change is below ``tol``. Two jobs per
+    iteration: the new ranks, checkpointed (a shuffle of the edges by ``dst``), then one
+    aggregate giving the L1 change and the next dangling mass. (Caching instead of a
+    checkpoint per iteration was tried: the ranks appear twice in each iteration's plan, so
+    the cached plans double in size every iteration and the driver ran out of memory
+    printing them.)
     """
     F = _F()
     if n == 0:
@@ -69,19 +67,18 @@ def pagerank(spark: SparkSession, edges: DataFrame, n: int, alpha: float = 0.85,
     x = _cut(nodes.select("id", F.col("d0").isNull().alias("dangling"),
                           F.lit(1.0 / n).alias("rank")))
     dangling_mass = float(x.where("dangling").agg(F.coalesce(F.sum("rank"), F.lit(0.0))).first()[0])
-    cached: list[DataFrame] = []
-    for it in range(max_iter):
+    for _ in range(max_iter):
         flow = (p.join(x.select(F.col("id").alias("src"), "rank"), "src")
                 .groupBy("dst").agg(F.sum(F.col("p") * F.col("rank")).alias("inflow")))
-        new = x.join(flow.withColumnRenamed("dst", "id"), "id", "left").select(
-            "id", "dangling",
-            F.col("rank").alias("prev"),
-            (F.lit(alpha) * (F.coalesce(F.col("inflow"), F.lit(0.0))
-                             + F.lit(dangling_mass / n))
-             + F.lit((1.0 - alpha) / n)).alias("rank"),
-        ).cache()
-        cached.append(new)
-        # one job: the aggregate computes (and caches) the new ranks
+        new = _cut(
+            x.join(flow.withColumnRenamed("dst", "id"), "id", "left").select(
+                "id", "dangling",
+                F.col("rank").alias("prev"),
+                (F.lit(alpha) * (F.coalesce(F.col("inflow"), F.lit(0.0))
+                                 + F.lit(dangling_mass / n))
+                 + F.lit((1.0 - alpha) / n)).alias("rank"),
+            )
+        )
         diff, dangling_mass = new.agg(
             F.sum(F.abs(F.col("rank") - F.col("prev"))),
             F.coalesce(F.sum(F.when(F.col("dangling"), F.col("rank"))), F.lit(0.0)),
@@ -89,11 +86,6 @@ def pagerank(spark: SparkSession, edges: DataFrame, n: int, alpha: float = 0.85,
         x = new.drop("prev")
         if diff < tol:
             return x.select("id", "rank")
-        if it % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:  # cut the lineage, free the caches
-            x = _cut(x)
-            for c in cached:
-                c.unpersist()
-            cached.clear()
     raise RuntimeError(f"pagerank did not converge in {max_iter} iterations")
 
 
