@@ -52,3 +52,20 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("pyspark", "py4j", "d
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_spark_package_imports_no_pyspark_until_used() -> None:
+    """Every module of sharegraph.spark, assets.resources and the run wiring import without
+    pyspark being imported (it is imported inside the functions that start Spark)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import sharegraph.spark as pkg\n"
+        "for m in pkgutil.walk_packages(pkg.__path__, 'sharegraph.spark.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import assets.resources, pipelines.run, pipelines.cli\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
