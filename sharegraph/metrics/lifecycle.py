@@ -45,6 +45,18 @@ GMV. Cohorts and upline retention count these rows: an agent is active in a mont
 however many acts it had (no count(DISTINCT) over agent ids)."""
 
 
+ACTS_SQL = """
+    SELECT n.actor_id AS agent_id, n.shared_at AS act_at
+    FROM graph.share_nodes n SEMI JOIN marts.agent_funnel f ON f.agent_id = n.actor_id
+    UNION ALL
+    SELECT a.credited_id, a.ordered_at
+    FROM graph.attributed_orders a SEMI JOIN marts.agent_funnel f ON f.agent_id = a.credited_id
+    WHERE a.is_paid"""
+"""SQL of every act of an agent of marts.agent_funnel: a share or re-share made, or a credited
+paid order line. Upline retention keeps the acts of one month after joining before it
+dedups (cheaper than grouping every (agent, month) first)."""
+
+
 def data_end(con: duckdb.DuckDBPyConnection):
     """The last timestamp in the data (``DATA_END_SQL``), or None without data."""
     return con.execute(DATA_END_SQL).fetchone()[0]
@@ -230,11 +242,11 @@ def build_upline_quality(con: duckdb.DuckDBPyConnection, settings: Settings | No
             FROM marts.agent_funnel WHERE upline_id IS NOT NULL
         ),
         big AS (SELECT upline_id FROM r GROUP BY 1 HAVING count(*) >= {int(s.min_recruits)}),
-        ret AS (  -- recruits active in month `month` after their joining month (one row each)
-            SELECT x.agent_id
-            FROM ({AGENT_MONTHS_SQL}) x JOIN r USING (agent_id)
+        ret AS (  -- recruits active in month `month` after their joining month
+            SELECT DISTINCT x.agent_id
+            FROM ({ACTS_SQL}) x JOIN r USING (agent_id)
             WHERE r.upline_id IN (SELECT upline_id FROM big)
-              AND date_diff('month', r.cohort_month, x.m) = {month}
+              AND date_diff('month', r.cohort_month, date_trunc('month', x.act_at)::DATE) = {month}
         ),
         q AS (
             SELECT r.upline_id, count(*) AS recruits,
