@@ -9,7 +9,7 @@ the JVM start, ~15 s): the default DuckDB engine, then the Spark engine once per
 median wall time per configuration is reported with the 1-minute load average before each
 run. ``--lock FILE`` takes
 that file with flock(1) around each timed command only, so shared-machine timings do not
-overlap (docs/performance.md). Writes ``<out>/bench_spark.json``.
+overlap (docs/performance.md); the clock starts once the lock is held. Writes ``<out>/bench_spark.json``.
 """
 
 from __future__ import annotations
@@ -38,11 +38,21 @@ def _config(path: Path, master: str, driver_memory: str, partitions: int) -> Pat
 
 
 def _timed(cmd: list[str], lock: str | None) -> tuple[float, str]:
-    if lock:
-        cmd = ["flock", lock, *cmd]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    """Wall seconds and output of ``cmd``; with ``lock`` the file is flock-ed first and the
+    clock starts once it is held (waiting for another benchmark is not timed)."""
+    import fcntl
+
+    held = open(lock, "a") if lock else None  # noqa: SIM115 - held for the run only
+    try:
+        if held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+    finally:
+        if held:
+            fcntl.flock(held, fcntl.LOCK_UN)
+            held.close()
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n"
                  f"{proc.stderr[-3000:]}")
@@ -81,13 +91,13 @@ def main() -> None:
             target = scratch / f"{name.replace(' ', '-').replace('[', '').replace(']', '')}-{r}"
             cmd = [exe, "run", "--input", str(world), "--warehouse", str(target / "wh.duckdb"),
                    *extra]
-            loads.append(os.getloadavg()[0])
             wall, _ = _timed(cmd, args.lock)
+            loads.append(os.getloadavg()[0])
             walls[name].append(wall)
             print(f"{name:16s} run {r + 1}: {wall:7.1f} s (load {loads[-1]:.2f})", flush=True)
             shutil.rmtree(target, ignore_errors=True)
     result = {
-        "world": str(world), "runs": args.runs, "load_avg_1m_before_runs": loads,
+        "world": str(world), "runs": args.runs, "load_avg_1m_after_each_run": loads,
         "median_s": {k: statistics.median(v) for k, v in walls.items()},
         "all_s": walls,
     }
