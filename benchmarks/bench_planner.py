@@ -289,10 +289,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(runs[-1]) if part != "plan" else json.dumps(runs[-2]) + "\n" + json.dumps(runs[-1]),
                   flush=True)
         results.extend(runs)
-        for key in ("imm_total_s", "learn_s", "imm_and_estimate_s", "wall_s", "celf_s"):
-            vals = [r[key] for r in runs if key in r]
-            if vals:
-                print(f"{part}: median {key} = {statistics.median(vals):.2f} over {len(vals)}", flush=True)
+        for label in sorted({str(r["part"]) for r in runs}):
+            for key in ("imm_total_s", "learn_s", "imm_and_estimate_s", "wall_s", "peak_rss_gib"):
+                vals = [r[key] for r in runs if r["part"] == label and r.get(key) is not None]
+                if vals:
+                    print(f"{label}: median {key} = {statistics.median(vals):.2f} over {len(vals)}", flush=True)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.out:
