@@ -155,6 +155,20 @@ def child_learn(args: argparse.Namespace) -> dict[str, object]:
 
     from sharegraph.metrics.planner import learn_model, plan_seeds
 
+    if args.baseline_planner:  # another planner.py's learn_model only (e.g. before the SQL numbering)
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("planner_baseline", args.baseline_planner)
+        old = importlib.util.module_from_spec(spec)
+        sys.modules["planner_baseline"] = old
+        spec.loader.exec_module(old)
+        t = time.perf_counter()
+        con = duckdb.connect(args.warehouse, read_only=True)
+        model = old.learn_model(con)
+        con.close()
+        return {"part": "plan/baseline-learn", "module": args.baseline_planner, "people": model.graph.n,
+                "edges": int(model.graph.src.size), "learn_s": round(time.perf_counter() - t, 2),
+                "peak_rss_gib": round(peak_rss_gib(), 2)}
     t = time.perf_counter()
     con = duckdb.connect(args.warehouse, read_only=True)
     model = learn_model(con)
@@ -249,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-budget", type=float, default=4.0, help="GiB for RR sets (IMM's cap)")
     ap.add_argument("--baseline-imm", help="--part imm: also run this imm.py file's IMM (uncapped) on the same graph")
     ap.add_argument("--warehouse", help="warehouse for --part plan (opened read-only)")
+    ap.add_argument("--baseline-planner", help="--part plan: also time this planner.py file's learn_model")
     ap.add_argument("--sample", type=int, default=20_000, help="nodes of the CELF sample")
     ap.add_argument("--sample-kind", choices=["bfs", "scaled"], action="append",
                     help="CELF graph: bfs = breadth-first induced sample of the 2M graph; scaled = the same "
@@ -279,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit("--part plan needs --warehouse")
                 runs.append(run_child(["--child", "learn", "--warehouse", args.warehouse, "--k", str(args.k)]))
                 runs.append(run_cli(args.warehouse, args.k))
+                if args.baseline_planner:
+                    print(json.dumps(runs[-2]) + "\n" + json.dumps(runs[-1]), flush=True)
+                    runs.append(run_child(["--child", "learn", "--warehouse", args.warehouse,
+                                           "--baseline-planner", args.baseline_planner]))
+                    print(json.dumps(runs[-1]), flush=True)
+                    continue
             else:
                 for kind in args.sample_kind or ["scaled", "bfs"]:
                     runs.append(run_child(["--child", "celf", *common, "--sample", str(args.sample),
