@@ -4,7 +4,6 @@ run end to end (``run_pipeline`` with engine = "spark": Spark stages + DuckDB do
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
@@ -18,8 +17,6 @@ from tests.spark.compare import table_diff
 pytestmark = pytest.mark.xdist_group("spark")
 
 SETTINGS = Settings(max_reject_rate=1.0)  # the corpus quarantines most rows on purpose
-TEST_CONF = {"master": "local[2]", "driver_memory": "1g",
-             "conf": {"spark.sql.shuffle.partitions": "2"}}
 
 
 def _corpus(d: Path) -> Path:
@@ -81,28 +78,6 @@ def test_malformed_csv_line_stops_the_spark_load_naming_the_file(spark, tmp_path
                                   encoding="utf-8")
     with pytest.raises(SparkIngestError, match="orders.csv"):
         engine.compute(spark, d, tmp_path / "parquet", SETTINGS)
-
-
-@pytest.fixture(scope="module")
-def both_runs(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 2,000-order demo world run by both engines through ``run_pipeline``."""
-
-    from pipelines.run import run_pipeline
-    from sharegraph.demo.generate import generate_world
-
-    base = tmp_path_factory.mktemp("engines")
-    world = base / "world"
-    generate_world(world, seed=11, people=500, orders=2000)
-    os.environ.setdefault("DAGSTER_HOME", str(base / "dagster"))
-    run_pipeline(input_dir=world, warehouse=base / "duck" / "wh.duckdb")
-    config = base / "spark.toml"
-    config.write_text(
-        '[sharegraph]\nengine = "spark"\n[sharegraph.spark]\nmaster = "local[2]"\n'
-        'driver_memory = "1g"\n[sharegraph.spark.conf]\n"spark.sql.shuffle.partitions" = "2"\n',
-        encoding="utf-8")
-    run_pipeline(input_dir=world, warehouse=base / "spark" / "wh.duckdb", config_file=config)
-    return {"duck": base / "duck" / "wh.duckdb", "spark": base / "spark" / "wh.duckdb",
-            "parquet": base / "spark" / "spark-out"}
 
 
 def test_spark_run_gives_the_same_warehouse(both_runs: dict[str, Path]) -> None:
