@@ -92,6 +92,41 @@ EVENT = {"event_id": "e", "event_type": "share", "share_id": "s1", "actor_id": "
          "occurred_at": "2026-01-01 09:00:00"}
 
 
+#: the bad-input corpus of the ingest tests (tests/ingest/test_ingest.py) and the Spark parity
+#: tests (tests/spark/test_parity.py): (name, patch of ORDER, column, rule it breaks)
+ROW_DEFECTS: list[tuple[str, dict[str, str], str, str]] = [
+    ("nan_amount", {"amount": "NaN"}, "amount", "not_money"),
+    ("inf_amount", {"amount": "inf"}, "amount", "not_money"),
+    ("bad_thousands_grouping", {"amount": "1,20.00"}, "amount", "not_money"),
+    ("yuan_suffix", {"amount": "12元"}, "amount", "not_money"),
+    ("sign_after_currency", {"amount": "¥-5.00"}, "amount", "not_money"),
+    ("negative_with_currency", {"amount": "-¥5.00"}, "amount", "negative_amount"),
+    ("currency_three_decimals", {"amount": "¥1,234.567"}, "amount", "money_precision"),
+    ("three_decimals", {"amount": "12.345"}, "amount", "money_precision"),
+    ("negative_amount", {"amount": "-5.00"}, "amount", "negative_amount"),
+    ("exponent_commission", {"commission": "1e3"}, "commission", "not_money"),
+    ("negative_red_packet", {"red_packet": "-1"}, "red_packet", "negative_amount"),
+    ("zero_quantity", {"quantity": "0"}, "quantity", "below_minimum"),
+    ("fractional_quantity", {"quantity": "2.5"}, "quantity", "not_integer"),
+    ("text_quantity", {"quantity": "two"}, "quantity", "not_integer"),
+    ("huge_quantity", {"quantity": "99999999999"}, "quantity", "not_integer"),
+    ("text_line_no", {"line_no": "abc"}, "line_no", "not_integer"),
+    ("empty_customer", {"customer_id": ""}, "customer_id", "required"),
+    ("blank_customer", {"customer_id": "   "}, "customer_id", "required"),
+    ("empty_amount", {"amount": ""}, "amount", "required"),
+    ("impossible_date", {"ordered_at": "2026-02-30 10:00:00"}, "ordered_at", "bad_timestamp"),
+    ("day_first_date", {"ordered_at": "24/11/2026"}, "ordered_at", "bad_timestamp"),
+    ("words_date", {"ordered_at": "yesterday"}, "ordered_at", "bad_timestamp"),
+    ("future_date", {"ordered_at": "2099-01-01 00:00:00"}, "ordered_at", "future_timestamp"),
+    ("future_by_offset", {"ordered_at": "2099-01-01T00:00:00Z"}, "ordered_at", "future_timestamp"),
+    ("empty_channel", {"channel": ""}, "channel", "required"),
+    ("unknown_status", {"status": "shipped"}, "status", "unknown_value"),
+    ("unknown_status_zh", {"status": "退款中"}, "status", "unknown_value"),
+    ("category_not_derivable", {"category": "", "product_id": "p-unknown"}, "category",
+     "category_missing"),
+]
+
+
 def write_csv(path: Path, rows: list[dict[str, str]], encoding: str = "utf-8",
               header: list[str] | None = None) -> Path:
     header = header or list(dict.fromkeys(k for r in rows for k in r))

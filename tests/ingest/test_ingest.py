@@ -31,7 +31,15 @@ from sharegraph.ingest.load import (
     reconciliation_failures,
 )
 from sharegraph.ingest.sources import LINE_RULES
-from tests.helpers import EVENT, ORDER, checksum, minimal_dir, table_counts, write_csv
+from tests.helpers import (
+    EVENT,
+    ORDER,
+    ROW_DEFECTS,
+    checksum,
+    minimal_dir,
+    table_counts,
+    write_csv,
+)
 
 SETTINGS = Settings(max_reject_rate=1.0)  # the corpus tests quarantine most rows on purpose
 def rejected(con, table: str = "orders") -> list[tuple]:
@@ -47,37 +55,7 @@ def assert_reconciled(con, results: list[BatchResult]) -> None:
 
 
 # --- the bad-input corpus: one row per defect, each with its exact rule and column ---------
-ROW_DEFECTS: list[tuple[str, dict[str, str], str, str]] = [
-    ("nan_amount", {"amount": "NaN"}, "amount", "not_money"),
-    ("inf_amount", {"amount": "inf"}, "amount", "not_money"),
-    ("bad_thousands_grouping", {"amount": "1,20.00"}, "amount", "not_money"),
-    ("yuan_suffix", {"amount": "12元"}, "amount", "not_money"),
-    ("sign_after_currency", {"amount": "¥-5.00"}, "amount", "not_money"),
-    ("negative_with_currency", {"amount": "-¥5.00"}, "amount", "negative_amount"),
-    ("currency_three_decimals", {"amount": "¥1,234.567"}, "amount", "money_precision"),
-    ("three_decimals", {"amount": "12.345"}, "amount", "money_precision"),
-    ("negative_amount", {"amount": "-5.00"}, "amount", "negative_amount"),
-    ("exponent_commission", {"commission": "1e3"}, "commission", "not_money"),
-    ("negative_red_packet", {"red_packet": "-1"}, "red_packet", "negative_amount"),
-    ("zero_quantity", {"quantity": "0"}, "quantity", "below_minimum"),
-    ("fractional_quantity", {"quantity": "2.5"}, "quantity", "not_integer"),
-    ("text_quantity", {"quantity": "two"}, "quantity", "not_integer"),
-    ("huge_quantity", {"quantity": "99999999999"}, "quantity", "not_integer"),
-    ("text_line_no", {"line_no": "abc"}, "line_no", "not_integer"),
-    ("empty_customer", {"customer_id": ""}, "customer_id", "required"),
-    ("blank_customer", {"customer_id": "   "}, "customer_id", "required"),
-    ("empty_amount", {"amount": ""}, "amount", "required"),
-    ("impossible_date", {"ordered_at": "2026-02-30 10:00:00"}, "ordered_at", "bad_timestamp"),
-    ("day_first_date", {"ordered_at": "24/11/2026"}, "ordered_at", "bad_timestamp"),
-    ("words_date", {"ordered_at": "yesterday"}, "ordered_at", "bad_timestamp"),
-    ("future_date", {"ordered_at": "2099-01-01 00:00:00"}, "ordered_at", "future_timestamp"),
-    ("future_by_offset", {"ordered_at": "2099-01-01T00:00:00Z"}, "ordered_at", "future_timestamp"),
-    ("empty_channel", {"channel": ""}, "channel", "required"),
-    ("unknown_status", {"status": "shipped"}, "status", "unknown_value"),
-    ("unknown_status_zh", {"status": "退款中"}, "status", "unknown_value"),
-    ("category_not_derivable", {"category": "", "product_id": "p-unknown"}, "category",
-     "category_missing"),
-]
+# ROW_DEFECTS lives in tests/helpers.py (the Spark parity tests use it too)
 
 
 def test_bad_row_corpus_each_defect_gets_its_exact_rule(tmp_path: Path, con) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import connect, ensure_schema
-from tests.helpers import EVENT, ORDER, minimal_dir, write_csv
+from tests.helpers import EVENT, ORDER, ROW_DEFECTS, minimal_dir, write_csv
 from tests.spark.compare import table_diff
 
 pytestmark = pytest.mark.xdist_group("spark")
@@ -22,8 +22,6 @@ SETTINGS = Settings(max_reject_rate=1.0)  # the corpus quarantines most rows on 
 def _corpus(d: Path) -> Path:
     """The ingest tests' bad-row corpus, the share-event / group-buy defects, and in-file
     exact duplicates and key conflicts, in one input directory."""
-    from tests.ingest.test_ingest import ROW_DEFECTS
-
     header = [*ORDER, "line_no", "status", "commission", "red_packet"]
     a = dict(ORDER, order_id="dup")
     rows = ([dict(ORDER, order_id="good"), a, dict(a), dict(ORDER, order_id="b"),
