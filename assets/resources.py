@@ -144,20 +144,44 @@ def _reset(con: duckdb.DuckDBPyConnection) -> None:
 SPARK_COMPUTED: tuple[dg.AssetKey, ...] = (*STAGING.values(), ATTRIBUTED, REFERRAL_EDGES)
 
 
-def spark_resource(settings: Settings):
-    """The Spark engine's Dagster resource: dagster-pyspark's ``LazyPySparkResource`` with the
-    session conf of ``settings`` (``sharegraph.spark.session.session_conf``: master, driver
-    memory, extra conf from [sharegraph.spark], and the fixed keys the parity rests on). No
-    JVM starts until ``.spark_session`` is first read. Imports dagster_pyspark (the [spark]
-    extra) only when called, so the DuckDB engine never imports pyspark."""
-    from sharegraph.spark.session import SparkUnavailable, session_conf, spark_available
+class SparkResource(dg.ConfigurableResource):
+    """The Spark engine's Dagster resource: the session conf of the settings
+    (``sharegraph.spark.session.session_conf``: master, driver memory, extra conf from
+    [sharegraph.spark], and the fixed keys the parity rests on). Lazy like dagster-pyspark's
+    ``LazyPySparkResource`` (same ``spark_session`` property): no JVM starts until it is
+    first read, and pyspark is imported only then.
 
-    reason = spark_available()
-    if reason:
-        raise SparkUnavailable(f"engine = 'spark' needs the [spark] extra and Java: {reason}")
-    from dagster_pyspark import LazyPySparkResource
+    Why not dagster-pyspark itself: its dependency dagster-spark registers a ``dg`` scaffolder
+    that makes ``dg check defs`` print a PreviewWarning for every project in the environment
+    (tests/pipelines/test_definitions.py fails on it). A team that wants it can bind
+    ``LazyPySparkResource(spark_config=session_conf(settings))``: ``compute_on_spark`` takes
+    any SparkSession.
+    """
 
-    return LazyPySparkResource(spark_config=session_conf(settings))
+    spark_config: dict[str, str]
+    _session: object | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SparkResource:
+        from sharegraph.spark.session import session_conf
+
+        return cls(spark_config=session_conf(settings))
+
+    @property
+    def spark_session(self):
+        if self._session is None:
+            from sharegraph.spark.session import SparkUnavailable, spark_available
+
+            reason = spark_available()
+            if reason:
+                raise SparkUnavailable(f"engine = 'spark' needs the [spark] extra and Java: {reason}")
+            from pyspark.sql import SparkSession
+
+            builder = SparkSession.builder.appName("sharegraph")
+            for key, value in self.spark_config.items():
+                builder = builder.config(key, value)
+            self._session = builder.getOrCreate()
+        return self._session
 
 
 def compute_on_spark(warehouse: WarehouseResource, spark: object | None = None) -> dict[str, int]:
@@ -169,7 +193,7 @@ def compute_on_spark(warehouse: WarehouseResource, spark: object | None = None) 
     from sharegraph.spark import engine
 
     settings = warehouse.settings()
-    session = spark if spark is not None else spark_resource(settings).spark_session
+    session = spark if spark is not None else SparkResource.from_settings(settings).spark_session
     output = settings.spark.get("output") or str(warehouse.paths.published.parent / "spark-out")
     run = engine.compute(session, warehouse.inputs, output, settings)
     with warehouse.connect() as con:
