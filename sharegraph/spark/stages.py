@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 from sharegraph.core.config import Settings
 from sharegraph.core.contract import TABLES
 from sharegraph.core.sql import ident, literal
-from sharegraph.core.warehouse import CHANNELS_COMMENTS, CHANNELS_TEXT
 from sharegraph.spark.sql import SparkCon
 
 if TYPE_CHECKING:
@@ -125,6 +124,7 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
         _outcome_sql,
         _quarantine,
         _validated_sql,
+        build_channels,
         check_reject_rate,
         vocabulary_for,
     )
@@ -180,11 +180,7 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
             for t in ("_sg_src", "_sg_v", "_sg_outcome"):
                 sc.execute(f"DROP TABLE {t}")
     _batches_table(sc, batches, started)
-    sc.execute(f"""CREATE OR REPLACE TABLE staging.channels AS
-        SELECT channel, {vocab.channel_class_sql('channel')} AS channel_class,
-               count(*)::BIGINT AS order_lines
-        FROM staging.orders GROUP BY channel""")
-    sc.comments["staging.channels"] = {"": CHANNELS_TEXT, **CHANNELS_COMMENTS}
+    build_channels(sc, vocab)  # ingest's own builder, through SparkCon
     return batches
 
 
