@@ -11,6 +11,11 @@ export DAGSTER_HOME := $(STATE)/dagster
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+# pyspark (~490 MB) only for the tests and --engine spark, never for `make demo`
+$(BIN)/.installed-spark: $(BIN)/.installed
 	$(BIN)/pip install -q -e '.[test,bench,spark]'
 	touch $@
 
@@ -20,7 +25,7 @@ demo: $(BIN)/.installed  ## generate the demo world, run the pipeline, print whe
 browser:  ## install Debian's chromium + driver + CJK fonts for the browser tests, when missing
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || ./.ci/install-browser
 
-test: $(BIN)/.installed browser  ## the full test suite (what CI runs)
+test: $(BIN)/.installed-spark browser  ## the full test suite (what CI runs)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 test-fast: $(BIN)/.installed  ## unit tests only, no browser or process-killing tests
