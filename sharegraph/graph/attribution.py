@@ -96,13 +96,28 @@ def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE _attr_click AS
         -- grain: one row per order line won by rule last_click (orders.rowid)
-        WITH clicks AS (  -- clicks on another person's share; one per (buyer, instant)
+        WITH {last_click_ctes(window)}
+        SELECT n.rid, c.share_id, c.click_at, s.sharer_id
+        FROM need n
+        ASOF JOIN clicks c ON c.customer_id = n.customer_id AND n.ordered_at >= c.click_at
+        JOIN _attr_sharers s ON s.share_id = c.share_id
+        WHERE c.click_at >= n.ordered_at - INTERVAL {window} DAY
+        """
+    )
+
+
+def last_click_ctes(window: int) -> str:
+    """CTEs ``clicks``, ``span``, ``need`` of rule 2 (needs ``_attr_sharers``): the
+    candidate clicks and the lines that can be won by one. Shared with the Spark engine's
+    ASOF-free form of the rule (``sharegraph.spark.engine.last_click_sql``)."""
+    return f"""
+        clicks AS (  -- clicks on another person's share; one per (buyer, instant)
             SELECT c.actor_id AS customer_id, c.occurred_at AS click_at,
                    max(c.share_id) AS share_id
             FROM staging.share_events c
             JOIN _attr_sharers s ON s.share_id = c.share_id
             WHERE c.event_type = 'click' AND s.sharer_id <> c.actor_id
-            GROUP BY ALL
+            GROUP BY c.actor_id, c.occurred_at
         ),
         span AS (  -- per buyer: first and last click
             SELECT customer_id, min(click_at) AS first_click, max(click_at) AS last_click
@@ -117,14 +132,7 @@ def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:
             WHERE coalesce(s.sharer_id <> o.customer_id, false) = false
               AND o.ordered_at >= c.first_click
               AND o.ordered_at <= c.last_click + INTERVAL {window} DAY
-        )
-        SELECT n.rid, c.share_id, c.click_at, s.sharer_id
-        FROM need n
-        ASOF JOIN clicks c ON c.customer_id = n.customer_id AND n.ordered_at >= c.click_at
-        JOIN _attr_sharers s ON s.share_id = c.share_id
-        WHERE c.click_at >= n.ordered_at - INTERVAL {window} DAY
-        """
-    )
+        )"""
 
 
 def _stage_first_paid_lines(con: duckdb.DuckDBPyConnection) -> None:

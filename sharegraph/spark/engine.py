@@ -35,32 +35,15 @@ SPARK_TABLES = (
     "graph.attributed_orders", "graph.referral_edges",
 )
 
-#: ``_attr_click`` (attribution's rule 2, the buyer's last click within the window) without
-#: DuckDB's ASOF JOIN: the same CTEs, then every earlier click of the buyer joined and the
-#: latest kept by a window. Plain SQL: it runs on DuckDB too, where a test checks it equals
-#: the ASOF version (tests/spark/test_sql.py).
-LAST_CLICK_SQL = """
-        WITH clicks AS (
-            SELECT c.actor_id AS customer_id, c.occurred_at AS click_at,
-                   max(c.share_id) AS share_id
-            FROM staging.share_events c
-            JOIN _attr_sharers s ON s.share_id = c.share_id
-            WHERE c.event_type = 'click' AND s.sharer_id <> c.actor_id
-            GROUP BY c.actor_id, c.occurred_at
-        ),
-        span AS (
-            SELECT customer_id, min(click_at) AS first_click, max(click_at) AS last_click
-            FROM clicks GROUP BY 1
-        ),
-        need AS (
-            SELECT o.rowid AS rid, o.customer_id, o.ordered_at
-            FROM staging.orders o
-            JOIN span c ON c.customer_id = o.customer_id
-            LEFT JOIN _attr_sharers s ON s.share_id = o.share_id
-            WHERE coalesce(s.sharer_id <> o.customer_id, false) = false
-              AND o.ordered_at >= c.first_click
-              AND o.ordered_at <= c.last_click + INTERVAL {window} DAY
-        ),
+def last_click_sql(window: int) -> str:
+    """``_attr_click`` (attribution's rule 2, the buyer's last click within the window)
+    without DuckDB's ASOF JOIN: attribution's own CTEs, then every earlier click of the buyer
+    joined and the latest kept by a window. Plain SQL: it runs on DuckDB too, where a test
+    checks it equals the ASOF version (tests/spark/test_sql.py)."""
+    from sharegraph.graph.attribution import last_click_ctes
+
+    return f"""
+        WITH {last_click_ctes(window)},
         latest AS (
             SELECT n.rid, n.ordered_at, c.share_id, c.click_at,
                    row_number() OVER (PARTITION BY n.rid ORDER BY c.click_at DESC) AS k
@@ -102,7 +85,7 @@ def compute(spark: SparkSession, input_dir: str | Path, output: str | Path,
     t0 = time.perf_counter()
     _with_rowid(sc)
     window = int(settings.attribution_window_days)
-    sc.overrides["_attr_click"] = LAST_CLICK_SQL.format(window=window)
+    sc.overrides["_attr_click"] = last_click_sql(window)
     attribution.attribute_orders(sc, settings)  # the DuckDB builder, unchanged
     build_referral_edges(sc, settings)
     run.seconds["graph"] = time.perf_counter() - t0

@@ -70,13 +70,13 @@ def test_rewritten_functions_mean_the_same_on_spark(spark) -> None:
 
 
 def test_last_click_without_asof_equals_the_asof_join(tmp_path: Path) -> None:
-    """engine.LAST_CLICK_SQL (Spark's rule 2) run on DuckDB gives attribution's ASOF result."""
+    """engine.last_click_sql (Spark's rule 2) run on DuckDB gives attribution's ASOF result."""
     from sharegraph.core.warehouse import connect, ensure_schema
     from sharegraph.demo.generate import generate_world
     from sharegraph.graph import attribution
     from sharegraph.graph.shares import sharers_sql
     from sharegraph.ingest.load import load_inputs
-    from sharegraph.spark.engine import LAST_CLICK_SQL
+    from sharegraph.spark.engine import last_click_sql
 
     world = tmp_path / "w"
     generate_world(world, seed=3, people=500, orders=3000)
@@ -87,7 +87,7 @@ def test_last_click_without_asof_equals_the_asof_join(tmp_path: Path) -> None:
     for window in (1, 7):
         attribution._stage_last_clicks(con, window)
         want = con.execute("SELECT * FROM _attr_click ORDER BY ALL").fetchall()
-        got = con.execute(f"SELECT * FROM ({LAST_CLICK_SQL.format(window=window)}) "
+        got = con.execute(f"SELECT * FROM ({last_click_sql(window)}) "
                           "ORDER BY ALL").fetchall()
         assert len(want) > 50
         assert got == want
