@@ -161,7 +161,7 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: P
     files written. ``settings.pseudonym_key`` must be resolved (see pseudonym.resolve_key)."""
     root = Path(out_dir) / "exports"
     written: list[Path] = []
-    books: list[Book] = []
+    pages: list[tuple[str, list[Table]]] = []
     for page, exports in page_exports(con).items():
         tables = list(_frames(con, exports, settings.pseudonym_key))
         for e, frame, _ in tables:
@@ -170,9 +170,9 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: P
             path.write_bytes(b"\xef\xbb\xbf" + frame.write_csv().encode("utf-8"))
             written.append(path)
         if tables:
-            books.append((Path(page), tables))
-    cells = sum(frame.height * frame.width for _, tables in books for _, frame, _ in tables)
-    jobs = {lang: [(root / lang / f"{page}.xlsx", tables) for page, tables in books]
+            pages.append((page, tables))
+    cells = sum(frame.height * frame.width for _, tables in pages for _, frame, _ in tables)
+    jobs = {lang: [(root / lang / f"{page}.xlsx", tables) for page, tables in pages]
             for lang in ("zh", "en")}
     if cells > PARALLEL_CELLS:
         with tempfile.TemporaryDirectory(prefix="sharegraph-xlsx-") as tmp:
@@ -191,7 +191,10 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: P
     return written
 
 
-Book = tuple[Path, list[tuple[Export, pl.DataFrame, dict[str, str]]]]
+Table = tuple[Export, pl.DataFrame, dict[str, str]]
+"""One export's rows and its column kinds (:func:`_frames`)."""
+Book = tuple[Path, list[Table]]
+"""A workbook to write and its sheets."""
 
 
 def _workbooks(books: list[Book], lang: str) -> None:

@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOAD_ORDER = ("products", "agents", "group_buys", "share_events", "orders")
-
-
 class SparkIngestError(ValueError):
     """An input the Spark engine does not read (yet), or a broken one; names the file."""
 
@@ -121,6 +118,7 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
     already-loaded row, status update or conflict with a loaded row.
     """
     from sharegraph.ingest.load import (
+        LOAD_ORDER,
         _outcome_sql,
         _quarantine,
         _validated_sql,
