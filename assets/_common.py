@@ -27,9 +27,14 @@ Check = Callable[[duckdb.DuckDBPyConnection], dg.AssetCheckResult]
 first paragraph of its docstring."""
 
 
+#: every asset's checks, by asset key, as declared by ``check_specs``
+CHECKS: dict[dg.AssetKey, list[Check]] = {}
+
+
 def check_specs(asset: dg.AssetKey, checks: Sequence[Check], *, blocking: bool = True
                 ) -> list[dg.AssetCheckSpec]:
     """The ``check_specs`` of an asset whose step runs ``checks`` (see ``run_checks``)."""
+    CHECKS[asset] = list(checks)
     return [dg.AssetCheckSpec(c.__name__, asset=asset, blocking=blocking,
                               description=(c.__doc__ or "").strip().split("\n\n")[0] or None)
             for c in checks]
@@ -38,6 +43,25 @@ def check_specs(asset: dg.AssetKey, checks: Sequence[Check], *, blocking: bool =
 def run_checks(con: duckdb.DuckDBPyConnection, checks: Sequence[Check]) -> list[dg.AssetCheckResult]:
     """Each check's result, named after its function (for ``check_results``)."""
     return [c(con)._replace(check_name=c.__name__) for c in checks]
+
+
+class ChecksFailed(RuntimeError):
+    """A table built outside the Dagster job (the Spark engine's) failed one of its checks."""
+
+
+def check_tables(con: duckdb.DuckDBPyConnection, keys: Sequence[dg.AssetKey]) -> list[str]:
+    """Run the checks of the assets ``keys`` on tables that were built outside their steps
+    (``--engine spark`` loads them): the same checks, and a failure stops the run as a failed
+    step would. Returns one line per check that passed, for the log."""
+    passed, failed = [], []
+    for key in keys:
+        for check in CHECKS.get(key, []):
+            result = check(con)
+            line = f"{key.to_user_string()} {check.__name__}: {result.description}"
+            (passed if result.passed else failed).append(line)
+    if failed:
+        raise ChecksFailed("checks failed on the Spark engine's tables:\n" + "\n".join(failed))
+    return passed
 
 
 def table_result(

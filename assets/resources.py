@@ -15,9 +15,10 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
-from assets.keys import ATTRIBUTED, REFERRAL_EDGES, STAGING
+from assets.keys import declared
 from sharegraph.core import paths, warehouse
 from sharegraph.core.config import Settings
+from sharegraph.spark.engine import SPARK_TABLES
 
 
 def load_settings(config_file: str | None = None, overrides: str | None = None) -> Settings:
@@ -141,7 +142,8 @@ def _reset(con: duckdb.DuckDBPyConnection) -> None:
 
 #: assets whose tables the Spark engine computes (sharegraph.spark.engine.SPARK_TABLES); a
 #: ``--engine spark`` run leaves them out of its Dagster job and loads the Spark results
-SPARK_COMPUTED: tuple[dg.AssetKey, ...] = (*STAGING.values(), ATTRIBUTED, REFERRAL_EDGES)
+SPARK_COMPUTED: tuple[dg.AssetKey, ...] = tuple(
+    key for key in (dg.AssetKey(table.split(".")) for table in SPARK_TABLES) if key in declared())
 
 
 class SparkResource(dg.ConfigurableResource):

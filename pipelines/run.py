@@ -16,6 +16,8 @@ from pipelines.jobs import full_pipeline_job
 from sharegraph.core import paths
 from sharegraph.core.warehouse import check_writable
 
+log = logging.getLogger(__name__)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: key of the logger that receives every Dagster event of a run when ``event_logger`` is given
@@ -133,6 +135,16 @@ class DagsterSqliteSession:
         self._keepers.clear()
 
 
+def _check_spark_tables(resource: WarehouseResource) -> None:
+    """The asset checks of the tables Spark computed (their assets are not in the job)."""
+    from assets._common import check_tables
+    from assets.resources import SPARK_COMPUTED
+
+    with resource.connect() as con:
+        for line in check_tables(con, SPARK_COMPUTED):
+            log.info("check passed: %s", line)
+
+
 def run_pipeline(
     *,
     input_dir: str | os.PathLike[str],
@@ -173,6 +185,7 @@ def run_pipeline(
         from assets.resources import compute_on_spark
 
         compute_on_spark(resource)
+        _check_spark_tables(resource)
     job = build_run_job(resource, event_logger, settings.engine)
     run_config = {"loggers": {EVENT_LOGGER_KEY: {}}} if event_logger else None
     tags = {"sharegraph/input": resource.input_dir, "sharegraph/warehouse": resource.warehouse}

@@ -24,6 +24,19 @@ def in_list(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join(literal(v) for v in values)
 
 
+def fixed(expr: str, digits: int) -> str:
+    """SQL text of ``expr`` (a number) with ``digits`` decimals, rounded half away from zero
+    first: printing a rounded value gives the same text on DuckDB (fmt, exact binary value)
+    and on Spark (Java's Formatter, shortest decimal), which differ at a tie such as 12.25."""
+    scale = 10 ** digits
+    return f"format('{{:.{digits}f}}', round(({expr}) * {scale}) / {scale})"
+
+
+def q_text(expr: str) -> str:
+    """SQL text of a q-value for a sentence: three decimals, or ``<0.001``."""
+    return f"CASE WHEN ({expr}) < 0.001 THEN '<0.001' ELSE {fixed(expr, 3)} END"
+
+
 def count_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
     """Rows in ``table`` (a qualified name the caller wrote, not user input)."""
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
@@ -31,6 +44,8 @@ def count_rows(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     """True when ``schema.table`` exists as a table or view in the current database."""
+    if hasattr(con, "has_table"):  # sharegraph.spark.sql.SparkCon
+        return con.has_table(qualified)
     schema, name = qualified.split(".")
     row = con.execute(
         """SELECT count(*) FROM (

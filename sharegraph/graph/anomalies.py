@@ -58,7 +58,7 @@ def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.anomalies``: one row per flagged graph problem (never fatal)."""
-    cyc = _referral_cycles(con)  # noqa: F841 - read by DuckDB below
+    con.register("_cycles", _referral_cycles(con))
     con.execute(
         f"""
         CREATE OR REPLACE TABLE graph.anomalies AS
@@ -66,7 +66,7 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
         WITH sharers AS ({sharers_sql()}),
         scc AS (SELECT c.comp, min(ids.id) AS id, count(*) AS n,
                        string_agg(ids.id, ', ' ORDER BY ids.id) AS members
-                FROM cyc c JOIN _rids ids ON ids.i = c.i GROUP BY c.comp)
+                FROM _cycles c JOIN _rids ids ON ids.i = c.i GROUP BY c.comp)
         SELECT 'self_referral' AS kind, 'order' AS entity, o.order_id AS id,
                o.customer_id AS related_id,
                CASE WHEN o.referrer_id = o.customer_id
@@ -112,6 +112,7 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
         """
     )
     con.execute("DROP TABLE _rids")
+    con.unregister("_cycles")
     return finish_table(con, "graph.anomalies",
                         "One row per flagged graph problem (self-referral, cycles, dangling "
                         "references) and how the pipeline handled it.", ANOMALIES_DOC)

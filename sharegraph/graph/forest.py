@@ -46,25 +46,26 @@ def resolve_forest(
     self_loop = cols.column("sl").fill_null(False).to_numpy(zero_copy_only=False)
     parent[self_loop] = -1
     forest = break_cycles(parent)
-    res = pa.table({  # noqa: F841 - read by DuckDB below
+    con.register("_forest", pa.table({  # the kernel's arrays (a Spark DataFrame on Spark)
         "i": np.arange(parent.size, dtype=np.int64),
         "ep": forest.parent,
         "root": forest.root,
         "depth": forest.depth,
         "cut": forest.cut,
-    })
+    }))
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {target} AS
         SELECT n.node_id, n.given_parent, par.node_id AS parent_id, rt.node_id AS root_id,
                r.depth::INTEGER AS depth,
                CASE WHEN r.cut THEN 'cycle_cut' ELSE n.flag END AS flag
-        FROM _nodes n JOIN res r ON r.i = n.i
+        FROM _nodes n JOIN _forest r ON r.i = n.i
         LEFT JOIN _nodes par ON par.i = r.ep AND r.ep >= 0
         JOIN _nodes rt ON rt.i = r.root
         """
     )
     con.execute("DROP TABLE _nodes")
+    con.unregister("_forest")
 
 
 def forest_violations(

@@ -385,8 +385,9 @@ DIRECTIONAL_COLUMNS = {
 def _finish_binomial_mart(con: duckdb.DuckDBPyConnection, table: str, staged: str,
                           k: str, n: str, p0: str, family: str, m: str,
                           settings: Settings) -> None:
-    """Add p_value / q_value / meets_min_count / is_significant to a staged pair table."""
-    arr = con.execute(f"SELECT rowid AS rid, {k} AS k, {n} AS n, {p0} AS p0, {family} AS fam, "
+    """Add p_value / q_value / meets_min_count / is_significant to a staged pair table
+    (``rid`` numbers its rows: the tests are joined back by it, on either engine)."""
+    arr = con.execute(f"SELECT rid, {k} AS k, {n} AS n, {p0} AS p0, {family} AS fam, "
                       f"{m} AS m FROM {staged}").fetchnumpy()
     pv = binom_pvalue(arr["k"], arr["n"], arr["p0"])
     fam = np.asarray(arr["fam"]).astype(str)
@@ -399,7 +400,7 @@ def _finish_binomial_mart(con: duckdb.DuckDBPyConnection, table: str, staged: st
                s.{k} >= {int(settings.min_pair_customers)} AS meets_min_count,
                s.{k} >= {int(settings.min_pair_customers)}
                  AND t.q_value <= {float(settings.fdr_alpha)} AND s.lift > 1 AS is_significant
-        FROM (SELECT rowid AS rid, * FROM {staged}) s JOIN _rate_tests t USING (rid)
+        FROM {staged} s JOIN _rate_tests t USING (rid)
         ORDER BY ALL""")
     con.unregister("_rate_tests")
 
@@ -449,7 +450,8 @@ def build_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
         SELECT ab.scope, category_a, category_b, {w} AS window_days, n_a.n_a, n_a_then_b,
                n_a_then_b / n_a.n_a AS rate_b_after_a, totals.n_total, base.n_b_base,
                base.n_b_base / totals.n_total AS base_rate_b,
-               (n_a_then_b / n_a.n_a) / (base.n_b_base / totals.n_total) AS lift, fam.m
+               (n_a_then_b / n_a.n_a) / (base.n_b_base / totals.n_total) AS lift, fam.m,
+               row_number() OVER () AS rid
         FROM ab
         JOIN n_a ON n_a.scope = ab.scope AND n_a.category = ab.category_a
         JOIN base ON base.scope = ab.scope AND base.category = ab.category_b
@@ -558,7 +560,8 @@ def build_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
                shared_category = bought_category AS same_category, {w} AS window_days,
                n_clickers_a, n_a_then_b, n_a_then_b / n_clickers_a AS rate_b_after_a,
                n_clickers, n_b_base, n_b_base / n_clickers AS base_rate_b,
-               (n_a_then_b / n_clickers_a) / (n_b_base / n_clickers) AS lift, fam.m
+               (n_a_then_b / n_clickers_a) / (n_b_base / n_clickers) AS lift, fam.m,
+               row_number() OVER () AS rid
         FROM ab JOIN n_a USING (shared_category) JOIN base USING (bought_category)
         CROSS JOIN totals CROSS JOIN fam""")
     _finish_binomial_mart(con, "marts.spillover_affinity", "_sp_staged", "n_a_then_b",

@@ -180,7 +180,7 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     """
     del settings  # no tunables: the definitions are fixed (docs/growth-metrics.md)
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    virality = _virality_table(con)  # noqa: F841 - read by DuckDB below
+    con.register("_virality", _virality_table(con))  # a NumPy result, also on Spark
     con.execute(
         f"""
         CREATE OR REPLACE TABLE marts.cascades AS
@@ -200,7 +200,7 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
         FROM graph.share_nodes r
         JOIN shape s ON s.root_share_id = r.share_id
         JOIN extent e ON e.root_share_id = r.share_id
-        LEFT JOIN virality v ON v.root_share_id = r.share_id
+        LEFT JOIN _virality v ON v.root_share_id = r.share_id
         LEFT JOIN clicks c ON c.root_share_id = r.share_id
         LEFT JOIN sales o ON o.root_share_id = r.share_id
         LEFT JOIN product_merchant pm ON pm.product_id = r.product_id
@@ -208,6 +208,7 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
         ORDER BY r.shared_at, r.share_id
         """
     )
+    con.unregister("_virality")
     return finish_table(
         con,
         "marts.cascades",

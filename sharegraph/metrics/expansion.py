@@ -12,7 +12,7 @@ import logging
 import duckdb
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import table_exists
+from sharegraph.core.sql import fixed, q_text, table_exists
 from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics.affinity import ALL_SCOPE, paid_lines_sql
 
@@ -104,9 +104,11 @@ def _evidence_ctes(best: str, pairs: str) -> str:
                    list(u.n_ab ORDER BY c.k) AS evidence_n_ab,
                    list(u.q_value ORDER BY c.k) AS evidence_q_value,
                    list(c.buyers ORDER BY c.k) AS evidence_expected_buyers,
-                   string_agg(printf('%s -> %s: lift %.2f, confidence %.1f%%, n_ab %d, q %.2g',
-                                     c.best_a, c.category_b, u.lift, 100 * u.confidence,
-                                     u.n_ab, u.q_value), '; ' ORDER BY c.k) AS evidence
+                   string_agg(c.best_a || ' -> ' || c.category_b || ': lift '
+                              || {fixed("u.lift", 2)} || ', confidence '
+                              || {fixed("100 * u.confidence", 1)} || '%, n_ab '
+                              || format('{{:,}}', u.n_ab) || ', q ' || {q_text("u.q_value")},
+                              '; ' ORDER BY c.k) AS evidence
             FROM contrib c
             JOIN {pairs} u ON u.category_a = c.best_a AND u.category_b = c.category_b
             WHERE c.k <= {EVIDENCE_PAIRS}
@@ -170,11 +172,12 @@ def needed_z(con: duckdb.DuckDBPyConnection, settings: Settings, src: str) -> fl
 
 def _reasons_sql() -> tuple[str, str]:
     """SQL expressions for reason_zh and reason_en over the columns of ``tiered``."""
-    pct = "format('{:.1f}', 100 * lead_confidence)"
-    lift = "format(CASE WHEN lead_lift < 1.1 THEN '{:.2f}' ELSE '{:.1f}' END, lead_lift)"
+    pct = fixed("100 * lead_confidence", 1)
+    lift = (f"CASE WHEN lead_lift < 1.1 THEN {fixed('lead_lift', 2)} "
+            f"ELSE {fixed('lead_lift', 1)} END")
     nab = "format('{:,}', lead_n_ab)"
     need = "format('{:,}', customers_needed)"
-    base = "format('{:.1f}', 100 * base_rate)"
+    base = fixed("100 * base_rate", 1)
     zh_head = f"'买' || lead_category || '的客户中 ' || {pct} || '% 也买' || category || '，是平均水平的 ' || {lift} || ' 倍'"
     en_head = (f"{pct} || '% of customers who buy ' || lead_category || ' also buy ' || category "
                f"|| ', ' || {lift} || ' times the average'")

@@ -1,14 +1,16 @@
 """``engine = "spark"``: compute the Spark stages, write Parquet, load it into the warehouse.
 
 What runs on Spark (docs/engines.md has the table): staging.* with the row-level validation
-and in-file duplicate rules, quarantine.rejected_rows / batches, staging.channels,
-graph.attributed_orders and graph.referral_edges. Every other table (graph.people,
-share_nodes, agent_upline, the marts) is computed by the DuckDB stages from these tables once
-they are loaded into the working warehouse file (``pipelines.run`` selects those assets).
+and in-file duplicate rules, quarantine.rejected_rows / batches, staging.channels, attribution,
+the graph.* tables, and the influence, cascade, growth, affinity and expansion marts, each by
+the DuckDB builder itself through :class:`~sharegraph.spark.sql.SparkCon`. The lifecycle,
+integrity, planner, headline and coverage marts are computed by the DuckDB stages from the
+loaded tables (``pipelines.run`` selects those assets).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shutil
 import time
@@ -28,11 +30,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the builders run on Spark after attribution, in dependency order: (table, module, function)
+DOWNSTREAM = (
+    ("graph.share_nodes", "sharegraph.graph.shares", "build_share_nodes"),
+    ("graph.agent_upline", "sharegraph.graph.upline", "build_agent_upline"),
+    ("graph.people", "sharegraph.graph.people", "build_people"),
+    ("graph.anomalies", "sharegraph.graph.anomalies", "build_anomalies"),
+    ("marts.agent_influence", "sharegraph.metrics.influence", "build_agent_influence"),
+    ("marts.cascades", "sharegraph.metrics.cascades", "build_cascades"),
+    ("marts.kfactor", "sharegraph.metrics.growth", "build_kfactor"),
+    ("marts.concentration", "sharegraph.metrics.growth", "build_concentration"),
+    ("marts.channel_migration", "sharegraph.metrics.growth", "build_channel_migration"),
+    ("marts.group_buys", "sharegraph.metrics.growth", "build_group_buys"),
+    ("marts.group_buy_summary", "sharegraph.metrics.growth", "build_group_buy_summary"),
+    ("marts.category_affinity", "sharegraph.metrics.affinity", "build_category_affinity"),
+    ("marts.directional_affinity", "sharegraph.metrics.affinity", "build_directional_affinity"),
+    ("marts.spillover_affinity", "sharegraph.metrics.affinity", "build_spillover_affinity"),
+    ("marts.expansion_recommendations", "sharegraph.metrics.expansion",
+     "build_expansion_recommendations"),
+    ("marts.weak_categories", "sharegraph.metrics.expansion", "build_weak_categories"),
+)
+
 #: tables the Spark engine computes, in the order they are written and loaded
 SPARK_TABLES = (
     "staging.products", "staging.agents", "staging.group_buys", "staging.share_events",
     "staging.orders", "staging.channels", "quarantine.rejected_rows", "quarantine.batches",
-    "graph.attributed_orders", "graph.referral_edges",
+    "graph.attributed_orders", "graph.referral_edges", *(t for t, _, _ in DOWNSTREAM),
 )
 
 def last_click_sql(window: int) -> str:
@@ -88,7 +111,12 @@ def compute(spark: SparkSession, input_dir: str | Path, output: str | Path,
     sc.overrides["_attr_click"] = last_click_sql(window)
     attribution.attribute_orders(sc, settings)  # the DuckDB builder, unchanged
     build_referral_edges(sc, settings)
-    run.seconds["graph"] = time.perf_counter() - t0
+    run.seconds["attribution"] = time.perf_counter() - t0
+    for table, module, function in DOWNSTREAM:
+        t0 = time.perf_counter()
+        getattr(importlib.import_module(module), function)(sc, settings)
+        run.seconds[table] = time.perf_counter() - t0
+        log.info("%s on Spark: %.1f s", table, run.seconds[table])
 
     t0 = time.perf_counter()
     if out.exists():

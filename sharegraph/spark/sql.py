@@ -43,12 +43,13 @@ def _refuse(tree: Any, sql: str) -> None:
     import sqlglot.expressions as exp
 
     for node in tree.walk():
-        if isinstance(node, exp.ArrayAgg) and node.find(exp.Order):
-            raise UntranslatableSQL(f"list(... ORDER BY ...) loses its order in Spark: {sql[:200]}")
         if type(node).__name__ in ("ReadCSV", "ReadParquet") or (
                 isinstance(node, exp.Anonymous)
                 and node.name.lower() in ("read_csv", "read_parquet", "read_csv_auto")):
             raise UntranslatableSQL(f"table functions do not translate: {sql[:200]}")
+    if re.search(r"\bprintf\s*\(", sql, re.IGNORECASE):
+        raise UntranslatableSQL("printf() becomes Java's Formatter (other %g and rounding at "
+                                f"ties); print with core.sql.fixed: {sql[:200]}")
     if re.search(r"\blen\s*\(", sql, re.IGNORECASE):
         raise UntranslatableSQL(f"len() may be a list length (Spark: string length): {sql[:200]}")
     if re.search(r"\bASOF\b", sql, re.IGNORECASE):
@@ -130,6 +131,9 @@ def _spark_semantics(tree: Any) -> Any:
                 # milliseconds); fractions of a second are not written (docs/engines.md)
                 return exp.Anonymous(this="to_json", expressions=[args[0], spark(
                     "map('timestampNTZFormat', 'yyyy-MM-dd HH:mm:ss')")])
+            if name == "fsum":  # compensated sum: an exact DECIMAL sum is as order-free
+                wide = exp.Cast(this=args[0], to=exp.DataType.build("DECIMAL(38, 18)"))
+                return exp.Cast(this=exp.Sum(this=wide), to=exp.DataType.build("DOUBLE"))
             if name == "hash":  # 64 bits, as DuckDB's: collisions as rare
                 return exp.Anonymous(this="xxhash64", expressions=args)
             if name == "timezone" and len(args) == 2:
@@ -142,6 +146,10 @@ def _spark_semantics(tree: Any) -> Any:
                 return exp.Cast(this=exp.Anonymous(this="from_utc_timestamp",
                                                    expressions=[value, zone]),
                                 to=exp.DataType.build("TIMESTAMP_NTZ", dialect="spark"))
+        if isinstance(node, exp.Format):  # DuckDB's is fmt-style, Spark's printf-style
+            fmt = node.this.transform(lambda n: exp.Literal.string(_printf_style(n.this))
+                                      if isinstance(n, exp.Literal) and n.is_string else n)
+            return exp.Anonymous(this="format_string", expressions=[fmt, *node.expressions])
         if isinstance(node, exp.RegexpFullMatch):  # RLIKE finds; full match needs anchors
             pattern = node.expression
             if not (isinstance(pattern, exp.Literal) and pattern.is_string):
@@ -166,15 +174,105 @@ def _spark_semantics(tree: Any) -> Any:
             return exp.Anonymous(this="to_json", expressions=[exp.Struct(expressions=pairs)])
         if isinstance(node, exp.Cast) and node.to.this == exp.DataType.Type.JSON:
             return node.this
+        if isinstance(node, exp.ArrayAgg | exp.First) and isinstance(node.this, exp.Order):
+            ordered = _sorted_list(node.this)  # sqlglot would drop the ORDER BY
+            return spark(ordered if isinstance(node, exp.ArrayAgg)
+                         else f"element_at({ordered}, 1)")
+        if isinstance(node, exp.ArgMin | exp.ArgMax) and isinstance(node.expression, exp.Tuple):
+            # DuckDB compares a NULL field of a struct key as the largest value, Spark as the
+            # smallest: each field is preceded by "is it NULL" so both order them last
+            fields = ", ".join(
+                f"'n{i}', ({k.sql(dialect='spark')}) IS NULL, 'k{i}', {k.sql(dialect='spark')}"
+                for i, k in enumerate(node.expression.expressions))
+            node.set("expression", spark(f"named_struct({fields})"))
+            return node
+        if (isinstance(node, exp.Explode) and isinstance(node.this, exp.ArgMin | exp.ArgMax)
+                and isinstance(node.this.this, exp.Struct)):
+            # unnest(arg_min({...}, key)): the struct's fields as columns (Spark: inline)
+            return exp.Anonymous(this="inline", expressions=[exp.Array(expressions=[node.this])])
+        if (isinstance(node, exp.Sub) and _is_date(node.this) and _is_date(node.expression)):
+            # DuckDB: DATE - DATE is an integer of days (Spark: an interval)
+            return exp.Anonymous(this="datediff", expressions=[node.this, node.expression])
+        if isinstance(node, exp.Div) and not (isinstance(node.this, exp.Cast)
+                                              and node.this.to.this == exp.DataType.Type.DOUBLE):
+            # DuckDB's "/" gives a DOUBLE whatever the operands (DECIMALs included); Spark keeps
+            # a DECIMAL quotient DECIMAL: the dividend is made a DOUBLE, as DuckDB does
+            node.set("this", exp.Cast(this=node.this, to=exp.DataType.build("DOUBLE")))
+            return node
+        if isinstance(node, exp.CTE) and node.args.get("materialized") is not None:
+            node.set("materialized", None)  # a planner hint; Spark has no such keyword
+        if (isinstance(node, exp.Window) and isinstance(node.this, exp.RowNumber)
+                and not node.args.get("order") and not node.args.get("partition_by")
+                and not node.args.get("alias")):
+            # DuckDB numbers rows in no particular order; Spark insists on an ORDER BY
+            node.set("order", exp.Order(expressions=[exp.Ordered(
+                this=exp.Anonymous(this="monotonically_increasing_id", expressions=[]))]))
         return node
 
     # a rewritten node's arguments may hold more to rewrite: repeat until nothing changes
     for _ in range(5):
-        before = tree.sql(dialect="duckdb")
+        before = tree.sql(dialect="spark")
         tree = tree.transform(visit)
-        if tree.sql(dialect="duckdb") == before:
+        if tree.sql(dialect="spark") == before:
             return tree
     return tree
+
+
+def _sorted_list(order: Any) -> str:
+    """Spark SQL for DuckDB's ``list(v ORDER BY k1 [DESC], ...)``: the values collected as
+    structs with their keys, sorted by a comparator that follows each key's direction and
+    DuckDB's NULLS LAST default, then unwrapped (``collect_list`` alone has no order, and
+    skips NULL values where DuckDB keeps them; a struct is never NULL)."""
+    import sqlglot.expressions as exp
+
+    value = order.this
+    distinct = isinstance(value, exp.Distinct)
+    if distinct:
+        value = value.expressions[0]
+    fields, compare = [], []
+    for i, key in enumerate(order.expressions):
+        k = key.this.sql(dialect="spark")
+        fields.append(f"'n{i}', ({k}) IS NULL, 'k{i}', {k}")
+        nulls = -1 if key.args.get("nulls_first") else 1
+        d = -1 if key.args.get("desc") else 1
+        compare.append(f"WHEN l.n{i} <> r.n{i} THEN IF(l.n{i}, {nulls}, {-nulls}) "
+                       f"WHEN l.k{i} < r.k{i} THEN {-d} WHEN l.k{i} > r.k{i} THEN {d}")
+    items = f"collect_list(named_struct({', '.join(fields)}, 'v', {value.sql(dialect='spark')}))"
+    if distinct:  # DuckDB requires the keys to be in the argument: distinct structs = values
+        items = f"array_distinct({items})"
+    return (f"transform(array_sort({items}, (l, r) -> CASE {' '.join(compare)} ELSE 0 END), "
+            f"s -> s.v)")
+
+
+_FMT_FIELD = re.compile(r"\{(:[^}]*)?\}")
+_FMT_SPECS = {None: "%s", ":,": "%,d"}
+
+
+def _printf_style(fmt: str) -> str:
+    """A DuckDB ``format`` string as Java printf: ``{}``, ``{:.Nf}``, ``{:,}`` (integers).
+    Other specs are refused. Rounding of a value exactly halfway between two printed
+    digits may differ (docs/engines.md)."""
+    def field(m: re.Match) -> str:
+        spec = m.group(1)
+        if spec in _FMT_SPECS:
+            return _FMT_SPECS[spec]
+        if re.fullmatch(r":\.\d+f", spec):
+            return "%" + spec[1:]
+        raise UntranslatableSQL(f"format spec {m.group(0)!r} has no Spark translation")
+
+    out, pos = [], 0
+    for m in _FMT_FIELD.finditer(fmt):
+        out += [fmt[pos:m.start()].replace("%", "%%"), field(m)]
+        pos = m.end()
+    out.append(fmt[pos:].replace("%", "%%"))
+    return "".join(out)
+
+
+def _is_date(node: Any) -> bool:
+    import sqlglot.expressions as exp
+
+    node = node.unnest() if isinstance(node, exp.Paren) else node
+    return isinstance(node, exp.Cast | exp.TryCast) and node.to.this == exp.DataType.Type.DATE
 
 
 def to_spark(sql: str, params: Sequence[object] | None = None) -> str:
@@ -216,6 +314,10 @@ class Result:
 
     to_arrow_table = arrow
 
+    def fetchnumpy(self) -> dict[str, object]:
+        table = self.arrow()
+        return {name: table.column(name).to_numpy() for name in table.column_names}
+
 
 _CREATE_AS = re.compile(
     r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:TABLE|VIEW)\s+"
@@ -251,14 +353,31 @@ class SparkCon:
     """Engine-specific pieces: ``CREATE ... TABLE <name> AS`` of a builder runs this SQL
     (DuckDB dialect, translated like any other) instead of the builder's query."""
 
-    def register(self, qualified: str, df: DataFrame, *, checkpoint: bool = True) -> DataFrame:
-        """Make ``df`` the table ``qualified`` (a warehouse name or a temp name)."""
+    def register(self, qualified: str, df: DataFrame | pa.Table, *,
+                 checkpoint: bool = True) -> DataFrame:
+        """Make ``df`` the table ``qualified`` (a warehouse name or a temp name).
+
+        An Arrow table is what a builder computed on the driver (a NumPy kernel's output,
+        ``con.register`` as on DuckDB): it becomes a Spark DataFrame.
+        """
+        if isinstance(df, pa.Table):
+            df = self.spark.createDataFrame(df)
         if checkpoint:
             df = df.localCheckpoint(eager=True)
         df.createOrReplaceTempView(view_name(_plain(qualified)))
         if "." in _plain(qualified) and _plain(qualified) not in self.tables:
             self.tables.append(_plain(qualified))
         return df
+
+    def cursor(self) -> SparkCon:
+        return self
+
+    def has_table(self, qualified: str) -> bool:
+        """``core.sql.table_exists`` on Spark: a warehouse table is a temp view."""
+        return self.spark.catalog.tableExists(view_name(_plain(qualified)))
+
+    def unregister(self, qualified: str) -> None:
+        self.spark.catalog.dropTempView(view_name(_plain(qualified)))
 
     def table(self, qualified: str) -> DataFrame:
         return self.spark.table(view_name(_plain(qualified)))

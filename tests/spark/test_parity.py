@@ -4,6 +4,7 @@ run end to end (``run_pipeline`` with engine = "spark": Spark stages + DuckDB do
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import duckdb
@@ -58,6 +59,8 @@ def test_bad_input_corpus_same_staging_and_quarantine(spark, tmp_path: Path) -> 
     load_inputs(duck, d, SETTINGS)
     attribute_orders(duck, SETTINGS)
     build_referral_edges(duck, SETTINGS)
+    for _, module, function in engine.DOWNSTREAM:
+        getattr(importlib.import_module(module), function)(duck, SETTINGS)
     run = engine.compute(spark, d, tmp_path / "parquet", SETTINGS)
     other = connect(tmp_path / "spark.duckdb")
     engine.load_into(other, run)

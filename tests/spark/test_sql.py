@@ -15,8 +15,8 @@ sqlglot = pytest.importorskip("sqlglot", reason="the [spark] extra is not instal
 
 
 @pytest.mark.parametrize("sql", [
-    "SELECT list(x ORDER BY y) FROM t",
     "SELECT len(list(x)) FROM t",
+    "SELECT printf('%.2g', x) FROM t",
     "SELECT * FROM a ASOF JOIN b ON a.k = b.k AND a.t >= b.t",
     "SELECT * FROM read_csv('x.csv')",
 ])
@@ -67,6 +67,41 @@ def test_rewritten_functions_mean_the_same_on_spark(spark) -> None:
         got = [float(g) if hasattr(g, "as_tuple") else g for g in got]
         want = [float(w) if hasattr(w, "as_tuple") else w for w in want]
         assert got == want, expr
+
+
+#: aggregates (and the rewrites of their DuckDB-only forms) evaluated by both engines per group
+AGGREGATES = [
+    "list(x ORDER BY k)",
+    "list(x ORDER BY k DESC, x)",
+    "list(x ORDER BY k NULLS FIRST, x DESC)",
+    "list(DISTINCT x ORDER BY x)",
+    "first(x ORDER BY k DESC, x)",
+    "string_agg(x, '; ' ORDER BY k, x)",
+    "arg_min(x, (k, x))",
+    "arg_max(x, (k, x))",
+    "fsum(w)",
+]
+
+
+def test_aggregates_mean_the_same_on_spark(spark) -> None:
+    from sharegraph.spark.sql import to_spark
+
+    rows = [("a", "p", 2, 0.1), ("a", "q", 1, 0.2), ("a", None, 3, 0.3), ("a", "p", None, 1e-17),
+            ("b", "z", 7, 1e16), ("b", "y", 5, 1.0), ("b", "y", 5, -1e16), ("c", None, None, 0.5)]
+    values = " UNION ALL ".join(
+        "SELECT " + ", ".join(
+            f"{'NULL' if v is None else repr(v)}{'::' + t} AS {c}"
+            for v, (c, t) in zip(r, [("g", "VARCHAR"), ("x", "VARCHAR"), ("k", "INTEGER"),
+                                    ("w", "DOUBLE")], strict=True))
+        for r in rows)
+    duck = duckdb.connect()
+    for agg in AGGREGATES:
+        sql = f"SELECT g, {agg} AS y FROM ({values}) GROUP BY g ORDER BY g"
+        want = duck.execute(sql).fetchall()
+        got = [tuple(r) for r in spark.sql(to_spark(sql)).collect()]
+        got = [(g, list(y) if isinstance(y, list) else (tuple(y) if hasattr(y, "asDict") else y))
+               for g, y in got]
+        assert got == want, (agg, to_spark(sql))
 
 
 def test_last_click_without_asof_equals_the_asof_join(tmp_path: Path) -> None:
