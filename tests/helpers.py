@@ -305,3 +305,23 @@ def build_world(con: duckdb.DuckDBPyConnection, *, hostile: bool = False, seed: 
     insert_staging(con, "agents", upline)
     build_marts(con, settings)
     return {"people": people, "merchants": merchants, "categories": cats}
+
+
+#: malformed CSV lines of an orders file: (name, line, rule the line is quarantined under)
+LINE_DEFECTS: list[tuple[str, str, str]] = [
+    ("too_many_fields", ",".join(ORDER.values()).replace("o,", "t1,") + ",extra", "field_count"),
+    ("too_few_fields", "t2,c1,2026-01-01,p1,food,1,10.00", "field_count"),
+    ("stray_quote", 't3,c1,2026-01-01,p1,"fo"od,1,10.00,wechat', "malformed_quotes"),
+    ("long_line", "t4,c1,2026-01-01,p1," + "x" * 9_000_000 + ",1,10.00,wechat", "line_too_long"),
+]
+
+
+def write_line_defects(path: Path, encoding: str = "utf-8") -> tuple[list[str], list[str]]:
+    """An orders CSV with good rows around every ``LINE_DEFECTS`` line, and a quoted field with
+    a line break before them all. Returns (data lines, good lines)."""
+    good = [",".join(ORDER.values()).replace("o,", f"g{i},", 1) for i in range(6)]
+    lines = [good[0], 'g-multi,c1,2026-01-01,p1,"two\nlines",1,10.00,wechat', good[1]]
+    for (_, line, _), g in zip(LINE_DEFECTS, good[2:], strict=True):
+        lines += [line, g]
+    path.write_text(",".join(ORDER) + "\n" + "\n".join(lines) + "\n", encoding=encoding)
+    return lines, good

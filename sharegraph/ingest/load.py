@@ -657,11 +657,18 @@ def _quarantine(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_i
                rule, raw_value, raw_record, {stamp}
         FROM ({_mapped_rows(rows, n_lines)}) ORDER BY source_row""")
     if n_lines:
-        con.execute(
-            f"""INSERT INTO quarantine.rejected_rows
-            SELECT {literal(batch_id)}, {literal(table.name)}, {literal(name)}, source_row, NULL, rule,
-                   csv_line, json_object('line', line, 'error', error)::VARCHAR, {stamp}
-            FROM {LINE_REJECTS} ORDER BY line""")
+        quarantine_lines(con, table, name, batch_id, stamp, LINE_REJECTS)
+
+
+def quarantine_lines(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_id: str,
+                     stamp: str, lines: str) -> None:
+    """Insert a file's malformed CSV lines (``lines``: line, source_row, rule, csv_line,
+    error) into rejected_rows: the raw line, and its line number and parser error."""
+    con.execute(
+        f"""INSERT INTO quarantine.rejected_rows
+        SELECT {literal(batch_id)}, {literal(table.name)}, {literal(name)}, source_row, NULL, rule,
+               csv_line, json_object('line', line, 'error', error)::VARCHAR, {stamp}
+        FROM {lines} ORDER BY line""")
 
 
 def _apply_updates(con: duckdb.DuckDBPyConnection, table: Table, name: str, batch_id: str,

@@ -375,15 +375,15 @@ def utf8_path(src: SourceFile, encoding: str, workdir: Path | None = None) -> It
 DELIMITERS = (",", "\t", ";", "|")
 
 
-def csv_header(path: Path, src: SourceFile) -> tuple[str, list[str]]:
-    """Delimiter and header names of a UTF-8 CSV: the delimiter is the most frequent of
-    , TAB ; | in the header line; repeated names get a ``_2`` suffix (unmapped anyway)."""
+def csv_header(path: Path, src: SourceFile, encoding: str = "utf-8-sig") -> tuple[str, list[str]]:
+    """Delimiter and header names of a CSV (UTF-8 unless told): the delimiter is the most
+    frequent of , TAB ; | in the header line; repeated names get a ``_2`` suffix."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        with opener(path, "rt", encoding=encoding, newline="") as fh:
             first = fh.readline(1 << 20)
     except UnicodeDecodeError as exc:
-        raise IngestError(f"{src.path}: header line is not valid UTF-8: {exc}") from exc
+        raise IngestError(f"{src.path}: header line is not valid {encoding}: {exc}") from exc
     except (OSError, EOFError) as exc:
         raise IngestError(f"{src.path}: cannot read file: {exc}") from exc
     if not first.strip():

@@ -27,6 +27,8 @@ FIXED_CONF: dict[str, str] = {
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     # DuckDB's to_json writes NULL fields as null; Spark's would leave them out
     "spark.sql.jsonGenerator.ignoreNullFields": "false",
+    # Spark 4 reads CSV in a short list of charsets unless told; Chinese exports are GB18030/GBK
+    "spark.sql.legacy.javaCharsets": "true",
     # iterative kernels run hundreds of small jobs: keep no per-job history in the driver
     "spark.sql.ui.retainedExecutions": "20",
     "spark.ui.retainedJobs": "20",

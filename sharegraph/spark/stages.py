@@ -49,13 +49,36 @@ class SparkBatch:
     notes: str | None
 
 
+#: DuckDB's default max_line_size (bytes), which the DuckDB engine reads CSV with
+LINE_SIZE_MAX = 2_000_000
+#: characters of a malformed line DuckDB keeps in its rejects (raw_value)
+RAW_CHARS = 10_000
+#: a field that is a quoted value followed by more text, e.g. '"fo"od' (DuckDB: UNQUOTED VALUE)
+STRAY_QUOTE = '^"[^"]*"[^"]+$'
+CORRUPT = "_sg_corrupt"
+
+
+@dataclass(frozen=True)
+class TextFrame:
+    """A file as Spark read it: one string column per mapped canonical name (and, for CSV,
+    the raw fields the line rules look at)."""
+
+    df: DataFrame
+    columns: dict[str, str]
+    """canonical name -> header"""
+    notes: str | None
+    raw_fields: list[str]
+    """the CSV's own columns (``_sg_f0``...), in file order; empty for Parquet"""
+    delimiter: str = ","
+
+
 def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, str] | None
-                     ) -> tuple[DataFrame, dict[str, str], str | None]:
+                     ) -> TextFrame:
     """The file as one VARCHAR column per mapped canonical name, in file order.
 
-    Returns ``(frame, columns canonical -> header, notes)``. CSV is read with every column a
-    string, Spark's parser in FAILFAST mode: a line with the wrong number of fields stops the
-    load with the file named (the DuckDB engine quarantines such lines; not covered here).
+    CSV is read with every column a string by Spark's parser in PERMISSIVE mode, keeping a
+    line with the wrong number of fields in ``_sg_corrupt`` (quarantined as ``field_count``,
+    as on the DuckDB engine); UTF-8 or GBK/GB18030 (Spark decodes it: no transcoded copy).
     multiLine: a quoted field may hold a line break, as DuckDB reads it; the price is one
     task per CSV file (deliver large exports as many files, or as Parquet).
     """
@@ -68,23 +91,74 @@ def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, s
     path = str(src.path)
     if src.fmt == "csv":
         encoding = detect_encoding(src, settings.encoding)
-        if encoding not in ("utf-8", "utf-8-sig"):
-            raise SparkIngestError(f"{path}: {encoding} CSV is not read on the Spark engine yet; "
-                                   "convert it to UTF-8 or use engine = 'duckdb'")
-        delim, headers = csv_header(src.path, src)
-        schema = StructType([StructField(h, StringType()) for h in headers])
+        charset = "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding.upper()
+        delim, headers = csv_header(src.path, src, "utf-8-sig" if charset == "UTF-8" else encoding)
+        raw = [f"_sg_f{i}" for i in range(len(headers))]
+        schema = StructType([StructField(r, StringType()) for r in raw]
+                            + [StructField(CORRUPT, StringType())])
         df = sc.spark.read.csv(path, schema=schema, header=True, sep=delim, quote='"',
-                               escape='"', mode="FAILFAST", encoding="UTF-8", multiLine=True,
+                               escape='"', mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT,
+                               encoding=charset, multiLine=True, enforceSchema=True,
                                ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False,
                                nullValue=None, emptyValue="")
+        by_header = dict(zip(headers, raw, strict=True))
     elif src.fmt == "parquet":
         df = sc.spark.read.parquet(path)
-        headers = df.columns
+        headers, raw, delim = df.columns, [], ","
+        by_header = {h: h for h in headers}
     else:
         raise SparkIngestError(f"{path}: {src.fmt} input is not read on the Spark engine yet")
     header_map = map_headers(headers, table, mapping, src.path)
-    cols = [F.col(f"`{h}`").cast("string").alias(c) for c, h in header_map.columns.items()]
-    return df.select(*cols), header_map.columns, header_map.notes()
+    cols = [F.col(f"`{by_header[h]}`").cast("string").alias(c)
+            for c, h in header_map.columns.items()]
+    extra = [F.col(r) for r in raw] + ([F.col(CORRUPT)] if raw else [])
+    return TextFrame(df.select(*cols, *extra), header_map.columns, header_map.notes(), raw, delim)
+
+
+def _line_rejects(sc: SparkCon, frame: TextFrame, numbered: DataFrame) -> int:
+    """Temp view ``_sg_lines`` (line, source_row, rule, csv_line, error) of the malformed CSV
+    lines, with DuckDB's rules and messages (``ingest.load.LINE_RULES``), and ``_sg_rows``:
+    the other rows. Returns the number of malformed lines.
+
+    The raw line is the corrupt record Spark kept, or the fields joined by the delimiter.
+    Fields are counted on the driver with Python's csv module, for malformed lines only.
+    """
+    import csv
+
+    from pyspark.sql import functions as F
+
+    if not frame.raw_fields:
+        sc.register("_sg_rows", numbered, checkpoint=False)
+        return 0
+    fields = [F.col(r) for r in frame.raw_fields]
+    line = F.coalesce(F.col(CORRUPT), F.concat_ws(frame.delimiter, *fields))
+    stray = F.exists(F.array(*fields), lambda v: v.rlike(STRAY_QUOTE))
+    rule = (F.when(F.col(CORRUPT).isNotNull(), F.lit("field_count"))
+            .when(F.octet_length(line) > LINE_SIZE_MAX, F.lit("line_too_long"))
+            .when(stray, F.lit("malformed_quotes")))
+    marked = numbered.withColumn("_sg_rule", rule).localCheckpoint(eager=True)
+    bad = marked.where("_sg_rule IS NOT NULL").select(
+        "source_row", F.col("_sg_rule").alias("rule"), line.alias("csv_line"),
+        F.octet_length(line).alias("size"))
+    rows = bad.collect()
+    n_fields = len(frame.raw_fields)
+
+    def error(r) -> str:
+        if r["rule"] == "field_count":
+            found = len(next(csv.reader([r["csv_line"]], delimiter=frame.delimiter)))
+            return f"Expected Number of Columns: {n_fields} Found: {found}"
+        if r["rule"] == "line_too_long":
+            return (f"Maximum line size of {LINE_SIZE_MAX} bytes exceeded. "
+                    f"Actual Size:{r['size']} bytes.")
+        return "Value with unterminated quote found."
+
+    lines = [(r["source_row"] + 1, r["source_row"], r["rule"], r["csv_line"][:RAW_CHARS], error(r))
+             for r in rows]
+    sc.register("_sg_lines", sc.spark.createDataFrame(
+        lines, "line BIGINT, source_row BIGINT, rule STRING, csv_line STRING, error STRING"))
+    sc.register("_sg_rows", marked.where("_sg_rule IS NULL").drop(
+        "_sg_rule", CORRUPT, *frame.raw_fields), checkpoint=False)
+    return len(lines)
 
 
 def _numbered(df: DataFrame) -> DataFrame:
@@ -124,6 +198,7 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
         _validated_sql,
         build_channels,
         check_reject_rate,
+        quarantine_lines,
         vocabulary_for,
     )
     from sharegraph.ingest.sources import discover, file_sha256, load_mapping, require_tables
@@ -138,23 +213,22 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
     for name in LOAD_ORDER:
         table = TABLES[name]
         for src in found[name]:
-            frame, columns, notes = _read_text_frame(sc, src, settings, mapping.headers.get(name))
+            frame = _read_text_frame(sc, src, settings, mapping.headers.get(name))
             try:
-                numbered = _numbered(frame)
-            except Exception as exc:  # Spark's FAILFAST parse error, a Py4J error
+                n_lines = _line_rejects(sc, frame, _numbered(frame.df))
+            except Exception as exc:  # a parse error of Spark's reader, as a Py4J error
                 first = " ".join(str(exc).split())[:300]
-                raise SparkIngestError(
-                    f"{src.path}: cannot read as {src.fmt} on Spark (a line with the wrong number "
-                    f"of fields is an error on the Spark engine; the DuckDB engine quarantines "
-                    f"it): {first}") from None
-            sc.register("_sg_src", numbered)
-            sc.execute(_validated_sql(table, set(columns), settings, started, "_sg_src",
+                raise SparkIngestError(f"{src.path}: cannot read as {src.fmt} on Spark: {first}"
+                                       ) from None
+            sc.execute(_validated_sql(table, set(frame.columns), settings, started, "_sg_rows",
                                       "_sg_v", True, vocab))
             sc.execute(_outcome_sql(table, "_sg_v", "_sg_outcome", True, False))
             sha = file_sha256(src.path)
             batch_id = f"{started:%Y%m%dT%H%M%S%f}-{name}-{sha[:10]}"
             stamp = f"{literal(f'{started:%Y-%m-%d %H:%M:%S.%f}')}::TIMESTAMP"
             _quarantine(sc, table, src.path.name, batch_id, stamp, "_sg_v", "_sg_outcome", 0)
+            if n_lines:  # numbered among all records already: nothing to shift
+                quarantine_lines(sc, table, src.path.name, batch_id, stamp, "_sg_lines")
             cols = table.column_names
             sc.execute(
                 f"""INSERT INTO staging.{name}
@@ -163,20 +237,21 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
                        {literal(batch_id)} AS batch_id, {stamp} AS loaded_at
                 FROM _sg_v WHERE err_rule IS NULL
                   AND source_row NOT IN (SELECT source_row FROM _sg_outcome)""")
-            n_read, n_bad = sc.execute("SELECT count(*), count(err_rule) FROM _sg_v").fetchone()
+            n_rows, n_bad = sc.execute("SELECT count(*), count(err_rule) FROM _sg_v").fetchone()
             counts = dict(sc.execute(
                 "SELECT outcome, count(*) FROM _sg_outcome GROUP BY outcome").fetchall())
-            quarantined = n_bad + counts.get("conflict_in_file", 0)
+            n_read = n_rows + n_lines
+            quarantined = n_bad + counts.get("conflict_in_file", 0) + n_lines
             seen = counts.get("duplicate_in_file", 0)
             loaded = n_read - quarantined - seen
             batch = SparkBatch(batch_id, name, src.path.name, sha, n_read, loaded, quarantined,
-                               seen, notes)
+                               seen, frame.notes)
             check_reject_rate(_as_batch_result(batch), settings, src.path)
             batches.append(batch)
             log.info("%s -> staging.%s on Spark: read %d, loaded %d, quarantined %d",
                      src.path.name, name, n_read, loaded, quarantined)
-            for t in ("_sg_src", "_sg_v", "_sg_outcome"):
-                sc.execute(f"DROP TABLE {t}")
+            for t in ("_sg_rows", "_sg_lines", "_sg_v", "_sg_outcome"):
+                sc.execute(f"DROP TABLE IF EXISTS {t}")
     _batches_table(sc, batches, started)
     build_channels(sc, vocab)  # ingest's own builder, through SparkCon
     return batches

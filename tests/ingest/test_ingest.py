@@ -33,12 +33,14 @@ from sharegraph.ingest.load import (
 from sharegraph.ingest.sources import LINE_RULES
 from tests.helpers import (
     EVENT,
+    LINE_DEFECTS,
     ORDER,
     ROW_DEFECTS,
     checksum,
     minimal_dir,
     table_counts,
     write_csv,
+    write_line_defects,
 )
 
 SETTINGS = Settings(max_reject_rate=1.0)  # the corpus tests quarantine most rows on purpose
@@ -279,23 +281,9 @@ def test_reference_flags(tmp_path: Path, con) -> None:
 
 
 # --- malformed CSV lines: quarantined with the raw line, the rest of the file loads ---------
-GOOD_LINE = ",".join(ORDER.values())
-LINE_DEFECTS: list[tuple[str, str, str]] = [
-    ("too_many_fields", GOOD_LINE.replace("o,", "t1,") + ",extra", "field_count"),
-    ("too_few_fields", "t2,c1,2026-01-01,p1,food,1,10.00", "field_count"),
-    ("stray_quote", 't3,c1,2026-01-01,p1,"fo"od,1,10.00,wechat', "malformed_quotes"),
-    ("long_line", "t4,c1,2026-01-01,p1," + "x" * 9_000_000 + ",1,10.00,wechat", "line_too_long"),
-]
-
-
 def test_malformed_lines_are_rows_and_the_rest_of_the_file_loads(tmp_path: Path, con) -> None:
     d = minimal_dir(tmp_path / "in")
-    good = [GOOD_LINE.replace("o,", f"g{i},", 1) for i in range(6)]
-    # good rows around every defect, and a quoted field with a line break before them all
-    lines = [good[0], 'g-multi,c1,2026-01-01,p1,"two\nlines",1,10.00,wechat', good[1]]
-    for (_, line, _), g in zip(LINE_DEFECTS, good[2:], strict=True):
-        lines += [line, g]
-    (d / "orders.csv").write_text(",".join(ORDER) + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    lines, good = write_line_defects(d / "orders.csv")
     results = load_inputs(con, d, SETTINGS)
     orders = next(r for r in results if r.table == "orders")
     assert (orders.rows_read, orders.rows_loaded, orders.rows_quarantined) == (

@@ -12,7 +12,15 @@ import pytest
 
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import connect, ensure_schema
-from tests.helpers import EVENT, ORDER, ROW_DEFECTS, minimal_dir, write_csv
+from tests.helpers import (
+    EVENT,
+    LINE_DEFECTS,
+    ORDER,
+    ROW_DEFECTS,
+    minimal_dir,
+    write_csv,
+    write_line_defects,
+)
 from tests.spark.compare import table_diff
 
 pytestmark = pytest.mark.xdist_group("spark")
@@ -70,15 +78,29 @@ def test_bad_input_corpus_same_staging_and_quarantine(spark, tmp_path: Path) -> 
     assert sorted(p.name for p in (tmp_path / "parquet").iterdir()) == sorted(engine.SPARK_TABLES)
 
 
-def test_malformed_csv_line_stops_the_spark_load_naming_the_file(spark, tmp_path: Path) -> None:
+def test_malformed_lines_and_gbk_same_quarantine(spark, tmp_path: Path) -> None:
+    """A ragged line, a stray quote and an over-long line are quarantined with the same rule,
+    raw line and message on Spark, and the rest of the file loads; a GB18030 file is decoded
+    alike (the DuckDB engine's bad-line corpus, tests/ingest)."""
+    from sharegraph.ingest.load import load_inputs
     from sharegraph.spark import engine
-    from sharegraph.spark.stages import SparkIngestError
 
     d = minimal_dir(tmp_path / "in")
-    (d / "orders.csv").write_text(",".join(ORDER) + "\no1,c1,2026-01-01,p1,food,1,10.00\n",
-                                  encoding="utf-8")
-    with pytest.raises(SparkIngestError, match="orders.csv"):
-        engine.compute(spark, d, tmp_path / "parquet", SETTINGS)
+    write_line_defects(d / "orders.csv")
+    (d / "products.csv").write_bytes("product_id,category\np1,食品\np2,美妆\n".encode("gb18030"))
+    duck = connect(tmp_path / "duck.duckdb")
+    ensure_schema(duck)
+    load_inputs(duck, d, SETTINGS)
+    run = engine.compute(spark, d, tmp_path / "parquet", SETTINGS)
+    other = connect(tmp_path / "spark.duckdb")
+    engine.load_into(other, run)
+    rules = other.execute("SELECT rule FROM quarantine.rejected_rows ORDER BY source_row").fetchall()
+    assert [r[0] for r in rules] == [rule for _, _, rule in LINE_DEFECTS]
+    assert other.execute("SELECT category FROM staging.products ORDER BY 1").fetchall() == [
+        ("美妆",), ("食品",)]
+    for t in ("staging.orders", "staging.products", "quarantine.rejected_rows",
+              "quarantine.batches"):
+        assert table_diff(duck, other, t) == [], t
 
 
 def test_spark_run_gives_the_same_warehouse(both_runs: dict[str, Path]) -> None:
