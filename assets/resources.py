@@ -66,6 +66,10 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def inputs(self) -> Path:
+        """The input directory (a URI is kept as given: only the Spark engine reads one)."""
+        if paths.is_uri(self.input_dir):
+            raise ValueError(f"{self.input_dir}: a URI input is read by engine = 'spark' only; "
+                             "the DuckDB engine reads a local (or mounted) folder")
         return Path(self.input_dir).expanduser().resolve()
 
     @property
@@ -197,7 +201,7 @@ def compute_on_spark(warehouse: WarehouseResource, spark: object | None = None) 
     settings = warehouse.settings()
     session = spark if spark is not None else SparkResource.from_settings(settings).spark_session
     output = settings.spark.get("output") or str(warehouse.paths.published.parent / "spark-out")
-    run = engine.compute(session, warehouse.inputs, output, settings)
+    run = engine.compute(session, paths.input_location(warehouse.input_dir), output, settings)
     with warehouse.connect() as con:
         counts = engine.load_into(con, run)
         flag_references(con)

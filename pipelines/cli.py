@@ -70,7 +70,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     reports = Path(args.reports) if args.reports else None
-    return _run(Path(args.input), Path(args.warehouse), reports, args)
+    return _run(args.input if paths.is_uri(args.input) else Path(args.input),
+                Path(args.warehouse), reports, args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -83,9 +84,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run(input_dir, paths.default_warehouse(), None, args)
 
 
-def _run(input_dir: Path, warehouse: Path, reports: Path | None, args: argparse.Namespace) -> int:
-    """Run the pipeline with the console report (pipelines.console); Dagster loads only here."""
-    if not input_dir.is_dir():
+def _run(input_dir: Path | str, warehouse: Path, reports: Path | None,
+         args: argparse.Namespace) -> int:
+    """Run the pipeline with the console report (pipelines.console); Dagster loads only here.
+    A URI input (``s3a://…``) is checked by the Spark engine that reads it."""
+    if isinstance(input_dir, Path) and not input_dir.is_dir():
         _say(f"error: input directory {input_dir} does not exist")
         return 2
     from pipelines.console import run_and_report
@@ -309,7 +312,9 @@ def _add_pipeline_commands(sub: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="run the pipeline (Dagster, in-process) into a DuckDB warehouse",
                          description="Load, validate, attribute, score and report; publish the warehouse atomically at the end of a good run.")
-    run.add_argument("--input", required=True, help="directory of export files")
+    run.add_argument("--input", required=True,
+                     help="directory of export files; with --engine spark also a URI Spark and "
+                          "pyarrow read (s3a://bucket/exports, hdfs://..., file:///...)")
     run.add_argument("--warehouse", required=True, help="published DuckDB file analysts open (working file lives beside it)")
     run.add_argument("--reports", help="directory for the HTML reports (default: reports/ beside the warehouse, or SHAREGRAPH_REPORTS)")
     run.add_argument("--config", help="settings file (sharegraph.toml)")

@@ -493,7 +493,7 @@ def run_and_report(
     from pipelines.run import run_pipeline
 
     out = out or sys.stderr
-    input_dir = input_dir.expanduser().resolve()
+    input_dir = paths.input_location(input_dir)
     warehouse = warehouse.expanduser().resolve()
     began = time.perf_counter()
 

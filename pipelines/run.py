@@ -174,7 +174,7 @@ def run_pipeline(
     settings = load_settings(config, overrides)  # a bad config or override fails here, not in a step
     resource = WarehouseResource(
         warehouse=str(published),
-        input_dir=str(Path(input_dir).expanduser().resolve()),
+        input_dir=paths.input_location(input_dir),
         reports_dir=str(Path(reports_dir or paths.reports_dir_for(published, settings)).expanduser().resolve()),
         config_file=config,
         settings_overrides=overrides,

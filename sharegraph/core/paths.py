@@ -37,6 +37,17 @@ def input_dir(settings: Settings | None = None) -> Path:
     return _path(s.input) if s.input else default_input_dir(s)
 
 
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """True for ``scheme://...`` (an input the Spark engine reads through Hadoop)."""
+    scheme, sep, _ = str(location).partition("://")
+    return bool(sep) and len(scheme) > 1 and scheme.replace("+", "").isalnum()
+
+
+def input_location(location: str | os.PathLike[str]) -> str:
+    """An input directory as the run records it: a URI as given, else the absolute path."""
+    return str(location) if is_uri(location) else str(Path(location).expanduser().resolve())
+
+
 def default_warehouse(settings: Settings | None = None) -> Path:
     """``<state>/sharegraph.duckdb``: what ``sharegraph demo`` publishes."""
     return state_dir(settings) / "sharegraph.duckdb"

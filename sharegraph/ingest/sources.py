@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +82,7 @@ def discover(input_dir: str | os.PathLike[str]) -> dict[str, list[SourceFile]]:
     Anything that does not match a table name and a known extension (``truth.json``,
     READMEs, the mapping file) is ignored and never opened.
     """
-    root = Path(input_dir)
+    root = _root(input_dir)
     if not root.is_dir():
         raise IngestError(f"{root}: input directory does not exist")
     found: dict[str, list[SourceFile]] = {t: [] for t in TABLES}
@@ -93,6 +93,13 @@ def discover(input_dir: str | os.PathLike[str]) -> dict[str, list[SourceFile]]:
         if src is not None:
             found[src.table].append(src)
     return found
+
+
+def _root(input_dir: str | os.PathLike[str]) -> Path:
+    """The input directory: a local path, or anything with Path's ``is_dir``, ``iterdir``,
+    ``/``, ``is_file``, ``open`` and ``read_text`` (the Spark engine's URIs,
+    ``sharegraph.spark.files.RemotePath``)."""
+    return input_dir if hasattr(input_dir, "iterdir") else Path(input_dir)
 
 
 def require_tables(found: dict[str, list[SourceFile]], input_dir: str | os.PathLike[str]) -> None:
@@ -134,7 +141,7 @@ def load_mapping(input_dir: str | os.PathLike[str]) -> InputMapping:
         [channel_classes]
         "douyin_live" = "social"
     """
-    root = Path(input_dir)
+    root = _root(input_dir)
     for name in MAPPING_FILES:
         path = root / name
         if not path.is_file():
@@ -290,14 +297,15 @@ def map_headers(
 def file_sha256(path: Path) -> str:
     """Content hash of the file as stored (the idempotency key of a batch)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:
         while chunk := fh.read(CHUNK_BYTES):
             h.update(chunk)
     return h.hexdigest()
 
 
 def _open_raw(src: SourceFile):
-    return gzip.open(src.path, "rb") if src.compressed else open(src.path, "rb")
+    raw = src.path.open("rb")
+    return gzip.open(raw, "rb") if src.compressed else raw
 
 
 def _sample(src: SourceFile) -> bytes:
@@ -378,10 +386,10 @@ DELIMITERS = (",", "\t", ";", "|")
 def csv_header(path: Path, src: SourceFile, encoding: str = "utf-8-sig") -> tuple[str, list[str]]:
     """Delimiter and header names of a CSV (UTF-8 unless told): the delimiter is the most
     frequent of , TAB ; | in the header line; repeated names get a ``_2`` suffix."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding=encoding, newline="") as fh:
-            first = fh.readline(1 << 20)
+        gz = path.name.lower().endswith(".gz")
+        with path.open("rb") as raw, gzip.open(raw) if gz else nullcontext(raw) as stream:
+            first = io.TextIOWrapper(stream, encoding=encoding, newline="").readline(1 << 20)
     except UnicodeDecodeError as exc:
         raise IngestError(f"{src.path}: header line is not valid {encoding}: {exc}") from exc
     except (OSError, EOFError) as exc:

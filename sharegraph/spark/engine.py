@@ -101,35 +101,38 @@ def compute(spark: SparkSession, input_dir: str | Path, output: str | Path,
     out = Path(output)
     run = SparkRun(out)
     sc = SparkCon(spark)
-    t0 = time.perf_counter()
-    load_staging(sc, input_dir, settings, now)
-    run.seconds["staging"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    _with_rowid(sc)
-    window = int(settings.attribution_window_days)
-    sc.overrides["_attr_click"] = last_click_sql(window)
-    attribution.attribute_orders(sc, settings)  # the DuckDB builder, unchanged
-    build_referral_edges(sc, settings)
-    run.seconds["attribution"] = time.perf_counter() - t0
-    for table, module, function in DOWNSTREAM:
+    try:
         t0 = time.perf_counter()
-        getattr(importlib.import_module(module), function)(sc, settings)
-        run.seconds[table] = time.perf_counter() - t0
-        log.info("%s on Spark: %.1f s", table, run.seconds[table])
+        load_staging(sc, input_dir, settings, now)
+        run.seconds["staging"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    for table in SPARK_TABLES:
-        df = sc.table(table)
-        if "rowid" in df.columns:
-            df = df.drop("rowid")
-        df.write.mode("overwrite").parquet(str(out / table))
-        run.rows[table] = sc.table(table).count()
-    run.seconds["write"] = time.perf_counter() - t0
-    run.comments = dict(sc.comments)
+        t0 = time.perf_counter()
+        _with_rowid(sc)
+        window = int(settings.attribution_window_days)
+        sc.overrides["_attr_click"] = last_click_sql(window)
+        attribution.attribute_orders(sc, settings)  # the DuckDB builder, unchanged
+        build_referral_edges(sc, settings)
+        run.seconds["attribution"] = time.perf_counter() - t0
+        for table, module, function in DOWNSTREAM:
+            t0 = time.perf_counter()
+            getattr(importlib.import_module(module), function)(sc, settings)
+            run.seconds[table] = time.perf_counter() - t0
+            log.info("%s on Spark: %.1f s", table, run.seconds[table])
+
+        t0 = time.perf_counter()
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        for table in SPARK_TABLES:
+            df = sc.table(table)
+            if "rowid" in df.columns:
+                df = df.drop("rowid")
+            df.write.mode("overwrite").parquet(str(out / table))
+            run.rows[table] = sc.table(table).count()
+        run.seconds["write"] = time.perf_counter() - t0
+        run.comments = dict(sc.comments)
+    finally:
+        sc.close()  # the checkpoints would otherwise stay in executor memory
     return run
 
 

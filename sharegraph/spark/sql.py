@@ -349,6 +349,8 @@ class SparkCon:
     comments: dict[str, dict[str, str]] = field(default_factory=dict)
     statements: list[str] = field(default_factory=list)
     """Every Spark SQL statement run (for the parity tests and debugging)."""
+    views: set[str] = field(default_factory=set)
+    """every temp view this handle created (``close`` drops them)"""
     overrides: dict[str, str] = field(default_factory=dict)
     """Engine-specific pieces: ``CREATE ... TABLE <name> AS`` of a builder runs this SQL
     (DuckDB dialect, translated like any other) instead of the builder's query."""
@@ -365,9 +367,18 @@ class SparkCon:
         if checkpoint:
             df = df.localCheckpoint(eager=True)
         df.createOrReplaceTempView(view_name(_plain(qualified)))
+        self.views.add(view_name(_plain(qualified)))
         if "." in _plain(qualified) and _plain(qualified) not in self.tables:
             self.tables.append(_plain(qualified))
         return df
+
+    def close(self) -> None:
+        """Drop every view this handle made and let Spark free their checkpoints (a local
+        checkpoint's blocks go when its RDD is garbage-collected on the driver)."""
+        for name in self.views:
+            self.spark.catalog.dropTempView(name)
+        self.views.clear()
+        self.spark.sparkContext._jvm.System.gc()
 
     def cursor(self) -> SparkCon:
         return self

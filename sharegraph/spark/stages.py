@@ -21,7 +21,9 @@ from zoneinfo import ZoneInfo
 
 from sharegraph.core.config import Settings
 from sharegraph.core.contract import TABLES
+from sharegraph.core.paths import is_uri
 from sharegraph.core.sql import ident, literal
+from sharegraph.spark.files import RemotePath
 from sharegraph.spark.sql import SparkCon
 
 if TYPE_CHECKING:
@@ -60,15 +62,17 @@ CORRUPT = "_sg_corrupt"
 
 @dataclass(frozen=True)
 class TextFrame:
-    """A file as Spark read it: one string column per mapped canonical name (and, for CSV,
-    the raw fields the line rules look at)."""
+    """A file as Spark read it: for CSV every field of the line (``_sg_f0``...) and the
+    corrupt record, which the line rules look at; for Parquet the mapped columns."""
 
     df: DataFrame
+    canonical: list[str]
+    """the mapped canonical column names of ``df``"""
     columns: dict[str, str]
     """canonical name -> header"""
     notes: str | None
     raw_fields: list[str]
-    """the CSV's own columns (``_sg_f0``...), in file order; empty for Parquet"""
+    """the CSV's own columns, in file order; empty for Parquet"""
     delimiter: str = ","
 
 
@@ -93,7 +97,12 @@ def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, s
         encoding = detect_encoding(src, settings.encoding)
         charset = "UTF-8" if encoding in ("utf-8", "utf-8-sig") else encoding.upper()
         delim, headers = csv_header(src.path, src, "utf-8-sig" if charset == "UTF-8" else encoding)
-        raw = [f"_sg_f{i}" for i in range(len(headers))]
+        header_map = map_headers(headers, table, mapping, src.path)
+        # a mapped column is read under its canonical name, so the rows need no renaming
+        # projection (Catalyst's constraint sets over the validation SQL's many references to
+        # renamed columns ran a 1 GB driver out of memory); the others as _sg_f<i>
+        canonical = {h: c for c, h in header_map.columns.items()}
+        raw = [canonical.get(h, f"_sg_f{i}") for i, h in enumerate(headers)]
         schema = StructType([StructField(r, StringType()) for r in raw]
                             + [StructField(CORRUPT, StringType())])
         df = sc.spark.read.csv(path, schema=schema, header=True, sep=delim, quote='"',
@@ -101,18 +110,15 @@ def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, s
                                encoding=charset, multiLine=True, enforceSchema=True,
                                ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False,
                                nullValue=None, emptyValue="")
-        by_header = dict(zip(headers, raw, strict=True))
-    elif src.fmt == "parquet":
-        df = sc.spark.read.parquet(path)
-        headers, raw, delim = df.columns, [], ","
-        by_header = {h: h for h in headers}
-    else:
+        return TextFrame(df, list(header_map.columns), header_map.columns, header_map.notes(),
+                         raw, delim)
+    if src.fmt != "parquet":
         raise SparkIngestError(f"{path}: {src.fmt} input is not read on the Spark engine yet")
-    header_map = map_headers(headers, table, mapping, src.path)
-    cols = [F.col(f"`{by_header[h]}`").cast("string").alias(c)
-            for c, h in header_map.columns.items()]
-    extra = [F.col(r) for r in raw] + ([F.col(CORRUPT)] if raw else [])
-    return TextFrame(df.select(*cols, *extra), header_map.columns, header_map.notes(), raw, delim)
+    df = sc.spark.read.parquet(path)
+    header_map = map_headers(df.columns, table, mapping, src.path)
+    df = df.select(*[F.col(f"`{h}`").cast("string").alias(c)
+                     for c, h in header_map.columns.items()])
+    return TextFrame(df, list(header_map.columns), header_map.columns, header_map.notes(), [])
 
 
 def _line_rejects(sc: SparkCon, frame: TextFrame, numbered: DataFrame) -> int:
@@ -130,7 +136,7 @@ def _line_rejects(sc: SparkCon, frame: TextFrame, numbered: DataFrame) -> int:
     if not frame.raw_fields:
         sc.register("_sg_rows", numbered, checkpoint=False)
         return 0
-    fields = [F.col(r) for r in frame.raw_fields]
+    fields = [F.col(f"`{r}`") for r in frame.raw_fields]
     line = F.coalesce(F.col(CORRUPT), F.concat_ws(frame.delimiter, *fields))
     stray = F.exists(F.array(*fields), lambda v: v.rlike(STRAY_QUOTE))
     rule = (F.when(F.col(CORRUPT).isNotNull(), F.lit("field_count"))
@@ -156,8 +162,8 @@ def _line_rejects(sc: SparkCon, frame: TextFrame, numbered: DataFrame) -> int:
              for r in rows]
     sc.register("_sg_lines", sc.spark.createDataFrame(
         lines, "line BIGINT, source_row BIGINT, rule STRING, csv_line STRING, error STRING"))
-    sc.register("_sg_rows", marked.where("_sg_rule IS NULL").drop(
-        "_sg_rule", CORRUPT, *frame.raw_fields), checkpoint=False)
+    sc.register("_sg_rows", marked.where("_sg_rule IS NULL").select(
+        "source_row", *frame.canonical), checkpoint=False)
     return len(lines)
 
 
@@ -203,9 +209,10 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
     )
     from sharegraph.ingest.sources import discover, file_sha256, load_mapping, require_tables
 
-    found = discover(input_dir)
+    root = RemotePath.of(str(input_dir)) if is_uri(input_dir) else Path(input_dir)
+    found = discover(root)
     require_tables(found, input_dir)
-    mapping = load_mapping(input_dir)
+    mapping = load_mapping(root)
     vocab = vocabulary_for(settings, mapping)
     started = now or datetime.now(ZoneInfo(settings.timezone)).replace(tzinfo=None)
     _empty_tables(sc)
