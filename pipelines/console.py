@@ -125,9 +125,14 @@ class _Bar:
             self._progress.advance(self._task)
 
 
+#: the Spark engine's logger: its progress lines become the bar's text (engine = "spark")
+SPARK_LOGGER = "sharegraph.spark"
+
+
 class RunObserver(logging.Handler):
     """Sees every Dagster event of the run (as the run's logger): times each step and moves
-    the progress bar; the ingest's messages ("loading orders.csv ...") become its text."""
+    the progress bar; the ingest's messages ("loading orders.csv ...") become its text, and
+    so do the Spark stages' progress lines."""
 
     def __init__(self, shape: PlanShape, bar: _Bar) -> None:
         super().__init__(logging.DEBUG)
@@ -137,6 +142,9 @@ class RunObserver(logging.Handler):
         self.seconds: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(SPARK_LOGGER):  # the Spark stages, before the Dagster job
+            self.bar.describe(f"spark: {record.getMessage()}")
+            return
         meta = getattr(record, "dagster_meta", None) or {}
         step = meta.get("step_key")
         event = meta.get("dagster_event")
@@ -464,10 +472,12 @@ def _run_logging(
         event_logger.addHandler(h)
     for h in handlers:
         library.addHandler(h)
+    logging.getLogger(SPARK_LOGGER).addHandler(observer)
     try:
         with bar:
             yield event_logger, observer
     finally:
+        logging.getLogger(SPARK_LOGGER).removeHandler(observer)
         for h in handlers:
             library.removeHandler(h)
         library.setLevel(library_level)

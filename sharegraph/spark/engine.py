@@ -107,13 +107,15 @@ def compute(spark: SparkSession, input_dir: str | Path, output: str | Path,
         run.seconds["staging"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        log.info("attributing orders")
         _with_rowid(sc)
         window = int(settings.attribution_window_days)
         sc.overrides["_attr_click"] = last_click_sql(window)
         attribution.attribute_orders(sc, settings)  # the DuckDB builder, unchanged
         build_referral_edges(sc, settings)
         run.seconds["attribution"] = time.perf_counter() - t0
-        for table, module, function in DOWNSTREAM:
+        for i, (table, module, function) in enumerate(DOWNSTREAM, 1):
+            log.info("building %s (%d of %d)", table, i, len(DOWNSTREAM))
             t0 = time.perf_counter()
             getattr(importlib.import_module(module), function)(sc, settings)
             run.seconds[table] = time.perf_counter() - t0
@@ -124,6 +126,7 @@ def compute(spark: SparkSession, input_dir: str | Path, output: str | Path,
             shutil.rmtree(out)
         out.mkdir(parents=True)
         for table in SPARK_TABLES:
+            log.info("writing %s as Parquet", table)
             df = sc.table(table)
             if "rowid" in df.columns:
                 df = df.drop("rowid")

@@ -7,12 +7,14 @@ temp view ``schema__table``, and runs it with ``spark.sql``. ``CREATE [OR REPLAC
 TABLE t AS q`` becomes a checkpointed temp view; ``COMMENT ON`` is kept (the documentation
 goes into the DuckDB warehouse with the table); ``DESCRIBE`` answers from the Spark schema.
 
-What sqlglot gets wrong without an error is refused here (``UntranslatableSQL``), so a stage
-that needs it must have an engine-specific piece (docs/engines.md): ``list(x ORDER BY y)``
-(the ORDER BY is dropped), ``len(...)`` (a list length becomes a string length),
-``ASOF JOIN`` and ``read_csv`` (passed through unchanged), ``rowid`` where the view has no
-such column. Every statement that runs through here is covered by a parity test against
-DuckDB (tests/spark/test_parity.py).
+What sqlglot gets wrong without an error is rewritten here to DuckDB's meaning (ordered
+aggregates, NULLs in struct keys, division types, fmt-style ``format``, ... : the table in
+docs/engines.md) or refused (``UntranslatableSQL``), so a stage that needs it must have an
+engine-specific piece: ``len(...)`` (a list length becomes a string length), ``printf``,
+``ASOF JOIN`` and ``read_csv`` (passed through unchanged). Builders that compute on the
+driver (NumPy kernels) read results with ``fetchnumpy`` / ``to_arrow_table`` and hand arrays
+back with ``register``, as on DuckDB. Every statement that runs through here is covered by a
+parity test against DuckDB (tests/spark/test_parity.py).
 """
 
 from __future__ import annotations

@@ -62,17 +62,16 @@ CORRUPT = "_sg_corrupt"
 
 @dataclass(frozen=True)
 class TextFrame:
-    """A file as Spark read it: for CSV every field of the line (``_sg_f0``...) and the
-    corrupt record, which the line rules look at; for Parquet the mapped columns."""
+    """A file as Spark read it: its mapped columns under their canonical names and, for CSV,
+    every other field of the line (``_sg_f<i>``) and the corrupt record, which the line rules
+    look at."""
 
     df: DataFrame
-    canonical: list[str]
-    """the mapped canonical column names of ``df``"""
     columns: dict[str, str]
     """canonical name -> header"""
     notes: str | None
     raw_fields: list[str]
-    """the CSV's own columns, in file order; empty for Parquet"""
+    """the CSV's columns in file order (canonical or ``_sg_f<i>`` names); empty for Parquet"""
     delimiter: str = ","
 
 
@@ -110,15 +109,14 @@ def _read_text_frame(sc: SparkCon, src, settings: Settings, mapping: dict[str, s
                                encoding=charset, multiLine=True, enforceSchema=True,
                                ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False,
                                nullValue=None, emptyValue="")
-        return TextFrame(df, list(header_map.columns), header_map.columns, header_map.notes(),
-                         raw, delim)
+        return TextFrame(df, header_map.columns, header_map.notes(), raw, delim)
     if src.fmt != "parquet":
         raise SparkIngestError(f"{path}: {src.fmt} input is not read on the Spark engine yet")
     df = sc.spark.read.parquet(path)
     header_map = map_headers(df.columns, table, mapping, src.path)
     df = df.select(*[F.col(f"`{h}`").cast("string").alias(c)
                      for c, h in header_map.columns.items()])
-    return TextFrame(df, list(header_map.columns), header_map.columns, header_map.notes(), [])
+    return TextFrame(df, header_map.columns, header_map.notes(), [])
 
 
 def _line_rejects(sc: SparkCon, frame: TextFrame, numbered: DataFrame) -> int:
@@ -163,7 +161,7 @@ def _line_rejects(sc: SparkCon, frame: TextFrame, numbered: DataFrame) -> int:
     sc.register("_sg_lines", sc.spark.createDataFrame(
         lines, "line BIGINT, source_row BIGINT, rule STRING, csv_line STRING, error STRING"))
     sc.register("_sg_rows", marked.where("_sg_rule IS NULL").select(
-        "source_row", *frame.canonical), checkpoint=False)
+        "source_row", *frame.columns), checkpoint=False)
     return len(lines)
 
 
@@ -220,6 +218,7 @@ def load_staging(sc: SparkCon, input_dir: str | Path, settings: Settings,
     for name in LOAD_ORDER:
         table = TABLES[name]
         for src in found[name]:
+            log.info("loading %s", src.path.name)
             frame = _read_text_frame(sc, src, settings, mapping.headers.get(name))
             try:
                 n_lines = _line_rejects(sc, frame, _numbered(frame.df))

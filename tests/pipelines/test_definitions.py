@@ -337,3 +337,25 @@ def test_dagster_asset_materialize_all(small_world: Path, tmp_path: Path) -> Non
     n = con.execute("SELECT count(*) FROM graph.attributed_orders").fetchall()[0][0]
     con.close()
     assert n > 0
+
+
+def test_checks_of_tables_built_outside_the_job_run_and_fail_loudly(
+        pipeline_run: dict, tmp_path: Path) -> None:
+    """``check_tables`` (what an ``--engine spark`` run does after loading Spark's tables)
+    runs the assets' own checks: all pass on a good warehouse; a changed paid amount breaks
+    GMV conservation and stops the run with the check named."""
+    import duckdb
+
+    from assets._common import CHECKS, ChecksFailed, check_tables
+    from assets.resources import SPARK_COMPUTED
+
+    copy = tmp_path / "wh.duckdb"
+    shutil.copy(pipeline_run["warehouse"], copy)
+    con = duckdb.connect(str(copy))
+    expected = sum(len(CHECKS.get(k, [])) for k in SPARK_COMPUTED)
+    assert expected >= 10
+    assert len(check_tables(con, SPARK_COMPUTED)) == expected
+    con.execute("UPDATE graph.attributed_orders SET amount = amount + 1 "
+                "WHERE rowid = (SELECT min(rowid) FROM graph.attributed_orders WHERE is_paid)")
+    with pytest.raises(ChecksFailed, match="attributed_gmv_conserved"):
+        check_tables(con, SPARK_COMPUTED)
