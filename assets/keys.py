@@ -59,6 +59,11 @@ REPORT_GLOSSARY = _key("reports", "glossary")
 PUBLISHED = _key("warehouse", "published")
 
 
+def table_key(qualified: str) -> dg.AssetKey:
+    """The key of the asset that builds warehouse table ``schema.table``."""
+    return dg.AssetKey(qualified.split("."))
+
+
 def declared() -> set[dg.AssetKey]:
     """Every key this module declares (the code location defines exactly these)."""
     keys = {v for v in globals().values() if isinstance(v, dg.AssetKey)}

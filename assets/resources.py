@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
-from assets.keys import declared
+from assets.keys import declared, table_key
 from sharegraph.core import paths, warehouse
 from sharegraph.core.config import Settings
 from sharegraph.spark.engine import SPARK_TABLES
@@ -147,7 +147,7 @@ def _reset(con: duckdb.DuckDBPyConnection) -> None:
 #: assets whose tables the Spark engine computes (sharegraph.spark.engine.SPARK_TABLES); a
 #: ``--engine spark`` run leaves them out of its Dagster job and loads the Spark results
 SPARK_COMPUTED: tuple[dg.AssetKey, ...] = tuple(
-    key for key in (dg.AssetKey(table.split(".")) for table in SPARK_TABLES) if key in declared())
+    key for key in map(table_key, SPARK_TABLES) if key in declared())
 
 
 class SparkResource(dg.ConfigurableResource):
