@@ -244,7 +244,9 @@ def _marks(stream: IO[str]) -> tuple[str, str]:
         return "ok", "FAILED"
 
 
-def stage_lines(summary: Summary, stream: IO[str]) -> list[str]:
+def stage_lines(summary: Summary, stream: IO[str], engine: str = "duckdb") -> list[str]:
+    """One line per stage that ran. After a successful run with engine "spark" the stages
+    that did not run in the job are the ones Spark computed before it, and are named so."""
     ok, bad = _marks(stream)
     width = max((len(s.name) for s in summary.stages), default=6)
     out = []
@@ -256,7 +258,8 @@ def stage_lines(summary: Summary, stream: IO[str]) -> list[str]:
         check_text = f"   checks {s.checks_passed}/{checks}" if checks else ""
         out.append(f"  {mark} {s.name:<{width}}  {assets:<9} {rows} {s.seconds:>7.1f} s{check_text}")
     if summary.not_run:
-        out.append(f"  not run: {', '.join(summary.not_run)}")
+        label = "on Spark, before the job" if engine == "spark" else "not run"
+        out.append(f"  {label}: {', '.join(summary.not_run)}")
     return out
 
 
@@ -554,7 +557,7 @@ def run_and_report(
         say(f"{log_line}  (Dagster's event log with the trace; --verbose shows it live)")
         return 1
 
-    for line in stage_lines(summary, out):
+    for line in stage_lines(summary, out, settings.engine):
         say(line)
     published = WarehousePaths.of(warehouse).published
     for line in _load_lines(published, since, summary):
