@@ -16,8 +16,6 @@ from pipelines.jobs import full_pipeline_job
 from sharegraph.core import paths
 from sharegraph.core.warehouse import check_writable
 
-log = logging.getLogger(__name__)
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: key of the logger that receives every Dagster event of a run when ``event_logger`` is given
@@ -140,9 +138,10 @@ def _check_spark_tables(resource: WarehouseResource) -> None:
     from assets._common import check_tables
     from assets.resources import SPARK_COMPUTED
 
+    checks = logging.getLogger("sharegraph.spark.checks")  # the run's log and progress bar
     with resource.connect() as con:
         for line in check_tables(con, SPARK_COMPUTED):
-            log.info("check passed: %s", line)
+            checks.info("check passed: %s", line)
 
 
 def run_pipeline(

@@ -390,7 +390,10 @@ class SparkCon:
         return self.spark.catalog.tableExists(view_name(_plain(qualified)))
 
     def unregister(self, qualified: str) -> None:
-        self.spark.catalog.dropTempView(view_name(_plain(qualified)))
+        """Drop a table or view (DuckDB's ``unregister`` and ``DROP``)."""
+        name = view_name(_plain(qualified))
+        self.spark.catalog.dropTempView(name)
+        self.views.discard(name)
 
     def table(self, qualified: str) -> DataFrame:
         return self.spark.table(view_name(_plain(qualified)))
@@ -424,7 +427,7 @@ class SparkCon:
             return Result(None, [(f.name, f.dataType.simpleString().upper(), "YES")
                                  for f in df.schema.fields])
         if m := _DROP.match(text):
-            self.spark.catalog.dropTempView(view_name(_plain(m.group(1))))
+            self.unregister(m.group(1))
             return Result(None, [])
         if m := _CREATE_AS.match(text):
             query = self.overrides.get(_plain(m.group(1)), m.group(2))
