@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import dagster as dg
 
 from assets.resources import WarehouseResource, load_settings
 from pipelines.jobs import full_pipeline_job
+from pipelines.run_instance import open_run_instance
 from sharegraph.core import paths
 from sharegraph.core.warehouse import check_writable
 
@@ -91,48 +91,6 @@ def build_run_job(resource: WarehouseResource, event_logger: logging.Logger | No
     return defs.resolve_job_def(full_pipeline_job.name)
 
 
-class DagsterSqliteSession:
-    """Cheaper Dagster SQLite storage for one run: commits without syncing the disk, and each
-    database file kept open for the run so closing a connection does not checkpoint it.
-
-    Why: a run stores about 300 events, each through a new connection and its own commit. In
-    WAL mode with SQLite's default ``synchronous = FULL`` every commit waits for the disk, and
-    closing the last connection to a file checkpoints it and deletes its WAL, so each event
-    paid two syncs and a file removal. With ``NORMAL`` SQLite documents WAL databases as safe
-    from corruption; a power cut can lose only the last events of the run log, never the
-    warehouse (DuckDB syncs its own commits). One extra read connection per file (run
-    storage, the run's event log, the event index) is held until the run ends, so the WAL is
-    checkpointed once then. Applies to SQLite connections SQLAlchemy opens in this process.
-    """
-
-    def __init__(self) -> None:
-        self._keepers: dict[str, sqlite3.Connection] = {}
-
-    def _on_connect(self, dbapi_connection: object, _record: object) -> None:
-        if not isinstance(dbapi_connection, sqlite3.Connection):
-            return
-        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
-        for _, _, file in dbapi_connection.execute("PRAGMA database_list").fetchall():
-            if file and file not in self._keepers:
-                self._keepers[file] = sqlite3.connect(file, check_same_thread=False)
-
-    def __enter__(self) -> DagsterSqliteSession:
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-
-        event.listen(Engine, "connect", self._on_connect)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-
-        event.remove(Engine, "connect", self._on_connect)
-        for keeper in self._keepers.values():
-            keeper.close()
-        self._keepers.clear()
-
-
 def _check_spark_tables(resource: WarehouseResource) -> None:
     """The asset checks of the tables Spark computed (their assets are not in the job)."""
     from assets._common import check_tables
@@ -188,7 +146,7 @@ def run_pipeline(
     job = build_run_job(resource, event_logger, settings.engine)
     run_config = {"loggers": {EVENT_LOGGER_KEY: {}}} if event_logger else None
     tags = {"sharegraph/input": resource.input_dir, "sharegraph/warehouse": resource.warehouse}
-    with DagsterSqliteSession(), dg.DagsterInstance.from_config(str(home)) as instance:
+    with open_run_instance(home) as instance:
         return job.execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=raise_on_error, tags=tags
         )

@@ -128,6 +128,24 @@ def test_results_land_beside_the_warehouse_not_in_the_cwd(good_run: dict) -> Non
     assert [r.job_name for r in runs] == ["full_pipeline"]  # a named job, not __ephemeral_asset_job__
 
 
+def test_the_run_record_reads_back_through_dagsters_own_storage(good_run: dict) -> None:
+    """The run wrote through pipelines.run_instance's pooled storages; Dagster's standard
+    SQLite classes (what `dagster dev` uses) read the same run, events, materializations and
+    check results back."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    with dg.DagsterInstance.from_config(str(good_run["elsewhere"] / "dagster")) as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        kinds = [e.dagster_event_type for e in instance.all_logs(run.run_id) if e.is_dagster_event]
+        assert dg.DagsterEventType.RUN_START in kinds and kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
+        materialized = instance.get_latest_materialization_event(dg.AssetKey(["marts", "agent_influence"]))
+        assert materialized is not None and materialized.run_id == run.run_id
+        checks = [e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+        assert len(checks) == 30 and all(e.dagster_event.event_specific_data.passed for e in checks)
+
+
 def test_a_failed_run_starts_with_one_sentence(world: Path, tmp_path: Path) -> None:
     bad = broken_world(world, tmp_path / "bad", break_column="amount")
     wh = str(tmp_path / "wh" / "wh.duckdb")
