@@ -5,8 +5,9 @@
     python benchmarks/bench_e2e.py --beibei                           # real data, 30k categories
 
 What users hit: the input is shaped like a real export, not like the generator writes it:
-rows shuffled (the sorted-key fast path of the ingest is not the measured case), 0.5% of order
-rows dirty (quarantined) and one malformed line, the products file in GBK. Each measurement is
+rows shuffled (the sorted-key fast path of the ingest is not the measured case), 10% of orders
+with a second line (another product, its own amount, the first line's order header), 0.5% of
+order rows dirty (quarantined) and one malformed line, the products file in GBK. Each measurement is
 a fresh process into a fresh warehouse directory; we report the median wall time and the
 median peak RSS (the run's process tree, sampled by psutil) over ``--runs`` runs, interleaved
 with the peer. The peer is ``CREATE TABLE AS SELECT * FROM read_csv(file)`` for every input
@@ -32,6 +33,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRTY_SHARE = 0.005
+MULTI_LINE_SHARE = 0.10
 STAGE_LINE = re.compile(r"^\s+[✓✗] (\w+)\s.*?([\d.]+) s(?:\s|$)", re.M)
 """A stage line of the console report: ``✓ graph  6 assets  3,077 rows  0.8 s  checks 3/3``."""
 
@@ -48,6 +50,8 @@ def export_shaped(world: Path, out: Path, seed: int = 1) -> Path:
         if f.name.startswith("truth"):
             continue
         frame = pl.read_csv(f, infer_schema=False)
+        if f.stem == "orders":
+            frame = with_second_lines(frame, seed)
         frame = frame.sample(fraction=1.0, shuffle=True, seed=seed)
         if f.stem == "orders":
             n = int(frame.height * DIRTY_SHARE)
@@ -62,6 +66,19 @@ def export_shaped(world: Path, out: Path, seed: int = 1) -> Path:
         encoding = "gbk" if f.stem == "products" else "utf-8"
         (out / f.name).write_bytes(text.encode(encoding))
     return out
+
+
+def with_second_lines(orders: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """``orders`` plus a line 2 for ``MULTI_LINE_SHARE`` of its (one-line) orders: the order's
+    header (customer, time, channel, merchant, referral, status) with the product, category,
+    quantity and amount of another, randomly chosen line; no commission or red packet of its own."""
+    n = int(orders.height * MULTI_LINE_SHARE)
+    item = ["product_id", "category", "quantity", "amount"]
+    first = orders.sample(n, seed=seed).drop(item)
+    other = orders.select(item).sample(n, seed=seed + 1)
+    second = pl.concat([first, other], how="horizontal").with_columns(
+        line_no=pl.lit("2"), commission=pl.lit(None, pl.String), red_packet=pl.lit(None, pl.String))
+    return pl.concat([orders, second.select(orders.columns)])
 
 
 def _peak(cmd: list[str]) -> tuple[float, float, str]:
