@@ -138,10 +138,16 @@ def _frames(con: duckdb.DuckDBPyConnection, exports: list[Export],
         yield e, pseudonymize(frame, [c for c in PERSON_COLUMNS if c in frame.columns], key), kinds
 
 
+WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "nan_inf_to_errors": True}
+"""Text from the data stays text: a value like ``=HYPERLINK(...)`` from an export is not
+turned into a live formula (spreadsheet injection) nor a URL into a link; also skips
+xlsxwriter's pattern test on every string cell."""
+
+
 def _workbook(path: Path, tables: list[tuple[Export, pl.DataFrame, dict[str, str]]],
               lang: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with xlsxwriter.Workbook(str(path)) as wb:
+    with xlsxwriter.Workbook(str(path), WORKBOOK_OPTIONS) as wb:
         for e, frame, kinds in tables:
             names = {c: (ZH.get(c, c) if lang == "zh" else c) for c in frame.columns}
             seen: dict[str, int] = {}

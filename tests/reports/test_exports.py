@@ -93,3 +93,30 @@ def test_workbooks_from_a_second_process_equal_the_sequential_ones(
             assert parts == [n for n in zb.namelist() if n.startswith("xl/")]
             for name in parts:  # docProps hold the creation time; the sheets must match
                 assert za.read(name) == zb.read(name), (a.name, name)
+
+
+def test_text_that_looks_like_a_formula_stays_text(pipeline_run: dict, tmp_path: Path) -> None:
+    """A merchant's own strings (here a category) are data: '=...' must not become a live
+    formula in the workbook (spreadsheet injection), nor 'http://...' a link."""
+    import shutil
+
+    from sharegraph.core.config import Settings
+    from sharegraph.reports import exports
+
+    wh = tmp_path / "wh.duckdb"
+    shutil.copyfile(pipeline_run["warehouse"], wh)
+    evil = ['=HYPERLINK("http://example.invalid","x")', "http://example.invalid/a"]
+    with duckdb.connect(str(wh)) as con:
+        merchant = con.execute("SELECT merchant_id FROM marts.weak_categories LIMIT 1").fetchone()[0]
+        con.execute("UPDATE marts.weak_categories SET category = ? WHERE merchant_id = ? "
+                    "AND category = (SELECT min(category) FROM marts.weak_categories WHERE merchant_id = ?)",
+                    [evil[0], merchant, merchant])
+        con.execute("UPDATE marts.weak_categories SET category = ? WHERE merchant_id = ? "
+                    "AND category = (SELECT max(category) FROM marts.weak_categories WHERE merchant_id = ?)",
+                    [evil[1], merchant, merchant])
+        exports.write_exports(con, Settings().with_values({"pseudonym_key": "k" * 64}), tmp_path / "out")
+    book = openpyxl.load_workbook(tmp_path / "out" / "exports" / "en" / f"expansion-{merchant}.xlsx")
+    sheet = book["weak_categories"]
+    cells = [c for row in sheet.iter_rows() for c in row if c.value in evil]
+    assert sorted(c.value for c in cells) == sorted(evil)
+    assert all(c.data_type == "s" and c.hyperlink is None for c in cells)
