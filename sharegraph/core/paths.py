@@ -31,10 +31,13 @@ def default_input_dir(settings: Settings | None = None) -> Path:
     return state_dir(settings) / "demo-input"
 
 
-def input_dir(settings: Settings | None = None) -> Path:
-    """Input of the code location's full pipeline: setting ``input``, else the demo's directory."""
+def input_dir(settings: Settings | None = None) -> Path | str:
+    """Input of the code location's full pipeline: setting ``input`` (a URI as given, for the
+    Spark engine), else the demo's directory."""
     s = _load(settings)
-    return _path(s.input) if s.input else default_input_dir(s)
+    if not s.input:
+        return default_input_dir(s)
+    return s.input if is_uri(s.input) else _path(s.input)
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:

@@ -64,6 +64,8 @@ def test_paths_follow_the_settings(tmp_path: Path) -> None:
     assert paths.warehouse(s) == tmp_path / "w.duckdb"
     assert paths.default_warehouse(s) == tmp_path / "st" / "sharegraph.duckdb"  # the demo's
     assert paths.reports_dir_for(tmp_path / "x" / "wh.duckdb", s) == tmp_path / "r"
+    assert paths.input_dir(s.with_values({"input": "s3a://bucket/exports"})) == "s3a://bucket/exports"
+    assert paths.input_dir(s.with_values({"input": str(tmp_path / "in")})) == tmp_path / "in"
 
 
 def test_a_timezone_in_the_file_is_used_and_checked(tmp_path: Path) -> None:
