@@ -101,11 +101,13 @@ class WarehouseResource(dg.ConfigurableResource):
         every use opens and closes its own connection.
         """
         if not self._held:
-            with warehouse.working(self.paths, timezone=self.settings().timezone) as con:
+            with warehouse.working(self.paths, timezone=self.settings().timezone,
+                                   memory_limit=self.settings().memory_limit) as con:
                 yield con
             return
         if self._con is None:
-            con = warehouse.connect(self.paths.working, timezone=self.settings().timezone)
+            con = warehouse.connect(self.paths.working, timezone=self.settings().timezone,
+                                    memory_limit=self.settings().memory_limit)
             try:
                 warehouse.ensure_schema(con)
             except BaseException:

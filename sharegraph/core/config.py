@@ -9,6 +9,7 @@ here, once, so a bad one fails when the settings load, naming where it came from
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
@@ -20,6 +21,9 @@ ENGINES = ("duckdb", "spark")
 
 SPARK_KEYS = ("master", "driver_memory", "output", "conf")
 """Keys of the [sharegraph.spark] table."""
+
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+"""A size DuckDB's ``memory_limit`` accepts."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,13 @@ class Settings:
     daily_start: str = "2024-01-01"
     """First export day of the daily partitions (YYYY-MM-DD); the last is tomorrow in ``timezone``."""
 
+    # --- resources
+    memory_limit: str = "5GB"
+    """Most memory DuckDB may hold on the run's connection, e.g. "5GB" (DuckDB's own default,
+    80% of RAM, when that is lower); empty: DuckDB's default. Bounds DuckDB's buffer pool
+    (cached table blocks included; DuckDB spills past it), not the NumPy arrays of the graph
+    kernels (docs/performance.md, "Memory")."""
+
     # --- engine (docs/engines.md)
     engine: str = "duckdb"
     """Engine of the run: duckdb (default, in-process) or spark (pip extra [spark], Java)."""
@@ -134,6 +145,8 @@ class Settings:
             out.append(f"inbox_settle_s = {self.inbox_settle_s} is negative")
         if not self.state:
             out.append("state is empty (the state directory, default 'state')")
+        if self.memory_limit and not MEMORY_SIZE.fullmatch(self.memory_limit):
+            out.append(f"memory_limit {self.memory_limit!r} is not a size such as 6GB, 6GiB or 512MB")
         if self.engine not in ENGINES:
             out.append(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
         unknown = sorted(set(self.spark) - set(SPARK_KEYS))

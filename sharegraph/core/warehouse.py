@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -162,8 +163,10 @@ class WarehousePaths:
         return cls(Path(published).expanduser().resolve())
 
 
-def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: str = "Asia/Shanghai") -> duckdb.DuckDBPyConnection:
-    """Open a DuckDB file with the session settings every stage relies on."""
+def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: str = "Asia/Shanghai",
+            memory_limit: str = "") -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file with the session settings every stage relies on (``memory_limit``:
+    the setting of that name, empty for DuckDB's default)."""
     path = Path(path)
     if not read_only:
         try:
@@ -172,7 +175,21 @@ def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: 
             raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from None
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = ?", [timezone])  # bound, never pasted into the SQL text
+    if memory_limit:
+        default = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        if size_bytes(memory_limit) < size_bytes(default):  # never above DuckDB's own default
+            con.execute("SET memory_limit = ?", [memory_limit])
     return con
+
+
+_UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def size_bytes(text: str) -> float:
+    """Bytes of a size as DuckDB reads or writes it ("5GB", "19.0 GiB"); inf if unreadable."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.IGNORECASE)
+    return float(m[1]) * _UNITS[m[2].lower()] if m else float("inf")
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -282,9 +299,10 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @contextmanager
-def working(paths: WarehousePaths, timezone: str = "Asia/Shanghai") -> Iterator[duckdb.DuckDBPyConnection]:
+def working(paths: WarehousePaths, timezone: str = "Asia/Shanghai",
+            memory_limit: str = "") -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection to the working file with the schema in place."""
-    con = connect(paths.working, timezone=timezone)
+    con = connect(paths.working, timezone=timezone, memory_limit=memory_limit)
     try:
         ensure_schema(con)
         yield con

@@ -148,3 +148,24 @@ def test_one_transaction_joins_an_open_transaction_and_rolls_back_its_own(tmp_pa
         con.execute("INSERT INTO t VALUES (4)")
         raise ZeroDivisionError
     assert con.execute("SELECT list(x) FROM t").fetchone()[0] == [3]
+
+
+def test_the_memory_limit_setting_reaches_the_runs_connection(tmp_path: Path) -> None:
+    """Setting memory_limit bounds DuckDB's buffer pool on the run's working connection;
+    a size DuckDB cannot read fails when the settings load, not in a step."""
+    import json
+
+    from assets.resources import WarehouseResource
+    from sharegraph.core.config import Settings
+
+    resource = WarehouseResource(warehouse=str(tmp_path / "wh.duckdb"), input_dir=str(tmp_path),
+                                 reports_dir=str(tmp_path / "r"),
+                                 settings_overrides=json.dumps({"memory_limit": "1GiB"}))
+    with resource.connect() as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "1.0 GiB"
+    default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    with wh.connect(tmp_path / "big.duckdb", memory_limit="1000TB") as con:  # never above DuckDB's default
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == default
+    assert wh.size_bytes("5GB") == 5e9 and wh.size_bytes("19.0 GiB") == 19 * 2**30
+    with pytest.raises(ValueError, match="memory_limit '80%' is not a size"):
+        Settings().with_values({"memory_limit": "80%"})
