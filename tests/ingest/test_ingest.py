@@ -281,7 +281,14 @@ def test_reference_flags(tmp_path: Path, con) -> None:
 
 
 # --- malformed CSV lines: quarantined with the raw line, the rest of the file loads ---------
-def test_malformed_lines_are_rows_and_the_rest_of_the_file_loads(tmp_path: Path, con) -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["row-numbers-by-case", "row-numbers-by-asof"])
+def test_malformed_lines_are_rows_and_the_rest_of_the_file_loads(
+        tmp_path: Path, con, monkeypatch: pytest.MonkeyPatch, inline: bool) -> None:
+    """Row numbers after a malformed line are the file's data row numbers, whether mapped by an
+    inline CASE (few malformed lines) or by the ASOF join (many)."""
+    from sharegraph.ingest import load
+
+    monkeypatch.setattr(load, "SHIFT_INLINE", load.SHIFT_INLINE if inline else 0)
     d = minimal_dir(tmp_path / "in")
     lines, good = write_line_defects(d / "orders.csv")
     results = load_inputs(con, d, SETTINGS)
