@@ -11,8 +11,8 @@ own commits). ``dagster dev`` and the daemon read the same files with Dagster's 
 
 Only this process's instance uses these classes (:func:`open_run_instance`); the project's
 ``dagster.yaml`` is left as it is. They override private methods of dagster 1.13's SQLite
-storages (``_connect``, ``connect``), pinned by ``pyproject.toml`` and covered by
-``tests/pipelines/test_run_instance.py``.
+storages (``_connect``, ``connect``), pinned by ``pyproject.toml``; a test reads a run back
+through Dagster's own classes (``tests/pipelines/test_run_output.py``).
 """
 
 from __future__ import annotations

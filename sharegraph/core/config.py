@@ -22,8 +22,8 @@ ENGINES = ("duckdb", "spark")
 SPARK_KEYS = ("master", "driver_memory", "output", "conf")
 """Keys of the [sharegraph.spark] table."""
 
-MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
-"""A size DuckDB's ``memory_limit`` accepts."""
+MEMORY_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", re.IGNORECASE)
+"""A size as DuckDB's ``memory_limit`` reads and writes it ("5GB", "19.0 GiB"): number, unit."""
 
 
 @dataclass(frozen=True)

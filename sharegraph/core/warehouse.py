@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from sharegraph.core.config import MEMORY_SIZE
 from sharegraph.core.contract import TABLES, staging_ddl
 from sharegraph.core.sql import count_rows, literal
 
@@ -188,7 +188,7 @@ _UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 def size_bytes(text: str) -> float:
     """Bytes of a size as DuckDB reads or writes it ("5GB", "19.0 GiB"); inf if unreadable."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.IGNORECASE)
+    m = MEMORY_SIZE.fullmatch(text)
     return float(m[1]) * _UNITS[m[2].lower()] if m else float("inf")
 
 
