@@ -142,7 +142,7 @@ def test_the_run_record_reads_back_through_dagsters_own_storage(good_run: dict) 
         assert dg.DagsterEventType.RUN_START in kinds and kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
         materialized = instance.get_latest_materialization_event(dg.AssetKey(["marts", "agent_influence"]))
         assert materialized is not None and materialized.run_id == run.run_id
-        checks = [e for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
+        checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         assert len(checks) == 30 and all(e.dagster_event.event_specific_data.passed for e in checks)
 
 
