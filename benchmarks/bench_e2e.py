@@ -7,12 +7,13 @@
 What users hit: the input is shaped like a real export, not like the generator writes it:
 rows shuffled (the sorted-key fast path of the ingest is not the measured case), 10% of orders
 with a second line (another product, its own amount, the first line's order header), 0.5% of
-order rows dirty (quarantined) and one malformed line, the products file in GBK. Each
-measurement is a fresh process into a fresh warehouse directory; we report the median wall time and the
-median peak RSS (the run's process tree, sampled by psutil) over ``--runs`` runs, interleaved
-with the peer. The peer is ``CREATE TABLE AS SELECT * FROM read_csv(file)`` for every input
-file in one DuckDB process: the floor of any pipeline that reads these files. The ratio of the
-medians is the README's headline figure.
+order rows dirty (quarantined) and one malformed line, the products file in GBK.
+
+Each measurement is a fresh process into a fresh warehouse directory. We report the median
+wall time and the median peak RSS (the run's process tree, sampled by psutil) over ``--runs``
+runs, interleaved with the peer. The peer is ``CREATE TABLE AS SELECT * FROM read_csv(file)``
+for every input file in one DuckDB process: the floor of any pipeline that reads these files.
+The ratio of the medians is the README's headline figure.
 """
 
 from __future__ import annotations
