@@ -271,12 +271,13 @@ def load_day(con, day: date, *, inbox: str | os.PathLike[str], archive_dir: str 
                             "rows_already_loaded": r.rows_already_loaded})
         if f.path.parent == inbox_root:
             to_archive.append(f)
-    frame = pl.DataFrame(rows, schema={  # noqa: F841 - read by DuckDB below
+    frame = pl.DataFrame(rows, schema={
         "export_date": pl.Date, "table_name": pl.String, "file_name": pl.String,
         "processed_at": pl.String, "reason": pl.String, "batch_id": pl.String,
         "outcome": pl.String, "rows_read": pl.Int64, "rows_loaded": pl.Int64,
         "rows_quarantined": pl.Int64, "rows_already_loaded": pl.Int64,
     })
+    con.register("_daily_rows", frame.to_arrow())
     con.execute("BEGIN TRANSACTION")
     try:
         if files:
@@ -286,12 +287,14 @@ def load_day(con, day: date, *, inbox: str | os.PathLike[str], archive_dir: str 
         con.execute(
             "INSERT INTO raw.daily_exports SELECT export_date, table_name, file_name, batch_id, "
             "outcome, rows_read, rows_loaded, rows_quarantined, rows_already_loaded, reason, "
-            "CAST(processed_at AS TIMESTAMP) FROM frame"
+            "CAST(processed_at AS TIMESTAMP) FROM _daily_rows"
         )
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.unregister("_daily_rows")
     for f in to_archive:
         archive(f.path, inbox_root, archive_dir, day)
     return DayLoad(day, rows)

@@ -147,12 +147,13 @@ def _rings(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
         size = np.bincount(c)
         member = np.flatnonzero((size[c] >= 2) & (size[c] <= int(s.ring_max_size)))
         comp = c[member].astype(np.int64)
-    ring = pa.table({"i": member.astype(np.int64), "comp": comp})  # noqa: F841 - read below
+    con.register("_ig_members", pa.table({"i": member.astype(np.int64), "comp": comp}))
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _ig_ring AS
         SELECT ids.id AS person_id, min(ids.id) OVER (PARTITION BY r.comp) AS ring_id,
                count(*) OVER (PARTITION BY r.comp)::INTEGER AS ring_size
-        FROM ring r JOIN _ig_ids ids ON ids.i = r.i""")
+        FROM _ig_members r JOIN _ig_ids ids ON ids.i = r.i""")
+    con.unregister("_ig_members")
 
 
 def _referral_ring() -> str:

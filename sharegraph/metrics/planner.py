@@ -299,9 +299,10 @@ def build_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings | None 
                         ("marginal_gmv", pa.float64()), ("expected_buyers", pa.float64()),
                         ("buyers_low", pa.float64()), ("buyers_high", pa.float64()),
                         ("expected_gmv", pa.float64()), ("method", pa.string())])
-    plan_rows = pa.Table.from_pylist(rows, schema=schema)  # noqa: F841 - read by DuckDB
+    con.register("_plan_rows", pa.Table.from_pylist(rows, schema=schema))
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    con.execute("CREATE OR REPLACE TABLE marts.launch_plan AS SELECT * FROM plan_rows")
+    con.execute("CREATE OR REPLACE TABLE marts.launch_plan AS SELECT * FROM _plan_rows")
+    con.unregister("_plan_rows")
     return finish_table(con, "marts.launch_plan",
                         f"One row per seed of the default launch plan (k={k}): IMM on the diffusion model "
                         "learned from past cascades (docs/planner.md).", LAUNCH_PLAN_DOC)
