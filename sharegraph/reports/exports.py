@@ -138,10 +138,12 @@ def _frames(con: duckdb.DuckDBPyConnection, exports: list[Export],
         yield e, pseudonymize(frame, [c for c in PERSON_COLUMNS if c in frame.columns], key), kinds
 
 
-WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "nan_inf_to_errors": True}
+WORKBOOK_OPTIONS = {"strings_to_formulas": False, "strings_to_urls": False, "nan_inf_to_errors": True,
+                    "in_memory": True}
 """Text from the data stays text: a value like ``=HYPERLINK(...)`` from an export is not
 turned into a live formula (spreadsheet injection) nor a URL into a link; also skips
-xlsxwriter's pattern test on every string cell."""
+xlsxwriter's pattern test on every string cell. ``in_memory`` assembles each book's parts in
+memory instead of temporary files (a book holds at most ``MAX_ROWS`` rows a sheet)."""
 
 
 def _workbook(path: Path, tables: list[tuple[Export, pl.DataFrame, dict[str, str]]],
