@@ -90,7 +90,7 @@ def _evidence_ctes(best: str, pairs: str) -> str:
     with their pair statistics (from ``pairs``) as lists and one readable sentence."""
     return f"""
         contrib_sum AS (
-            SELECT merchant_id, category_b, best_a, sum(n * uplift) AS buyers
+            SELECT merchant_id, category_b, best_a, fsum(n * uplift) AS buyers
             FROM {best} GROUP BY ALL
         ), contrib AS (
             SELECT *, row_number() OVER (PARTITION BY merchant_id, category_b
@@ -116,38 +116,46 @@ def _evidence_ctes(best: str, pairs: str) -> str:
         )"""
 
 
-def _stage_best_uplift(con: duckdb.DuckDBPyConnection, src: str, pairs: str, out: str) -> None:
-    """Temp table ``out``: per merchant, customer profile (distinct set of categories bought
-    there) and candidate B it does not sell, the largest uplift over the profile's A's in
-    ``pairs`` and that A. Pairs towards a category every merchant sells are dropped before the
-    profile join, which otherwise grows with profiles x pairs (one merchant selling 30k leaf
-    categories: 24 s for nothing)."""
+def _stage_profiles(con: duckdb.DuckDBPyConnection, src: str) -> None:
+    """Temp tables both uplift passes and the ranking share, each computed once:
+    ``_exp_sold`` (what each merchant sells), ``_exp_profiles`` (one row per merchant per
+    distinct set of categories its customers bought there, with the number of customers: the
+    work then scales with distinct sets, not customers) and ``_exp_sold_everywhere`` (the
+    categories every merchant with paid lines sells: a candidate for nobody)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _exp_sold AS {_sold_sql(con)}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _exp_profiles AS
+        SELECT row_number() OVER () AS pid, merchant_id, count(*) AS n, cats
+        FROM (SELECT merchant_id, customer_id, list(DISTINCT category ORDER BY category) AS cats
+              FROM ({src}) GROUP BY ALL)
+        GROUP BY merchant_id, cats""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _exp_sold_everywhere AS
+        WITH merchants AS (SELECT DISTINCT merchant_id FROM _exp_profiles)
+        SELECT category FROM _exp_sold
+        WHERE merchant_id IN (SELECT merchant_id FROM merchants)
+        GROUP BY category
+        HAVING count(*) = (SELECT count(*) FROM merchants)""")
+
+
+def _stage_best_uplift(con: duckdb.DuckDBPyConnection, pairs: str, out: str) -> None:
+    """Temp table ``out``: per merchant, customer profile (``_exp_profiles``) and candidate B
+    it does not sell, the largest uplift over the profile's A's in ``pairs`` and that A. Pairs
+    towards a category every merchant sells are dropped before the profile join, which
+    otherwise grows with profiles x pairs (one merchant selling 30k leaf categories: 24 s for
+    nothing)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {out} AS
-        WITH lines AS ({src}),
-        profiles AS (   -- one row per merchant per distinct set of categories bought there
-            SELECT merchant_id, cats, count(*) AS n
-            FROM (SELECT merchant_id, customer_id, list(DISTINCT category ORDER BY category) AS cats
-                  FROM lines GROUP BY ALL)
-            GROUP BY ALL
-        ), pa AS (
-            SELECT row_number() OVER () AS pid, merchant_id, n, cats FROM profiles
-        ), pa_cat AS (
-            SELECT pid, merchant_id, n, unnest(cats) AS category_a FROM pa
-        ), sold AS ({_sold_sql(con)}),
-        sold_everywhere AS (   -- a candidate for no merchant: cut before the big join
-            SELECT category FROM sold
-            WHERE merchant_id IN (SELECT merchant_id FROM lines)
-            GROUP BY category
-            HAVING count(*) = (SELECT count(DISTINCT merchant_id) FROM lines)
+        WITH pa_cat AS (
+            SELECT pid, merchant_id, n, unnest(cats) AS category_a FROM _exp_profiles
         ), open_pairs AS (
-            SELECT * FROM {pairs} ANTI JOIN sold_everywhere s ON s.category = category_b
+            SELECT * FROM {pairs} ANTI JOIN _exp_sold_everywhere s ON s.category = category_b
         ), cand AS (
             SELECT pa_cat.pid, pa_cat.merchant_id, pa_cat.n, u.category_a, u.category_b,
                    u.uplift
             FROM pa_cat JOIN open_pairs u USING (category_a)
-            ANTI JOIN sold ON sold.merchant_id = pa_cat.merchant_id
-                          AND sold.category = u.category_b
+            ANTI JOIN _exp_sold sold ON sold.merchant_id = pa_cat.merchant_id
+                                    AND sold.category = u.category_b
         )
         SELECT pid, merchant_id, n, category_b, max(uplift) AS uplift,
                first(category_a ORDER BY uplift DESC, category_a) AS best_a
@@ -200,7 +208,7 @@ def _reasons_sql() -> tuple[str, str]:
     return zh, en
 
 
-def _candidate_ctes(con: duckdb.DuckDBPyConnection, src: str) -> str:
+def _candidate_ctes(src: str) -> str:
     """WITH ... cand: each merchant's candidate categories (every unsold category an
     observed uplift points to, plus the most common unsold ones to fill the list), with the
     merchant's customers, category base rates and the significant-pair evidence."""
@@ -216,16 +224,18 @@ def _candidate_ctes(con: duckdb.DuckDBPyConnection, src: str) -> str:
             FROM lines CROSS JOIN totals GROUP BY category
         ), base_ranked AS (
             SELECT *, row_number() OVER (ORDER BY base_rate DESC, category) AS grank FROM base
-        ), sold AS ({_sold_sql(con)}),
+        ), sold AS (SELECT * FROM _exp_sold),
         n_sold AS (SELECT merchant_id, count(*) AS n FROM sold GROUP BY ALL),
+        -- fsum (compensated, correctly rounded): the sums do not depend on the order the
+        -- rows arrive in, so equal inputs give equal marts whatever the threads did
         agg AS (
-            SELECT merchant_id, category_b, sum(n * uplift) AS expected_buyers,
+            SELECT merchant_id, category_b, fsum(n * uplift) AS expected_buyers,
                    sum(n) AS n_customers_with_uplift
             FROM _exp_best GROUP BY ALL
         ), obs AS (
-            SELECT merchant_id, category_b, sum(buyers) AS observed_buyers,
+            SELECT merchant_id, category_b, fsum(buyers) AS observed_buyers,
                    first(best_a ORDER BY buyers DESC, best_a) AS obs_lead
-            FROM (SELECT merchant_id, category_b, best_a, sum(n * uplift) AS buyers
+            FROM (SELECT merchant_id, category_b, best_a, fsum(n * uplift) AS buyers
                   FROM _exp_best_obs GROUP BY ALL)
             GROUP BY ALL
         ), fill AS (   -- the most common unsold categories: enough to fill every list
@@ -314,13 +324,14 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
             CREATE OR REPLACE TEMP TABLE {table} AS
             SELECT {_PAIR_COLUMNS} FROM marts.category_affinity
             WHERE scope = '{ALL_SCOPE}' AND basis = 'customer' AND {where}""")
-    _stage_best_uplift(con, src, "_exp_uplift", "_exp_best")
-    _stage_best_uplift(con, src, "_exp_obs", "_exp_best_obs")
+    _stage_profiles(con, src)
+    _stage_best_uplift(con, "_exp_uplift", "_exp_best")
+    _stage_best_uplift(con, "_exp_obs", "_exp_best_obs")
     reason_zh, reason_en = _reasons_sql()
     con.execute(f"""
         CREATE OR REPLACE TABLE marts.expansion_recommendations AS
         -- one row per merchant per candidate category it does not sell, at most {MAX_CANDIDATES}
-        {_candidate_ctes(con, src)}
+        {_candidate_ctes(src)}
         {_RANKED_CTE}
         {_tier_ctes(alpha, min_n, z)}
         SELECT merchant_id, category, rank, n_merchant_customers, n_customers_with_uplift,
@@ -332,7 +343,8 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
                customers_needed, {reason_zh} AS reason_zh, {reason_en} AS reason_en
         FROM tiered
         ORDER BY merchant_id, rank""")
-    for temp in ("_exp_uplift", "_exp_obs", "_exp_best", "_exp_best_obs"):
+    for temp in ("_exp_uplift", "_exp_obs", "_exp_best", "_exp_best_obs", "_exp_sold",
+                 "_exp_profiles", "_exp_sold_everywhere"):
         con.execute(f"DROP TABLE IF EXISTS {temp}")
     return finish_table(
         con, "marts.expansion_recommendations",
