@@ -556,15 +556,23 @@ def ensure_plotlyjs(out_dir: Path) -> Path:
 
     One shared copy for all pages; rewritten only when the installed version differs.
     """
-    from plotly.offline import get_plotlyjs
-
     target = out_dir / PLOTLY_JS
-    source = get_plotlyjs().encode("utf-8")
+    source, digest = _plotlyjs()
     if (
         target.is_file()
         and target.stat().st_size == len(source)
-        and hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(source).digest()
+        and hashlib.sha256(target.read_bytes()).digest() == digest
     ):
         return target
     write_atomic(target, source)
     return target
+
+
+@functools.cache
+def _plotlyjs() -> tuple[bytes, bytes]:
+    """The installed plotly.js (4.6 MB) and its SHA-256, read once per process (every report
+    step checks its copy)."""
+    from plotly.offline import get_plotlyjs
+
+    source = get_plotlyjs().encode("utf-8")
+    return source, hashlib.sha256(source).digest()
