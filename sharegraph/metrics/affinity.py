@@ -24,12 +24,12 @@ import time
 import duckdb
 import numpy as np
 import pyarrow as pa
-from scipy import stats
 
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import table_exists
 from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.products import product_lookup_sql
+from sharegraph.metrics.tails import binom_sf, hypergeom_sf
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,7 @@ def hypergeom_pvalue(n_ab: np.ndarray, n_total: np.ndarray, n_a: np.ndarray,
     n_ab = np.asarray(n_ab, dtype=np.int64)
     if n_ab.size == 0:
         return np.zeros(0)
-    p = stats.hypergeom.sf(n_ab - 1, np.asarray(n_total, dtype=np.int64),
-                           np.asarray(n_a, dtype=np.int64), np.asarray(n_b, dtype=np.int64))
+    p = hypergeom_sf(n_ab - 1, n_total, n_a, n_b)
     return np.clip(p, 0.0, 1.0)
 
 
@@ -97,7 +96,7 @@ def binom_pvalue(k: np.ndarray, n: np.ndarray, p0: np.ndarray) -> np.ndarray:
     k = np.asarray(k, dtype=np.int64)
     if k.size == 0:
         return np.zeros(0)
-    p = stats.binom.sf(k - 1, np.asarray(n, dtype=np.int64), np.asarray(p0, dtype=float))
+    p = binom_sf(k - 1, n, p0)
     return np.clip(p, 0.0, 1.0)
 
 

@@ -15,6 +15,7 @@ from sharegraph.core.config import Settings
 from sharegraph.core.sql import fixed, q_text, table_exists
 from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics.affinity import ALL_SCOPE, paid_lines_sql
+from sharegraph.metrics.tails import norm_isf
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +168,13 @@ def needed_z(con: duckdb.DuckDBPyConnection, settings: Settings, src: str) -> fl
     Benjamini-Hochberg threshold fdr_alpha (R + 1) / m, where m = k(k-1)/2 pairs are tested
     overall and R of them are rejected now (q <= fdr_alpha): a new p-value at or below it is
     rejected whatever the others (docs/affinity.md)."""
-    from scipy.stats import norm
-
     k = int(con.execute(f"SELECT count(DISTINCT category) FROM ({src})").fetchall()[0][0])
     r = int(con.execute(
         "SELECT count(*) FROM marts.category_affinity WHERE scope = ? AND basis = 'customer' "
         "AND category_a < category_b AND q_value <= ?", [ALL_SCOPE, settings.fdr_alpha],
     ).fetchall()[0][0])
     m = max(k * (k - 1) // 2, 1)
-    return float(norm.isf(min(0.5, settings.fdr_alpha * (r + 1) / m)))
+    return norm_isf(min(0.5, settings.fdr_alpha * (r + 1) / m))
 
 
 def _reasons_sql() -> tuple[str, str]:

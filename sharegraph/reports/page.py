@@ -9,8 +9,8 @@ Escaping rules (docs/reports.md §Safety):
 * Text Plotly renders (titles, ticks, hover, treemap labels): :func:`pesc`
   (``html.escape(s, quote=False)``): Plotly interprets a few tags (``<b>``, ``<a href>``)
   and decodes ``&lt; &gt; &amp;`` but not ``&quot;``, so this makes a name show as written.
-* Figure JSON is written by plotly.py (``fig.to_html``), which escapes ``<`` / ``>`` / ``/``
-  inside the ``<script>``; we never paste ``json.dumps`` output into a script ourselves.
+* Figure JSON is written by plotly.py (``plotly.io.to_html``), which escapes ``<`` / ``>`` /
+  ``/`` inside the ``<script>``; we never paste ``json.dumps`` output into a script ourselves.
 """
 
 from __future__ import annotations

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from sharegraph.core.config import Settings
-from sharegraph.core.warehouse import ensure_schema
+from sharegraph.core.warehouse import connect, ensure_schema
 from sharegraph.metrics.affinity import build_category_affinity
 from sharegraph.metrics.expansion import (
     TIERS,
@@ -275,14 +278,11 @@ def test_every_merchant_gets_ranked_candidates_with_tiers_like_pandas():
     assert f"about {int(low.customers_needed):,} would be needed" in low.reason_en
 
 
-def test_the_mart_does_not_depend_on_the_order_the_lines_arrive_in(pipeline_run: dict, tmp_path) -> None:
+def test_the_mart_does_not_depend_on_the_order_the_lines_arrive_in(pipeline_run: dict,
+                                                                   tmp_path: Path) -> None:
     """Rebuilt over the same paid lines stored in another order and on one thread, the mart
     is identical to the last float bit: its expected-buyer sums are compensated (fsum), so a
     daily rebuild equals a from-scratch one whatever order DuckDB's threads deliver rows in."""
-    import shutil
-
-    from sharegraph.core.warehouse import connect
-
     db = tmp_path / "wh.duckdb"
     shutil.copyfile(pipeline_run["warehouse"], db)
     db.chmod(0o644)
