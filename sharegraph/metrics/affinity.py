@@ -87,8 +87,7 @@ def hypergeom_pvalue(n_ab: np.ndarray, n_total: np.ndarray, n_a: np.ndarray,
     n_ab = np.asarray(n_ab, dtype=np.int64)
     if n_ab.size == 0:
         return np.zeros(0)
-    p = hypergeom_sf(n_ab - 1, n_total, n_a, n_b)
-    return np.clip(p, 0.0, 1.0)
+    return hypergeom_sf(n_ab - 1, n_total, n_a, n_b)
 
 
 def binom_pvalue(k: np.ndarray, n: np.ndarray, p0: np.ndarray) -> np.ndarray:
@@ -96,8 +95,7 @@ def binom_pvalue(k: np.ndarray, n: np.ndarray, p0: np.ndarray) -> np.ndarray:
     k = np.asarray(k, dtype=np.int64)
     if k.size == 0:
         return np.zeros(0)
-    p = binom_sf(k - 1, n, p0)
-    return np.clip(p, 0.0, 1.0)
+    return binom_sf(k - 1, n, p0)
 
 
 def bh_qvalues(p: np.ndarray, family: np.ndarray | None = None,
