@@ -55,7 +55,6 @@ def binom_sf(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def norm_isf(q: float) -> float:
-    """``scipy.stats.norm.isf(q)`` for 0 < q < 1: the z with P(Z > z) = q."""
-    if not 0 < q < 1:
-        raise ValueError(f"norm_isf needs 0 < q < 1, got {q!r}")
+    """``scipy.stats.norm.isf(q)``: the z with P(Z > z) = q (inf at 0, -inf at 1, NaN outside
+    [0, 1], as SciPy)."""
     return float(-special.ndtri(q)) + 0.0  # + 0.0: no -0.0 at q = 0.5, as scipy.stats
