@@ -1,16 +1,17 @@
 """Reports stage: offline Plotly HTML reports in ``warehouse.reports`` (docs/reports.md).
 
-Thin wrappers over ``sharegraph.reports``: each asset opens the working DuckDB file, renders
-its page(s) atomically and reports the files written. The index runs last: it lists the
-other reports with their sizes.
+One asset per page, all computed by one step (a subsettable multi-asset): the step renders
+the chosen pages with ``sharegraph.reports.site.render_pages``, which writes the index's
+downloads in two other processes while this one renders the pages. As eight steps the
+workbooks could not overlap anything (the in-process executor runs steps one at a time),
+and each step cost Dagster's own overhead. Each page keeps its own key, dependencies and
+metadata, and any subset can be materialized alone.
 """
 
-from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import dagster as dg
 
@@ -47,115 +48,84 @@ from assets.keys import (
     WEAK,
 )
 from assets.resources import WarehouseResource
-from sharegraph.reports import (
-    generated_at,
-    render_cascades,
-    render_expansion,
-    render_glossary,
-    render_index,
-    render_influence,
-    render_launch_plan,
-    render_lifecycle,
-    render_trends,
-)
-from sharegraph.reports.page import PLOTLY_JS, ensure_plotlyjs
+from sharegraph.reports.page import PLOTLY_JS
 from sharegraph.reports.pseudonym import resolve_key
+from sharegraph.reports.site import render_pages
 
-T = TypeVar("T")
+#: each page's asset: its key, the site's page name, description and upstream tables
+PAGES: tuple[tuple[dg.AssetKey, str, str, list[dg.AssetKey]], ...] = (
+    (REPORT_INFLUENCE, "influence",
+     "influence.html: leaderboard, direct vs downstream, Lorenz/Gini, cascades, K, channels, "
+     "group buys, downline treemap.",
+     [AGENT_INFLUENCE, CONCENTRATION, CASCADES, KFACTOR, CHANNEL_MIGRATION, GROUP_BUYS, ATTRIBUTED,
+      AGENT_UPLINE, TABLE_NOTES]),
+    (REPORT_CASCADES, "cascades",
+     "cascades.html: the largest cascades as trees, size vs structural virality, the list.",
+     [CASCADES, SHARE_NODES, TABLE_NOTES]),
+    (REPORT_EXPANSION, "expansion",
+     "expansion-<merchant>.html, one per merchant (largest GMV first, capped).",
+     [CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED, TABLE_NOTES]),
+    (REPORT_LIFECYCLE, "lifecycle",
+     "lifecycle.html: agent funnel, cohort retention, time to first sale, best and worst "
+     "recruiters, the referral-integrity review queue by ¥ at risk.",
+     [AGENT_FUNNEL, AGENT_COHORTS, UPLINE_QUALITY, INTEGRITY_FLAGS, TABLE_NOTES]),
+    (REPORT_LAUNCH_PLAN, "launch_plan",
+     "launch-plan.html: the default plan's seeds with marginal expected buyers and ¥.",
+     [LAUNCH_PLAN, TABLE_NOTES]),
+    (REPORT_TRENDS, "trends",
+     "trends.html: monthly GMV by channel class, active agents, new customers via shares, "
+     "group-buy success (rows of marts.headline_metrics).",
+     [HEADLINE, ATTRIBUTED, GROUP_BUYS, GROUP_BUY_SUMMARY, CHANNEL_MIGRATION, AGENT_FUNNEL, TABLE_NOTES]),
+    (REPORT_GLOSSARY, "glossary",
+     "glossary.html: every metric defined in both languages (from the code's definitions).",
+     [TABLE_NOTES]),
+    (REPORT_INDEX, "index",
+     "index.html: quarantine banner, headline figures, unavailable analyses and why, links to "
+     "every report with file sizes, run facts; every page's tables as CSV and zh/en workbooks.",
+     [HEADLINE, REPORT_TRENDS, REPORT_GLOSSARY, REPORT_LAUNCH_PLAN, REPORT_INFLUENCE, REPORT_CASCADES,
+      REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR, ATTRIBUTED, TABLE_NOTES,
+      *STAGING.values()]),
+)
+_PAGE_OF = {key: page for key, page, _, _ in PAGES}
+_KEY_OF = {page: key for key, page, _, _ in PAGES}
 
 
-def _render(warehouse: WarehouseResource, render: Callable[..., T]) -> T:
-    """Run one ``sharegraph.reports.render_*`` into ``warehouse.reports`` on the working file
-    (plotly.js copied there first); returns what it returns (the path(s) written)."""
+@dg.multi_asset(
+    name="reports",
+    specs=[dg.AssetSpec(key, deps=deps, description=description, group_name="reports",
+                        kinds={"html"} if page == "glossary" else {"plotly", "html"})
+           for key, page, description, deps in PAGES],
+    check_specs=[dg.AssetCheckSpec("reports_offline", asset=REPORT_INDEX, blocking=False,
+                                   description="Every report is offline and every index link resolves.")],
+    can_subset=True,
+)
+def reports(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
+    """The chosen report pages, rendered on the working file (the index and its downloads
+    last: it lists the other reports with their sizes)."""
     settings = warehouse.settings()
     key = resolve_key(settings.pseudonym_key, warehouse.paths.published.parent)
     settings = settings.with_values({"pseudonym_key": key})
     out = warehouse.reports
-    ensure_plotlyjs(out)
+    pages = [_PAGE_OF[k] for k in context.selected_asset_keys]
     with warehouse.connect() as con:
-        return render(con, settings, out, generated_at(settings))
+        for page, paths in render_pages(con, settings, out, pages):
+            yield _result(_KEY_OF[page], page, paths, out)
 
 
-def _written(paths: list[Path]) -> dict[str, object]:
-    return {
-        "files": len(paths),
-        "bytes": sum(p.stat().st_size for p in paths),
-        **({"path": dg.MetadataValue.path(str(paths[0]))} if paths else {}),
+def _result(key: dg.AssetKey, page: str, paths: list[Path], out: Path) -> dg.MaterializeResult:
+    html = [p for p in paths if p.suffix == ".html"]
+    metadata: dict[str, object] = {
+        "files": len(html),
+        "bytes": sum(p.stat().st_size for p in html),
+        **({"path": dg.MetadataValue.path(str(html[0]))} if html else {}),
     }
-
-
-@dg.asset(key=REPORT_INFLUENCE, kinds={"plotly", "html"}, group_name="reports",
-          deps=[AGENT_INFLUENCE, CONCENTRATION, CASCADES, KFACTOR, CHANNEL_MIGRATION, GROUP_BUYS,
-                ATTRIBUTED, AGENT_UPLINE, TABLE_NOTES])
-def influence_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """influence.html: leaderboard, direct vs downstream, Lorenz/Gini, cascades, K, channels,
-    group buys, downline treemap."""
-    path = _render(warehouse, render_influence)
-    return dg.MaterializeResult(metadata=_written([path]))
-
-
-@dg.asset(key=REPORT_CASCADES, kinds={"plotly", "html"}, group_name="reports",
-          deps=[CASCADES, SHARE_NODES, TABLE_NOTES])
-def cascades_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """cascades.html: the largest cascades as trees, size vs structural virality, the list."""
-    path = _render(warehouse, render_cascades)
-    return dg.MaterializeResult(metadata=_written([path]))
-
-
-@dg.asset(key=REPORT_EXPANSION, kinds={"plotly", "html"}, group_name="reports",
-          deps=[CATEGORY_AFFINITY, SPILLOVER, EXPANSION, WEAK, ATTRIBUTED, TABLE_NOTES])
-def expansion_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """expansion-<merchant>.html, one per merchant (largest GMV first, capped)."""
-    paths = _render(warehouse, render_expansion)
-    return dg.MaterializeResult(metadata={**_written(paths), "merchants": len(paths)})
-
-
-@dg.asset(key=REPORT_LIFECYCLE, kinds={"plotly", "html"}, group_name="reports",
-          deps=[AGENT_FUNNEL, AGENT_COHORTS, UPLINE_QUALITY, INTEGRITY_FLAGS, TABLE_NOTES])
-def lifecycle_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """lifecycle.html: agent funnel, cohort retention, time to first sale, best and worst
-    recruiters, the referral-integrity review queue by ¥ at risk."""
-    path = _render(warehouse, render_lifecycle)
-    return dg.MaterializeResult(metadata=_written([path]))
-
-
-@dg.asset(key=REPORT_LAUNCH_PLAN, kinds={"plotly", "html"}, group_name="reports",
-          deps=[LAUNCH_PLAN, TABLE_NOTES])
-def launch_plan_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """launch-plan.html: the default plan's seeds with marginal expected buyers and ¥."""
-    path = _render(warehouse, render_launch_plan)
-    return dg.MaterializeResult(metadata=_written([path]))
-
-
-@dg.asset(key=REPORT_TRENDS, kinds={"plotly", "html"}, group_name="reports",
-          deps=[HEADLINE, ATTRIBUTED, GROUP_BUYS, GROUP_BUY_SUMMARY, CHANNEL_MIGRATION, AGENT_FUNNEL,
-                TABLE_NOTES])
-def trends_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """trends.html: monthly GMV by channel class, active agents, new customers via shares,
-    group-buy success (rows of marts.headline_metrics)."""
-    path = _render(warehouse, render_trends)
-    return dg.MaterializeResult(metadata=_written([path]))
-
-
-@dg.asset(key=REPORT_GLOSSARY, kinds={"html"}, group_name="reports", deps=[TABLE_NOTES])
-def glossary_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """glossary.html: every metric defined in both languages (from the code's definitions)."""
-    path = _render(warehouse, render_glossary)
-    return dg.MaterializeResult(metadata=_written([path]))
-
-
-@dg.asset(key=REPORT_INDEX, kinds={"plotly", "html"}, group_name="reports",
-          deps=[HEADLINE, REPORT_TRENDS, REPORT_GLOSSARY, REPORT_LAUNCH_PLAN, REPORT_INFLUENCE, REPORT_CASCADES, REPORT_EXPANSION, REPORT_LIFECYCLE, CONCENTRATION, KFACTOR,
-                ATTRIBUTED, TABLE_NOTES, *STAGING.values()],
-          check_specs=[dg.AssetCheckSpec("reports_offline", asset=REPORT_INDEX, blocking=False,
-                                         description="Every report is offline and every index link resolves.")])
-def index_report(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """index.html: quarantine banner, headline figures, unavailable analyses and why, links to
-    every report with file sizes, run facts."""
-    path = _render(warehouse, render_index)
-    out = warehouse.reports
-    return dg.MaterializeResult(metadata={
-        **_written([path]),
+    if page == "expansion":
+        metadata["merchants"] = len(html)
+    if page != "index":
+        return dg.MaterializeResult(asset_key=key, metadata=metadata)
+    return dg.MaterializeResult(asset_key=key, metadata={
+        **metadata,
+        "downloads": len(paths) - len(html),
         "reports_dir": dg.MetadataValue.path(str(out)),
         "reports_bytes": sum(p.stat().st_size for p in out.glob("*.html")),
     }, check_results=[reports_offline(out)])

@@ -1,65 +1,44 @@
 """Offline Plotly HTML reports rendered from the marts (docs/reports.md).
 
 One module per report (``influence``, ``expansion``, ``cascades``, ``lifecycle``, ``trends``,
-``glossary``, ``index``), the shared page
-shell in ``page``, figure builders in ``figures`` and people pseudonyms in ``pseudonym``.
-:func:`render_all` writes every report into one directory; the Dagster assets in
-``assets/reports.py`` call the per-report functions.
+``glossary``, ``index``), the shared page shell in ``page``, figure builders in ``figures``,
+people pseudonyms in ``pseudonym``, the downloads in ``exports``. ``site`` writes a set of
+pages into one directory (:func:`render_all`: every page); the Dagster reports asset calls it.
+
+The names below are imported on first use: a workbook process (``python -m
+sharegraph.reports.exports``) imports this package and must not pay for Plotly and the pages.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-from zoneinfo import ZoneInfo
+import importlib
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    from sharegraph.reports.cascades import render_cascades
+    from sharegraph.reports.expansion import render_expansion
+    from sharegraph.reports.glossary import render_glossary
+    from sharegraph.reports.index import render_index
+    from sharegraph.reports.influence import render_influence
+    from sharegraph.reports.lifecycle import render_lifecycle
+    from sharegraph.reports.planning import render_launch_plan
+    from sharegraph.reports.site import PAGES, generated_at, render_all, render_pages
+    from sharegraph.reports.trends import render_trends
 
-from sharegraph.core.config import Settings
-from sharegraph.reports.cascades import render_cascades
-from sharegraph.reports.expansion import render_expansion
-from sharegraph.reports.glossary import render_glossary
-from sharegraph.reports.index import render_index
-from sharegraph.reports.influence import render_influence
-from sharegraph.reports.lifecycle import render_lifecycle
-from sharegraph.reports.page import ensure_plotlyjs
-from sharegraph.reports.planning import render_launch_plan
-from sharegraph.reports.trends import render_trends
-
-
-def generated_at(settings: Settings) -> str:
-    """Now in the configured zone, as the reports print it."""
-    return datetime.now(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+_HOME = {"render_cascades": "cascades", "render_expansion": "expansion", "render_glossary": "glossary",
+         "render_index": "index", "render_influence": "influence", "render_lifecycle": "lifecycle",
+         "render_launch_plan": "planning", "render_trends": "trends", "PAGES": "site",
+         "generated_at": "site", "render_all": "site", "render_pages": "site"}
 
 
-def render_all(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path) -> dict[str, list[Path]]:
-    """Write plotly.min.js and every report into ``out_dir`` (index last, it lists the others)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = generated_at(settings)
-    ensure_plotlyjs(out_dir)
-    written = {
-        "influence": [render_influence(con, settings, out_dir, stamp)],
-        "cascades": [render_cascades(con, settings, out_dir, stamp)],
-        "expansion": render_expansion(con, settings, out_dir, stamp),
-        "lifecycle": [render_lifecycle(con, settings, out_dir, stamp)],
-        "launch_plan": [render_launch_plan(con, settings, out_dir, stamp)],
-        "trends": [render_trends(con, settings, out_dir, stamp)],
-        "glossary": [render_glossary(con, settings, out_dir, stamp)],
-    }
-    written["index"] = [render_index(con, settings, out_dir, stamp)]
-    return written
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "generated_at",
-    "render_all",
-    "render_cascades",
-    "render_expansion",
-    "render_glossary",
-    "render_index",
-    "render_influence",
-    "render_launch_plan",
-    "render_lifecycle",
-    "render_trends",
+__all__ = [  # noqa: RUF022 - the renderers, then the site's names
+    "render_cascades", "render_expansion", "render_glossary", "render_index", "render_influence",
+    "render_launch_plan", "render_lifecycle", "render_trends",
+    "PAGES", "generated_at", "render_all", "render_pages",
 ]

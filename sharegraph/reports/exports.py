@@ -5,7 +5,8 @@ Growth managers and merchants take numbers into their own sheets. Every page lin
 that language, ¥ number formats on money, frozen header row), and each table is also written
 as ``exports/csv/<page>/<table>.csv`` with the warehouse's column names (UTF-8 with BOM, so
 Excel opens Chinese text correctly). People are pseudonymised exactly as on the pages.
-Workbooks are written by xlsxwriter through polars' ``write_excel``.
+Workbooks are written by xlsxwriter through polars' ``write_excel``, in other processes
+when there is other work to overlap (``Exports.start``).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ MAX_ROWS = 10_000
 PERSON_COLUMNS = ("person_id", "agent_id", "upline_id", "sharer_id", "buyer_id", "customer_id",
                   "referrer_id", "credited_id", "root_actor_id", "initiator_id", "top_person_id",
                   "circle_id")
-#: cells (rows x columns) of one language's workbooks above which the zh workbooks are written
-#: by a second Python process while this one writes the en ones: xlsxwriter is pure Python
-#: (about 10 µs a cell), so on two cores this halves the downloads' wall time; below it,
-#: starting the process (about 1 s) costs more than it saves
+#: cells (rows x columns) of one language's workbooks above which ``write_exports`` writes the
+#: two languages in two processes at once: xlsxwriter is pure Python (about 7 µs a cell), and
+#: starting a process costs about 0.3 s. The report site always starts them (``Exports.start``),
+#: since it renders the pages meanwhile
 PARALLEL_CELLS = 150_000
 MONEY_FORMAT = "¥#,##0.00"
 RATIO_FORMAT = "0.0000"
@@ -164,11 +165,78 @@ def _workbook(path: Path, tables: list[tuple[Export, pl.DataFrame, dict[str, str
                 table_style=None, dtype_formats=None)
 
 
-def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path) -> list[Path]:
-    """Write every page's CSVs and its zh/en workbooks under ``out_dir/exports``; returns the
-    files written. ``settings.pseudonym_key`` must be resolved (see pseudonym.resolve_key)."""
+@dataclass
+class Exports:
+    """Every page's tables, read and pseudonymised, with their CSVs already written: the
+    workbooks are left to write, here (:meth:`write`) or in other processes (:meth:`start`)."""
+
+    csv: list[Path]
+    books: dict[str, list[Book]]  # language -> its workbooks
+
+    @property
+    def cells(self) -> int:
+        """Cells of one language's workbooks (rows x columns of every sheet)."""
+        return sum(frame.height * frame.width for _, tables in self.books["en"] for _, frame, _ in tables)
+
+    def write(self) -> list[Path]:
+        """Write every workbook in this process; returns every file of the exports."""
+        for lang, books in self.books.items():
+            _workbooks(books, lang)
+        return self._files()
+
+    def start(self) -> PendingWorkbooks:
+        """Start writing the workbooks, one process per language, and return at once: the
+        caller does other work (the pages) meanwhile, then calls ``wait``. xlsxwriter is pure
+        Python, so this is how the downloads use the second core."""
+        tmp = tempfile.TemporaryDirectory(prefix="sharegraph-xlsx-")
+        try:
+            workers = {lang: _start_workbook_process(books, lang, Path(tmp.name))
+                       for lang, books in self.books.items()}
+        except BaseException:
+            tmp.cleanup()
+            raise
+        return PendingWorkbooks(self._files(), workers, tmp)
+
+    def _files(self) -> list[Path]:
+        return self.csv + [path for books in self.books.values() for path, _ in books]
+
+
+@dataclass
+class PendingWorkbooks:
+    """Workbooks being written by other processes (:meth:`Exports.start`)."""
+
+    files: list[Path]
+    workers: dict[str, subprocess.Popen]
+    tmp: tempfile.TemporaryDirectory
+
+    def wait(self) -> list[Path]:
+        """Wait for every workbook; returns every file of the exports. Raises with the
+        worker's error output when one failed."""
+        try:
+            failed = {lang: w.wait() for lang, w in self.workers.items()}
+            errors = [f"writing the {lang} workbooks failed (exit {rc}):\n"
+                      + (Path(self.tmp.name) / f"{lang}.err").read_text(encoding="utf-8")
+                      for lang, rc in failed.items() if rc != 0]
+            if errors:
+                raise RuntimeError("\n".join(errors))
+            return self.files
+        finally:
+            self.tmp.cleanup()
+
+    def cancel(self) -> None:
+        """Stop the workers (the caller failed and will not wait)."""
+        for w in self.workers.values():
+            w.kill()
+            w.wait()
+        self.tmp.cleanup()
+
+
+def prepare_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path) -> Exports:
+    """Read every page's tables and write their CSVs under ``out_dir/exports``; the zh/en
+    workbooks are left to :class:`Exports`. ``settings.pseudonym_key`` must be resolved (see
+    pseudonym.resolve_key)."""
     root = Path(out_dir) / "exports"
-    written: list[Path] = []
+    csv: list[Path] = []
     pages: list[tuple[str, list[Table]]] = []
     for page, exports in page_exports(con).items():
         tables = list(_frames(con, exports, settings.pseudonym_key))
@@ -176,27 +244,18 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: P
             path = root / "csv" / page / f"{e.name}.csv"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"\xef\xbb\xbf" + frame.write_csv().encode("utf-8"))
-            written.append(path)
+            csv.append(path)
         if tables:
             pages.append((page, tables))
-    cells = sum(frame.height * frame.width for _, tables in pages for _, frame, _ in tables)
-    jobs = {lang: [(root / lang / f"{page}.xlsx", tables) for page, tables in pages]
-            for lang in ("zh", "en")}
-    if cells > PARALLEL_CELLS:
-        with tempfile.TemporaryDirectory(prefix="sharegraph-xlsx-") as tmp:
-            errors = Path(tmp) / "stderr.txt"
-            with errors.open("w", encoding="utf-8") as err:
-                worker = _start_workbook_process(jobs["zh"], "zh", Path(tmp), err)
-                _workbooks(jobs["en"], "en")
-                failed = worker.wait() != 0
-            if failed:
-                raise RuntimeError("writing the zh workbooks failed:\n"
-                                   + errors.read_text(encoding="utf-8"))
-    else:
-        for lang, books_of_lang in jobs.items():
-            _workbooks(books_of_lang, lang)
-    written += [path for lang in ("zh", "en") for path, _ in jobs[lang]]
-    return written
+    return Exports(csv, {lang: [(root / lang / f"{page}.xlsx", tables) for page, tables in pages]
+                         for lang in ("zh", "en")})
+
+
+def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path) -> list[Path]:
+    """Write every page's CSVs and its zh/en workbooks under ``out_dir/exports``; returns the
+    files written. Above ``PARALLEL_CELLS`` the two languages are written by two processes."""
+    exports = prepare_exports(con, settings, out_dir)
+    return exports.start().wait() if exports.cells > PARALLEL_CELLS else exports.write()
 
 
 Table = tuple[Export, pl.DataFrame, dict[str, str]]
@@ -210,26 +269,27 @@ def _workbooks(books: list[Book], lang: str) -> None:
         _workbook(path, tables, lang)
 
 
-def _start_workbook_process(books: list[Book], lang: str, tmp: Path, err) -> subprocess.Popen:
+def _start_workbook_process(books: list[Book], lang: str, tmp: Path) -> subprocess.Popen:
     """Start ``python -m sharegraph.reports.exports MANIFEST`` on ``books`` (frames handed
-    over as Arrow IPC files in ``tmp``): a plain subprocess, so no caller's ``__main__`` is
-    re-imported as multiprocessing's spawn would."""
+    over as Arrow IPC files in ``tmp``, errors to ``tmp/<lang>.err``): a plain subprocess, so
+    no caller's ``__main__`` is re-imported as multiprocessing's spawn would."""
     manifest = []
     for i, (path, tables) in enumerate(books):
         sheets = []
         for j, (e, frame, kinds) in enumerate(tables):
-            ipc = tmp / f"{i}-{j}.arrow"
+            ipc = tmp / f"{lang}-{i}-{j}.arrow"
             frame.write_ipc(ipc)
             sheets.append({"name": e.name, "ipc": str(ipc), "kinds": kinds})
         manifest.append({"path": str(path), "sheets": sheets})
     spec = tmp / f"{lang}.json"
     spec.write_text(json.dumps({"lang": lang, "books": manifest}), encoding="utf-8")
-    return subprocess.Popen([sys.executable, "-m", "sharegraph.reports.exports", str(spec)],
-                            stderr=err)
+    with (tmp / f"{lang}.err").open("w", encoding="utf-8") as err:
+        return subprocess.Popen([sys.executable, "-m", "sharegraph.reports.exports", str(spec)],
+                                stderr=err)
 
 
 def _write_manifest(spec: Path) -> None:
-    """The second process's work: the workbooks described by ``spec``."""
+    """A worker process's work: the workbooks described by ``spec``."""
     job = json.loads(spec.read_text(encoding="utf-8"))
     _workbooks([(Path(b["path"]), [(Export(t["name"], ""), pl.read_ipc(t["ipc"]), t["kinds"])
                                    for t in b["sheets"]]) for b in job["books"]], job["lang"])

@@ -11,7 +11,6 @@ import polars as pl
 from sharegraph.core.config import Settings
 from sharegraph.reports import cascades, expansion, influence
 from sharegraph.reports.data import count_rows, query
-from sharegraph.reports.exports import write_exports
 from sharegraph.reports.headlines import cards, headline_rows
 from sharegraph.reports.notes import load_notes, quarantine_banner, unavailable
 from sharegraph.reports.page import (
@@ -92,8 +91,8 @@ def render_index(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Pa
     """Write index.html (after the other reports, whose sizes it lists); returns its path.
 
     It opens with the quarantine banner when input rows were rejected, and lists the
-    analyses without data and why (marts.table_notes)."""
-    write_exports(con, settings, out_dir)  # every page's workbooks and CSVs, linked from its header
+    analyses without data and why (marts.table_notes). Its downloads are written by
+    ``site.render_pages`` (the workbooks in other processes, while the pages render)."""
     merchant_rows = expansion.merchants(con, settings.report_row_cap)
     body = "".join([
         quarantine_banner(con),
