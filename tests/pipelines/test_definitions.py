@@ -359,3 +359,24 @@ def test_checks_of_tables_built_outside_the_job_run_and_fail_loudly(
                 "WHERE rowid = (SELECT min(rowid) FROM graph.attributed_orders WHERE is_paid)")
     with pytest.raises(ChecksFailed, match="attributed_gmv_conserved"):
         check_tables(con, SPARK_COMPUTED)
+
+
+def test_report_pages_materialize_alone(pipeline_run: dict, tmp_path: Path) -> None:
+    """The reports are one step for all pages, but each page is its own asset: selecting one
+    renders only it (no index, no downloads) and records one materialization."""
+    from assets.keys import REPORT_INFLUENCE
+    from assets.reports import reports
+    from sharegraph.core.warehouse import WarehousePaths
+    from sharegraph.reports.pseudonym import KEY_FILE
+
+    published = tmp_path / "wh.duckdb"
+    shutil.copyfile(pipeline_run["warehouse"], WarehousePaths.of(published).working)
+    shutil.copy2(Path(pipeline_run["warehouse"]).parent / KEY_FILE, tmp_path / KEY_FILE)  # mode 600
+    wh = WarehouseResource(warehouse=str(published), input_dir=str(tmp_path),
+                           reports_dir=str(tmp_path / "r"))
+    result = dg.materialize([reports], selection=[REPORT_INFLUENCE], resources={"warehouse": wh},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    assert [m.asset_key for m in result.get_asset_materialization_events()] == [REPORT_INFLUENCE]
+    written = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert written == ["influence.html", "plotly.min.js"]

@@ -120,3 +120,62 @@ def test_text_that_looks_like_a_formula_stays_text(pipeline_run: dict, tmp_path:
     cells = [c for row in sheet.iter_rows() for c in row if c.value in evil]
     assert sorted(c.value for c in cells) == sorted(evil)
     assert all(c.data_type == "s" and c.hyperlink is None for c in cells)
+
+
+def _published_settings(pipeline_run: dict):
+    from sharegraph.core.config import Settings
+
+    wh = Path(pipeline_run["warehouse"])
+    return Settings().with_values({"pseudonym_key": (wh.parent / KEY_FILE).read_text(encoding="utf-8").strip()})
+
+
+def test_a_failed_workbook_process_is_an_error_naming_it(pipeline_run: dict, tmp_path: Path) -> None:
+    """The workbooks are written by other processes: one that fails is an error with its
+    language and its own error output, not a quiet missing file."""
+    from sharegraph.reports import exports
+
+    with duckdb.connect(str(pipeline_run["warehouse"]), read_only=True) as con:
+        prepared = exports.prepare_exports(con, _published_settings(pipeline_run), tmp_path)
+    (tmp_path / "exports" / "zh").write_text("a file where the zh folder goes", encoding="utf-8")
+    pending = prepared.start()
+    try:
+        pending.wait()
+    except RuntimeError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a failed workbook process went unnoticed")
+    assert "writing the zh workbooks failed" in message and "FileExistsError" in message
+    assert "en workbooks" not in message and (tmp_path / "exports" / "en" / "influence.xlsx").is_file()
+    assert not Path(pending.tmp.name).exists()
+
+
+def test_a_failed_page_stops_the_workbook_processes(pipeline_run: dict, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    """A page that fails ends the render with its error; the workbook processes started
+    for the index are stopped, not left running."""
+    from sharegraph.reports import exports, site
+
+    started = []
+    real_start = exports._start_workbook_process
+
+    def recording(*args):
+        started.append(real_start(*args))
+        return started[-1]
+
+    def broken(*_args):
+        raise ValueError("page broke")
+
+    monkeypatch.setattr(exports, "_start_workbook_process", recording)
+    monkeypatch.setitem(site.PAGES, "cascades", broken)
+    written = []
+    with duckdb.connect(str(pipeline_run["warehouse"]), read_only=True) as con:
+        try:
+            for name, _ in site.render_pages(con, _published_settings(pipeline_run), tmp_path):
+                written.append(name)
+        except ValueError as exc:
+            assert "page broke" in str(exc)
+        else:
+            raise AssertionError("the broken page did not fail the render")
+    assert written == ["influence"] and len(started) == 2
+    assert all(p.returncode is not None for p in started)
+    assert not (tmp_path / "index.html").exists()
