@@ -68,3 +68,19 @@ def test_a_run_does_not_import_scipy_stats() -> None:
             "sharegraph.metrics.integrity; print('scipy.stats' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_threaded_kernels_give_one_calls_values(monkeypatch) -> None:
+    """Large inputs are split across threads by strided slices: with 7 threads over a size
+    they do not divide, every element still gets its own value, in place."""
+    from sharegraph.metrics import tails
+
+    rng = np.random.default_rng(11)
+    m = rng.integers(1, 5_000, size=10_001)
+    n, draws = rng.integers(0, m + 1), rng.integers(0, m + 1)
+    k = rng.integers(0, np.minimum(n, draws) + 1)
+    p = rng.random(10_001)
+    monkeypatch.setattr(tails.os, "cpu_count", lambda: 7)
+    monkeypatch.setattr(tails, "THREADED_MIN", 10)
+    _same(hypergeom_sf(k, m, n, draws), stats.hypergeom.sf(k, m, n, draws))
+    _same(binom_sf(k, m, p), stats.binom.sf(k, m, p))
