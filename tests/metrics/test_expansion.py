@@ -298,3 +298,38 @@ def test_the_mart_does_not_depend_on_the_order_the_lines_arrive_in(pipeline_run:
         extra = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
         assert extra == 0, f"{extra} rows of {a} not in {b}"
     con.close()
+
+
+def test_the_mart_does_not_depend_on_the_chunks_of_its_uplift_sums(pipeline_run: dict,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    """The per-customer maxima are taken in chunks of target categories (bounded memory):
+    built in many chunks, the mart equals the one-pass mart to the last float bit."""
+    from sharegraph.metrics import expansion
+
+    db = tmp_path / "wh.duckdb"
+    shutil.copyfile(pipeline_run["warehouse"], db)
+    db.chmod(0o644)
+    con = connect(db)
+    settings = Settings()
+    monkeypatch.setattr(expansion, "CHUNK_ROWS", 10**12)
+    assert build_expansion_recommendations(con, settings) > 0
+    con.execute("CREATE TABLE ref AS SELECT * FROM marts.expansion_recommendations")
+
+    class Recording:  # the connection, noting the chunk tables it is asked to build
+        chunks: set[str] = set()
+
+        def __getattr__(self, name):
+            return getattr(con, name)
+
+        def execute(self, sql, *args):
+            self.chunks.update(w for w in sql.split() if w.startswith("_exp_contrib_"))
+            return con.execute(sql, *args)
+
+    monkeypatch.setattr(expansion, "CHUNK_ROWS", 40)
+    recording = Recording()
+    build_expansion_recommendations(recording, settings)
+    assert len(recording.chunks) > 5
+    for a, b in (("marts.expansion_recommendations", "ref"), ("ref", "marts.expansion_recommendations")):
+        extra = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
+        assert extra == 0, f"{extra} rows of {a} not in {b}"
+    con.close()
