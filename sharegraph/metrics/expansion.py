@@ -309,7 +309,8 @@ def _candidate_ctes(src: str) -> str:
 
 
 #: ranked: one row per candidate with its expected buyers and GMV (significant pairs, then
-#: every pair with lift > 1) and the evidence lists
+#: every pair with lift > 1), the keys the list is ranked by; the evidence is joined to the
+#: few that make a list only (with many categories there are millions of candidates)
 _RANKED_CTE = """
         ranked AS (
             SELECT c.merchant_id, c.category_b AS category,
@@ -318,34 +319,38 @@ _RANKED_CTE = """
                    COALESCE(agg.expected_buyers, 0.0) AS expected_buyers,
                    b.base_rate, b.aov AS avg_order_value_yuan,
                    COALESCE(agg.expected_buyers, 0.0) * b.aov AS expected_incremental_gmv_yuan,
-                   ev.evidence,
+                   COALESCE(obs.observed_buyers, 0.0) AS expected_buyers_observed,
+                   COALESCE(obs.observed_buyers, 0.0) * b.aov AS expected_incremental_gmv_observed_yuan,
+                   obs.obs_lead
+            FROM cand c
+            JOIN merchant_customers mc USING (merchant_id)
+            JOIN base b ON b.category = c.category_b
+            LEFT JOIN agg ON agg.merchant_id = c.merchant_id AND agg.category_b = c.category_b
+            LEFT JOIN obs ON obs.merchant_id = c.merchant_id AND obs.category_b = c.category_b"""
+
+
+def _tier_ctes(alpha: float, min_n: int, z: float) -> str:
+    """listed, top, tiered: the best MAX_CANDIDATES per merchant with their evidence, each with
+    its confidence tier and the common customers a not-yet-significant lead pair would need
+    (docs/affinity.md)."""
+    return f"""
+        ), listed AS (
+            SELECT *, row_number() OVER (PARTITION BY merchant_id
+                   ORDER BY expected_incremental_gmv_yuan DESC,
+                            expected_incremental_gmv_observed_yuan DESC, base_rate DESC,
+                            category)::INTEGER AS rank
+            FROM ranked QUALIFY rank <= {MAX_CANDIDATES}
+        ), top AS (
+            SELECT r.* EXCLUDE (obs_lead), ev.evidence,
                    COALESCE(ev.evidence_categories, []::VARCHAR[]) AS evidence_categories,
                    COALESCE(ev.evidence_lift, []::DOUBLE[]) AS evidence_lift,
                    COALESCE(ev.evidence_confidence, []::DOUBLE[]) AS evidence_confidence,
                    COALESCE(ev.evidence_n_ab, []::BIGINT[]) AS evidence_n_ab,
                    COALESCE(ev.evidence_q_value, []::DOUBLE[]) AS evidence_q_value,
                    COALESCE(ev.evidence_expected_buyers, []::DOUBLE[]) AS evidence_expected_buyers,
-                   COALESCE(obs.observed_buyers, 0.0) AS expected_buyers_observed,
-                   COALESCE(obs.observed_buyers, 0.0) * b.aov AS expected_incremental_gmv_observed_yuan,
-                   COALESCE(ev.evidence_categories[1], obs.obs_lead) AS lead_category
-            FROM cand c
-            JOIN merchant_customers mc USING (merchant_id)
-            JOIN base b ON b.category = c.category_b
-            LEFT JOIN agg ON agg.merchant_id = c.merchant_id AND agg.category_b = c.category_b
-            LEFT JOIN obs ON obs.merchant_id = c.merchant_id AND obs.category_b = c.category_b
-            LEFT JOIN ev ON ev.merchant_id = c.merchant_id AND ev.category_b = c.category_b"""
-
-
-def _tier_ctes(alpha: float, min_n: int, z: float) -> str:
-    """top, tiered: the best MAX_CANDIDATES per merchant, each with its confidence tier and the
-    common customers a not-yet-significant lead pair would need (docs/affinity.md)."""
-    return f"""
-        ), top AS (
-            SELECT *, row_number() OVER (PARTITION BY merchant_id
-                   ORDER BY expected_incremental_gmv_yuan DESC,
-                            expected_incremental_gmv_observed_yuan DESC, base_rate DESC,
-                            category)::INTEGER AS rank
-            FROM ranked QUALIFY rank <= {MAX_CANDIDATES}
+                   COALESCE(ev.evidence_categories[1], r.obs_lead) AS lead_category
+            FROM listed r
+            LEFT JOIN ev ON ev.merchant_id = r.merchant_id AND ev.category_b = r.category
         ), tiered AS (
             SELECT top.*, p.lift AS lead_lift, p.confidence AS lead_confidence,
                    p.n_ab AS lead_n_ab, p.p_value AS lead_p_value, p.q_value AS lead_q_value,
