@@ -190,7 +190,8 @@ class Exports:
         Python, so this is how the downloads use the second core."""
         tmp = tempfile.TemporaryDirectory(prefix="sharegraph-xlsx-")
         try:
-            workers = {lang: _start_workbook_process(books, lang, Path(tmp.name))
+            frames = _write_frames(self.books["en"], Path(tmp.name))
+            workers = {lang: _start_workbook_process(books, frames, lang, Path(tmp.name))
                        for lang, books in self.books.items()}
         except BaseException:
             tmp.cleanup()
@@ -269,18 +270,29 @@ def _workbooks(books: list[Book], lang: str) -> None:
         _workbook(path, tables, lang)
 
 
-def _start_workbook_process(books: list[Book], lang: str, tmp: Path) -> subprocess.Popen:
-    """Start ``python -m sharegraph.reports.exports MANIFEST`` on ``books`` (frames handed
-    over as Arrow IPC files in ``tmp``, errors to ``tmp/<lang>.err``): a plain subprocess, so
-    no caller's ``__main__`` is re-imported as multiprocessing's spawn would."""
-    manifest = []
-    for i, (path, tables) in enumerate(books):
-        sheets = []
-        for j, (e, frame, kinds) in enumerate(tables):
-            ipc = tmp / f"{lang}-{i}-{j}.arrow"
+def _write_frames(books: list[Book], tmp: Path) -> list[list[str]]:
+    """Each sheet's frame as an Arrow IPC file in ``tmp`` (per book, per sheet): written once,
+    since every language's books hold the same frames."""
+    files = []
+    for i, (_, tables) in enumerate(books):
+        files.append([])
+        for j, (_, frame, _) in enumerate(tables):
+            ipc = tmp / f"{i}-{j}.arrow"
             frame.write_ipc(ipc)
-            sheets.append({"name": e.name, "ipc": str(ipc), "kinds": kinds})
-        manifest.append({"path": str(path), "sheets": sheets})
+            files[-1].append(str(ipc))
+    return files
+
+
+def _start_workbook_process(books: list[Book], frames: list[list[str]], lang: str,
+                            tmp: Path) -> subprocess.Popen:
+    """Start ``python -m sharegraph.reports.exports MANIFEST`` on ``books``, their frames read
+    from the IPC files ``frames`` (:func:`_write_frames`), errors to ``tmp/<lang>.err``: a
+    plain subprocess, so no caller's ``__main__`` is re-imported as multiprocessing's spawn
+    would."""
+    manifest = [{"path": str(path),
+                 "sheets": [{"name": e.name, "ipc": ipc, "kinds": kinds}
+                            for (e, _, kinds), ipc in zip(tables, files, strict=True)]}
+                for (path, tables), files in zip(books, frames, strict=True)]
     spec = tmp / f"{lang}.json"
     spec.write_text(json.dumps({"lang": lang, "books": manifest}), encoding="utf-8")
     with (tmp / f"{lang}.err").open("w", encoding="utf-8") as err:
