@@ -40,7 +40,7 @@ def attributed_gmv_conserved(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckRes
 def attributed_orders(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per order line: credited person and attribution rule (docs/influence.md)."""
     with warehouse.connect() as con:
-        n = attribution.attribute_orders(con, warehouse.settings())
+        n = attribution.refresh_attributed_orders(con, warehouse.settings())
         by_rule = dict(con.execute(
             "SELECT rule, count(*) FROM graph.attributed_orders GROUP BY 1").fetchall())
         checks = run_checks(con, [attributed_gmv_conserved])

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import duckdb
 
-DOC_SCHEMAS = ("raw", "staging", "quarantine", "graph", "marts")
+DOC_SCHEMAS = ("raw", "staging", "quarantine", "graph", "marts", "meta")
 SCHEMA_NOTES = {
     "raw": "Load bookkeeping of the daily inbox (one row per delivered file).",
     "staging": "Typed, validated input rows, one per natural key, with lineage columns.",
     "quarantine": "Rejected and flagged input rows and the per-batch reconciliation.",
     "graph": "Attribution and the graph model: people, referral edges, share cascades, agent upline.",
     "marts": "Business tables for the growth team and merchants (influence, cascades, affinity, ...).",
+    "meta": "Pipeline bookkeeping: what each incrementally maintained table was built from.",
 }
 
 HEADER = """# Warehouse tables

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import duckdb
 
+from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph.products import product_lookup_sql
-from sharegraph.graph.shares import sharers_sql
+from sharegraph.graph.shares import SHARE_EVENTS, sharers_sql
+
+TABLE = "graph.attributed_orders"
+INPUTS = ("orders", "share_events", "products")
+"""Staging tables the attribution reads (sharegraph/core/increments.py)."""
 
 ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
@@ -56,7 +61,7 @@ order with only line 1 is one row, so only rows with this flag need grouping per
 
 
 def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
-    """Build ``graph.attributed_orders``: one row per order line in ``staging.orders``.
+    """Build ``graph.attributed_orders`` in full: one row per order line in ``staging.orders``.
 
     Set-based, in three narrow steps so the wide order rows are scanned and written once:
     the last click is an ASOF JOIN of only the orders that need it (no usable share_id, and
@@ -67,26 +72,141 @@ def attribute_orders(con: duckdb.DuckDBPyConnection, settings: Settings | None =
     written.
     """
     s = settings or Settings()
-    window = int(s.attribution_window_days)
     con.execute("CREATE SCHEMA IF NOT EXISTS graph")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_sharers AS {sharers_sql()}")
-    _stage_last_clicks(con, window)
-    _stage_first_paid_lines(con)
-    create_table_as(con, "graph.attributed_orders", _attributed_orders_sql(s),
+    _stage(con, s, "staging.orders", "staging.share_events")
+    create_table_as(con, TABLE, _attributed_orders_sql(s, "staging.orders"),
                     ids=("order_id", "customer_id", "share_id", "sharer_id", "credited_id"))
+    _drop_stages(con)
+    return _finish(con, s)
+
+
+def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
+                              settings: Settings | None = None) -> int:
+    """Bring ``graph.attributed_orders`` up to date with staging, per customer when it can.
+
+    After a daily load only the lines of the customers the new batches touch can change
+    (:func:`_touched_customers_sql`); those are recomputed with the same SQL over just their
+    rows and replace their old rows. The result equals :func:`attribute_orders` exactly;
+    when the table's state does not allow an update (sharegraph/core/increments.py) it is
+    rebuilt in full. Returns the number of rows in the table.
+    """
+    s = settings or Settings()
+    fp = increments.fingerprint(_attributed_orders_sql(s, "staging.orders"),
+                                last_click_ctes(int(s.attribution_window_days)), sharers_sql(),
+                                _TOUCHED_VERSION)
+    with increments.maintained(con, TABLE, fp, INPUTS) as delta:
+        if delta is None:
+            return attribute_orders(con, s)
+        if delta:
+            _update(con, s, delta)
+    return _finish(con, s)
+
+
+def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta) -> None:
+    """Replace the rows of the customers ``delta`` touches with freshly attributed ones.
+
+    The recomputation sees all of what their lines depend on: every line of those customers
+    and of their orders, their clicks, and the share events of every share those lines and
+    clicks name. Lines of other customers that share one of their orders are computed too
+    but not written (their own clicks and first lines are not in scope).
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_who AS {_touched_customers_sql(delta)}")
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _attr_orders AS
+        SELECT * FROM staging.orders
+        WHERE order_id IN (SELECT order_id FROM staging.orders
+                           WHERE customer_id IN (SELECT customer_id FROM _attr_who))
+        """)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _attr_events AS
+        WITH clicks AS (
+            SELECT * FROM staging.share_events
+            WHERE event_type = 'click' AND actor_id IN (SELECT customer_id FROM _attr_who)
+        ),
+        named AS (
+            SELECT share_id FROM clicks
+            UNION SELECT share_id FROM _attr_orders WHERE share_id IS NOT NULL
+        )
+        SELECT * FROM clicks
+        UNION ALL
+        SELECT * FROM staging.share_events
+        WHERE {SHARE_EVENTS} AND share_id IN (SELECT share_id FROM named)
+        """)
+    _stage(con, s, "_attr_orders", "_attr_events")
+    con.execute(f"DELETE FROM {TABLE} WHERE customer_id IN (SELECT customer_id FROM _attr_who)")
+    con.execute(f"""INSERT INTO {TABLE}
+                    SELECT * FROM ({_attributed_orders_sql(s, "_attr_orders")})
+                    WHERE customer_id IN (SELECT customer_id FROM _attr_who)""")
+    _drop_stages(con)
+    for temp in ("_attr_who", "_attr_orders", "_attr_events"):
+        con.execute(f"DROP TABLE {temp}")
+
+
+_TOUCHED_VERSION = "touched customers v1"
+"""Part of the fingerprint: change it when :func:`_touched_customers_sql` changes meaning."""
+
+
+def _touched_customers_sql(delta: increments.Delta) -> str:
+    """SQL of the customers whose lines a delta can change (one row each).
+
+    A line's attribution depends on its own row, its product, the sharer of its share_id,
+    its customer's other lines (the first paid line) and clicks, the sharers of the shares
+    clicked, and the line numbers of its order. So: the customers of every order with a new
+    or status-changed line, of every line naming a new product or a share with a new
+    share/reshare event (its sharer may be another now), and everyone with a new click or a
+    click on such a share.
+    """
+    return f"""
+        WITH changed AS (  -- order ids of status changes: natural_key is 'order_id,line_no'
+            SELECT regexp_extract(natural_key, '^(.*),-?[0-9]+$', 1) AS order_id
+            FROM staging.status_history WHERE {delta.changed("orders")}
+        ),
+        orders AS (
+            SELECT order_id FROM staging.orders WHERE {delta.new_rows("orders")}
+            UNION SELECT order_id FROM changed
+        ),
+        shares AS (
+            SELECT share_id FROM staging.share_events
+            WHERE {delta.new_rows("share_events")} AND {SHARE_EVENTS}
+        ),
+        products AS (SELECT product_id FROM staging.products WHERE {delta.new_rows("products")})
+        SELECT customer_id FROM staging.orders
+        WHERE order_id IN (SELECT order_id FROM orders)
+           OR share_id IN (SELECT share_id FROM shares)
+           OR product_id IN (SELECT product_id FROM products)
+        UNION
+        SELECT actor_id FROM staging.share_events
+        WHERE event_type = 'click'
+          AND ({delta.new_rows("share_events")} OR share_id IN (SELECT share_id FROM shares))
+    """
+
+
+def _stage(con: duckdb.DuckDBPyConnection, s: Settings, orders: str, events: str) -> None:
+    """Temp tables ``_attr_sharers``, ``_attr_click``, ``_attr_first`` over these relations."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_sharers AS {sharers_sql(events)}")
+    _stage_last_clicks(con, int(s.attribution_window_days), orders, events)
+    _stage_first_paid_lines(con, orders)
+
+
+def _drop_stages(con: duckdb.DuckDBPyConnection) -> None:
     for temp in ("_attr_sharers", "_attr_click", "_attr_first"):
         con.execute(f"DROP TABLE {temp}")
+
+
+def _finish(con: duckdb.DuckDBPyConnection, s: Settings) -> int:
     return finish_table(
-        con,
-        "graph.attributed_orders",
+        con, TABLE,
         "One row per order line: the share / person credited for it and the rule used "
-        f"(attribution window {window} days). Paid GMV = SUM(amount) WHERE is_paid; "
-        "attributed GMV = paid GMV with credited_id NOT NULL.",
+        f"(attribution window {int(s.attribution_window_days)} days). Paid GMV = SUM(amount) "
+        "WHERE is_paid; attributed GMV = paid GMV with credited_id NOT NULL.",
         ATTRIBUTED_ORDERS_DOC,
     )
 
 
-def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:
+def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int,
+                       orders: str = "staging.orders", events: str = "staging.share_events") -> None:
     """Temp table ``_attr_click``: the line's winning click for every line won by rule 2.
 
     Needs ``_attr_sharers``. Only lines without a usable share_id whose buyer clicked
@@ -96,7 +216,7 @@ def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE _attr_click AS
         -- grain: one row per order line won by rule last_click (orders.rowid)
-        WITH {last_click_ctes(window)}
+        WITH {last_click_ctes(window, orders, events)}
         SELECT n.rid, c.share_id, c.click_at, s.sharer_id
         FROM need n
         ASOF JOIN clicks c ON c.customer_id = n.customer_id AND n.ordered_at >= c.click_at
@@ -106,7 +226,8 @@ def _stage_last_clicks(con: duckdb.DuckDBPyConnection, window: int) -> None:
     )
 
 
-def last_click_ctes(window: int) -> str:
+def last_click_ctes(window: int, orders: str = "staging.orders",
+                    events: str = "staging.share_events") -> str:
     """CTEs ``clicks``, ``span``, ``need`` of rule 2 (needs ``_attr_sharers``): the
     candidate clicks and the lines that can be won by one. Shared with the Spark engine's
     ASOF-free form of the rule (``sharegraph.spark.engine.last_click_sql``)."""
@@ -114,7 +235,7 @@ def last_click_ctes(window: int) -> str:
         clicks AS (  -- clicks on another person's share; one per (buyer, instant)
             SELECT c.actor_id AS customer_id, c.occurred_at AS click_at,
                    max(c.share_id) AS share_id
-            FROM staging.share_events c
+            FROM {events} c
             JOIN _attr_sharers s ON s.share_id = c.share_id
             WHERE c.event_type = 'click' AND s.sharer_id <> c.actor_id
             GROUP BY c.actor_id, c.occurred_at
@@ -126,7 +247,7 @@ def last_click_ctes(window: int) -> str:
         need AS (  -- lines without a usable share_id whose buyer clicked something within
                    -- reach: no earlier click, or only clicks older than the window, cannot win
             SELECT o.rowid AS rid, o.customer_id, o.ordered_at
-            FROM staging.orders o
+            FROM {orders} o
             JOIN span c ON c.customer_id = o.customer_id
             LEFT JOIN _attr_sharers s ON s.share_id = o.share_id
             WHERE coalesce(s.sharer_id <> o.customer_id, false) = false
@@ -135,28 +256,31 @@ def last_click_ctes(window: int) -> str:
         )"""
 
 
-def _stage_first_paid_lines(con: duckdb.DuckDBPyConnection) -> None:
+def _stage_first_paid_lines(con: duckdb.DuckDBPyConnection, orders: str = "staging.orders") -> None:
     """Temp table ``_attr_first``: the rowid of each customer's first paid order line."""
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _attr_first AS
         -- grain: one row per customer: the rowid of its first paid line
         SELECT arg_min(rowid, (ordered_at, order_id, coalesce(line_no, 1))) AS rid
-        FROM staging.orders
+        FROM {orders}
         WHERE coalesce(status, 'paid') = 'paid'
         GROUP BY customer_id
         """
     )
 
 
-_ORDER_LINES = f"""
+def _order_lines(orders: str) -> str:
+    """CTEs ``p``, ``multi``, ``r`` of :func:`_attributed_orders_sql` (one row per line of
+    ``orders``)."""
+    return f"""
         -- each order line with what the rules need: its product's category and merchant,
         -- the sharer of its share_id, its winning click and whether it is a first line
         p AS ({product_lookup_sql()}),
         multi AS (  -- first line of the orders that have a line other than 1
             SELECT order_id, min(coalesce(line_no, 1)) AS first_line
-            FROM staging.orders
-            WHERE order_id IN (SELECT order_id FROM staging.orders
+            FROM {orders}
+            WHERE order_id IN (SELECT order_id FROM {orders}
                                WHERE coalesce(line_no, 1) <> 1)
             GROUP BY order_id
         ),
@@ -174,21 +298,20 @@ _ORDER_LINES = f"""
                    c.sharer_id AS click_sharer,
                    f.rid IS NOT NULL AS is_first_order,
                    m.order_id IS NULL OR coalesce(o.line_no, 1) = m.first_line AS first_line
-            FROM staging.orders o
+            FROM {orders} o
             LEFT JOIN p ON p.product_id = o.product_id
             LEFT JOIN _attr_sharers s ON s.share_id = o.share_id
             LEFT JOIN _attr_click c ON c.rid = o.rowid
             LEFT JOIN _attr_first f ON f.rid = o.rowid
             LEFT JOIN multi m ON m.order_id = o.order_id
         )"""
-"""CTEs ``p``, ``multi``, ``r`` of :func:`_attributed_orders_sql` (one row per order line)."""
 
 
-def _attributed_orders_sql(s: Settings) -> str:
+def _attributed_orders_sql(s: Settings, orders: str) -> str:
     """SQL of ``graph.attributed_orders``: the rules applied to every order line, and its cost."""
     return f"""
         -- grain: one row per order line (order_id, line_no) of staging.orders
-        WITH {_ORDER_LINES.strip()},
+        WITH {_order_lines(orders).strip()},
         q AS (
             SELECT r.*,
                    CASE WHEN direct THEN 'share_id'

@@ -22,10 +22,10 @@ EARLIEST = "(occurred_at, event_id)"
 """SQL sort key of "earliest" among a share's events: time, then event id."""
 
 
-def sharers_sql() -> str:
+def sharers_sql(events: str = "staging.share_events") -> str:
     """SQL of one row per share_id: ``sharer_id``, the actor of its earliest share event."""
     return (f"SELECT share_id, arg_min(actor_id, {EARLIEST}) AS sharer_id "
-            f"FROM staging.share_events WHERE {SHARE_EVENTS} GROUP BY share_id")
+            f"FROM {events} WHERE {SHARE_EVENTS} GROUP BY share_id")
 
 
 SHARE_NODES_DOC = {

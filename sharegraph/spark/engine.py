@@ -155,12 +155,14 @@ def load_into(con: duckdb.DuckDBPyConnection, run: SparkRun) -> dict[str, int]:
     created from the Parquet schema. COMMENT ON text recorded on Spark is applied, so
     docs/warehouse.md stays the rendering of the warehouse. One transaction.
     """
+    from sharegraph.core import increments
     from sharegraph.core.warehouse import comment_table, ensure_schema
 
     ensure_schema(con)
     counts: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
+        increments.forget(con, SPARK_TABLES)
         for table in SPARK_TABLES:
             files = literal(str(run.output / table / "*.parquet"))
             schema = table.split(".")[0]
