@@ -19,7 +19,7 @@ from assets.resources import WarehouseResource
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
 from sharegraph.graph.people import build_people, build_referral_edges
-from sharegraph.graph.shares import build_share_nodes, share_depths_ok
+from sharegraph.graph.shares import refresh_share_nodes, share_depths_ok
 from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
 
@@ -60,7 +60,7 @@ def share_nodes_depths(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
 def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per share/reshare with cascade root and depth."""
     with warehouse.connect() as con:
-        n = build_share_nodes(con, warehouse.settings())
+        n = refresh_share_nodes(con, warehouse.settings())
         roots, flagged = con.execute(
             "SELECT count(*) FILTER (WHERE depth = 0), count(flag) FROM graph.share_nodes"
         ).fetchall()[0]

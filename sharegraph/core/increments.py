@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ import duckdb
 
 from sharegraph.core.sql import in_list, literal, table_exists
 from sharegraph.core.warehouse import comment_table, one_transaction
+
+log = logging.getLogger(__name__)
 
 STATE_TABLE = "meta.build_state"
 MAX_DELTA_SHARE = 0.2
@@ -39,6 +42,8 @@ _STATE_DOC = {
                    "another fingerprint means a rebuild in full.",
     "inputs": "JSON: per input table, the rows of each load batch the table reflects, and per "
               "table the status changes of each batch (staging.status_history).",
+    "last_build": "How it was last brought up to date: full (rebuilt), update (the keys new "
+                  "batches touch were recomputed) or current (nothing new).",
     "built_at": "When the table was last brought up to date (local time).",
 }
 
@@ -136,10 +141,23 @@ def plan(con: duckdb.DuckDBPyConnection, table: str, fp: str, now: Inputs) -> De
     return Delta(new_rows, new_changes)
 
 
+class Build:
+    """One build of a maintained table: the delta to apply (None: rebuild in full) and how
+    the table was brought up to date: ``full``, ``update`` or ``current`` (nothing new)."""
+
+    def __init__(self, delta: Delta | None) -> None:
+        self.delta = delta
+        self.how = "full" if delta is None else ("update" if delta else "current")
+
+    def rebuilt(self) -> None:
+        """The builder found the delta cannot be applied per key and rebuilt in full."""
+        self.how = "full"
+
+
 @contextmanager
 def maintained(con: duckdb.DuckDBPyConnection, table: str, fp: str,
-               inputs: Sequence[str]) -> Iterator[Delta | None]:
-    """Plan and record one build of ``table``: yields the delta (None: rebuild in full).
+               inputs: Sequence[str]) -> Iterator[Build]:
+    """Plan and record one build of ``table``: yields the :class:`Build`.
 
     The state is forgotten before a full rebuild and written after it; a delta is applied
     and recorded in one transaction. A crash in between leaves no state or the old one; an
@@ -147,16 +165,16 @@ def maintained(con: duckdb.DuckDBPyConnection, table: str, fp: str,
     nothing, so either way the next build is right.
     """
     now = current_inputs(con, inputs)
-    delta = plan(con, table, fp, now)
+    build = Build(plan(con, table, fp, now))
     _ensure_state_table(con)
-    if delta is None:
+    if build.delta is None:
         con.execute(f"DELETE FROM {STATE_TABLE} WHERE table_name = ?", [table])
-        yield None
-        _record(con, table, fp, now)
+        yield build
+        _record(con, table, fp, now, build.how)
         return
     with one_transaction(con):
-        yield delta
-        _record(con, table, fp, now)
+        yield build
+        _record(con, table, fp, now, build.how)
 
 
 def forget(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
@@ -172,14 +190,15 @@ def _ensure_state_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS meta")
     con.execute(f"""CREATE TABLE {STATE_TABLE} (table_name VARCHAR NOT NULL,
                     fingerprint VARCHAR NOT NULL, inputs VARCHAR NOT NULL,
-                    built_at TIMESTAMP NOT NULL)""")
+                    last_build VARCHAR NOT NULL, built_at TIMESTAMP NOT NULL)""")
     comment_table(con, STATE_TABLE,
                   "One row per table maintained incrementally: the load batches it reflects "
                   "and the fingerprint of the SQL that built it (docs/performance.md#daily-runs).",
                   _STATE_DOC)
 
 
-def _record(con: duckdb.DuckDBPyConnection, table: str, fp: str, now: Inputs) -> None:
+def _record(con: duckdb.DuckDBPyConnection, table: str, fp: str, now: Inputs, how: str) -> None:
     con.execute(f"DELETE FROM {STATE_TABLE} WHERE table_name = ?", [table])
-    con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, current_localtimestamp())",
-                [table, fp, now.to_json()])
+    con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, current_localtimestamp())",
+                [table, fp, now.to_json(), how])
+    log.info("%s: %s", table, how)

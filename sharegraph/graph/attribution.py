@@ -94,11 +94,11 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
     fp = increments.fingerprint(_attributed_orders_sql(s, "staging.orders"),
                                 last_click_ctes(int(s.attribution_window_days)), sharers_sql(),
                                 _TOUCHED_VERSION)
-    with increments.maintained(con, TABLE, fp, INPUTS) as delta:
-        if delta is None:
+    with increments.maintained(con, TABLE, fp, INPUTS) as build:
+        if build.delta is None:
             return attribute_orders(con, s)
-        if delta:
-            _update(con, s, delta)
+        if build.delta:
+            _update(con, s, build.delta)
     return _finish(con, s)
 
 
