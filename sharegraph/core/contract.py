@@ -88,7 +88,7 @@ ORDERS = Table(
         Column("quantity", "int", required=True, description="Units bought, >= 1."),
         Column("amount", "money", required=True, description="Paid amount of the line in CNY (¥), >= 0."),
         Column("channel", "text", required=True, open_set=True, description="Sales channel, an open set: zh/en synonyms are mapped (淘宝 -> taobao); staging.channels gives each value's class (platform, social, other)."),
-        Column("merchant_id", "text", default="default", description="Merchant selling the line (one default merchant when absent)."),
+        Column("merchant_id", "text", default="default", description="Merchant selling the line; when absent (stored as the default), the product's merchant in the products file, else one default merchant."),
         Column("referrer_id", "text", description="Person credited for the sale by the source system, if any."),
         Column("share_id", "text", description="The share link that led to the order, if known."),
         Column("group_id", "text", description="The group buy (拼团) the order joined, if any."),

@@ -20,7 +20,7 @@ import duckdb
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import create_table_as, finish_table
-from sharegraph.graph.products import product_lookup_sql
+from sharegraph.graph.products import line_merchant_sql, product_lookup_sql
 from sharegraph.graph.shares import SHARE_EVENTS, sharers_sql
 
 TABLE = "graph.attributed_orders"
@@ -31,7 +31,7 @@ ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
     "line_no": "Line within the order.",
     "customer_id": "Buyer.",
-    "merchant_id": "Merchant of the line: orders.merchant_id, else products.merchant_id, else 'default'.",
+    "merchant_id": "Merchant of the line: orders.merchant_id, else products.merchant_id, else 'default' (an order loaded without a merchant holds 'default', which counts as not given).",
     "product_id": "Product bought.",
     "category": "COALESCE(orders.category, products.category).",
     "ordered_at": "When the order was placed (local time, configured zone).",
@@ -286,7 +286,7 @@ def _order_lines(orders: str) -> str:
         ),
         r AS (
             SELECT o.order_id, coalesce(o.line_no, 1) AS line_no, o.customer_id,
-                   coalesce(o.merchant_id, p.merchant_id, 'default') AS merchant_id,
+                   {line_merchant_sql()} AS merchant_id,
                    o.product_id, coalesce(o.category, p.category) AS category,
                    o.ordered_at, o.amount, o.quantity, o.channel,
                    coalesce(o.status, 'paid') AS status,

@@ -12,3 +12,14 @@ def product_lookup_sql() -> str:
     """SQL of one row per product_id: its ``category`` and ``merchant_id`` (either may be NULL)."""
     return ("SELECT product_id, any_value(category) AS category, "
             "any_value(merchant_id) AS merchant_id FROM staging.products GROUP BY product_id")
+
+
+def line_merchant_sql(order: str = "o", product: str = "p") -> str:
+    """SQL of an order line's merchant: the order's own, else its product's, else 'default'.
+
+    Why ``nullif``: the loader stores the contract's default ``'default'`` when an export has
+    no merchant column, so on the order it means "not given", and a products file's merchants
+    must still apply (before, every such line went to 'default').
+    """
+    return f"coalesce(nullif({order}.merchant_id, 'default'), {product}.merchant_id, 'default')"
+

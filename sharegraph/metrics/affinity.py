@@ -28,7 +28,7 @@ import pyarrow as pa
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import table_exists
 from sharegraph.core.warehouse import finish_table
-from sharegraph.graph.products import product_lookup_sql
+from sharegraph.graph.products import line_merchant_sql, product_lookup_sql
 from sharegraph.metrics.tails import binom_sf, hypergeom_sf
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def paid_lines_sql(con: duckdb.DuckDBPyConnection) -> str:
             FROM graph.attributed_orders
             WHERE is_paid AND category IS NOT NULL AND customer_id IS NOT NULL"""
     return f"""
-        SELECT o.customer_id, COALESCE(o.merchant_id, p.merchant_id, 'default') AS merchant_id,
+        SELECT o.customer_id, {line_merchant_sql()} AS merchant_id,
                o.order_id, COALESCE(o.category, p.category) AS category, o.ordered_at, o.amount
         FROM staging.orders o
         LEFT JOIN ({product_lookup_sql()}) p USING (product_id)

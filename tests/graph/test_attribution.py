@@ -186,7 +186,36 @@ def test_product_category_and_merchant_fill() -> None:
     o["category"] = None
     insert_staging(con, "orders", [o])
     attribute_orders(con)
-    assert con.execute("SELECT category, merchant_id FROM graph.attributed_orders").fetchall() == [("tea", "default")]
+    # the order was staged with the contract default 'default': the product's merchant applies
+    assert con.execute("SELECT category, merchant_id FROM graph.attributed_orders").fetchall() == [("tea", "m9")]
+
+
+def test_lines_loaded_without_a_merchant_take_their_products_merchant(tmp_path) -> None:
+    """An orders export with no merchant column, or an empty one, and a products file that
+    names each product's merchant: the loader stores the contract default 'default', which
+    must not hide the product's merchant (it did: every line went to 'default')."""
+    from sharegraph.core.warehouse import connect
+    from sharegraph.ingest.load import load_file
+
+    products = tmp_path / "products.csv"
+    products.write_text("product_id,category,merchant_id\np1,tea,m01\np2,fruit,m02\np3,tea,\n")
+    no_column = tmp_path / "a" / "orders.csv"
+    no_column.parent.mkdir()
+    no_column.write_text("order_id,customer_id,ordered_at,product_id,quantity,amount,channel\n"
+                         "o1,c1,2026-01-02 10:00:00,p1,1,10.00,moments\n")
+    empty = tmp_path / "b" / "orders.csv"
+    empty.parent.mkdir()
+    empty.write_text("order_id,customer_id,ordered_at,product_id,quantity,amount,channel,merchant_id\n"
+                     "o2,c2,2026-01-03 10:00:00,p2,1,20.00,moments,\n"
+                     "o3,c3,2026-01-03 11:00:00,p2,1,20.00,moments,m09\n"
+                     "o4,c4,2026-01-03 12:00:00,p3,1,30.00,moments,\n")
+    con = connect(tmp_path / "wh.duckdb")
+    ensure_schema(con)
+    for path, table in ((products, "products"), (no_column, "orders"), (empty, "orders")):
+        load_file(con, path, table, Settings())
+    attribute_orders(con, Settings())
+    got = dict(con.execute("SELECT order_id, merchant_id FROM graph.attributed_orders").fetchall())
+    assert got == {"o1": "m01", "o2": "m02", "o3": "m09", "o4": "default"}
 
 
 if __name__ == "__main__":  # pragma: no cover
