@@ -30,7 +30,7 @@ def cascades_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
     (Python name differs from the key so it does not shadow ``sharegraph.metrics.cascades``.)
     """
     with warehouse.connect() as con:
-        n = cascades.build_cascades(con, warehouse.settings())
+        n = cascades.refresh_cascades(con, warehouse.settings())
         singletons, largest, deepest, mean_nu = con.execute(
             "SELECT count(*) FILTER (WHERE size = 1), max(size), max(depth), "
             "avg(structural_virality) FILTER (WHERE size > 1) FROM marts.cascades"

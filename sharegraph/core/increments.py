@@ -45,6 +45,8 @@ _STATE_DOC = {
     "last_build": "How it was last brought up to date: full (rebuilt), update (the keys new "
                   "batches touch were recomputed) or current (nothing new).",
     "built_at": "When the table was last brought up to date (local time).",
+    "rebuild_id": "Changes with every full rebuild: a table maintained from this one keeps it "
+                  "in its fingerprint, so a rebuild upstream means a rebuild downstream.",
 }
 
 
@@ -190,15 +192,41 @@ def _ensure_state_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS meta")
     con.execute(f"""CREATE TABLE {STATE_TABLE} (table_name VARCHAR NOT NULL,
                     fingerprint VARCHAR NOT NULL, inputs VARCHAR NOT NULL,
-                    last_build VARCHAR NOT NULL, built_at TIMESTAMP NOT NULL)""")
+                    last_build VARCHAR NOT NULL, built_at TIMESTAMP NOT NULL,
+                    rebuild_id VARCHAR NOT NULL)""")
     comment_table(con, STATE_TABLE,
                   "One row per table maintained incrementally: the load batches it reflects "
                   "and the fingerprint of the SQL that built it (docs/performance.md#daily-runs).",
                   _STATE_DOC)
 
 
+def rebuild_id(con: duckdb.DuckDBPyConnection, table: str,
+               inputs: Sequence[str] = ()) -> str | None:
+    """An id that changes with every full rebuild of ``table``; None without a state, or when
+    its state does not reflect ``inputs`` as they are now (it was built by other means since).
+
+    A table maintained from another one puts it in its fingerprint: while it is unchanged
+    the upstream table has only been updated per key since, which the downstream update
+    may rely on (appended rows, say); after a rebuild anything may have moved.
+    """
+    if not table_exists(con, STATE_TABLE):
+        return None
+    got = con.execute(f"SELECT rebuild_id, inputs FROM {STATE_TABLE} WHERE table_name = ?",
+                      [table]).fetchone()
+    if not got:
+        return None
+    if inputs:
+        was, now = Inputs.from_json(got[1]), current_inputs(con, inputs)
+        if any(was.rows.get(t) != now.rows[t] or was.changes.get(t) != now.changes[t]
+               for t in inputs):
+            return None
+    return got[0]
+
+
 def _record(con: duckdb.DuckDBPyConnection, table: str, fp: str, now: Inputs, how: str) -> None:
+    rebuild = None if how == "full" else rebuild_id(con, table)
     con.execute(f"DELETE FROM {STATE_TABLE} WHERE table_name = ?", [table])
-    con.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, current_localtimestamp())",
-                [table, fp, now.to_json(), how])
+    con.execute(f"""INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, current_localtimestamp(),
+                    coalesce(?, gen_random_uuid()::VARCHAR))""",
+                [table, fp, now.to_json(), how, rebuild])
     log.info("%s: %s", table, how)

@@ -17,6 +17,8 @@ from sharegraph.graph.forest import forest_violations, resolve_forest
 from sharegraph.graph.products import product_lookup_sql
 
 NODES = "graph.share_nodes"
+NODES_INPUTS = ("share_events", "products")
+"""Staging tables graph.share_nodes is built from (sharegraph/core/increments.py)."""
 SHARE_EVENTS = "event_type IN ('share', 'reshare')"
 """SQL filter: the events that make a share (clicks only view one)."""
 
@@ -86,7 +88,7 @@ def refresh_share_nodes(con: duckdb.DuckDBPyConnection, settings: Settings | Non
     """
     fp = increments.fingerprint(_earliest_events_sql("true"), product_lookup_sql(),
                                 _APPEND_VERSION)
-    with increments.maintained(con, NODES, fp, ("share_events", "products")) as build:
+    with increments.maintained(con, NODES, fp, NODES_INPUTS) as build:
         if build.delta is None:
             return build_share_nodes(con, settings)
         if build.delta and not _append(con, build.delta):

@@ -17,10 +17,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import subtree_sizes
 from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.products import product_lookup_sql
+from sharegraph.graph.shares import NODES, NODES_INPUTS
+
+TABLE = "marts.cascades"
 
 CASCADES_DOC = {
     "root_share_id": "The original share the cascade grew from (graph.share_nodes depth 0).",
@@ -28,7 +32,8 @@ CASCADES_DOC = {
     "product_id": "Product of the root share (NULL when the share names none).",
     "category": "Category of the root share (NULL when unknown).",
     "merchant_id": "Merchant of the root share's product: staging.products, else the merchant "
-                   "that sold the product most often in graph.attributed_orders; NULL if unknown.",
+                   "that sold the product most often in graph.attributed_orders (ties: the "
+                   "smallest id); NULL if unknown.",
     "channel": "Where the root share was posted (moments, wechat_group, ...).",
     "started_at": "When the root share was made (local time, configured zone).",
     "last_shared_at": "Latest share or re-share in the cascade.",
@@ -81,15 +86,19 @@ def structural_virality(
     return np.divide(wiener, pairs, out=np.zeros(n_trees), where=pairs > 0)
 
 
-def _virality_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Structural virality per root_share_id of every cascade with more than one node."""
+def _virality_table(con: duckdb.DuckDBPyConnection, roots: str = "") -> pa.Table:
+    """Structural virality per root_share_id of every cascade with more than one node (of
+    those whose root is one of the query ``roots``, when given: over persistent tables,
+    since the cursor does not see this connection's temp tables)."""
     # a cursor: the relation API refuses a connection holding a caller's unfinished result
+    where = f"WHERE root_share_id IN ({roots})" if roots else ""
     nodes = con.cursor().sql(
-        """
+        f"""
         -- one row per share node of a non-trivial cascade, with integer node/parent/root ids
         -- (row numbers in no particular order: only equality matters, and no string sort)
         WITH big AS (
-            SELECT root_share_id FROM graph.share_nodes GROUP BY root_share_id HAVING count(*) > 1
+            SELECT root_share_id FROM graph.share_nodes {where} GROUP BY root_share_id
+            HAVING count(*) > 1
         ),
         n AS MATERIALIZED (
             SELECT s.share_id, s.parent_share_id, s.root_share_id, s.depth,
@@ -122,10 +131,17 @@ def _virality_table(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return pa.table({"root_share_id": root_ids, "structural_virality": pa.array(nu)})
 
 
-_CASCADE_PARTS = """
+def _cascade_parts(roots: str = "") -> str:
+    """CTEs per root_share_id (of the cascades whose root is in the relation ``roots``, when
+    given): ``shape`` (size, depth, max breadth; from ``levels``), ``extent`` (last share,
+    sharers), ``clicks``, and ``fresh``: those with structural virality (``_virality``), one
+    row per cascade in the order of :data:`PARTS`."""
+    nodes = (f"(SELECT * FROM graph.share_nodes WHERE root_share_id IN "
+             f"(SELECT root_share_id FROM {roots}))" if roots else "graph.share_nodes")
+    return f"""
         levels AS (
             SELECT root_share_id, depth, count(*) AS n
-            FROM graph.share_nodes GROUP BY root_share_id, depth
+            FROM {nodes} GROUP BY root_share_id, depth
         ),
         shape AS (
             SELECT root_share_id, sum(n)::BIGINT AS size, max(depth)::INTEGER AS depth,
@@ -135,26 +151,41 @@ _CASCADE_PARTS = """
         extent AS (
             SELECT root_share_id, max(shared_at) AS last_shared_at,
                    count(DISTINCT actor_id)::BIGINT AS sharers
-            FROM graph.share_nodes GROUP BY root_share_id
+            FROM {nodes} GROUP BY root_share_id
         ),
         clicks AS (
             SELECT n.root_share_id, count(*)::BIGINT AS clicks,
                    count(DISTINCT e.actor_id)::BIGINT AS clickers
-            FROM staging.share_events e JOIN graph.share_nodes n ON n.share_id = e.share_id
+            FROM staging.share_events e JOIN {nodes} n ON n.share_id = e.share_id
             WHERE e.event_type = 'click'
             GROUP BY n.root_share_id
         ),
-        sales AS (
+        fresh AS (
+            SELECT s.root_share_id, e.last_shared_at, s.size, e.sharers, s.depth, s.max_breadth,
+                   coalesce(v.structural_virality, 0.0)::DOUBLE AS structural_virality,
+                   coalesce(c.clicks, 0)::BIGINT AS clicks,
+                   coalesce(c.clickers, 0)::BIGINT AS clickers
+            FROM shape s
+            JOIN extent e ON e.root_share_id = s.root_share_id
+            LEFT JOIN _virality v ON v.root_share_id = s.root_share_id
+            LEFT JOIN clicks c ON c.root_share_id = s.root_share_id
+        )"""
+
+
+PARTS = ("root_share_id", "last_shared_at", "size", "sharers", "depth", "max_breadth",
+         "structural_virality", "clicks", "clickers")
+"""Columns of a cascade that depend only on its own shares and their clicks."""
+
+_SALES = """
+        sales AS (  -- paid attributed orders, buyers and ¥ per cascade
             SELECT n.root_share_id, count(DISTINCT a.order_id)::BIGINT AS orders,
                    count(DISTINCT a.customer_id)::BIGINT AS buyers,
                    sum(a.amount)::DECIMAL(18,2) AS gmv
             FROM graph.attributed_orders a JOIN graph.share_nodes n ON n.share_id = a.share_id
             WHERE a.is_paid AND a.credited_id IS NOT NULL
             GROUP BY n.root_share_id
-        )
-"""
-"""CTEs per root_share_id: ``shape`` (size, depth, max breadth; from ``levels``), ``extent``
-(last share, sharers), ``clicks`` and ``sales`` (paid attributed orders, buyers, ¥)."""
+        )"""
+
 
 _PRODUCT_MERCHANT = f"""
             SELECT product_id, coalesce(any_value(p_merchant), any_value(o_merchant)) AS merchant_id
@@ -162,17 +193,20 @@ _PRODUCT_MERCHANT = f"""
                 SELECT product_id, merchant_id AS p_merchant, NULL AS o_merchant
                 FROM ({product_lookup_sql()}) WHERE merchant_id IS NOT NULL
                 UNION ALL
-                SELECT product_id, NULL, mode(merchant_id)
-                FROM graph.attributed_orders GROUP BY product_id
+                SELECT product_id, NULL, arg_min(merchant_id, (-n, merchant_id))
+                FROM (SELECT product_id, merchant_id, count(*) AS n
+                      FROM graph.attributed_orders GROUP BY product_id, merchant_id)
+                GROUP BY product_id
             )
             GROUP BY product_id
 """
 """One row per product_id: its merchant in staging.products, else the merchant that sold it
-most often in graph.attributed_orders."""
+most often in graph.attributed_orders, ties to the smallest id (``mode()`` would take the
+first of the tied in scan order, which differs between a rebuilt and an updated table)."""
 
 
 def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
-    """Build ``marts.cascades``: one row per cascade (root share) of ``graph.share_nodes``.
+    """Build ``marts.cascades`` in full: one row per cascade (root share) of ``graph.share_nodes``.
 
     Size, depth and breadth are GROUP BYs over (root, depth); clicks from
     ``staging.share_events``; orders and GMV (¥) from paid, attributed lines of
@@ -181,37 +215,84 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     del settings  # no tunables: the definitions are fixed (docs/growth-metrics.md)
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.register("_virality", _virality_table(con))  # a NumPy result, also on Spark
+    con.execute(_cascades_sql(_cascade_parts(), "fresh"))
+    con.unregister("_virality")
+    return _finish(con)
+
+
+def refresh_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Bring ``marts.cascades`` up to date after a load, per cascade when it can.
+
+    While ``graph.share_nodes`` has only been appended to since this table was built (its
+    rebuild id is part of the fingerprint), a cascade's shape, extent, virality and
+    clicks change only if one of its shares is new or has a new event; those cascades are
+    recomputed and the others keep theirs. Orders, ¥ and the merchant are recomputed for all
+    (they follow attribution, which may move any line). Equals :func:`build_cascades`.
+    """
+    nodes_rebuilt = increments.rebuild_id(con, NODES, NODES_INPUTS)
+    fp = increments.fingerprint(_cascades_sql(_cascade_parts("_roots"), "fresh"),
+                                _UPDATE_VERSION, f"share nodes rebuild {nodes_rebuilt}")
+    with increments.maintained(con, TABLE, fp, ("share_events", "orders", "products")) as build:
+        if build.delta is None or nodes_rebuilt is None:
+            if build.delta is not None:  # share nodes built by other means: cannot tell
+                build.rebuilt()
+            return build_cascades(con, settings)
+        if build.delta:
+            _update(con, build.delta)
+    return _finish(con)
+
+
+_UPDATE_VERSION = "cascades of new shares and clicks v1"
+"""Part of the fingerprint: change it when :func:`_update` changes meaning."""
+
+
+def _update(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
+    """Recompute the cascades with a new share or event; keep the others' own columns."""
+    roots = f"""SELECT DISTINCT root_share_id FROM graph.share_nodes
+                WHERE share_id IN (SELECT share_id FROM staging.share_events
+                                   WHERE {delta.new_rows("share_events")})"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _roots AS {roots}")
     con.execute(
-        f"""
-        CREATE OR REPLACE TABLE marts.cascades AS
+        f"""CREATE OR REPLACE TEMP TABLE _kept AS
+            SELECT {", ".join(PARTS)} FROM {TABLE}
+            WHERE root_share_id NOT IN (SELECT root_share_id FROM _roots)""")
+    con.register("_virality", _virality_table(con, roots))
+    con.execute(_cascades_sql(_cascade_parts("_roots") + ",\n        parts AS (SELECT * FROM "
+                              "fresh UNION ALL SELECT * FROM _kept)", "parts"))
+    con.unregister("_virality")
+    for temp in ("_roots", "_kept"):
+        con.execute(f"DROP TABLE {temp}")
+
+
+def _cascades_sql(parts_ctes: str, parts: str) -> str:
+    """CREATE OR REPLACE of the mart from the CTEs ``parts_ctes`` (relation ``parts`` holds
+    :data:`PARTS` per cascade), sales and the product's merchant."""
+    return f"""
+        CREATE OR REPLACE TABLE {TABLE} AS
         -- grain: one row per cascade = per root share (graph.share_nodes.depth = 0)
-        WITH {_CASCADE_PARTS.strip()},
+        WITH {parts_ctes.strip()},
+        {_SALES.strip()},
         product_merchant AS ({_PRODUCT_MERCHANT.strip()})
         SELECT r.share_id AS root_share_id, r.actor_id AS root_actor_id, r.product_id,
                r.category, pm.merchant_id, r.channel, r.shared_at AS started_at,
-               e.last_shared_at, s.size, s.size - 1 AS reshares, e.sharers, s.depth,
-               s.max_breadth,
-               coalesce(v.structural_virality, 0.0)::DOUBLE AS structural_virality,
-               coalesce(c.clicks, 0)::BIGINT AS clicks,
-               coalesce(c.clickers, 0)::BIGINT AS clickers,
+               x.last_shared_at, x.size, x.size - 1 AS reshares, x.sharers, x.depth,
+               x.max_breadth, x.structural_virality, x.clicks, x.clickers,
                coalesce(o.orders, 0)::BIGINT AS orders,
                coalesce(o.buyers, 0)::BIGINT AS buyers,
                coalesce(o.gmv, 0)::DECIMAL(18,2) AS gmv
         FROM graph.share_nodes r
-        JOIN shape s ON s.root_share_id = r.share_id
-        JOIN extent e ON e.root_share_id = r.share_id
-        LEFT JOIN _virality v ON v.root_share_id = r.share_id
-        LEFT JOIN clicks c ON c.root_share_id = r.share_id
+        JOIN {parts} x ON x.root_share_id = r.share_id
         LEFT JOIN sales o ON o.root_share_id = r.share_id
         LEFT JOIN product_merchant pm ON pm.product_id = r.product_id
         WHERE r.depth = 0
         ORDER BY r.shared_at, r.share_id
         """
-    )
-    con.unregister("_virality")
+
+
+def _finish(con: duckdb.DuckDBPyConnection) -> int:
     return finish_table(
         con,
-        "marts.cascades",
+        TABLE,
         "One row per share cascade (tree of shares and re-shares rooted at an original share): "
         "size, depth, max breadth, structural virality (Goel et al. 2016) and the clicks, "
         "orders and attributed GMV (¥) its shares led to.",

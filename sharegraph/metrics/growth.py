@@ -311,8 +311,8 @@ GROUP_BUYS_DOC = {
     "group_id": "Group buy (拼团) id (staging.group_buys).",
     "initiator_id": "Who opened the group (团长).",
     "product_id": "Product of the group buy.",
-    "merchant_id": "Merchant of the group's order lines (most frequent), else of the product "
-                   "in staging.products; NULL if unknown.",
+    "merchant_id": "Merchant of the group's order lines (most frequent; ties: the smallest id), "
+                   "else of the product in staging.products; NULL if unknown.",
     "target_size": "Members needed to fill the group.",
     "opened_at": "When the group opened.",
     "closed_at": "When it filled or expired (NULL while open).",
@@ -394,14 +394,20 @@ not); fission members were brought by another member.
 
 _GROUP_MONEY = """
         money AS (
-            SELECT group_id, mode(merchant_id) AS merchant_id,
+            SELECT group_id,
+                   -- the group's most frequent merchant, ties to the smallest id (mode()
+                   -- takes the first in scan order: not the same in an updated table)
+                   arg_min(merchant_id, (-n_merchant, merchant_id))
+                       FILTER (WHERE merchant_id IS NOT NULL) AS merchant_id,
                    count(*) FILTER (WHERE status = 'paid')::BIGINT AS paid_lines,
                    coalesce(sum(amount) FILTER (WHERE status = 'paid'), 0)::DECIMAL(18,2)
                        AS paid_gmv,
                    count(*) FILTER (WHERE status = 'refunded')::BIGINT AS refunded_lines,
                    coalesce(sum(amount) FILTER (WHERE status = 'refunded'), 0)::DECIMAL(18,2)
                        AS refunded_yuan
-            FROM lines GROUP BY group_id
+            FROM (SELECT *, count(*) OVER (PARTITION BY group_id, merchant_id) AS n_merchant
+                  FROM lines)
+            GROUP BY group_id
         )
 """
 """CTE ``money`` (needs ``lines``): merchant, paid and refunded lines and ¥ per group."""

@@ -1,7 +1,7 @@
 """Tables kept up to date after each load equal a rebuild in full, exactly.
 
 ``graph.attributed_orders`` is updated per customer, ``graph.share_nodes`` by appending new
-shares (sharegraph/core/increments.py). The input is a generated world cut into export days
+shares, ``marts.cascades`` per cascade (sharegraph/core/increments.py). The input is a generated world cut into export days
 either at random, so every day brings late rows (clicks before orders loaded days ago, second
 lines of old orders, children of shares that arrive later, an earlier share event that gives
 an old share another sharer, refunds of lines loaded paid), or by time with late clicks and
@@ -30,6 +30,7 @@ from sharegraph.graph.attribution import (
 )
 from sharegraph.graph.shares import NODES, build_share_nodes, refresh_share_nodes
 from sharegraph.ingest.load import load_file
+from sharegraph.metrics import cascades
 
 DAYS = 4
 SETTINGS = Settings()
@@ -121,25 +122,29 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how: dict[str, list[str]] = {TABLE: [], NODES: []}
+    how: dict[str, list[str]] = {TABLE: [], NODES: [], cascades.TABLE: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
         refresh_attributed_orders(kept, SETTINGS)
         refresh_share_nodes(kept, SETTINGS)
+        cascades.refresh_cascades(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
+        cascades.build_cascades(rebuilt, SETTINGS)
         for table in how:
             assert _rows(kept, table) == _rows(rebuilt, table), f"day {d}: {table} differs"
             how[table].append(_last_build(kept, table))
     # attribution is updated every day. Share nodes are appended to when no new event can
     # change an existing row: on day 1 cut by time; day 2 brings earlier events of old shares
-    # (another sharer), day 3 products that old shares name without a category
+    # (another sharer), day 3 products that old shares name without a category. Cascades
+    # follow share nodes: updated after an append, rebuilt after a rebuild.
     assert how[TABLE] == ["full"] + ["update"] * (DAYS - 1)
     if by_time:
         assert how[NODES] == ["full", "update", "full", "full"]
     else:
         assert "full" in how[NODES][1:]
+    assert how[cascades.TABLE] == how[NODES]
     # the refunds arrived as status changes and are no longer credited
     refunded = kept.execute(f"""SELECT count(*) FROM {TABLE} a JOIN staging.status_history h
                                 ON h.natural_key = a.order_id || ',' || a.line_no
@@ -254,3 +259,26 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
         unpaid = kept.execute(f"SELECT count(*) FROM {TABLE} WHERE rule = 'unpaid'").fetchone()[0]
         assert changed > 0 and unpaid == rebuilt.execute(
             "SELECT count(*) FROM staging.orders WHERE status <> 'paid'").fetchone()[0]
+
+
+def test_cascades_rebuild_after_share_nodes_built_by_other_means(tmp_path: Path) -> None:
+    """marts.cascades may keep its rows only while graph.share_nodes was just appended to;
+    share nodes rebuilt outside their refresh (no state for the new batch) force a rebuild."""
+    world = tmp_path / "world"
+    generate_world(world, seed=6, people=500, orders=2000)
+    days = _export_days(world, tmp_path / "days", 6, by_time=True)
+    con = connect(tmp_path / "wh.duckdb")
+    ensure_schema(con)
+    _load(con, days[0])
+    for refresh in (refresh_attributed_orders, refresh_share_nodes, cascades.refresh_cascades):
+        refresh(con, SETTINGS)
+    for day in days[1:3]:  # twice: the second time no state of share nodes is current either
+        _load(con, day)
+        refresh_attributed_orders(con, SETTINGS)
+        build_share_nodes(con, SETTINGS)  # a full build that records no state
+        cascades.refresh_cascades(con, SETTINGS)
+        assert _last_build(con, cascades.TABLE) == "full"
+        want = _rows(con, cascades.TABLE)
+        cascades.build_cascades(con, SETTINGS)
+        assert _rows(con, cascades.TABLE) == want
+
