@@ -84,11 +84,11 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
                               settings: Settings | None = None) -> int:
     """Bring ``graph.attributed_orders`` up to date with staging, per customer when it can.
 
-    After a daily load only the lines of the customers the new batches touch can change
-    (:func:`_touched_customers_sql`); those are recomputed with the same SQL over just their
-    rows and replace their old rows. The result equals :func:`attribute_orders` exactly;
-    when the table's state does not allow an update (sharegraph/core/increments.py) it is
-    rebuilt in full. Returns the number of rows in the table.
+    After a daily load only the lines of the customers the new batches touch, from the
+    earliest change on, can change (:func:`_touched_customers_sql`); those are recomputed
+    with the same SQL over just their rows and replace their old rows. The result equals
+    :func:`attribute_orders` exactly; when the table's state does not allow an update
+    (sharegraph/core/increments.py) it is rebuilt in full. Returns the number of rows in the table.
     """
     s = settings or Settings()
     fp = increments.fingerprint(_attributed_orders_sql(s, "staging.orders"),
@@ -103,27 +103,33 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
 
 
 def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta) -> None:
-    """Replace the rows of the customers ``delta`` touches with freshly attributed ones.
+    """Replace the lines ``delta`` can change with freshly attributed ones.
 
-    The recomputation sees all of what their lines depend on: every line of those customers
-    and of their orders, their clicks, and the share events of every share those lines and
-    clicks name. Lines of other customers that share one of their orders are computed too
-    but not written (their own clicks and first lines are not in scope).
+    Those are, per touched customer, the lines placed at or after its ``since``
+    (:func:`_touched_customers_sql`). Their recomputation sees all they depend on: every line
+    of their orders, the customer's clicks from ``since`` less the window on, and the share
+    events of every share those lines and clicks name. Lines in scope that are not rewritten
+    (other lines of the same orders) are computed but not written. The first paid line is
+    the one exception to "same SQL": a customer with a paid line before ``since`` keeps it as
+    the first, so none of the rewritten lines is.
     """
+    window = int(s.attribution_window_days)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_who AS {_touched_customers_sql(delta)}")
+    rewritten = ("EXISTS (SELECT 1 FROM _attr_who w WHERE w.customer_id = {t}.customer_id "
+                 "AND {t}.ordered_at >= w.since)")
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _attr_orders AS
         SELECT * FROM staging.orders
-        WHERE order_id IN (SELECT order_id FROM staging.orders
-                           WHERE customer_id IN (SELECT customer_id FROM _attr_who))
+        WHERE order_id IN (SELECT o.order_id FROM staging.orders o
+                           WHERE {rewritten.format(t="o")})
         """)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _attr_events AS
         WITH clicks AS (
-            SELECT * FROM staging.share_events
-            WHERE event_type = 'click' AND actor_id IN (SELECT customer_id FROM _attr_who)
+            SELECT e.* FROM staging.share_events e JOIN _attr_who w ON w.customer_id = e.actor_id
+            WHERE e.event_type = 'click' AND e.occurred_at >= w.since - INTERVAL {window} DAY
         ),
         named AS (
             SELECT share_id FROM clicks
@@ -135,28 +141,40 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
         WHERE {SHARE_EVENTS} AND share_id IN (SELECT share_id FROM named)
         """)
     _stage(con, s, "_attr_orders", "_attr_events")
-    con.execute(f"DELETE FROM {TABLE} WHERE customer_id IN (SELECT customer_id FROM _attr_who)")
+    con.execute(  # customers whose first paid line is before since: it stays the first
+        """
+        DELETE FROM _attr_first WHERE rid IN (
+            SELECT o.rowid FROM _attr_orders o
+            WHERE o.customer_id IN (
+                SELECT p.customer_id FROM staging.orders p
+                JOIN _attr_who w ON w.customer_id = p.customer_id
+                WHERE p.ordered_at < w.since AND coalesce(p.status, 'paid') = 'paid'))
+        """)
+    con.execute(f"DELETE FROM {TABLE} a WHERE {rewritten.format(t='a')}")
     con.execute(f"""INSERT INTO {TABLE}
-                    SELECT * FROM ({_attributed_orders_sql(s, "_attr_orders")})
-                    WHERE customer_id IN (SELECT customer_id FROM _attr_who)""")
+                    SELECT * FROM ({_attributed_orders_sql(s, "_attr_orders")}) q
+                    WHERE {rewritten.format(t="q")}""")
     _drop_stages(con)
     for temp in ("_attr_who", "_attr_orders", "_attr_events"):
         con.execute(f"DROP TABLE {temp}")
 
 
-_TOUCHED_VERSION = "touched customers v1"
+_TOUCHED_VERSION = "touched customers since v2"
 """Part of the fingerprint: change it when :func:`_touched_customers_sql` changes meaning."""
 
 
 def _touched_customers_sql(delta: increments.Delta) -> str:
-    """SQL of the customers whose lines a delta can change (one row each).
+    """SQL of the customers whose lines a delta can change, with ``since``: the earliest
+    instant from which their lines can change (one row per customer).
 
     A line's attribution depends on its own row, its product, the sharer of its share_id,
-    its customer's other lines (the first paid line) and clicks, the sharers of the shares
-    clicked, and the line numbers of its order. So: the customers of every order with a new
-    or status-changed line, of every line naming a new product or a share with a new
-    share/reshare event (its sharer may be another now), and everyone with a new click or a
-    click on such a share.
+    its customer's earlier lines (the first paid line) and earlier clicks, the sharers of
+    the shares clicked, and the line numbers of its order. So a customer is touched by: a
+    new or status-changed line of one of its orders, a line naming a new product or a share
+    with a new share/reshare event (its sharer may be another now), from that line's time;
+    and a new click, or a click on such a share, from the click's time. A line placed before
+    ``since`` sees none of these changes: no later click, and no later line can take its
+    first-order flag.
     """
     return f"""
         WITH changed AS (  -- order ids of status changes: natural_key is 'order_id,line_no'
@@ -171,15 +189,19 @@ def _touched_customers_sql(delta: increments.Delta) -> str:
             SELECT share_id FROM staging.share_events
             WHERE {delta.new_rows("share_events")} AND {SHARE_EVENTS}
         ),
-        products AS (SELECT product_id FROM staging.products WHERE {delta.new_rows("products")})
-        SELECT customer_id FROM staging.orders
-        WHERE order_id IN (SELECT order_id FROM orders)
-           OR share_id IN (SELECT share_id FROM shares)
-           OR product_id IN (SELECT product_id FROM products)
-        UNION
-        SELECT actor_id FROM staging.share_events
-        WHERE event_type = 'click'
-          AND ({delta.new_rows("share_events")} OR share_id IN (SELECT share_id FROM shares))
+        products AS (SELECT product_id FROM staging.products WHERE {delta.new_rows("products")}),
+        reasons AS (
+            SELECT customer_id, ordered_at AS changed_at FROM staging.orders
+            WHERE order_id IN (SELECT order_id FROM orders)
+               OR share_id IN (SELECT share_id FROM shares)
+               OR product_id IN (SELECT product_id FROM products)
+            UNION ALL
+            SELECT actor_id, occurred_at FROM staging.share_events
+            WHERE event_type = 'click'
+              AND ({delta.new_rows("share_events")} OR share_id IN (SELECT share_id FROM shares))
+        )
+        SELECT customer_id, min(changed_at) AS since FROM reasons
+        WHERE customer_id IS NOT NULL GROUP BY customer_id
     """
 
 
