@@ -10,7 +10,7 @@ in it). The next build compares that with staging now:
 - nothing new: the table is current and nothing is done;
 - only new batches (and the changes they made): the builder recomputes the keys they touch;
 - anything else (no state, another fingerprint, a recorded batch with other counts, more new
-  rows than ``MAX_DELTA_SHARE`` of the table): a rebuild in full.
+  input rows than ``MAX_DELTA_SHARE`` of those it was built from): a rebuild in full.
 
 Why per batch and not per timestamp: export files arrive late and out of order, so "newer than
 the last run" is not a property of the data; a batch either was seen or was not.
