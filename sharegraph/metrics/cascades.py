@@ -21,6 +21,7 @@ from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import subtree_sizes
 from sharegraph.core.warehouse import finish_table
+from sharegraph.graph import attribution
 from sharegraph.graph.products import product_lookup_sql
 from sharegraph.graph.shares import NODES, NODES_INPUTS
 
@@ -223,18 +224,21 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
 def refresh_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Bring ``marts.cascades`` up to date after a load, per cascade when it can.
 
-    While ``graph.share_nodes`` has only been appended to since this table was built (its
-    rebuild id is part of the fingerprint), a cascade's shape, extent, virality and
-    clicks change only if one of its shares is new or has a new event; those cascades are
-    recomputed and the others keep theirs. Orders, ¥ and the merchant are recomputed for all
-    (they follow attribution, which may move any line). Equals :func:`build_cascades`.
+    While ``graph.share_nodes`` has only been appended to since this table was built, a
+    cascade's shape, extent, virality and clicks change only if one of its shares is new or
+    has a new event; those cascades are recomputed and the others keep theirs. Orders, ¥ and
+    the merchant are recomputed for all (they follow attribution, which may move any line).
+    The rebuild ids of share nodes and attribution are in the fingerprint: after either is
+    rebuilt (new code or settings, say, with no new batch) so is this. Equals
+    :func:`build_cascades`.
     """
-    nodes_rebuilt = increments.rebuild_id(con, NODES, NODES_INPUTS)
+    upstream = (increments.rebuild_id(con, NODES, NODES_INPUTS),
+                increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS))
     fp = increments.fingerprint(_cascades_sql(_cascade_parts("_roots"), "fresh"),
-                                _UPDATE_VERSION, f"share nodes rebuild {nodes_rebuilt}")
+                                _UPDATE_VERSION, f"upstream rebuilds {upstream}")
     with increments.maintained(con, TABLE, fp, ("share_events", "orders", "products")) as build:
-        if build.delta is None or nodes_rebuilt is None:
-            if build.delta is not None:  # share nodes built by other means: cannot tell
+        if build.delta is None or None in upstream:
+            if build.delta is not None:  # an upstream table built by other means: cannot tell
                 build.rebuilt()
             return build_cascades(con, settings)
         if build.delta:

@@ -261,9 +261,10 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
             "SELECT count(*) FROM staging.orders WHERE status <> 'paid'").fetchone()[0]
 
 
-def test_cascades_rebuild_after_share_nodes_built_by_other_means(tmp_path: Path) -> None:
-    """marts.cascades may keep its rows only while graph.share_nodes was just appended to;
-    share nodes rebuilt outside their refresh (no state for the new batch) force a rebuild."""
+def test_cascades_rebuild_after_an_upstream_rebuild(tmp_path: Path) -> None:
+    """marts.cascades may keep its rows only while its upstream tables were updated per key:
+    attribution rebuilt for another window with no new batch, or share nodes rebuilt outside
+    their refresh (no state for the new batch), force a rebuild."""
     world = tmp_path / "world"
     generate_world(world, seed=6, people=500, orders=2000)
     days = _export_days(world, tmp_path / "days", 6, by_time=True)
@@ -272,6 +273,13 @@ def test_cascades_rebuild_after_share_nodes_built_by_other_means(tmp_path: Path)
     _load(con, days[0])
     for refresh in (refresh_attributed_orders, refresh_share_nodes, cascades.refresh_cascades):
         refresh(con, SETTINGS)
+    wider = Settings(attribution_window_days=SETTINGS.attribution_window_days + 7)
+    refresh_attributed_orders(con, wider)  # new settings: a rebuild, with no new batch
+    cascades.refresh_cascades(con, wider)
+    assert _last_build(con, cascades.TABLE) == "full"
+    want = _rows(con, cascades.TABLE)
+    cascades.build_cascades(con, wider)
+    assert _rows(con, cascades.TABLE) == want
     for day in days[1:3]:  # twice: the second time no state of share nodes is current either
         _load(con, day)
         refresh_attributed_orders(con, SETTINGS)
