@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from sharegraph import __version__
 from sharegraph.core.sql import in_list, literal, table_exists
 from sharegraph.core.warehouse import comment_table, one_transaction
 
@@ -96,8 +97,10 @@ def _batch_in(alias: str, batches: Sequence[str]) -> str:
 
 
 def fingerprint(*sql: str) -> str:
-    """SHA-256 of a builder's SQL texts (its code and the settings written into them)."""
-    h = hashlib.sha256()
+    """SHA-256 of a builder's SQL texts (its code and the settings written into them) and of
+    the sharegraph version, so that a new release (new Python code around the SQL, such as
+    a graph kernel) rebuilds every maintained table once."""
+    h = hashlib.sha256(f"sharegraph {__version__}".encode())
     for text in sql:
         h.update(text.encode())
         h.update(b"\0")
