@@ -80,20 +80,17 @@ class Delta:
     def __bool__(self) -> bool:
         return any(self.rows.values()) or any(self.changes.values())
 
-    def new_rows(self, table: str, alias: str = "") -> str:
+    def new_rows(self, table: str) -> str:
         """SQL predicate: the row of ``staging.<table>`` came in a new batch."""
-        return _batch_in(alias, self.rows.get(table, ()))
+        return _batch_in(self.rows.get(table, ()))
 
-    def changed(self, table: str, alias: str = "") -> str:
+    def changed(self, table: str) -> str:
         """SQL predicate on ``staging.status_history``: a status change of a new batch."""
-        prefix = f"{alias}." if alias else ""
-        return (f"{prefix}table_name = {literal(table)} AND "
-                + _batch_in(alias, self.changes.get(table, ())))
+        return f"table_name = {literal(table)} AND " + _batch_in(self.changes.get(table, ()))
 
 
-def _batch_in(alias: str, batches: Sequence[str]) -> str:
-    prefix = f"{alias}." if alias else ""
-    return f"{prefix}batch_id IN ({in_list(list(batches))})" if batches else "false"
+def _batch_in(batches: Sequence[str]) -> str:
+    return f"batch_id IN ({in_list(list(batches))})" if batches else "false"
 
 
 def fingerprint(*sql: str) -> str:
