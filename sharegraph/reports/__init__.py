@@ -5,8 +5,8 @@ One module per report (``influence``, ``expansion``, ``cascades``, ``lifecycle``
 people pseudonyms in ``pseudonym``, the downloads in ``exports``. ``site`` writes a set of
 pages into one directory (:func:`render_all`: every page); the Dagster reports asset calls it.
 
-The names below are imported on first use: a workbook process (``python -m
-sharegraph.reports.exports``) imports this package and must not pay for Plotly and the pages.
+The names below are imported on first use: a command that needs one module (``sharegraph
+export``, ``sharegraph reveal``) imports this package and must not pay for Plotly and the pages.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The report site: every page, and writing a chosen set of them into one directory.
 
 The pages are independent except the index, which lists the others with their sizes, so it
-is written last. Its downloads (every page's tables as CSV and zh/en Excel workbooks) are
-read first and their workbooks written by two other processes while this one renders the
-pages: xlsxwriter is pure Python and was the largest single cost of a small run's reports,
-and on two cores it now overlaps the pages instead of following them.
+is written last, after its downloads (every page's tables as CSV and zh/en Excel workbooks).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ import duckdb
 from sharegraph.core.config import Settings
 from sharegraph.reports.cascades import render_cascades
 from sharegraph.reports.expansion import render_expansion
-from sharegraph.reports.exports import prepare_exports
+from sharegraph.reports.exports import write_exports
 from sharegraph.reports.glossary import render_glossary
 from sharegraph.reports.index import render_index
 from sharegraph.reports.influence import render_influence
@@ -62,18 +59,10 @@ def render_pages(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     ensure_plotlyjs(out_dir)
     stamp = generated_at(settings) if stamp is None else stamp
-    downloads = prepare_exports(con, settings, out_dir).start() if "index" in chosen else None
-    try:
-        for name in (p for p in PAGES if p in chosen):
-            written: list[Path] = []
-            if name == "index" and downloads is not None:
-                pending, downloads = downloads, None
-                written += pending.wait()
-            page = PAGES[name](con, settings, out_dir, stamp)
-            yield name, [*(page if isinstance(page, list) else [page]), *written]
-    finally:
-        if downloads is not None:  # a page failed, or the caller stopped early
-            downloads.cancel()
+    for name in (p for p in PAGES if p in chosen):
+        downloads = write_exports(con, settings, out_dir) if name == "index" else []
+        page = PAGES[name](con, settings, out_dir, stamp)
+        yield name, [*(page if isinstance(page, list) else [page]), *downloads]
 
 
 def render_all(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path) -> dict[str, list[Path]]:

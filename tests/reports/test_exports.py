@@ -68,33 +68,6 @@ def test_export_command_writes_the_same_files(pipeline_run: dict, tmp_path: Path
     assert ours == theirs and len(ours) > 10
 
 
-def test_workbooks_from_a_second_process_equal_the_sequential_ones(
-        pipeline_run: dict, tmp_path: Path, monkeypatch) -> None:
-    """Large exports write the zh workbooks in a second process: same sheets, cell for cell."""
-    import zipfile
-
-    from sharegraph.core.config import Settings
-    from sharegraph.reports import exports
-
-    wh = Path(pipeline_run["warehouse"])
-    key = (wh.parent / KEY_FILE).read_text(encoding="utf-8").strip()
-    settings = Settings().with_values({"pseudonym_key": key})
-    books = {}
-    for label, threshold in (("sequential", 10**12), ("parallel", 0)):
-        monkeypatch.setattr(exports, "PARALLEL_CELLS", threshold)
-        with duckdb.connect(str(wh), read_only=True) as con:
-            exports.write_exports(con, settings, tmp_path / label)
-        books[label] = sorted((tmp_path / label / "exports").rglob("*.xlsx"))
-    rel = [[p.relative_to(tmp_path / label) for p in books[label]] for label in books]
-    assert rel[0] == rel[1] and len(rel[0]) >= 8
-    for a, b in zip(books["sequential"], books["parallel"], strict=True):
-        with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
-            parts = [n for n in za.namelist() if n.startswith("xl/")]
-            assert parts == [n for n in zb.namelist() if n.startswith("xl/")]
-            for name in parts:  # docProps hold the creation time; the sheets must match
-                assert za.read(name) == zb.read(name), (a.name, name)
-
-
 def test_text_that_looks_like_a_formula_stays_text(pipeline_run: dict, tmp_path: Path) -> None:
     """A merchant's own strings (here a category) are data: '=...' must not become a live
     formula in the workbook (spreadsheet injection), nor 'http://...' a link."""
@@ -120,62 +93,3 @@ def test_text_that_looks_like_a_formula_stays_text(pipeline_run: dict, tmp_path:
     cells = [c for row in sheet.iter_rows() for c in row if c.value in evil]
     assert sorted(c.value for c in cells) == sorted(evil)
     assert all(c.data_type == "s" and c.hyperlink is None for c in cells)
-
-
-def _published_settings(pipeline_run: dict):
-    from sharegraph.core.config import Settings
-
-    wh = Path(pipeline_run["warehouse"])
-    return Settings().with_values({"pseudonym_key": (wh.parent / KEY_FILE).read_text(encoding="utf-8").strip()})
-
-
-def test_a_failed_workbook_process_is_an_error_naming_it(pipeline_run: dict, tmp_path: Path) -> None:
-    """The workbooks are written by other processes: one that fails is an error with its
-    language and its own error output, not a quiet missing file."""
-    from sharegraph.reports import exports
-
-    with duckdb.connect(str(pipeline_run["warehouse"]), read_only=True) as con:
-        prepared = exports.prepare_exports(con, _published_settings(pipeline_run), tmp_path)
-    (tmp_path / "exports" / "zh").write_text("a file where the zh folder goes", encoding="utf-8")
-    pending = prepared.start()
-    try:
-        pending.wait()
-    except RuntimeError as exc:
-        message = str(exc)
-    else:
-        raise AssertionError("a failed workbook process went unnoticed")
-    assert "writing the zh workbooks failed" in message and "FileExistsError" in message
-    assert "en workbooks" not in message and (tmp_path / "exports" / "en" / "influence.xlsx").is_file()
-    assert not Path(pending.tmp.name).exists()
-
-
-def test_a_failed_page_stops_the_workbook_processes(pipeline_run: dict, tmp_path: Path,
-                                                    monkeypatch) -> None:
-    """A page that fails ends the render with its error; the workbook processes started
-    for the index are stopped, not left running."""
-    from sharegraph.reports import exports, site
-
-    started = []
-    real_start = exports._start_workbook_process
-
-    def recording(*args):
-        started.append(real_start(*args))
-        return started[-1]
-
-    def broken(*_args):
-        raise ValueError("page broke")
-
-    monkeypatch.setattr(exports, "_start_workbook_process", recording)
-    monkeypatch.setitem(site.PAGES, "cascades", broken)
-    written = []
-    with duckdb.connect(str(pipeline_run["warehouse"]), read_only=True) as con:
-        try:
-            for name, _ in site.render_pages(con, _published_settings(pipeline_run), tmp_path):
-                written.append(name)
-        except ValueError as exc:
-            assert "page broke" in str(exc)
-        else:
-            raise AssertionError("the broken page did not fail the render")
-    assert written == ["influence"] and len(started) == 2
-    assert all(p.returncode is not None for p in started)
-    assert not (tmp_path / "index.html").exists()
