@@ -9,7 +9,9 @@ Stages, each in its own process so peak RSS is per stage:
 3. influence: graph build + influence marts vs igraph PageRank + reach on the same arrays;
 4. affinity: the affinity stage vs a hand-written DuckDB self-join and mlxtend on a sample;
 5. e2e: whole ``sharegraph run`` processes on an export-shaped copy of the world (shuffled,
-   dirty rows, a malformed line, GBK products) vs a bare DuckDB ``read_csv`` of the same files.
+   dirty rows, a malformed line, GBK products) vs a bare DuckDB ``read_csv`` of the same files;
+6. daily: a 1% day on top of the other 99% vs the full run of that base (whole processes),
+   with the day's tables compared with a full rebuild.
 Each benchmark prints medians and ratios against its peer measured in the same run.
 """
 
@@ -40,7 +42,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1/10 scale")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--runs", type=int, default=3, help="repeats per measurement (medians)")
-    ap.add_argument("--only", choices=("generate", "ingest", "influence", "affinity", "e2e"),
+    ap.add_argument("--only", choices=("generate", "ingest", "influence", "affinity", "e2e", "daily"),
                     action="append")
     args = ap.parse_args()
     scale = 0.1 if args.quick else 1.0
@@ -48,7 +50,7 @@ def main() -> int:
     world = args.out / "world"
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    only = set(args.only or ("generate", "ingest", "influence", "affinity", "e2e"))
+    only = set(args.only or ("generate", "ingest", "influence", "affinity", "e2e", "daily"))
     log: list[str] = [f"# sharegraph benchmarks ({'quick, 1/10' if args.quick else 'full'} scale)\n"]
 
     if "generate" in only or not (world / "orders.csv").exists():
@@ -74,6 +76,10 @@ def main() -> int:
             _run("e2e: whole sharegraph run on BeiBei, 30k item-level categories",
                  [py, str(BENCH / "bench_e2e.py"), "--beibei", "--runs", str(args.runs),
                   "--out", str(args.out / "e2e")], log)
+    if "daily" in only:
+        _run("daily: a 1% day on top of the warehouse vs the full run of the base",
+             [py, str(BENCH / "bench_daily.py"), "--world", str(world), "--runs", str(args.runs),
+              "--check", "--out", str(args.out / "daily")], log)
     report = args.out / "results.md"
     report.write_text("\n".join(log), encoding="utf-8")
     print(f"\nresults: {report}")
