@@ -8,6 +8,7 @@ import duckdb
 from assets._common import check_specs, run_checks, verdict
 from assets.keys import ATTRIBUTED, CASCADES, SHARE_NODES, STAGING
 from assets.resources import WarehouseResource
+from sharegraph.core import increments
 from sharegraph.metrics import cascades
 
 
@@ -36,7 +37,8 @@ def cascades_mart(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "avg(structural_virality) FILTER (WHERE size > 1) FROM marts.cascades"
         ).fetchone()
         checks = run_checks(con, [cascades_well_formed, cascades_gmv_within_attributed])
+        build = increments.last_builds(con).get(cascades.TABLE)
     return dg.MaterializeResult(metadata={
-        "rows": n, "singletons": singletons, "largest": largest or 0, "deepest": deepest or 0,
+        "rows": n, "build": build, "singletons": singletons, "largest": largest or 0, "deepest": deepest or 0,
         "mean_virality_non_trivial": float(mean_nu or 0.0),
     }, check_results=checks)

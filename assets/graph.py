@@ -16,10 +16,11 @@ from assets.keys import (
     STAGING,
 )
 from assets.resources import WarehouseResource
+from sharegraph.core import increments
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
 from sharegraph.graph.people import build_people, build_referral_edges
-from sharegraph.graph.shares import refresh_share_nodes, share_depths_ok
+from sharegraph.graph.shares import NODES, refresh_share_nodes, share_depths_ok
 from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
 
@@ -44,7 +45,9 @@ def attributed_orders(warehouse: WarehouseResource) -> dg.MaterializeResult:
         by_rule = dict(con.execute(
             "SELECT rule, count(*) FROM graph.attributed_orders GROUP BY 1").fetchall())
         checks = run_checks(con, [attributed_gmv_conserved])
-    return dg.MaterializeResult(metadata={"rows": n, **{f"rule_{k}": v for k, v in by_rule.items()}},
+        build = increments.last_builds(con).get(attribution.TABLE)
+    return dg.MaterializeResult(metadata={"rows": n, "build": build,
+                                          **{f"rule_{k}": v for k, v in by_rule.items()}},
                                 check_results=checks)
 
 
@@ -65,7 +68,8 @@ def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
             "SELECT count(*) FILTER (WHERE depth = 0), count(flag) FROM graph.share_nodes"
         ).fetchall()[0]
         checks = run_checks(con, [share_nodes_depths])
-    return dg.MaterializeResult(metadata={"rows": n, "cascades": roots, "flagged": flagged},
+        build = increments.last_builds(con).get(NODES)
+    return dg.MaterializeResult(metadata={"rows": n, "build": build, "cascades": roots, "flagged": flagged},
                                 check_results=checks)
 
 

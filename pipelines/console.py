@@ -339,6 +339,21 @@ def other_channels(published: Path, limit: int = 6) -> str | None:
     return f"{total:,} order lines in channels of class other: {names}"
 
 
+_HOW = {"full": "rebuilt in full", "update": "updated for the new batches", "current": "already current"}
+
+
+def maintained_line(published: Path) -> str | None:
+    """How this run brought the incrementally maintained tables up to date
+    (``meta.build_state``, docs/performance.md#daily-runs): a user loading a daily file wants
+    to see that it was an update, and when a table was rebuilt instead."""
+    from sharegraph.core.increments import last_builds
+
+    with duckdb.connect(str(published), read_only=True) as con:
+        builds = last_builds(con)
+    return ("maintained tables: " + "; ".join(f"{t} {_HOW.get(how, how)}" for t, how in builds.items())
+            if builds else None)
+
+
 def file_table(rows: Sequence[FileRow]) -> list[str]:
     header = ("file", "table", "read", "loaded", "updated", "already", "quarantined", "flagged")
     body = [(r.source_file, r.table, *(f"{n:,}" for n in (r.read, r.loaded, r.updated, r.already,
@@ -562,6 +577,9 @@ def run_and_report(
     published = WarehousePaths.of(warehouse).published
     for line in _load_lines(published, since, summary):
         say(line)
+    maintained = maintained_line(published)
+    if maintained:
+        say(f"  {maintained}")
     say()
     for line in check_lines(summary):
         say(line)

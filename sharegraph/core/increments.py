@@ -186,6 +186,13 @@ def forget(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
         con.execute(f"DELETE FROM {STATE_TABLE} WHERE table_name IN ({in_list(list(tables))})")
 
 
+def last_builds(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """How each maintained table was last brought up to date: table -> full | update | current."""
+    if not table_exists(con, STATE_TABLE):
+        return {}
+    return dict(con.execute(f"SELECT table_name, last_build FROM {STATE_TABLE} ORDER BY 1").fetchall())
+
+
 def _ensure_state_table(con: duckdb.DuckDBPyConnection) -> None:
     if table_exists(con, STATE_TABLE):
         return
