@@ -3,6 +3,7 @@
     python benchmarks/bench_daily.py --world DIR [--cut 0.99] [--runs 3] [--check]
     python benchmarks/bench_daily.py --orders 1000000 --people 200000     # generate one first
     python benchmarks/bench_daily.py --world DIR --days 30 --cut 0.7 --runs 1   # a month of days
+    python benchmarks/bench_daily.py --real beibei --check    # real data (../shared/data/real)
 
 A generated world is cut by time: the base holds the orders placed up to the ``--cut``
 quantile of ``ordered_at`` and the share events up to the same instant (with every product,
@@ -52,6 +53,8 @@ def split_days(world: Path, out: Path, cut: float, days: int) -> list[Path]:
     for part, lo, hi in zip(parts, edges[:-1], edges[1:], strict=True):
         part.mkdir(parents=True, exist_ok=True)
         for name, col in TIMED.items():
+            if not (world / f"{name}.csv").exists():
+                continue
             where = " AND ".join([*([f"{col} > '{lo}'"] if lo else []),
                                   *([f"{col} <= '{hi}'"] if hi else [])]) or "true"
             con.execute(f"COPY (SELECT * FROM read_csv('{world / name}.csv', all_varchar = true) "
@@ -101,6 +104,9 @@ def _drop_state(warehouse: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=Path, help="a generated world (else one is generated)")
+    ap.add_argument("--real", choices=("beibei", "ciao"),
+                    help="instead of a generated world: a real dataset of ../shared/data/real, "
+                         "as the tests write it (tests/realdata.py)")
     ap.add_argument("--orders", type=int, default=1_000_000)
     ap.add_argument("--people", type=int, default=200_000)
     ap.add_argument("--cut", type=float, default=0.99,
@@ -114,8 +120,12 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     py = sys.executable
     args.out.mkdir(parents=True, exist_ok=True)
-    world = args.world or args.out / "world"
-    if not (world / "orders.csv").exists():
+    world = args.world or args.out / (args.real or "world")
+    if args.real:
+        from tests import realdata
+
+        getattr(realdata, f"write_{args.real}")(world)
+    elif not (world / "orders.csv").exists():
         subprocess.run([py, "-m", "pipelines.cli", "generate", "--out", str(world), "--orders",
                         str(args.orders), "--people", str(args.people), "--seed", "1"], check=True)
     base, *days = split_days(world, args.out / "split", args.cut, args.days)

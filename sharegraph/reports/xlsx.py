@@ -184,8 +184,8 @@ def _sheet_xml(sheet: Sheet, styles: _Styles) -> str:
                      f"{escape(c)}</t></is></c>" for L, c in zip(letters, frame.columns, strict=True))
     rows = ""
     if frame.height and frame.width:
-        cells = [_cell(c, t, L, styles.of(formats[c]) if formats[c] else None).alias(f"__c{i}")
-                 for i, (L, (c, t)) in enumerate(zip(letters, frame.schema.items(), strict=True))]
+        cells = [_cell(c, t, L, styles.of(formats[c]) if formats[c] else None)
+                 for L, (c, t) in zip(letters, frame.schema.items(), strict=True)]
         rows = (frame.with_columns(__row=pl.int_range(2, frame.height + 2).cast(pl.String))
                 .select(pl.concat_str([pl.lit('<row r="'), pl.col("__row"), pl.lit('">'),
                                        *cells, pl.lit("</row>")], ignore_nulls=True))
