@@ -160,8 +160,9 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: P
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"\xef\xbb\xbf" + frame.write_csv().encode("utf-8"))
             written.append(path)
-        for lang in ("zh", "en") if tables else ():
-            written.append(root / lang / f"{page}.xlsx")
-            _workbook(written[-1], tables, lang)
+        if tables:
+            for lang in ("zh", "en"):
+                written.append(root / lang / f"{page}.xlsx")
+                _workbook(written[-1], tables, lang)
     return written
 

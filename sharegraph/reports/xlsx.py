@@ -124,9 +124,9 @@ def _cell(column: str, dtype: pl.DataType, letter: str, style: int | None) -> pl
     col = pl.col(column)
     s = f' s="{style}"' if style is not None else ""
 
-    def element(value: pl.Expr, kind: str = "") -> pl.Expr:
+    def element(value: pl.Expr, kind: str = "", tag: str = "v") -> pl.Expr:
         return pl.concat_str([pl.lit(f'<c r="{letter}'), pl.col("__row"),
-                              pl.lit(f'"{s}{kind}><v>'), value, pl.lit("</v></c>")])
+                              pl.lit(f'"{s}{kind}><{tag}>'), value, pl.lit(f"</{tag}></c>")])
 
     if dtype == pl.Boolean:
         return element(col.cast(pl.UInt8).cast(pl.String), ' t="b"')
@@ -142,9 +142,8 @@ def _cell(column: str, dtype: pl.DataType, letter: str, style: int | None) -> pl
     if isinstance(dtype, pl.Datetime):
         days = col.dt.epoch("us").cast(pl.Float64) / _US_PER_DAY + _EXCEL_EPOCH_DAYS
         return element(days.cast(pl.String))
-    return pl.concat_str([pl.lit(f'<c r="{letter}'), pl.col("__row"),
-                          pl.lit(f'"{s} t="inlineStr"><is><t xml:space="preserve">'),
-                          _text(col.cast(pl.String)), pl.lit("</t></is></c>")])
+    return element(pl.concat_str([pl.lit('<t xml:space="preserve">'), _text(col.cast(pl.String)),
+                                  pl.lit("</t>")]), ' t="inlineStr"', tag="is")
 
 
 def _default_format(dtype: pl.DataType) -> str | None:
@@ -160,8 +159,8 @@ def _default_format(dtype: pl.DataType) -> str | None:
 def _widths(frame: pl.DataFrame, formats: Mapping[str, str | None]) -> list[float]:
     """Column widths in characters, from the longest header or value (wide characters, such
     as Chinese, count twice; number formats add their separators and symbols)."""
-    longest = (frame.select((pl.all().cast(pl.String).str.len_chars()
-                             + pl.all().cast(pl.String).str.count_matches(r"[^\x00-\x7F]")).max())
+    text = pl.all().cast(pl.String)
+    longest = (frame.select((text.str.len_chars() + text.str.count_matches(r"[^\x00-\x7F]")).max())
                .row(0) if frame.height and frame.width else (0,) * frame.width)
     out = []
     for name, n in zip(frame.columns, longest, strict=True):
