@@ -20,6 +20,7 @@ from assets.keys import (
     WEAK,
 )
 from assets.resources import WarehouseResource
+from sharegraph.core import increments
 from sharegraph.metrics import affinity, expansion
 
 PRODUCTS = STAGING["products"]
@@ -53,8 +54,9 @@ def category_affinity_counts_match_orders(con: duckdb.DuckDBPyConnection) -> dg.
           check_specs=check_specs(CATEGORY_AFFINITY, [category_affinity_bounds, category_affinity_counts_match_orders]))
 def category_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair per scope (all | merchant) per basis."""
-    return table_result(warehouse, affinity.build_category_affinity, lambda con: {
+    return table_result(warehouse, affinity.refresh_category_affinity, lambda con: {
         **_counts(con, "marts.category_affinity", "basis"),
+        "build": increments.last_builds(con).get("marts.category_affinity"),
         "significant_pairs_all": int(con.execute(
             "SELECT count(*) FROM marts.category_affinity WHERE is_significant AND scope = 'all'"
         ).fetchone()[0])}, checks=[category_affinity_bounds, category_affinity_counts_match_orders])
@@ -71,8 +73,9 @@ def directional_affinity_bounds(con: duckdb.DuckDBPyConnection) -> dg.AssetCheck
           check_specs=check_specs(DIRECTIONAL, [directional_affinity_bounds], blocking=False))
 def directional_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per ordered category pair (A then B within N days) per scope."""
-    return table_result(warehouse, affinity.build_directional_affinity,
-                        checks=[directional_affinity_bounds])
+    return table_result(warehouse, affinity.refresh_directional_affinity, lambda con: {
+        "build": increments.last_builds(con).get("marts.directional_affinity")},
+        checks=[directional_affinity_bounds])
 
 
 def spillover_affinity_bounds(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:

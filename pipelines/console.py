@@ -350,7 +350,11 @@ def maintained_line(published: Path) -> str | None:
 
     with duckdb.connect(str(published), read_only=True) as con:
         builds = last_builds(con)
-    return ("maintained tables: " + "; ".join(f"{t} {_HOW.get(how, how)}" for t, how in builds.items())
+    by_how: dict[str, list[str]] = {}
+    for table, how in builds.items():
+        by_how.setdefault(_HOW.get(how, how), []).append(table)
+    return ("maintained tables: " + "; ".join(f"{how}: {', '.join(tables)}"
+                                              for how, tables in by_how.items())
             if builds else None)
 
 

@@ -88,6 +88,12 @@ class Delta:
         """SQL predicate on ``staging.status_history``: a status change of a new batch."""
         return f"table_name = {literal(table)} AND " + _batch_in(self.changes.get(table, ()))
 
+    def key(self, tables: Sequence[str]) -> str:
+        """The new batches and status changes of ``tables``, as canonical text: two builds
+        that saw the same delta of those tables have the same key."""
+        return json.dumps({t: [self.rows.get(t, ()), self.changes.get(t, ())]
+                           for t in sorted(tables)}, sort_keys=True)
+
 
 def _batch_in(batches: Sequence[str]) -> str:
     return f"batch_id IN ({in_list(list(batches))})" if batches else "false"

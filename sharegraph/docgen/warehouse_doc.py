@@ -23,7 +23,8 @@ SCHEMA_NOTES = {
     "quarantine": "Rejected and flagged input rows and the per-batch reconciliation.",
     "graph": "Attribution and the graph model: people, referral edges, share cascades, agent upline.",
     "marts": "Business tables for the growth team and merchants (influence, cascades, affinity, ...).",
-    "meta": "Pipeline bookkeeping: what each incrementally maintained table was built from.",
+    "meta": "Pipeline bookkeeping: what each incrementally maintained table was built from, "
+            "and the state its next update starts from.",
 }
 
 HEADER = """# Warehouse tables

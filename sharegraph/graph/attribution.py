@@ -20,6 +20,7 @@ import duckdb
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import create_table_as, finish_table
+from sharegraph.graph import paid_lines
 from sharegraph.graph.products import line_merchant_sql, product_lookup_sql
 from sharegraph.graph.shares import SHARE_EVENTS, sharers_sql
 
@@ -96,6 +97,7 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
                                 _TOUCHED_VERSION)
     with increments.maintained(con, TABLE, fp, INPUTS) as build:
         if build.delta is None:
+            paid_lines.forget_changes(con)
             return attribute_orders(con, s)
         if build.delta:
             _update(con, s, build.delta)
@@ -111,8 +113,10 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
     events of every share those lines and clicks name. Lines in scope that are not rewritten
     (other lines of the same orders) are computed but not written. The first paid line is
     the one exception to "same SQL": a customer with a paid line before ``since`` keeps it as
-    the first, so none of the rewritten lines is.
+    the first, so none of the rewritten lines is. The paid lines the delta can change are
+    logged first, as they were (:func:`paid_lines.log_changes`).
     """
+    paid_lines.log_changes(con, delta)
     window = int(s.attribution_window_days)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_who AS {_touched_customers_sql(delta)}")
     rewritten = ("EXISTS (SELECT 1 FROM _attr_who w WHERE w.customer_id = {t}.customer_id "
@@ -177,10 +181,7 @@ def _touched_customers_sql(delta: increments.Delta) -> str:
     first-order flag.
     """
     return f"""
-        WITH changed AS (  -- order ids of status changes: natural_key is 'order_id,line_no'
-            SELECT regexp_extract(natural_key, '^(.*),-?[0-9]+$', 1) AS order_id
-            FROM staging.status_history WHERE {delta.changed("orders")}
-        ),
+        WITH changed AS ({paid_lines.changed_order_ids_sql(delta)}),
         orders AS (
             SELECT order_id FROM staging.orders WHERE {delta.new_rows("orders")}
             UNION SELECT order_id FROM changed

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import table_exists
-from sharegraph.core.warehouse import finish_table
+from sharegraph.core.warehouse import comment_table, finish_table
+from sharegraph.graph import attribution, paid_lines
 from sharegraph.graph.products import line_merchant_sql, product_lookup_sql
 from sharegraph.metrics.tails import binom_sf, hypergeom_sf
 
@@ -47,16 +50,12 @@ def paid_lines_sql(con: duckdb.DuckDBPyConnection) -> str:
 
     One row per paid order line with a known category: customer_id, merchant_id, order_id,
     category, ordered_at (local wall time), amount (¥). Reads ``graph.attributed_orders``
-    (the shared contract: ``is_paid`` and the resolved category) when the attribution stage
-    has built it, else the same shape from ``staging.orders`` + ``staging.products``.
-    Refunded and cancelled lines are excluded: they are not purchases.
+    (the shared contract: ``is_paid`` and the resolved category, sharegraph/graph/paid_lines.py)
+    when the attribution stage has built it, else the same shape from ``staging.orders`` +
+    ``staging.products``. Refunded and cancelled lines are excluded: they are not purchases.
     """
     if table_exists(con, "graph.attributed_orders"):
-        return """
-            SELECT customer_id, COALESCE(merchant_id, 'default') AS merchant_id, order_id,
-                   category, ordered_at, amount
-            FROM graph.attributed_orders
-            WHERE is_paid AND category IS NOT NULL AND customer_id IS NOT NULL"""
+        return paid_lines.PAID_LINES
     return f"""
         SELECT o.customer_id, {line_merchant_sql()} AS merchant_id,
                o.order_id, COALESCE(o.category, p.category) AS category, o.ordered_at, o.amount
@@ -181,14 +180,135 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
     Only pairs bought together at least once are stored (a pair never co-bought has lift 0
     and p = 1; it still counts in the Benjamini-Hochberg family). Returns the row count.
     """
-    src = paid_lines_sql(con)
-    _encode_lines(con, src)
-    _count_pairs(con)
+    _encode_lines(con, paid_lines_sql(con))
+    _count_units(con)
+    return _publish_category_affinity(con, settings)
+
+
+CATEGORY_COUNTS = "meta.category_affinity_counts"
+"""The integer counts ``marts.category_affinity`` is computed from, kept for the next update."""
+
+_CATEGORY_COUNTS_DOC = {
+    "scope": "'all' or a merchant_id, as in marts.category_affinity.",
+    "kind": "'customer' or 'basket' (the basis): category_a NULL: n is the units (n_total); "
+            "category_b NULL: the units with a paid line in category_a (n_a); else the units "
+            "with both (n_ab, category_a < category_b).",
+    "category_a": "A category, or NULL.",
+    "category_b": "The other category of a pair, or NULL.",
+    "n": "Units (customers or baskets) counted, > 0.",
+}
+
+
+def refresh_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Bring ``marts.category_affinity`` up to date after a load, per customer when it can.
+
+    Every count in the mart is of units (customers, or a customer's day), so counts add up
+    over customers: :func:`_refresh_counted` updates :data:`CATEGORY_COUNTS` and the mart is
+    then tested and written from all counts as a full build does. Equals
+    :func:`build_category_affinity`.
+    """
+    def count(lines: str) -> str:
+        _encode_lines(con, lines)
+        _count_units(con)
+        return """
+            SELECT CASE WHEN c.fam // 2 = 0 THEN 'all' ELSE m.merchant_id END AS scope,
+                   CASE WHEN c.fam % 2 = 0 THEN 'customer' ELSE 'basket' END AS kind,
+                   ka.category AS category_a, kb.category AS category_b, c.n
+            FROM (SELECT fam, cat_a, cat_b, n_ab AS n FROM _aff_pairs
+                  UNION ALL SELECT fam, cat, NULL, n FROM _aff_marg
+                  UNION ALL SELECT fam, NULL, NULL, n_total FROM _aff_units) c
+            LEFT JOIN _aff_mer m ON m.mid = c.fam // 2
+            LEFT JOIN _aff_cat ka ON ka.cat = c.cat_a
+            LEFT JOIN _aff_cat kb ON kb.cat = c.cat_b"""
+
+    def publish() -> int:
+        _load_category_counts(con)
+        return _publish_category_affinity(con, settings)
+
+    return _refresh_counted(con, "marts.category_affinity", CATEGORY_COUNTS, _CATEGORY_COUNTS_DOC,
+                            count, publish, "category counts per customer v1")
+
+
+def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
+                     counts_doc: dict[str, str], count: Callable[[str], str],
+                     publish: Callable[[], int], version: str) -> int:
+    """Bring a mart computed from per-customer counts up to date after a load.
+
+    ``count(lines)`` stages what it needs for the paid lines ``lines`` and returns the SQL of
+    their counts (scope, kind, category_a, category_b, n), each a number of customers or of
+    one customer's units, so they add up over customers. A full build writes the counts of
+    every paid line to ``counts``; an update subtracts the counts of the touched customers'
+    lines as they were (:data:`paid_lines.BEFORE`) and adds those of their lines now
+    (:data:`paid_lines.AFTER`). Either way ``publish()`` then computes the mart from
+    ``counts`` alone, so an update equals a rebuild. ``version`` names what the counts mean,
+    settings included: another version rebuilds in full, as do no state, attribution
+    rebuilt, or a delta other than the logged one.
+    """
+    upstream = increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS)
+    fp = increments.fingerprint(paid_lines.PAID_LINES, version, f"upstream rebuild {upstream}")
+    with increments.maintained(con, table, fp, paid_lines.INPUTS) as build:
+        if build.delta and not (upstream and table_exists(con, counts)
+                                and paid_lines.changes_match(con, build.delta)):
+            build.rebuilt()
+        if build.how == "full":
+            _exec(con, f"CREATE OR REPLACE TABLE {counts} AS "
+                       f"SELECT * FROM ({count(paid_lines_sql(con))}) WHERE n > 0")
+            comment_table(con, counts, f"The integer counts {table} is computed from, kept so "
+                          "that a daily load updates them per customer "
+                          "(docs/performance.md#daily-runs).", counts_doc)
+            return publish()
+        if build.delta:
+            for sign, lines in ((-1, paid_lines.BEFORE), (1, paid_lines.AFTER)):
+                _exec(con, f"CREATE OR REPLACE TEMP TABLE _counted_lines AS {lines}")
+                _exec(con, f"""
+                    CREATE OR REPLACE TABLE {counts} AS
+                    SELECT scope, kind, category_a, category_b, sum(n)::BIGINT AS n
+                    FROM (SELECT * FROM {counts}
+                          UNION ALL SELECT scope, kind, category_a, category_b, {sign} * n
+                          FROM ({count("SELECT * FROM _counted_lines")}))
+                    GROUP BY ALL HAVING sum(n) <> 0""")
+            con.execute("DROP TABLE _counted_lines")
+            return publish()
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _load_category_counts(con: duckdb.DuckDBPyConnection) -> None:
+    """The temp tables a full build counts (``_aff_cat``, ``_aff_mer``, ``_aff_pairs``,
+    ``_aff_marg``, ``_aff_units``) from :data:`CATEGORY_COUNTS`, with the codes a full build
+    gives: categories and merchants numbered in name order."""
+    _exec(con, f"""
+        CREATE OR REPLACE TEMP TABLE _aff_cat AS
+        SELECT category, (row_number() OVER (ORDER BY category) - 1)::INTEGER AS cat
+        FROM (SELECT DISTINCT category_a AS category FROM {CATEGORY_COUNTS}
+              WHERE category_a IS NOT NULL)""")
+    _exec(con, f"""
+        CREATE OR REPLACE TEMP TABLE _aff_mer AS
+        SELECT merchant_id, row_number() OVER (ORDER BY merchant_id)::INTEGER AS mid
+        FROM (SELECT DISTINCT scope AS merchant_id FROM {CATEGORY_COUNTS} WHERE scope <> 'all')""")
+    coded = f"""
+        SELECT 2 * coalesce(m.mid, 0) + (s.kind = 'basket')::INTEGER AS fam,
+               ka.cat AS cat_a, kb.cat AS cat_b, s.n
+        FROM {CATEGORY_COUNTS} s
+        LEFT JOIN _aff_mer m ON m.merchant_id = s.scope
+        LEFT JOIN _aff_cat ka ON ka.category = s.category_a
+        LEFT JOIN _aff_cat kb ON kb.category = s.category_b"""
+    _exec(con, f"""CREATE OR REPLACE TEMP TABLE _aff_pairs AS
+                   SELECT fam, cat_a, cat_b, n AS n_ab FROM ({coded}) WHERE cat_b IS NOT NULL""")
+    _exec(con, f"""CREATE OR REPLACE TEMP TABLE _aff_marg AS
+                   SELECT fam, cat_a AS cat, n FROM ({coded})
+                   WHERE cat_a IS NOT NULL AND cat_b IS NULL""")
+    _exec(con, f"""CREATE OR REPLACE TEMP TABLE _aff_units AS
+                   SELECT fam, n AS n_total FROM ({coded}) WHERE cat_a IS NULL""")
+
+
+def _publish_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Test the counted pairs and write the mart (drops the temp tables)."""
+    _join_counts(con)
     _test_pairs(con)
     _write_category_affinity(con, settings)
     con.unregister("_aff_tests")
     for t in ("_aff_cat", "_aff_mer", "_aff_cust", "_aff_enc", "_aff_items",
-              "_aff_pairs", "_aff_marg", "_aff_fam", "_aff_counts"):
+              "_aff_pairs", "_aff_marg", "_aff_units", "_aff_fam", "_aff_counts"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return finish_table(
         con, "marts.category_affinity",
@@ -197,8 +317,6 @@ def build_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) 
         "only. See docs/affinity.md.",
         CATEGORY_AFFINITY_COLUMNS,
     )
-
-
 
 
 def _encode_lines(con: duckdb.DuckDBPyConnection, src: str) -> None:
@@ -228,9 +346,11 @@ def _encode_lines(con: duckdb.DuckDBPyConnection, src: str) -> None:
         JOIN _aff_cat k USING (category)""")
 
 
-def _count_pairs(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table ``_aff_counts``: unordered co-bought pairs per family with n_ab, n_a, n_b,
-    n_total and the family's test count m (from ``_aff_items``, ``_aff_pairs``, ...)."""
+def _count_units(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp tables of counts per family from ``_aff_enc``: ``_aff_pairs`` (unordered
+    co-bought pairs, n_ab), ``_aff_marg`` (units per category, n) and ``_aff_units`` (units,
+    n_total). Every count is of units, and a unit is one customer's, so counts add up over
+    customers."""
     # family = 2 * scope code + basis code (basis 0 = customer, 1 = basket)
     _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_items AS
@@ -250,15 +370,20 @@ def _count_pairs(con: duckdb.DuckDBPyConnection) -> None:
         SELECT fam, cat, count(*) AS n FROM _aff_items GROUP BY ALL""")
     # Units per family from the (smaller) encoded lines; fam 0 = every customer.
     _exec(con, """
+        CREATE OR REPLACE TEMP TABLE _aff_units AS
+        SELECT 0 AS fam, count(*) AS n_total FROM _aff_cust
+        UNION ALL SELECT 2 * mid, count(DISTINCT cid) FROM _aff_enc GROUP BY mid
+        UNION ALL SELECT 1, count(DISTINCT bid) FROM _aff_enc
+        UNION ALL SELECT 2 * mid + 1, count(DISTINCT bid) FROM _aff_enc GROUP BY mid""")
+
+
+def _join_counts(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table ``_aff_counts``: unordered co-bought pairs per family with n_ab, n_a, n_b,
+    n_total and the family's test count m."""
+    _exec(con, """
         CREATE OR REPLACE TEMP TABLE _aff_fam AS
-        WITH units AS (
-            SELECT 0 AS fam, count(*) AS n_total FROM _aff_cust
-            UNION ALL SELECT 2 * mid, count(DISTINCT cid) FROM _aff_enc GROUP BY mid
-            UNION ALL SELECT 1, count(DISTINCT bid) FROM _aff_enc
-            UNION ALL SELECT 2 * mid + 1, count(DISTINCT bid) FROM _aff_enc GROUP BY mid
-        )
-        SELECT units.fam, units.n_total, c.n_cats
-        FROM units JOIN (SELECT fam, count(*) AS n_cats FROM _aff_marg GROUP BY fam) c
+        SELECT u.fam, u.n_total, c.n_cats
+        FROM _aff_units u JOIN (SELECT fam, count(*) AS n_cats FROM _aff_marg GROUP BY fam) c
           USING (fam)""")
     # Unordered pairs with their counts, one table: every later step reads each pair once and
     # never joins the marginals on the family alone (a categories^2 product per family).
@@ -410,37 +535,86 @@ def build_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
     customers buying B within N days after their first purchase of anything, so both sides
     use the same window. Only pairs with at least one A-then-B customer are stored.
     """
+    con.execute("CREATE OR REPLACE TEMP TABLE _dir_counts AS "
+                + _directional_counts(con, paid_lines_sql(con), settings))
+    return _publish_directional(con, settings, "_dir_counts")
+
+
+DIRECTIONAL_COUNTS = "meta.directional_affinity_counts"
+"""The integer counts ``marts.directional_affinity`` is computed from, kept for the next update."""
+
+_DIRECTIONAL_COUNTS_DOC = {
+    "scope": "'all' or a merchant_id, as in marts.directional_affinity.",
+    "kind": "What n counts: 'total' (customers, n_total), 'first' (customers of category_a, "
+            "n_a), 'base' (customers buying category_a within N days of their first purchase, "
+            "n_b_base) or 'pair' (customers buying category_b within N days of their first "
+            "category_a, n_a_then_b).",
+    "category_a": "The category counted (NULL for 'total').",
+    "category_b": "The later category of a 'pair' (NULL otherwise).",
+    "n": "Customers counted, > 0.",
+}
+
+
+def refresh_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Bring ``marts.directional_affinity`` up to date after a load, per customer when it can
+    (every count is of customers: :func:`_refresh_counted`). Equals
+    :func:`build_directional_affinity`."""
+    return _refresh_counted(
+        con, "marts.directional_affinity", DIRECTIONAL_COUNTS, _DIRECTIONAL_COUNTS_DOC,
+        lambda lines: _directional_counts(con, lines, settings),
+        lambda: _publish_directional(con, settings, DIRECTIONAL_COUNTS),
+        f"directional counts per customer v1, window {int(settings.affinity_window_days)}")
+
+
+def _directional_counts(con: duckdb.DuckDBPyConnection, lines: str, settings: Settings) -> str:
+    """Stage ``_dir_lines`` from the paid lines ``lines``; return the SQL of their counts
+    (scope, kind, category_a, category_b, n): every count is of customers."""
     w = int(settings.affinity_window_days)
-    src = paid_lines_sql(con)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _dir_lines AS
-        WITH l AS ({src})
+        WITH l AS ({lines})
         SELECT DISTINCT '{ALL_SCOPE}' AS scope, customer_id, category, ordered_at FROM l
         UNION ALL
         SELECT DISTINCT merchant_id, customer_id, category, ordered_at FROM l""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _dir_staged AS
+    return f"""
         WITH first_a AS (
             SELECT scope, customer_id, category, min(ordered_at) AS t0
             FROM _dir_lines GROUP BY ALL
         ), first_any AS (
             SELECT scope, customer_id, min(ordered_at) AS t0 FROM _dir_lines GROUP BY ALL
-        ), totals AS (
-            SELECT scope, count(*) AS n_total FROM first_any GROUP BY ALL
+        )
+        SELECT scope, 'total' AS kind, CAST(NULL AS VARCHAR) AS category_a,
+               CAST(NULL AS VARCHAR) AS category_b, count(*) AS n
+        FROM first_any GROUP BY scope
+        UNION ALL
+        SELECT scope, 'first', category, NULL, count(*) FROM first_a GROUP BY scope, category
+        UNION ALL
+        SELECT l.scope, 'base', l.category, NULL, count(DISTINCT l.customer_id)
+        FROM _dir_lines l JOIN first_any f USING (scope, customer_id)
+        WHERE l.ordered_at > f.t0 AND l.ordered_at <= f.t0 + INTERVAL {w} DAY
+        GROUP BY l.scope, l.category
+        UNION ALL
+        SELECT f.scope, 'pair', f.category, l.category, count(DISTINCT f.customer_id)
+        FROM first_a f JOIN _dir_lines l USING (scope, customer_id)
+        WHERE l.category <> f.category
+          AND l.ordered_at > f.t0 AND l.ordered_at <= f.t0 + INTERVAL {w} DAY
+        GROUP BY f.scope, f.category, l.category"""
+
+
+def _publish_directional(con: duckdb.DuckDBPyConnection, settings: Settings, counts: str) -> int:
+    """Write ``marts.directional_affinity`` from the counts table ``counts``."""
+    w = int(settings.affinity_window_days)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _dir_staged AS
+        WITH totals AS (
+            SELECT scope, n AS n_total FROM {counts} WHERE kind = 'total'
         ), n_a AS (
-            SELECT scope, category, count(*) AS n_a FROM first_a GROUP BY ALL
+            SELECT scope, category_a AS category, n AS n_a FROM {counts} WHERE kind = 'first'
         ), base AS (
-            SELECT l.scope, l.category, count(DISTINCT l.customer_id) AS n_b_base
-            FROM _dir_lines l JOIN first_any f USING (scope, customer_id)
-            WHERE l.ordered_at > f.t0 AND l.ordered_at <= f.t0 + INTERVAL {w} DAY
-            GROUP BY ALL
+            SELECT scope, category_a AS category, n AS n_b_base FROM {counts} WHERE kind = 'base'
         ), ab AS (
-            SELECT f.scope, f.category AS category_a, l.category AS category_b,
-                   count(DISTINCT f.customer_id) AS n_a_then_b
-            FROM first_a f JOIN _dir_lines l USING (scope, customer_id)
-            WHERE l.category <> f.category
-              AND l.ordered_at > f.t0 AND l.ordered_at <= f.t0 + INTERVAL {w} DAY
-            GROUP BY ALL
+            SELECT scope, category_a, category_b, n AS n_a_then_b FROM {counts}
+            WHERE kind = 'pair'
         ), fam AS (
             SELECT scope, count(*) * (count(*) - 1) AS m FROM n_a GROUP BY ALL
         )
@@ -456,8 +630,8 @@ def build_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
         JOIN fam ON fam.scope = ab.scope""")
     _finish_binomial_mart(con, "marts.directional_affinity", "_dir_staged", "n_a_then_b",
                           "n_a", "base_rate_b", "scope", "m", settings)
-    con.execute("DROP TABLE IF EXISTS _dir_lines")
-    con.execute("DROP TABLE IF EXISTS _dir_staged")
+    for t in ("_dir_lines", "_dir_counts", "_dir_staged"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
     return finish_table(
         con, "marts.directional_affinity",
         "A then B: one row per ordered category pair per scope (all | merchant) where some "

@@ -30,9 +30,10 @@ from sharegraph.graph.attribution import (
 )
 from sharegraph.graph.shares import NODES, build_share_nodes, refresh_share_nodes
 from sharegraph.ingest.load import load_file
-from sharegraph.metrics import cascades
+from sharegraph.metrics import affinity, cascades
 
 DAYS = 4
+CATEGORY, DIRECTIONAL = "marts.category_affinity", "marts.directional_affinity"
 SETTINGS = Settings()
 
 
@@ -122,16 +123,21 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how: dict[str, list[str]] = {TABLE: [], NODES: [], cascades.TABLE: []}
+    how: dict[str, list[str]] = {TABLE: [], NODES: [], cascades.TABLE: [], CATEGORY: [],
+                                 DIRECTIONAL: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
         refresh_attributed_orders(kept, SETTINGS)
         refresh_share_nodes(kept, SETTINGS)
         cascades.refresh_cascades(kept, SETTINGS)
+        affinity.refresh_category_affinity(kept, SETTINGS)
+        affinity.refresh_directional_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
         cascades.build_cascades(rebuilt, SETTINGS)
+        affinity.build_category_affinity(rebuilt, SETTINGS)
+        affinity.build_directional_affinity(rebuilt, SETTINGS)
         for table in how:
             assert _rows(kept, table) == _rows(rebuilt, table), f"day {d}: {table} differs"
             how[table].append(_last_build(kept, table))
@@ -145,6 +151,8 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     else:
         assert "full" in how[NODES][1:]
     assert how[cascades.TABLE] == how[NODES]
+    # the affinity marts are updated per customer every day (day 3 brings refunds)
+    assert how[CATEGORY] == how[DIRECTIONAL] == ["full"] + ["update"] * (DAYS - 1)
     # the refunds arrived as status changes and are no longer credited
     refunded = kept.execute(f"""SELECT count(*) FROM {TABLE} a JOIN staging.status_history h
                                 ON h.natural_key = a.order_id || ',' || a.line_no
