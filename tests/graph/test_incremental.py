@@ -1,7 +1,8 @@
 """Tables kept up to date after each load equal a rebuild in full, exactly.
 
 ``graph.attributed_orders`` is updated per customer, ``graph.share_nodes`` by appending new
-shares, ``marts.cascades`` per cascade (sharegraph/core/increments.py). The input is a generated world cut into export days
+shares, ``marts.cascades`` per cascade, ``marts.category_affinity`` and
+``marts.directional_affinity`` by per-customer counts (sharegraph/core/increments.py). The input is a generated world cut into export days
 either at random, so every day brings late rows (clicks before orders loaded days ago, second
 lines of old orders, children of shares that arrive later, an earlier share event that gives
 an old share another sharer, refunds of lines loaded paid), or by time with late clicks and
@@ -253,15 +254,21 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how = []
+    how: dict[str, list[str]] = {TABLE: [], CATEGORY: [], DIRECTIONAL: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
         refresh_attributed_orders(kept, SETTINGS)
+        affinity.refresh_category_affinity(kept, SETTINGS)
+        affinity.refresh_directional_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
-        assert _rows(kept) == _rows(rebuilt), f"{name} day {d}: refreshed table differs"
-        how.append(_last_build(kept, TABLE))
-    assert how == ["full"] + ["update"] * (DAYS - 1)
+        affinity.build_category_affinity(rebuilt, SETTINGS)
+        affinity.build_directional_affinity(rebuilt, SETTINGS)
+        for table in how:
+            assert _rows(kept, table) == _rows(rebuilt, table), f"{name} day {d}: {table} differs"
+            how[table].append(_last_build(kept, table))
+    for table in how:
+        assert how[table] == ["full"] + ["update"] * (DAYS - 1), (table, how[table])
     if name == "beibei":  # the refunds arrived as status changes and are no longer paid
         changed = kept.execute("SELECT count(*) FROM staging.status_history").fetchone()[0]
         unpaid = kept.execute(f"SELECT count(*) FROM {TABLE} WHERE rule = 'unpaid'").fetchone()[0]
