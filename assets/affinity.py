@@ -89,8 +89,9 @@ def spillover_affinity_bounds(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckRe
           check_specs=check_specs(SPILLOVER, [spillover_affinity_bounds], blocking=False))
 def spillover_affinity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per (shared category, bought category): click on A, then a B purchase."""
-    return table_result(warehouse, affinity.build_spillover_affinity,
-                        checks=[spillover_affinity_bounds])
+    return table_result(warehouse, affinity.refresh_spillover_affinity, lambda con: {
+        "build": increments.last_builds(con).get("marts.spillover_affinity")},
+        checks=[spillover_affinity_bounds])
 
 
 def expansion_recommendations_consistent(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:

@@ -32,6 +32,7 @@ from sharegraph.core.sql import table_exists
 from sharegraph.core.warehouse import comment_table, finish_table
 from sharegraph.graph import attribution, paid_lines
 from sharegraph.graph.products import line_merchant_sql, product_lookup_sql
+from sharegraph.graph.shares import NODES, NODES_INPUTS, SHARE_EVENTS
 from sharegraph.metrics.tails import binom_sf, hypergeom_sf
 
 log = logging.getLogger(__name__)
@@ -207,8 +208,8 @@ def refresh_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings
     then tested and written from all counts as a full build does. Equals
     :func:`build_category_affinity`.
     """
-    def count(lines: str) -> str:
-        _encode_lines(con, lines)
+    def count(which: str, delta: increments.Delta | None) -> str:
+        _encode_lines(con, _paid_lines_of(con, which))
         _count_units(con)
         return """
             SELECT CASE WHEN c.fam // 2 = 0 THEN 'all' ELSE m.merchant_id END AS scope,
@@ -230,46 +231,59 @@ def refresh_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings
 
 
 def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
-                     counts_doc: dict[str, str], count: Callable[[str], str],
-                     publish: Callable[[], int], version: str) -> int:
+                     counts_doc: dict[str, str],
+                     count: Callable[[str, increments.Delta | None], str],
+                     publish: Callable[[], int], version: str, *,
+                     inputs: tuple[str, ...] = paid_lines.INPUTS,
+                     upstream: tuple[str | None, ...] = ()) -> int:
     """Bring a mart computed from per-customer counts up to date after a load.
 
-    ``count(lines)`` stages what it needs for the paid lines ``lines`` and returns the SQL of
-    their counts (scope, kind, category_a, category_b, n), each a number of customers or of
-    one customer's units, so they add up over customers. A full build writes the counts of
-    every paid line to ``counts``; an update subtracts the counts of the touched customers'
-    lines as they were (:data:`paid_lines.BEFORE`) and adds those of their lines now
-    (:data:`paid_lines.AFTER`). Either way ``publish()`` then computes the mart from
-    ``counts`` alone, so an update equals a rebuild. ``version`` names what the counts mean,
-    settings included: another version rebuilds in full, as do no state, attribution
-    rebuilt, or a delta other than the logged one.
+    ``count(which, delta)`` stages what it needs and returns the SQL of the counts (scope,
+    kind, category_a, category_b, n) of everyone (``which`` = 'all'), or of the customers the
+    delta touches as they were ('before') or as they are ('after'). Each count is a number
+    of customers, or of one customer's units, so counts add up over customers. A full build
+    writes the counts of everyone to ``counts``; an update subtracts the touched customers'
+    'before' counts and adds their 'after' ones. Either way ``publish()`` then computes the
+    mart from ``counts`` alone, so an update equals a rebuild. ``version`` names what the
+    counts mean, settings included: another version rebuilds in full, as do no state, a
+    table upstream (attribution, ``upstream`` ids) rebuilt, or a delta of paid lines other
+    than the logged one (:func:`paid_lines.changes_match`).
     """
-    upstream = increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS)
-    fp = increments.fingerprint(paid_lines.PAID_LINES, version, f"upstream rebuild {upstream}")
-    with increments.maintained(con, table, fp, paid_lines.INPUTS) as build:
-        if build.delta and not (upstream and table_exists(con, counts)
+    ups = (increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS), *upstream)
+    fp = increments.fingerprint(paid_lines.PAID_LINES, version, f"upstream rebuilds {ups}")
+    with increments.maintained(con, table, fp, inputs) as build:
+        if build.delta and not (None not in ups and table_exists(con, counts)
                                 and paid_lines.changes_match(con, build.delta)):
             build.rebuilt()
         if build.how == "full":
             _exec(con, f"CREATE OR REPLACE TABLE {counts} AS "
-                       f"SELECT * FROM ({count(paid_lines_sql(con))}) WHERE n > 0")
+                       f"SELECT * FROM ({count('all', None)}) WHERE n > 0")
             comment_table(con, counts, f"The integer counts {table} is computed from, kept so "
                           "that a daily load updates them per customer "
                           "(docs/performance.md#daily-runs).", counts_doc)
             return publish()
         if build.delta:
-            for sign, lines in ((-1, paid_lines.BEFORE), (1, paid_lines.AFTER)):
-                _exec(con, f"CREATE OR REPLACE TEMP TABLE _counted_lines AS {lines}")
+            for sign, which in ((-1, "before"), (1, "after")):
                 _exec(con, f"""
                     CREATE OR REPLACE TABLE {counts} AS
                     SELECT scope, kind, category_a, category_b, sum(n)::BIGINT AS n
                     FROM (SELECT * FROM {counts}
                           UNION ALL SELECT scope, kind, category_a, category_b, {sign} * n
-                          FROM ({count("SELECT * FROM _counted_lines")}))
+                          FROM ({count(which, build.delta)}))
                     GROUP BY ALL HAVING sum(n) <> 0""")
-            con.execute("DROP TABLE _counted_lines")
+            con.execute("DROP TABLE IF EXISTS _counted_lines")
             return publish()
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _paid_lines_of(con: duckdb.DuckDBPyConnection, which: str) -> str:
+    """SQL of the paid lines of everyone ('all'), or of the customers the last update touched
+    as they were ('before') or are ('after'), staged in a temp table."""
+    if which == "all":
+        return paid_lines_sql(con)
+    lines = paid_lines.BEFORE if which == "before" else paid_lines.AFTER
+    _exec(con, f"CREATE OR REPLACE TEMP TABLE _counted_lines AS {lines}")
+    return "SELECT * FROM _counted_lines"
 
 
 def _load_category_counts(con: duckdb.DuckDBPyConnection) -> None:
@@ -561,7 +575,7 @@ def refresh_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Setti
     :func:`build_directional_affinity`."""
     return _refresh_counted(
         con, "marts.directional_affinity", DIRECTIONAL_COUNTS, _DIRECTIONAL_COUNTS_DOC,
-        lambda lines: _directional_counts(con, lines, settings),
+        lambda which, delta: _directional_counts(con, _paid_lines_of(con, which), settings),
         lambda: _publish_directional(con, settings, DIRECTIONAL_COUNTS),
         f"directional counts per customer v1, window {int(settings.affinity_window_days)}")
 
@@ -690,40 +704,155 @@ def build_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
     rate at which any clicker buys B within W days of any click. Clicks are
     ``staging.share_events`` rows with event_type 'click' (clicker = actor_id).
     """
+    con.execute("CREATE OR REPLACE TEMP TABLE _sp_counts AS " + _spillover_counts(
+        con, _clicks_sql(share_categories_sql(con), f"({product_lookup_sql()})", "true"),
+        paid_lines_sql(con), settings))
+    return _publish_spillover(con, settings, "_sp_counts")
+
+
+SPILLOVER_COUNTS = "meta.spillover_affinity_counts"
+"""The integer counts ``marts.spillover_affinity`` is computed from, kept for the next update."""
+
+_SPILLOVER_COUNTS_DOC = {
+    "scope": "'all', as in marts.spillover_affinity.",
+    "kind": "What n counts: 'total' (clickers, n_clickers), 'clicked' (clickers of "
+            "category_a, n_clickers_a), 'base' (clickers buying category_a within W days of a "
+            "click, n_b_base) or 'pair' (clickers of category_a buying category_b within W "
+            "days of such a click, n_a_then_b).",
+    "category_a": "The category counted (NULL for 'total').",
+    "category_b": "The bought category of a 'pair' (NULL otherwise).",
+    "n": "People counted, > 0.",
+}
+
+
+def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Bring ``marts.spillover_affinity`` up to date after a load, per person when it can.
+
+    Every count is of people, so counts add up over people (:func:`_refresh_counted`). A
+    person is touched by a new click, a click whose category is another now (its share is
+    first seen in the new batches, or its product is new) or other paid lines. Their clicks
+    as they were are those of the batches seen before, with the categories of then: a share
+    first seen now had no share node, a new product no row; share nodes must have been only
+    appended to (their rebuild id is in the fingerprint), so no other node changed. Equals
+    :func:`build_spillover_affinity`.
+    """
+    def count(which: str, delta: increments.Delta | None) -> str:
+        shares, prod = share_categories_sql(con), f"({product_lookup_sql()})"
+        if delta is None:
+            return _spillover_counts(con, _clicks_sql(shares, prod, "true"),
+                                     paid_lines_sql(con), settings)
+        if which == "before":
+            _stage_spillover_touched(con, delta)
+            new_events, new_products = (delta.new_rows("share_events"),
+                                        delta.new_rows("products"))
+            shares = f"SELECT * FROM ({shares}) WHERE share_id NOT IN (SELECT share_id FROM _sp_new_shares)"
+            prod = f"""(SELECT product_id, any_value(category) AS category FROM staging.products
+                        WHERE NOT ({new_products}) GROUP BY product_id)"""
+            clicks = _clicks_sql(shares, prod, f"NOT ({new_events}) AND e.actor_id IN "
+                                               "(SELECT person FROM _sp_touched)")
+            lines = f"""SELECT * FROM ({paid_lines.BEFORE})
+                        UNION ALL SELECT * FROM ({paid_lines.PAID_LINES})
+                        WHERE customer_id IN (SELECT person FROM _sp_touched)
+                          AND customer_id NOT IN ({paid_lines.TOUCHED})"""
+            return _spillover_counts(con, clicks, lines, settings)
+        clicks = _clicks_sql(shares, prod, "e.actor_id IN (SELECT person FROM _sp_touched)")
+        lines = f"""SELECT * FROM ({paid_lines.PAID_LINES})
+                    WHERE customer_id IN (SELECT person FROM _sp_touched)"""
+        sql = _spillover_counts(con, clicks, lines, settings)  # stages what it reads
+        con.execute("DROP TABLE _sp_touched")
+        con.execute("DROP TABLE _sp_new_shares")
+        return sql
+
     w = int(settings.spillover_window_days)
-    src = paid_lines_sql(con)
-    shares = share_categories_sql(con)
-    prod = f"({product_lookup_sql()})"
+    return _refresh_counted(
+        con, "marts.spillover_affinity", SPILLOVER_COUNTS, _SPILLOVER_COUNTS_DOC, count,
+        lambda: _publish_spillover(con, settings, SPILLOVER_COUNTS),
+        f"spill-over counts per person v1, window {w}",
+        inputs=(*paid_lines.INPUTS, "share_events"),
+        upstream=(increments.rebuild_id(con, NODES, NODES_INPUTS),))
+
+
+def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
+    """Temp tables ``_sp_new_shares`` (shares first seen in the delta's batches) and
+    ``_sp_touched`` (the people whose spill-over counts the delta can change)."""
+    new_events = delta.new_rows("share_events")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _sp_clicks AS
-        SELECT DISTINCT e.actor_id AS person,
+        CREATE OR REPLACE TEMP TABLE _sp_new_shares AS
+        SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND {new_events}
+        EXCEPT
+        SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND NOT ({new_events})""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_touched AS
+        SELECT customer_id AS person FROM ({paid_lines.TOUCHED})
+        UNION
+        SELECT actor_id FROM staging.share_events
+        WHERE event_type = 'click' AND actor_id IS NOT NULL
+          AND ({new_events}
+               OR share_id IN (SELECT share_id FROM _sp_new_shares)
+               OR product_id IN (SELECT product_id FROM staging.products
+                                 WHERE {delta.new_rows("products")}))""")
+
+
+def _clicks_sql(shares: str, products: str, where: str) -> str:
+    """SQL of clicks (person, category, t) on shares of categories ``shares`` (share_id,
+    category) with the product lookup ``products``, for the events matching ``where``."""
+    return f"""
+        SELECT e.actor_id AS person,
                COALESCE(s.category, e.category, p.category) AS category, e.occurred_at AS t
         FROM staging.share_events e
         LEFT JOIN ({shares}) s USING (share_id)
-        LEFT JOIN {prod} p ON p.product_id = e.product_id
-        WHERE e.event_type = 'click' AND e.actor_id IS NOT NULL
-          AND COALESCE(s.category, e.category, p.category) IS NOT NULL""")
+        LEFT JOIN {products} p ON p.product_id = e.product_id
+        WHERE e.event_type = 'click' AND e.actor_id IS NOT NULL AND ({where})"""
+
+
+def _spillover_counts(con: duckdb.DuckDBPyConnection, clicks: str, lines: str,
+                      settings: Settings) -> str:
+    """Stage ``_sp_clicks`` and ``_sp_buys`` from ``clicks`` and the paid lines ``lines``;
+    return the SQL of their counts (scope, kind, category_a, category_b, n), all of people."""
+    w = int(settings.spillover_window_days)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_clicks AS
+        SELECT DISTINCT person, category, t FROM ({clicks}) WHERE category IS NOT NULL""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sp_buys AS
         SELECT DISTINCT l.customer_id AS person, l.category, l.ordered_at AS t
-        FROM ({src}) l SEMI JOIN (SELECT DISTINCT person FROM _sp_clicks) c
+        FROM ({lines}) l SEMI JOIN (SELECT DISTINCT person FROM _sp_clicks) c
           ON c.person = l.customer_id""")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _sp_staged AS
+    return f"""
         WITH hits AS (  -- (person, clicked A, bought B) with B within W days after an A click
             SELECT DISTINCT c.person, c.category AS shared_category, b.category AS bought_category
             FROM _sp_clicks c JOIN _sp_buys b
               ON b.person = c.person AND b.t > c.t AND b.t <= c.t + INTERVAL {w} DAY
-        ), ab AS (
-            SELECT shared_category, bought_category, count(*) AS n_a_then_b
-            FROM hits GROUP BY ALL
+        )
+        SELECT '{ALL_SCOPE}' AS scope, 'total' AS kind, CAST(NULL AS VARCHAR) AS category_a,
+               CAST(NULL AS VARCHAR) AS category_b, count(DISTINCT person) AS n
+        FROM _sp_clicks
+        UNION ALL
+        SELECT '{ALL_SCOPE}', 'clicked', category, NULL, count(DISTINCT person)
+        FROM _sp_clicks GROUP BY category
+        UNION ALL
+        SELECT '{ALL_SCOPE}', 'base', bought_category, NULL, count(DISTINCT person)
+        FROM hits GROUP BY bought_category
+        UNION ALL
+        SELECT '{ALL_SCOPE}', 'pair', shared_category, bought_category, count(*)
+        FROM hits GROUP BY shared_category, bought_category"""
+
+
+def _publish_spillover(con: duckdb.DuckDBPyConnection, settings: Settings, counts: str) -> int:
+    """Write ``marts.spillover_affinity`` from the counts table ``counts``."""
+    w = int(settings.spillover_window_days)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_staged AS
+        WITH ab AS (
+            SELECT category_a AS shared_category, category_b AS bought_category,
+                   n AS n_a_then_b FROM {counts} WHERE kind = 'pair'
         ), base AS (
-            SELECT bought_category, count(DISTINCT person) AS n_b_base FROM hits GROUP BY ALL
+            SELECT category_a AS bought_category, n AS n_b_base FROM {counts} WHERE kind = 'base'
         ), n_a AS (
-            SELECT category AS shared_category, count(DISTINCT person) AS n_clickers_a
-            FROM _sp_clicks GROUP BY ALL
+            SELECT category_a AS shared_category, n AS n_clickers_a FROM {counts}
+            WHERE kind = 'clicked'
         ), totals AS (
-            SELECT count(DISTINCT person) AS n_clickers FROM _sp_clicks
+            SELECT n AS n_clickers FROM {counts} WHERE kind = 'total'
         ), fam AS (
             SELECT (SELECT count(*) FROM n_a) * (SELECT count(*) FROM base) AS m
         )
@@ -737,7 +866,7 @@ def build_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Settings)
         CROSS JOIN totals CROSS JOIN fam""")
     _finish_binomial_mart(con, "marts.spillover_affinity", "_sp_staged", "n_a_then_b",
                           "n_clickers_a", "base_rate_b", "scope", "m", settings)
-    for t in ("_sp_clicks", "_sp_buys", "_sp_staged"):
+    for t in ("_sp_clicks", "_sp_buys", "_sp_counts", "_sp_staged"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return finish_table(
         con, "marts.spillover_affinity",

@@ -12,6 +12,7 @@ warehouses; one is refreshed, the other rebuilt, and the tables must be equal ro
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,7 @@ from sharegraph.metrics import affinity, cascades
 
 DAYS = 4
 CATEGORY, DIRECTIONAL = "marts.category_affinity", "marts.directional_affinity"
+SPILLOVER = "marts.spillover_affinity"
 SETTINGS = Settings()
 
 
@@ -125,7 +127,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     for con in (kept, rebuilt):
         ensure_schema(con)
     how: dict[str, list[str]] = {TABLE: [], NODES: [], cascades.TABLE: [], CATEGORY: [],
-                                 DIRECTIONAL: []}
+                                 DIRECTIONAL: [], SPILLOVER: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
@@ -134,11 +136,13 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         cascades.refresh_cascades(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
+        affinity.refresh_spillover_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
         cascades.build_cascades(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
         affinity.build_directional_affinity(rebuilt, SETTINGS)
+        affinity.build_spillover_affinity(rebuilt, SETTINGS)
         for table in how:
             assert _rows(kept, table) == _rows(rebuilt, table), f"day {d}: {table} differs"
             how[table].append(_last_build(kept, table))
@@ -152,8 +156,10 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     else:
         assert "full" in how[NODES][1:]
     assert how[cascades.TABLE] == how[NODES]
-    # the affinity marts are updated per customer every day (day 3 brings refunds)
+    # the affinity marts are updated per customer every day (day 3 brings refunds); the
+    # spill-over mart reads share nodes' categories, so it follows them as cascades do
     assert how[CATEGORY] == how[DIRECTIONAL] == ["full"] + ["update"] * (DAYS - 1)
+    assert how[SPILLOVER] == how[NODES]
     # the refunds arrived as status changes and are no longer credited
     refunded = kept.execute(f"""SELECT count(*) FROM {TABLE} a JOIN staging.status_history h
                                 ON h.natural_key = a.order_id || ',' || a.line_no
@@ -305,3 +311,69 @@ def test_cascades_rebuild_after_an_upstream_rebuild(tmp_path: Path) -> None:
         cascades.build_cascades(con, SETTINGS)
         assert _rows(con, cascades.TABLE) == want
 
+
+
+def test_spillover_follows_clicks_whose_category_arrives_later(tmp_path: Path) -> None:
+    """The spill-over mart is updated per person while share nodes are only appended to, so
+    its update must see clicks whose category changes with a later file: clicks on shares
+    whose share event arrives a day after them (the category comes from the share node, not
+    the click), and clicks naming a product first delivered the next day."""
+    world = tmp_path / "world"
+    generate_world(world, seed=5, people=500, orders=2500)
+    day0, day1 = _export_days(world, tmp_path / "days", 5, by_time=True)[:2]
+    events0 = pl.read_csv(day0 / "share_events.csv", infer_schema_length=0)
+    events1 = pl.read_csv(day1 / "share_events.csv", infer_schema_length=0)
+    every = pl.concat([events0, events1])
+    made = pl.col("event_type").is_in(["share", "reshare"])
+    parents = every["parent_share_id"].drop_nulls().implode()
+    clicked = events0.filter(pl.col("event_type") == "click")["share_id"].implode()
+    leaves = (events0.filter(made, ~pl.col("share_id").is_in(parents),
+                             pl.col("share_id").is_in(clicked))
+              .group_by("share_id").agg(pl.len()).filter(pl.col("len") == 1)["share_id"].head(20))
+    assert leaves.len() == 20
+    late = pl.col("share_id").is_in(leaves.implode())
+    # the late shares show another category than their product's; their clicks carry none
+    categories = sorted(every["category"].drop_nulls().unique())
+    moved = events0.filter(made & late).with_columns(
+        category=pl.col("category").replace_strict(
+            {c: categories[(i + 1) % len(categories)] for i, c in enumerate(categories)},
+            default=categories[0]))
+    events0 = events0.filter(~(made & late)).with_columns(
+        category=pl.when(late).then(None).otherwise(pl.col("category")))
+    # clicks on an unknown share naming a product delivered the next day, a day before a
+    # purchase, by people with nothing else the next day (so only the product touches them)
+    busy = pl.concat([pl.read_csv(day1 / "orders.csv", infer_schema_length=0)["customer_id"],
+                      events1["actor_id"]]).implode()
+    buys = pl.read_csv(day0 / "orders.csv", infer_schema_length=0).filter(
+        pl.col("status") == "paid", ~pl.col("customer_id").is_in(busy)).head(30)
+    assert buys.height == 30
+    ghosts = pl.DataFrame({
+        "event_id": [f"ghost-{i}" for i in range(buys.height)], "event_type": "click",
+        "share_id": [f"ghost-share-{i}" for i in range(buys.height)],
+        "actor_id": buys["customer_id"],
+        "occurred_at": (buys["ordered_at"].str.to_datetime() - timedelta(days=1))
+        .dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "parent_share_id": None, "product_id": "p-late", "category": None,
+        "channel": "moments"}).cast(events0.schema)
+    pl.concat([events0, ghosts]).write_csv(day0 / "share_events.csv")
+    pl.concat([events1, moved]).write_csv(day1 / "share_events.csv")
+    products = pl.read_csv(world / "products.csv", infer_schema_length=0)
+    products.head(1).with_columns(product_id=pl.lit("p-late"), category=pl.lit(categories[0])
+                                  ).write_csv(day1 / "products.csv")
+
+    kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
+    how: dict[str, list[str]] = {NODES: [], SPILLOVER: []}
+    for folder in (day0, day1):
+        for con in (kept, rebuilt):
+            ensure_schema(con)
+            _load(con, folder)
+        refresh_attributed_orders(kept, SETTINGS)
+        refresh_share_nodes(kept, SETTINGS)
+        affinity.refresh_spillover_affinity(kept, SETTINGS)
+        attribute_orders(rebuilt, SETTINGS)
+        build_share_nodes(rebuilt, SETTINGS)
+        affinity.build_spillover_affinity(rebuilt, SETTINGS)
+        assert _rows(kept, SPILLOVER) == _rows(rebuilt, SPILLOVER)
+        for table in how:
+            how[table].append(_last_build(kept, table))
+    assert how == {NODES: ["full", "update"], SPILLOVER: ["full", "update"]}
