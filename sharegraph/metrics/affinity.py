@@ -741,27 +741,27 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
         if delta is None:
             return _spillover_counts(con, _clicks_sql(shares, prod, "true"),
                                      paid_lines_sql(con), settings)
-        if which == "before":
+        if which == "before":  # called first
             _stage_spillover_touched(con, delta)
-            new_events, new_products = (delta.new_rows("share_events"),
-                                        delta.new_rows("products"))
-            shares = f"SELECT * FROM ({shares}) WHERE share_id NOT IN (SELECT share_id FROM _sp_new_shares)"
-            prod = f"""(SELECT product_id, any_value(category) AS category FROM staging.products
-                        WHERE NOT ({new_products}) GROUP BY product_id)"""
-            clicks = _clicks_sql(shares, prod, f"NOT ({new_events}) AND e.actor_id IN "
-                                               "(SELECT person FROM _sp_touched)")
-            lines = f"""SELECT * FROM ({paid_lines.BEFORE})
-                        UNION ALL SELECT * FROM ({paid_lines.PAID_LINES})
-                        WHERE customer_id IN (SELECT person FROM _sp_touched)
-                          AND customer_id NOT IN ({paid_lines.TOUCHED})"""
-            return _spillover_counts(con, clicks, lines, settings)
-        clicks = _clicks_sql(shares, prod, "e.actor_id IN (SELECT person FROM _sp_touched)")
+        shares = f"""SELECT * FROM ({shares})
+                     WHERE share_id IN (SELECT share_id FROM _sp_touched_clicks)"""
         lines = f"""SELECT * FROM ({paid_lines.PAID_LINES})
                     WHERE customer_id IN (SELECT person FROM _sp_touched)"""
-        sql = _spillover_counts(con, clicks, lines, settings)  # stages what it reads
-        con.execute("DROP TABLE _sp_touched")
-        con.execute("DROP TABLE _sp_new_shares")
-        return sql
+        if which == "after":
+            sql = _spillover_counts(con, _clicks_sql(shares, prod, "true", "_sp_touched_clicks"),
+                                    lines, settings)  # stages all it reads
+            for temp in ("_sp_touched", "_sp_new_shares", "_sp_touched_clicks"):
+                con.execute(f"DROP TABLE {temp}")
+            return sql
+        # as they were: clicks of the batches seen, no node for a share first seen now, no
+        # row for a new product, the logged paid lines of the customers attribution touched
+        shares += " AND share_id NOT IN (SELECT share_id FROM _sp_new_shares)"
+        prod = f"""(SELECT product_id, any_value(category) AS category FROM staging.products
+                    WHERE NOT ({delta.new_rows("products")}) GROUP BY product_id)"""
+        lines = (f"SELECT * FROM ({paid_lines.BEFORE}) UNION ALL {lines} "
+                 f"AND customer_id NOT IN ({paid_lines.TOUCHED})")
+        return _spillover_counts(con, _clicks_sql(shares, prod, "NOT is_new",
+                                                  "_sp_touched_clicks"), lines, settings)
 
     w = int(settings.spillover_window_days)
     return _refresh_counted(
@@ -773,14 +773,21 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
 
 
 def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
-    """Temp tables ``_sp_new_shares`` (shares first seen in the delta's batches) and
-    ``_sp_touched`` (the people whose spill-over counts the delta can change)."""
+    """Temp tables ``_sp_new_shares`` (shares first seen in the delta's batches),
+    ``_sp_touched`` (the people whose spill-over counts the delta can change) and
+    ``_sp_touched_clicks`` (their clicks, ``is_new`` when of the delta's batches)."""
     new_events = delta.new_rows("share_events")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sp_new_shares AS
-        SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND {new_events}
+        WITH made_now AS (
+            SELECT DISTINCT share_id FROM staging.share_events
+            WHERE {SHARE_EVENTS} AND {new_events}
+        )
+        SELECT share_id FROM made_now
         EXCEPT
-        SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND NOT ({new_events})""")
+        SELECT share_id FROM staging.share_events
+        WHERE {SHARE_EVENTS} AND NOT ({new_events})
+          AND share_id IN (SELECT share_id FROM made_now)""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sp_touched AS
         SELECT customer_id AS person FROM ({paid_lines.TOUCHED})
@@ -791,15 +798,22 @@ def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.D
                OR share_id IN (SELECT share_id FROM _sp_new_shares)
                OR product_id IN (SELECT product_id FROM staging.products
                                  WHERE {delta.new_rows("products")}))""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_touched_clicks AS
+        SELECT event_type, actor_id, share_id, product_id, category, occurred_at,
+               {new_events} AS is_new
+        FROM staging.share_events
+        WHERE event_type = 'click' AND actor_id IN (SELECT person FROM _sp_touched)""")
 
 
-def _clicks_sql(shares: str, products: str, where: str) -> str:
+def _clicks_sql(shares: str, products: str, where: str,
+                events: str = "staging.share_events") -> str:
     """SQL of clicks (person, category, t) on shares of categories ``shares`` (share_id,
-    category) with the product lookup ``products``, for the events matching ``where``."""
+    category) with the product lookup ``products``, for the ``events`` matching ``where``."""
     return f"""
         SELECT e.actor_id AS person,
                COALESCE(s.category, e.category, p.category) AS category, e.occurred_at AS t
-        FROM staging.share_events e
+        FROM {events} e
         LEFT JOIN ({shares}) s USING (share_id)
         LEFT JOIN {products} p ON p.product_id = e.product_id
         WHERE e.event_type = 'click' AND e.actor_id IS NOT NULL AND ({where})"""
