@@ -6,9 +6,9 @@ columns depend only on its own ``staging.orders`` row (status included) and its 
 after a load only the customers with a new or status-changed line, or a line naming a new
 product, can have other paid lines.
 
-The marts that count customers (``marts.category_affinity``, ``marts.directional_affinity``)
-add up over customers: after a load they subtract the touched customers' old contributions and
-add their new ones. The old ones are gone once attribution has rewritten those lines, so its
+The marts that count people (``marts.category_affinity``, ``marts.directional_affinity``,
+``marts.spillover_affinity``) add up over people: after a load they subtract the touched
+customers' old contributions and add their new ones. The old ones are gone once attribution has rewritten those lines, so its
 update keeps them first in :data:`CHANGES` (the change log between the layers), for the last
 update only: a mart that missed an update, or finds another delta there, rebuilds in full.
 """

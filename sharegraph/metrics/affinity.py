@@ -14,6 +14,9 @@ Three marts, all over *paid* order lines with the category resolved
 
 The pair counts are one integer self-join (customers and categories dense-encoded, distinct
 (unit, category) first); the statistics are vectorised NumPy / SciPy over the pair rows.
+Every count is of people (or of one person's baskets), so after a daily load the ``refresh_*``
+functions update kept counts per person and recompute the statistics from them
+(:func:`_refresh_counted`, docs/performance.md#daily-runs).
 """
 
 from __future__ import annotations
@@ -211,8 +214,8 @@ def refresh_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings
     def count(which: str, delta: increments.Delta | None) -> str:
         _encode_lines(con, _paid_lines_of(con, which))
         _count_units(con)
-        return """
-            SELECT CASE WHEN c.fam // 2 = 0 THEN 'all' ELSE m.merchant_id END AS scope,
+        return f"""
+            SELECT CASE WHEN c.fam // 2 = 0 THEN '{ALL_SCOPE}' ELSE m.merchant_id END AS scope,
                    CASE WHEN c.fam % 2 = 0 THEN 'customer' ELSE 'basket' END AS kind,
                    ka.category AS category_a, kb.category AS category_b, c.n
             FROM (SELECT fam, cat_a, cat_b, n_ab AS n FROM _aff_pairs
@@ -298,7 +301,8 @@ def _load_category_counts(con: duckdb.DuckDBPyConnection) -> None:
     _exec(con, f"""
         CREATE OR REPLACE TEMP TABLE _aff_mer AS
         SELECT merchant_id, row_number() OVER (ORDER BY merchant_id)::INTEGER AS mid
-        FROM (SELECT DISTINCT scope AS merchant_id FROM {CATEGORY_COUNTS} WHERE scope <> 'all')""")
+        FROM (SELECT DISTINCT scope AS merchant_id FROM {CATEGORY_COUNTS}
+              WHERE scope <> '{ALL_SCOPE}')""")
     coded = f"""
         SELECT 2 * coalesce(m.mid, 0) + (s.kind = 'basket')::INTEGER AS fam,
                ka.cat AS cat_a, kb.cat AS cat_b, s.n
