@@ -262,7 +262,7 @@ def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
             _exec(con, f"CREATE OR REPLACE TABLE {counts} AS "
                        f"SELECT * FROM ({count('all', None)}) WHERE n > 0")
             comment_table(con, counts, f"The integer counts {table} is computed from, kept so "
-                          "that a daily load updates them per customer "
+                          "that a daily load updates them per person "
                           "(docs/performance.md#daily-runs).", counts_doc)
             return publish()
         if build.delta:
