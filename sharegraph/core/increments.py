@@ -84,6 +84,10 @@ class Delta:
         """SQL predicate: the row of ``staging.<table>`` came in a new batch."""
         return _batch_in(self.rows.get(table, ()))
 
+    def new_keys(self, table: str, key: str) -> str:
+        """SQL query: ``key`` of every row of ``staging.<table>`` that came in a new batch."""
+        return f"SELECT {key} FROM staging.{table} WHERE {self.new_rows(table)}"
+
     def changed(self, table: str) -> str:
         """SQL predicate on ``staging.status_history``: a status change of a new batch."""
         return f"table_name = {literal(table)} AND " + _batch_in(self.changes.get(table, ()))

@@ -183,14 +183,14 @@ def _touched_customers_sql(delta: increments.Delta) -> str:
     return f"""
         WITH changed AS ({paid_lines.changed_order_ids_sql(delta)}),
         orders AS (
-            SELECT order_id FROM staging.orders WHERE {delta.new_rows("orders")}
+            {delta.new_keys("orders", "order_id")}
             UNION SELECT order_id FROM changed
         ),
         shares AS (
             SELECT share_id FROM staging.share_events
             WHERE {delta.new_rows("share_events")} AND {SHARE_EVENTS}
         ),
-        products AS (SELECT product_id FROM staging.products WHERE {delta.new_rows("products")}),
+        products AS ({delta.new_keys("products", "product_id")}),
         reasons AS (
             SELECT customer_id, ordered_at AS changed_at FROM staging.orders
             WHERE order_id IN (SELECT order_id FROM orders)

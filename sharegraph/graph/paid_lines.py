@@ -66,8 +66,7 @@ def log_changes(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None
             WHERE customer_id IS NOT NULL
               AND ({delta.new_rows("orders")}
                    OR order_id IN ({changed_order_ids_sql(delta)})
-                   OR product_id IN (SELECT product_id FROM staging.products
-                                     WHERE {delta.new_rows("products")}))
+                   OR product_id IN ({delta.new_keys("products", "product_id")}))
         )
         SELECT {literal(delta.key(INPUTS))} AS delta, t.customer_id, l.merchant_id,
                l.order_id, l.category, l.ordered_at, l.amount

@@ -123,7 +123,7 @@ def _append(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bool:
           + (SELECT count(*) FROM {NODES}
              WHERE flag = 'dangling' AND source_parent_share_id IN (SELECT share_id FROM _sn_new))
           + (SELECT count(*) FROM {NODES} WHERE product_id IN
-               (SELECT product_id FROM staging.products WHERE {delta.new_rows('products')}))
+               ({delta.new_keys('products', 'product_id')}))
         """).fetchone()[0]
     if blocked:
         con.execute("DROP TABLE _sn_new")

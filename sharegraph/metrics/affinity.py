@@ -225,8 +225,9 @@ def refresh_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings
             LEFT JOIN _aff_cat ka ON ka.cat = c.cat_a
             LEFT JOIN _aff_cat kb ON kb.cat = c.cat_b"""
 
-    def publish() -> int:
-        _load_category_counts(con)
+    def publish(full: bool) -> int:
+        if not full:  # a full build's count('all') left the same temp tables, coded alike
+            _load_category_counts(con)
         return _publish_category_affinity(con, settings)
 
     return _refresh_counted(con, "marts.category_affinity", CATEGORY_COUNTS, _CATEGORY_COUNTS_DOC,
@@ -236,7 +237,7 @@ def refresh_category_affinity(con: duckdb.DuckDBPyConnection, settings: Settings
 def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
                      counts_doc: dict[str, str],
                      count: Callable[[str, increments.Delta | None], str],
-                     publish: Callable[[], int], version: str, *,
+                     publish: Callable[[bool], int], version: str, *,
                      inputs: tuple[str, ...] = paid_lines.INPUTS,
                      upstream: tuple[str | None, ...] = ()) -> int:
     """Bring a mart computed from per-customer counts up to date after a load.
@@ -246,8 +247,9 @@ def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
     delta touches as they were ('before') or as they are ('after'). Each count is a number
     of customers, or of one customer's units, so counts add up over customers. A full build
     writes the counts of everyone to ``counts``; an update subtracts the touched customers'
-    'before' counts and adds their 'after' ones. Either way ``publish()`` then computes the
-    mart from ``counts`` alone, so an update equals a rebuild. ``version`` names what the
+    'before' counts and adds their 'after' ones. Either way ``publish(full)`` then computes
+    the mart from ``counts`` alone (a full build may use what ``count('all')`` staged), so
+    an update equals a rebuild. ``version`` names what the
     counts mean, settings included: another version rebuilds in full, as do no state, a
     table upstream (attribution, ``upstream`` ids) rebuilt, or a delta of paid lines other
     than the logged one (:func:`paid_lines.changes_match`).
@@ -264,7 +266,7 @@ def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
             comment_table(con, counts, f"The integer counts {table} is computed from, kept so "
                           "that a daily load updates them per person "
                           "(docs/performance.md#daily-runs).", counts_doc)
-            return publish()
+            return publish(True)
         if build.delta:
             for sign, which in ((-1, "before"), (1, "after")):
                 _exec(con, f"""
@@ -274,8 +276,8 @@ def _refresh_counted(con: duckdb.DuckDBPyConnection, table: str, counts: str,
                           UNION ALL SELECT scope, kind, category_a, category_b, {sign} * n
                           FROM ({count(which, build.delta)}))
                     GROUP BY ALL HAVING sum(n) <> 0""")
-            con.execute("DROP TABLE IF EXISTS _counted_lines")
-            return publish()
+            _forget_counted_lines(con)
+            return publish(False)
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
@@ -287,6 +289,11 @@ def _paid_lines_of(con: duckdb.DuckDBPyConnection, which: str) -> str:
     lines = paid_lines.BEFORE if which == "before" else paid_lines.AFTER
     _exec(con, f"CREATE OR REPLACE TEMP TABLE _counted_lines AS {lines}")
     return "SELECT * FROM _counted_lines"
+
+
+def _forget_counted_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what :func:`_paid_lines_of` staged, once the counts that read it are written."""
+    con.execute("DROP TABLE IF EXISTS _counted_lines")
 
 
 def _load_category_counts(con: duckdb.DuckDBPyConnection) -> None:
@@ -580,7 +587,7 @@ def refresh_directional_affinity(con: duckdb.DuckDBPyConnection, settings: Setti
     return _refresh_counted(
         con, "marts.directional_affinity", DIRECTIONAL_COUNTS, _DIRECTIONAL_COUNTS_DOC,
         lambda which, delta: _directional_counts(con, _paid_lines_of(con, which), settings),
-        lambda: _publish_directional(con, settings, DIRECTIONAL_COUNTS),
+        lambda full: _publish_directional(con, settings, DIRECTIONAL_COUNTS),
         f"directional counts per customer v1, window {int(settings.affinity_window_days)}")
 
 
@@ -770,7 +777,7 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
     w = int(settings.spillover_window_days)
     return _refresh_counted(
         con, "marts.spillover_affinity", SPILLOVER_COUNTS, _SPILLOVER_COUNTS_DOC, count,
-        lambda: _publish_spillover(con, settings, SPILLOVER_COUNTS),
+        lambda full: _publish_spillover(con, settings, SPILLOVER_COUNTS),
         f"spill-over counts per person v1, window {w}",
         inputs=(*paid_lines.INPUTS, "share_events"),
         upstream=(increments.rebuild_id(con, NODES, NODES_INPUTS),))
@@ -800,8 +807,7 @@ def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.D
         WHERE event_type = 'click' AND actor_id IS NOT NULL
           AND ({new_events}
                OR share_id IN (SELECT share_id FROM _sp_new_shares)
-               OR product_id IN (SELECT product_id FROM staging.products
-                                 WHERE {delta.new_rows("products")}))""")
+               OR product_id IN ({delta.new_keys("products", "product_id")}))""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sp_touched_clicks AS
         SELECT event_type, actor_id, share_id, product_id, category, occurred_at,
