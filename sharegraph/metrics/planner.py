@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sharegraph.core.config import Settings
-from sharegraph.core.sql import table_exists
+from sharegraph.core.sql import literal, table_exists
 from sharegraph.core.warehouse import finish_table
 from sharegraph.metrics import imm as imm_mod
 
@@ -48,21 +48,17 @@ class LearnedModel:
 
 
 def _scope_sql(alias: str, category: str | None, merchant: str | None, before: str | None,
-               time_col: str, product_merchant: bool = False) -> tuple[str, list[object]]:
-    cond, args = [], []
+               time_col: str, product_merchant: bool = False) -> str:
+    cond = []
     if category is not None:
-        cond.append(f"{alias}.category = ?")
-        args.append(category)
+        cond.append(f"{alias}.category = {literal(category)}")
     if merchant is not None:
-        if product_merchant:
-            cond.append(f"{alias}.product_id IN (SELECT product_id FROM staging.products WHERE merchant_id = ?)")
-        else:
-            cond.append(f"{alias}.merchant_id = ?")
-        args.append(merchant)
+        cond.append(f"{alias}.product_id IN (SELECT product_id FROM staging.products "
+                    f"WHERE merchant_id = {literal(merchant)})" if product_merchant
+                    else f"{alias}.merchant_id = {literal(merchant)}")
     if before is not None:
-        cond.append(f"{alias}.{time_col} < CAST(? AS TIMESTAMP)")
-        args.append(before)
-    return (" AND ".join(cond) or "TRUE"), args
+        cond.append(f"{alias}.{time_col} < CAST({literal(before)} AS TIMESTAMP)")
+    return " AND ".join(cond) or "TRUE"
 
 
 def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, merchant: str | None = None,
@@ -75,41 +71,58 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
     _stage_edges(con, upline)
     people = _person_counts(con)
     src, dst = _audience_edges(con)
-    for t in ("_pl_ev", "_pl_od", "_pl_edges", "_pl_people"):
+    for t in ("_pl_shares", "_pl_clicks", "_pl_edges", "_pl_people"):
         con.execute(f"DROP TABLE {t}")
+    for v in ("_pl_ev", "_pl_od"):
+        con.execute(f"DROP VIEW {v}")
     return _fit(people, src, dst, kappa, {"category": category, "merchant": merchant, "before": before})
 
 
 def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant: str | None,
                  before: str | None) -> None:
-    """Temp tables ``_pl_ev`` (share events) and ``_pl_od`` (paid attributed order lines)
-    of the scope: the category, the merchant, before the cut-off."""
-    ev_where, ev_args = _scope_sql("e", category, merchant, before, "occurred_at", product_merchant=True)
-    od_where, od_args = _scope_sql("a", category, merchant, before, "ordered_at")
+    """Temp views ``_pl_ev`` (share events) and ``_pl_od`` (paid attributed order lines) of
+    the scope: the category, the merchant, before the cut-off. Views, not copies: every
+    reader below scans only the columns it needs, with the scope pushed down."""
+    ev_where = _scope_sql("e", category, merchant, before, "occurred_at", product_merchant=True)
+    od_where = _scope_sql("a", category, merchant, before, "ordered_at")
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _pl_ev AS
+        CREATE OR REPLACE TEMP VIEW _pl_ev AS
         SELECT e.event_type, e.share_id, e.actor_id, e.occurred_at, e.product_id, e.category
         FROM staging.share_events e WHERE {ev_where}
-        """, ev_args)
+        """)
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE _pl_od AS
+        CREATE OR REPLACE TEMP VIEW _pl_od AS
         SELECT a.order_id, a.customer_id, a.credited_id, a.rule, a.ordered_at, a.product_id,
                a.category, a.amount
         FROM graph.attributed_orders a WHERE a.is_paid AND {od_where}
-        """, od_args)
+        """)
 
 
 def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str) -> None:
-    """Temp table ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks on another
-    person's share, credited paid orders and, with ``upline``, agent upline edges."""
+    """Temp tables ``_pl_shares`` (one row per share or re-share: its sharer), ``_pl_clicks``
+    (clicks on another person's share, counted per sharer and viewer: the one pass over the
+    click events) and ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks,
+    credited paid orders and, with ``upline``, agent upline edges."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _pl_shares AS
+        SELECT share_id, actor_id AS sharer, category, product_id, occurred_at FROM _pl_ev
+        WHERE event_type IN ('share', 'reshare')
+        """)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _pl_clicks AS
+        SELECT s.sharer, c.actor_id AS viewer, count(*) AS n
+        FROM _pl_ev c JOIN _pl_shares s USING (share_id)
+        WHERE c.event_type = 'click' AND c.actor_id <> s.sharer
+        GROUP BY ALL
+        """)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _pl_edges AS
-        SELECT s.actor_id AS sharer, c.actor_id AS viewer
-        FROM _pl_ev c JOIN _pl_ev s ON s.share_id = c.share_id AND s.event_type IN ('share', 'reshare')
-        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
+        SELECT sharer, viewer FROM _pl_clicks
         UNION SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL
         {upline}
         """)
@@ -123,15 +136,7 @@ def _person_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _pl_people AS
-        WITH shares AS (  -- one row per share or re-share: its sharer
-            SELECT share_id, actor_id AS sharer, category FROM _pl_ev
-            WHERE event_type IN ('share', 'reshare')
-        ),
-        clicks AS (  -- one row per click on another person's share
-            SELECT s.sharer, c.actor_id AS viewer FROM _pl_ev c JOIN shares s USING (share_id)
-            WHERE c.event_type = 'click' AND c.actor_id <> s.sharer
-        ),
-        buys AS (  -- one row per credited paid order
+        WITH buys AS (  -- one row per credited paid order
             SELECT credited_id AS sharer, customer_id AS viewer, rule, any_value(category) AS category
             FROM _pl_od WHERE credited_id IS NOT NULL GROUP BY order_id, credited_id, customer_id, rule
         ),
@@ -139,16 +144,17 @@ def _person_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
             SELECT x.sharer AS person_id, coalesce(sh.n, 0) AS shares, coalesce(cl.n, 0) AS clicks,
                    coalesce(b.n, 0) AS buys, coalesce(b.referred, 0) AS referred, x.audience
             FROM (SELECT sharer, count(*) AS audience FROM _pl_edges GROUP BY sharer) x
-            LEFT JOIN (SELECT sharer, count(*) AS n FROM shares GROUP BY sharer) sh USING (sharer)
-            LEFT JOIN (SELECT sharer, count(*) AS n FROM clicks GROUP BY sharer) cl USING (sharer)
+            LEFT JOIN (SELECT sharer, count(*) AS n FROM _pl_shares GROUP BY sharer) sh USING (sharer)
+            LEFT JOIN (SELECT sharer, sum(n)::BIGINT AS n FROM _pl_clicks GROUP BY sharer) cl
+              USING (sharer)
             LEFT JOIN (SELECT sharer, count(*) AS n, count(*) FILTER (WHERE rule = 'referrer') AS referred
                        FROM buys GROUP BY sharer) b USING (sharer)
         ),
         bought AS (  -- one row per share-credited order of a buyer: did they re-share it?
             SELECT o.customer_id AS person_id, o.order_id,
                    bool_or(e.share_id IS NOT NULL) AS reshared
-            FROM _pl_od o LEFT JOIN _pl_ev e
-              ON e.actor_id = o.customer_id AND e.event_type IN ('share', 'reshare')
+            FROM _pl_od o LEFT JOIN _pl_shares e
+              ON e.sharer = o.customer_id
              AND e.product_id = o.product_id AND e.occurred_at >= o.ordered_at
              AND e.occurred_at <= o.ordered_at + INTERVAL {RESHARE_WINDOW_DAYS} DAY
             WHERE o.rule IN ('share_id', 'last_click') GROUP BY ALL
@@ -157,7 +163,7 @@ def _person_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
         main_cat AS (  -- the most frequent category, ties by name (deterministic)
             SELECT person_id, arg_min(category, (-n, category)) AS category FROM (
                 SELECT person_id, category, count(*) AS n FROM (
-                    SELECT sharer AS person_id, category FROM shares
+                    SELECT sharer AS person_id, category FROM _pl_shares
                     UNION ALL SELECT customer_id, category FROM _pl_od) GROUP BY ALL)
             GROUP BY person_id
         ),
