@@ -19,7 +19,8 @@ from assets.resources import WarehouseResource
 from sharegraph.core import increments
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
-from sharegraph.graph.people import build_people, build_referral_edges
+from sharegraph.graph.people import REFERRAL_EDGES as REFERRAL_EDGES_TABLE
+from sharegraph.graph.people import build_people, refresh_referral_edges
 from sharegraph.graph.shares import NODES, refresh_share_nodes, share_depths_ok
 from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
@@ -97,7 +98,8 @@ def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(key=REFERRAL_EDGES, kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])
 def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
-    return table_result(warehouse, build_referral_edges)
+    return table_result(warehouse, refresh_referral_edges, lambda con: {
+        "build": increments.last_builds(con).get(REFERRAL_EDGES_TABLE)})
 
 
 @dg.asset(key=ANOMALIES, kinds={"duckdb"}, group_name="graph",

@@ -196,6 +196,15 @@ def forget(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
         con.execute(f"DELETE FROM {STATE_TABLE} WHERE table_name IN ({in_list(list(tables))})")
 
 
+def log_matches(con: duckdb.DuckDBPyConnection, log_table: str, key: str) -> bool:
+    """True when the change log ``log_table`` (a ``delta`` column) was written by exactly the
+    update of ``key`` (:meth:`Delta.key`): a table maintained from it saw every row of that
+    log's upstream table as it was before that update, so it may update from the log."""
+    if not table_exists(con, log_table):
+        return False
+    return con.execute(f"SELECT DISTINCT delta FROM {log_table}").fetchall() == [(key,)]
+
+
 def last_builds(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """How each maintained table was last brought up to date: table -> full | update | current."""
     if not table_exists(con, STATE_TABLE):

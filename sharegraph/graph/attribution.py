@@ -19,7 +19,8 @@ import duckdb
 
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
-from sharegraph.core.warehouse import create_table_as, finish_table
+from sharegraph.core.sql import literal
+from sharegraph.core.warehouse import comment_table, create_table_as, finish_table
 from sharegraph.graph import paid_lines
 from sharegraph.graph.products import line_merchant_sql, product_lookup_sql
 from sharegraph.graph.shares import SHARE_EVENTS, sharers_sql
@@ -27,6 +28,13 @@ from sharegraph.graph.shares import SHARE_EVENTS, sharers_sql
 TABLE = "graph.attributed_orders"
 INPUTS = ("orders", "share_events", "products")
 """Staging tables the attribution reads (sharegraph/core/increments.py)."""
+
+CHANGES = "meta.attribution_changes"
+"""The customers whose lines the last update rewrote: a table kept per customer of
+graph.attributed_orders recomputes just them (the change log between the layers)."""
+
+REWRITTEN = f"SELECT customer_id FROM {CHANGES} WHERE customer_id IS NOT NULL"
+"""SQL of the customers whose lines the last update rewrote (one row each)."""
 
 ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
@@ -98,6 +106,7 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
     with increments.maintained(con, TABLE, fp, INPUTS) as build:
         if build.delta is None:
             paid_lines.forget_changes(con)
+            con.execute(f"DROP TABLE IF EXISTS {CHANGES}")
             return attribute_orders(con, s)
         if build.delta:
             _update(con, s, build.delta)
@@ -119,6 +128,7 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
     paid_lines.log_changes(con, delta)
     window = int(s.attribution_window_days)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_who AS {_touched_customers_sql(delta)}")
+    _log_rewritten(con, delta)
     rewritten = ("EXISTS (SELECT 1 FROM _attr_who w WHERE w.customer_id = {t}.customer_id "
                  "AND {t}.ordered_at >= w.since)")
     con.execute(
@@ -161,6 +171,29 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
     _drop_stages(con)
     for temp in ("_attr_who", "_attr_orders", "_attr_events"):
         con.execute(f"DROP TABLE {temp}")
+
+
+def _log_rewritten(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
+    """Replace :data:`CHANGES` with the customers of ``_attr_who`` (their lines are rewritten)."""
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {CHANGES} AS
+        SELECT {literal(delta.key(INPUTS))} AS delta,
+               NULL::VARCHAR AS customer_id  -- the update itself, even when it touches no one
+        UNION ALL SELECT {literal(delta.key(INPUTS))}, customer_id FROM _attr_who""")
+    comment_table(con, CHANGES,
+                  "The customers whose lines the last update of graph.attributed_orders "
+                  "rewrote (docs/performance.md#daily-runs).", {
+                      "delta": "The load batches and status changes the update applied "
+                               "(increments.Delta.key): a table whose own delta is another "
+                               "rebuilds in full.",
+                      "customer_id": "A customer whose lines were rewritten (NULL on the one "
+                                     "row that stands for the update itself)."})
+
+
+def changes_match(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bool:
+    """True when :data:`CHANGES` holds exactly the update of ``delta`` (a table's own delta
+    since it was built): it may recompute just the :data:`REWRITTEN` customers."""
+    return increments.log_matches(con, CHANGES, delta.key(INPUTS))
 
 
 _TOUCHED_VERSION = "touched customers since v2"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import duckdb
 
 from sharegraph.core import increments
-from sharegraph.core.sql import literal, table_exists
+from sharegraph.core.sql import literal
 from sharegraph.core.warehouse import comment_table
 
 INPUTS = ("orders", "products")
@@ -85,10 +85,7 @@ def forget_changes(con: duckdb.DuckDBPyConnection) -> None:
 def changes_match(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bool:
     """True when the log holds exactly the changes of ``delta`` (a mart's own delta since it
     was built): the mart saw every paid line as it was before that update."""
-    if not table_exists(con, CHANGES):
-        return False
-    keys = con.execute(f"SELECT DISTINCT delta FROM {CHANGES}").fetchall()
-    return keys == [(delta.key(INPUTS),)]
+    return increments.log_matches(con, CHANGES, delta.key(INPUTS))
 
 
 TOUCHED = f"SELECT DISTINCT customer_id FROM {CHANGES} WHERE customer_id IS NOT NULL"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import duckdb
 
+from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import create_table_as, finish_table
+from sharegraph.graph import attribution
 from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.graph.forest import resolve_forest
 from sharegraph.graph.shares import SHARE_EVENTS
@@ -148,12 +150,40 @@ REFERRAL_EDGES_DOC = {
 }
 
 
+REFERRAL_EDGES = "graph.referral_edges"
+
+
 def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.referral_edges``: one row per (merchant, sharer, buyer) with credit."""
-    create_table_as(
-        con,
-        "graph.referral_edges",
-        f"""
+    create_table_as(con, REFERRAL_EDGES, _referral_edges_sql("true"), ids=("sharer_id", "buyer_id"))
+    return _finish_referral_edges(con)
+
+
+def refresh_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Bring ``graph.referral_edges`` up to date after a load, per buyer when it can.
+
+    An edge sums one buyer's credited paid lines, so only the buyers whose lines attribution
+    rewrote (:data:`attribution.REWRITTEN`) can have other edges: theirs are recomputed with
+    the same SQL. Rebuilt in full when attribution was, or when the log is of another update.
+    Equals :func:`build_referral_edges`.
+    """
+    up = increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS)
+    fp = increments.fingerprint(_referral_edges_sql("true"), f"upstream rebuild {up}")
+    with increments.maintained(con, REFERRAL_EDGES, fp, attribution.INPUTS) as build:
+        if build.delta and not (up and attribution.changes_match(con, build.delta)):
+            build.rebuilt()
+        if build.how == "full":
+            return build_referral_edges(con, settings)
+        if build.delta:
+            who = f"IN ({attribution.REWRITTEN})"
+            con.execute(f"DELETE FROM {REFERRAL_EDGES} WHERE buyer_id {who}")
+            con.execute(f"INSERT INTO {REFERRAL_EDGES} {_referral_edges_sql(f'customer_id {who}')}")
+    return _finish_referral_edges(con)
+
+
+def _referral_edges_sql(buyers: str) -> str:
+    """SQL of the referral edges of the buyers ``buyers`` (a predicate on customer_id)."""
+    return f"""
         -- grain: one row per merchant_id, sharer_id (credited person), buyer_id
         -- orders of more than one line are grouped per order first (IN_MULTI_LINE_ORDER)
         WITH a AS (
@@ -161,7 +191,7 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
                    is_first_order,
                    {IN_MULTI_LINE_ORDER} AS multi
             FROM graph.attributed_orders
-            WHERE is_paid AND credited_id IS NOT NULL
+            WHERE is_paid AND credited_id IS NOT NULL AND {buyers}
         ),
         per_order AS (
             SELECT merchant_id, credited_id, customer_id, count(*) AS lines, sum(amount) AS gmv,
@@ -180,10 +210,11 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
                bool_or(acq) AS is_acquisition
         FROM per_order
         GROUP BY ALL
-        """,
-        ids=("sharer_id", "buyer_id"),
-    )
-    return finish_table(con, "graph.referral_edges",
+        """
+
+
+def _finish_referral_edges(con: duckdb.DuckDBPyConnection) -> int:
+    return finish_table(con, REFERRAL_EDGES,
                         "One row per merchant, sharer and buyer: paid orders and GMV (¥) credited "
                         "to the sharer (attribution graph edge sharer -> buyer).",
                         REFERRAL_EDGES_DOC)

@@ -1,8 +1,8 @@
 """Tables kept up to date after each load equal a rebuild in full, exactly.
 
-``graph.attributed_orders`` is updated per customer, ``graph.share_nodes`` by appending new
-shares, ``marts.cascades`` per cascade, ``marts.category_affinity`` and
-``marts.directional_affinity`` by per-customer counts (sharegraph/core/increments.py). The input is a generated world cut into export days
+``graph.attributed_orders`` and ``graph.referral_edges`` are updated per customer,
+``graph.share_nodes`` by appending new shares, ``marts.cascades`` per cascade, the affinity
+marts by per-customer counts (sharegraph/core/increments.py). The input is a generated world cut into export days
 either at random, so every day brings late rows (clicks before orders loaded days ago, second
 lines of old orders, children of shares that arrive later, an earlier share event that gives
 an old share another sharer, refunds of lines loaded paid), or by time with late clicks and
@@ -30,6 +30,7 @@ from sharegraph.graph.attribution import (
     attribute_orders,
     refresh_attributed_orders,
 )
+from sharegraph.graph.people import REFERRAL_EDGES, build_referral_edges, refresh_referral_edges
 from sharegraph.graph.shares import NODES, build_share_nodes, refresh_share_nodes
 from sharegraph.ingest.load import load_file
 from sharegraph.metrics import affinity, cascades
@@ -126,18 +127,20 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how: dict[str, list[str]] = {TABLE: [], NODES: [], cascades.TABLE: [], CATEGORY: [],
-                                 DIRECTIONAL: [], SPILLOVER: []}
+    how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], NODES: [], cascades.TABLE: [],
+                                 CATEGORY: [], DIRECTIONAL: [], SPILLOVER: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
         refresh_attributed_orders(kept, SETTINGS)
+        refresh_referral_edges(kept, SETTINGS)
         refresh_share_nodes(kept, SETTINGS)
         cascades.refresh_cascades(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
         affinity.refresh_spillover_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
+        build_referral_edges(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
         cascades.build_cascades(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
@@ -150,7 +153,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     # change an existing row: on day 1 cut by time; day 2 brings earlier events of old shares
     # (another sharer), day 3 products that old shares name without a category. Cascades
     # follow share nodes: updated after an append, rebuilt after a rebuild.
-    assert how[TABLE] == ["full"] + ["update"] * (DAYS - 1)
+    assert how[TABLE] == how[REFERRAL_EDGES] == ["full"] + ["update"] * (DAYS - 1)
     if by_time:
         assert how[NODES] == ["full", "update", "full", "full"]
     else:
@@ -260,14 +263,16 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how: dict[str, list[str]] = {TABLE: [], CATEGORY: [], DIRECTIONAL: []}
+    how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], CATEGORY: [], DIRECTIONAL: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
         refresh_attributed_orders(kept, SETTINGS)
+        refresh_referral_edges(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
+        build_referral_edges(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
         affinity.build_directional_affinity(rebuilt, SETTINGS)
         for table in how:
