@@ -15,7 +15,7 @@ from scipy.sparse.csgraph import connected_components
 
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import finish_table
-from sharegraph.graph.shares import sharers_sql
+from sharegraph.graph.shares import NODES
 
 ANOMALIES_DOC = {
     "kind": "self_referral | dangling_order_share | share_self_loop | share_cycle | dangling_parent_share | upline_self_loop | upline_cycle | dangling_upline | network_cycle | referral_cycle.",
@@ -63,7 +63,8 @@ def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = 
         f"""
         CREATE OR REPLACE TABLE graph.anomalies AS
         -- grain: one row per flagged graph problem
-        WITH sharers AS ({sharers_sql()}),
+        -- graph.share_nodes' actor is each share's sharer (sharers_sql), already resolved
+        WITH sharers AS (SELECT share_id, actor_id AS sharer_id FROM {NODES}),
         scc AS (SELECT c.comp, min(ids.id) AS id, count(*) AS n,
                        string_agg(ids.id, ', ' ORDER BY ids.id) AS members
                 FROM _cycles c JOIN _rids ids ON ids.i = c.i GROUP BY c.comp)
