@@ -19,8 +19,9 @@ from assets.resources import WarehouseResource
 from sharegraph.core import increments
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
+from sharegraph.graph.people import PEOPLE as PEOPLE_TABLE
 from sharegraph.graph.people import REFERRAL_EDGES as REFERRAL_EDGES_TABLE
-from sharegraph.graph.people import build_people, refresh_referral_edges
+from sharegraph.graph.people import refresh_people, refresh_referral_edges
 from sharegraph.graph.shares import NODES, refresh_share_nodes, share_depths_ok
 from sharegraph.graph.upline import build_agent_upline, upline_is_forest
 
@@ -91,8 +92,8 @@ def agent_upline(warehouse: WarehouseResource) -> dg.MaterializeResult:
           deps=[ATTRIBUTED, AGENT_UPLINE, STAGING["share_events"]])
 def people(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per person: role, firsts, acquirer, influence-network position."""
-    return table_result(warehouse, build_people,
-                        lambda con: _counts_by(con, "graph.people", "role"))
+    return table_result(warehouse, refresh_people, lambda con: {
+        **_counts_by(con, PEOPLE_TABLE, "role"), "build": increments.last_builds(con).get(PEOPLE_TABLE)})
 
 
 @dg.asset(key=REFERRAL_EDGES, kinds={"duckdb"}, group_name="graph", deps=[ATTRIBUTED])

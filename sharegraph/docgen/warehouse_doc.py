@@ -24,7 +24,9 @@ SCHEMA_NOTES = {
     "graph": "Attribution and the graph model: people, referral edges, share cascades, agent upline.",
     "marts": "Business tables for the growth team and merchants (influence, cascades, affinity, ...).",
     "meta": "Pipeline bookkeeping: what each incrementally maintained table was built from, "
-            "and the state its next update starts from.",
+            "and the state its next update starts from. After a daily update it also holds the "
+            "change logs between the layers, for that update only: meta.paid_line_changes and "
+            "meta.attribution_changes (docs/performance.md#daily-runs).",
 }
 
 HEADER = """# Warehouse tables

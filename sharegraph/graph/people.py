@@ -38,13 +38,73 @@ PEOPLE_DOC = {
 }
 
 
+PEOPLE = "graph.people"
+PEOPLE_INPUTS = (*attribution.INPUTS, "agents")
+"""Staging tables graph.people reads, through attribution and the agent upline or directly."""
+
+_NETWORK = ("network_parent_id", "network_root_id", "network_depth", "network_flag")
+"""graph.people's columns of the influence network forest (the rest are the person's own)."""
+
+
 def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.people``: one row per person, with role and influence-network position.
 
     The influence network forest (parent = upline for agents, else acquirer) is the tree
     over which ``marts.agent_influence`` sums downstream reach and GMV (docs/influence.md).
     """
-    _stage_people(con)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _people AS {_people_sql(None)}")
+    return _place_and_write(con)
+
+
+def refresh_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
+    """Bring ``graph.people`` up to date after a load, per person when it can.
+
+    A person's own columns depend only on their lines in graph.attributed_orders, their
+    share events, their agent row, and (for their row to exist at all) on anyone's line
+    crediting them. So after a load only these rows can change: the customers attribution
+    rewrote (:data:`attribution.REWRITTEN`), the people their lines credit now, the actors of
+    new share events, and the people seen only as credited (they may have lost it). Those
+    are recomputed with the same SQL; the forest is resolved again for everyone, since a new
+    acquirer moves a whole subtree. New agents, a rebuilt attribution or a log of another
+    update rebuild in full. Equals :func:`build_people`.
+    """
+    up = increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS)
+    fp = increments.fingerprint(_people_sql(None), _TOUCHED_PEOPLE_VERSION,
+                                f"upstream rebuild {up}")
+    with increments.maintained(con, PEOPLE, fp, PEOPLE_INPUTS) as build:
+        delta = build.delta
+        if delta and not (up and not delta.rows.get("agents") and not delta.changes.get("agents")
+                          and attribution.changes_match(con, delta)):
+            build.rebuilt()
+        if build.how == "full":
+            return build_people(con, settings)
+        if delta:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _people_touched AS
+                SELECT customer_id AS person_id FROM ({attribution.REWRITTEN})
+                UNION SELECT credited_id FROM {attribution.TABLE}
+                WHERE credited_id IS NOT NULL AND customer_id IN ({attribution.REWRITTEN})
+                UNION SELECT actor_id FROM staging.share_events
+                WHERE actor_id IS NOT NULL AND {delta.new_rows("share_events")}
+                UNION SELECT person_id FROM {PEOPLE}  -- seen only as credited
+                WHERE NOT is_customer AND NOT is_agent AND first_seen_at IS NULL""")
+            touched = "IN (SELECT person_id FROM _people_touched)"
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _people AS
+                SELECT * EXCLUDE ({", ".join(_NETWORK)}) FROM {PEOPLE}
+                WHERE person_id NOT {touched}
+                UNION ALL SELECT * FROM ({_people_sql(touched)})""")
+            con.execute("DROP TABLE _people_touched")
+            return _place_and_write(con)
+    return _finish_people(con)
+
+
+_TOUCHED_PEOPLE_VERSION = "touched people v1"
+"""Part of the fingerprint: change it when :func:`refresh_people`'s touched set changes meaning."""
+
+
+def _place_and_write(con: duckdb.DuckDBPyConnection) -> int:
+    """Resolve the influence network forest over ``_people`` and write graph.people."""
     resolve_forest(
         con,
         "SELECT person_id AS node_id, CASE WHEN is_agent THEN upline_id ELSE acquired_by END "
@@ -53,7 +113,7 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     )
     create_table_as(
         con,
-        "graph.people",
+        PEOPLE,
         """
         -- grain: one row per person
         SELECT p.*, f.parent_id AS network_parent_id, f.root_id AS network_root_id,
@@ -65,27 +125,31 @@ def build_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = Non
     )
     con.execute("DROP TABLE _people")
     con.execute("DROP TABLE _network")
-    return finish_table(con, "graph.people",
+    return _finish_people(con)
+
+
+def _finish_people(con: duckdb.DuckDBPyConnection) -> int:
+    return finish_table(con, PEOPLE,
                         "One row per person seen in orders, share events, attribution or agents: "
                         "role, firsts, acquirer and position in the influence network forest.",
                         PEOPLE_DOC)
 
 
-def _stage_people(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp table ``_people``: one row per person with role, firsts, orders and acquirer.
+def _people_sql(who: str | None) -> str:
+    """SQL of one row per person with role, firsts, orders and acquirer: everyone seen as a
+    customer, share event actor, credited person or agent, or only those whose id matches
+    the predicate ``who`` (``IN (...)``)."""
+    def only(column: str) -> str:
+        return f"{column} {who}" if who else "true"
 
-    Everyone seen as a customer, share event actor, credited person or agent.
-    """
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _people AS
+    return f"""
         -- one pass over attributed_orders per customer; orders of more than one line
         -- are counted per order in a side aggregate (IN_MULTI_LINE_ORDER)
         WITH a AS (
             SELECT customer_id, order_id, ordered_at, is_paid, amount, credited_id,
                    is_first_order,
                    {IN_MULTI_LINE_ORDER} AS multi
-            FROM graph.attributed_orders
+            FROM graph.attributed_orders WHERE {only("customer_id")}
         ),
         per_customer AS (
             SELECT customer_id AS person_id, min(ordered_at) AS first_order_at,
@@ -109,13 +173,15 @@ def _stage_people(con: duckdb.DuckDBPyConnection) -> None:
             SELECT actor_id AS person_id,
                    min(occurred_at) AS first_event_at,
                    min(occurred_at) FILTER (WHERE {SHARE_EVENTS}) AS first_share_at
-            FROM staging.share_events WHERE actor_id IS NOT NULL GROUP BY 1
+            FROM staging.share_events WHERE actor_id IS NOT NULL AND {only("actor_id")}
+            GROUP BY 1
         ),
         ids AS (
             SELECT person_id FROM o
             UNION SELECT person_id FROM s
-            UNION SELECT credited_id FROM graph.attributed_orders WHERE credited_id IS NOT NULL
-            UNION SELECT agent_id FROM graph.agent_upline
+            UNION SELECT credited_id FROM graph.attributed_orders
+            WHERE credited_id IS NOT NULL AND {only("credited_id")}
+            UNION SELECT agent_id FROM graph.agent_upline WHERE {only("agent_id")}
         )
         SELECT i.person_id,
                CASE WHEN o.person_id IS NOT NULL AND a.agent_id IS NOT NULL THEN 'both'
@@ -134,7 +200,6 @@ def _stage_people(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN s ON s.person_id = i.person_id
         LEFT JOIN graph.agent_upline a ON a.agent_id = i.person_id
         """
-    )
 
 
 REFERRAL_EDGES_DOC = {

@@ -1,13 +1,14 @@
 """Tables kept up to date after each load equal a rebuild in full, exactly.
 
-``graph.attributed_orders`` and ``graph.referral_edges`` are updated per customer,
-``graph.share_nodes`` by appending new shares, ``marts.cascades`` per cascade, the affinity
-marts by per-customer counts (sharegraph/core/increments.py). The input is a generated world cut into export days
-either at random, so every day brings late rows (clicks before orders loaded days ago, second
-lines of old orders, children of shares that arrive later, an earlier share event that gives
-an old share another sharer, refunds of lines loaded paid), or by time with late clicks and
-orders only, as daily exports mostly are. Each day is loaded by the real loader into two
-warehouses; one is refreshed, the other rebuilt, and the tables must be equal row for row.
+``graph.attributed_orders``, ``graph.referral_edges`` and ``graph.people`` are updated per
+customer (person), ``graph.share_nodes`` by appending new shares, ``marts.cascades`` per
+cascade, the affinity marts by per-customer counts (sharegraph/core/increments.py). The input
+is a generated world cut into export days either at random, so every day brings late rows
+(clicks before orders loaded days ago, second lines of old orders, children of shares that
+arrive later, an earlier share event that gives an old share another sharer, refunds of lines
+loaded paid, agents who join later), or by time with late clicks and orders only, as daily
+exports mostly are. Each day is loaded by the real loader into two warehouses; one is
+refreshed, the other rebuilt, and the tables must be equal row for row.
 """
 
 from __future__ import annotations
@@ -30,8 +31,16 @@ from sharegraph.graph.attribution import (
     attribute_orders,
     refresh_attributed_orders,
 )
-from sharegraph.graph.people import REFERRAL_EDGES, build_referral_edges, refresh_referral_edges
+from sharegraph.graph.people import (
+    PEOPLE,
+    REFERRAL_EDGES,
+    build_people,
+    build_referral_edges,
+    refresh_people,
+    refresh_referral_edges,
+)
 from sharegraph.graph.shares import NODES, build_share_nodes, refresh_share_nodes
+from sharegraph.graph.upline import build_agent_upline
 from sharegraph.ingest.load import load_file
 from sharegraph.metrics import affinity, cascades
 
@@ -47,6 +56,9 @@ def _export_days(src: Path, out: Path, seed: int, by_time: bool) -> list[Path]:
     orders = pl.read_csv(src / "orders.csv", infer_schema_length=0)
     events = pl.read_csv(src / "share_events.csv", infer_schema_length=0)
     products = pl.read_csv(src / "products.csv", infer_schema_length=0)
+    # agents: most in the base, some join on day 2 (graph.people then rebuilds in full)
+    agents = pl.read_csv(src / "agents.csv", infer_schema_length=0)
+    agents = agents.with_columns(day=pl.Series(np.where(rng.random(agents.height) < 0.1, 2, 0)))
 
     def day_of(frame: pl.DataFrame, at: str, late: bool) -> pl.Series:
         random = rng.choice(DAYS, size=frame.height, p=[0.7, 0.1, 0.1, 0.1])
@@ -95,6 +107,7 @@ def _export_days(src: Path, out: Path, seed: int, by_time: bool) -> list[Path]:
         folder = out / f"day{d}"
         folder.mkdir(parents=True)
         products.filter(pl.col("day") == d).drop("day").write_csv(folder / "products.csv")
+        agents.filter(pl.col("day") == d).drop("day").write_csv(folder / "agents.csv")
         events.filter(pl.col("day") == d).drop("day").write_csv(folder / "share_events.csv")
         orders.filter(pl.col("day") == d).drop("day").write_csv(folder / "orders.csv")
         if d == 3:
@@ -104,7 +117,7 @@ def _export_days(src: Path, out: Path, seed: int, by_time: bool) -> list[Path]:
 
 
 def _load(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
-    for name, table in (("products", "products"), ("share_events", "share_events"),
+    for name, table in (("products", "products"), ("agents", "agents"), ("share_events", "share_events"),
                         ("orders", "orders"), ("refunds", "orders")):
         if (folder / f"{name}.csv").is_file():
             load_file(con, folder / f"{name}.csv", table, SETTINGS)
@@ -127,13 +140,15 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], NODES: [], cascades.TABLE: [],
-                                 CATEGORY: [], DIRECTIONAL: [], SPILLOVER: []}
+    how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], PEOPLE: [], NODES: [],
+                                 cascades.TABLE: [], CATEGORY: [], DIRECTIONAL: [], SPILLOVER: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
+            build_agent_upline(con, SETTINGS)
         refresh_attributed_orders(kept, SETTINGS)
         refresh_referral_edges(kept, SETTINGS)
+        refresh_people(kept, SETTINGS)
         refresh_share_nodes(kept, SETTINGS)
         cascades.refresh_cascades(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
@@ -141,6 +156,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         affinity.refresh_spillover_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_referral_edges(rebuilt, SETTINGS)
+        build_people(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
         cascades.build_cascades(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
@@ -154,6 +170,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     # (another sharer), day 3 products that old shares name without a category. Cascades
     # follow share nodes: updated after an append, rebuilt after a rebuild.
     assert how[TABLE] == how[REFERRAL_EDGES] == ["full"] + ["update"] * (DAYS - 1)
+    assert how[PEOPLE] == ["full", "update", "full", "update"]  # new agents on day 2
     if by_time:
         assert how[NODES] == ["full", "update", "full", "full"]
     else:
@@ -263,16 +280,20 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
     kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
     for con in (kept, rebuilt):
         ensure_schema(con)
-    how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], CATEGORY: [], DIRECTIONAL: []}
+    how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], PEOPLE: [], CATEGORY: [],
+                                 DIRECTIONAL: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
+            build_agent_upline(con, SETTINGS)
         refresh_attributed_orders(kept, SETTINGS)
         refresh_referral_edges(kept, SETTINGS)
+        refresh_people(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_referral_edges(rebuilt, SETTINGS)
+        build_people(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
         affinity.build_directional_affinity(rebuilt, SETTINGS)
         for table in how:
@@ -382,3 +403,40 @@ def test_spillover_follows_clicks_whose_category_arrives_later(tmp_path: Path) -
         for table in how:
             how[table].append(_last_build(kept, table))
     assert how == {NODES: ["full", "update"], SPILLOVER: ["full", "update"]}
+
+
+def test_people_follow_credit_that_comes_and_goes(tmp_path: Path) -> None:
+    """A referrer seen nowhere but on one order's credit leaves graph.people when that line is
+    refunded the next day; a new one arrives with their first credited order. Hand-made
+    export: the truth is read off the files, not computed by the pipeline."""
+    header = ("order_id,line_no,customer_id,ordered_at,product_id,quantity,amount,channel,"
+              "referrer_id,status\n")
+    base = [f"o{i:03d},1,c{i:03d},2026-03-{1 + i % 28:02d} 10:00:00,p1,1,20.00,wechat,,paid"
+            for i in range(40)]
+    base.append("o100,1,c100,2026-03-05 12:00:00,p1,1,50.00,wechat,r_gone,paid")
+    day1 = ["o100,1,c100,2026-03-05 12:00:00,p1,1,50.00,wechat,r_gone,refunded",
+            "o101,1,c101,2026-03-29 12:00:00,p1,1,30.00,wechat,r_new,paid"]
+    folders = []
+    for d, rows in enumerate((base, day1)):
+        folder = tmp_path / f"day{d}"
+        folder.mkdir()
+        (folder / "orders.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+        if d == 0:
+            (folder / "products.csv").write_text("product_id,category\np1,水果\n", encoding="utf-8")
+        folders.append(folder)
+    kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
+    for con in (kept, rebuilt):
+        ensure_schema(con)
+    for folder, want in zip(folders, ({"r_gone"}, {"r_new"}), strict=True):
+        for con in (kept, rebuilt):
+            _load(con, folder)
+            build_agent_upline(con, SETTINGS)
+        refresh_attributed_orders(kept, SETTINGS)
+        refresh_people(kept, SETTINGS)
+        attribute_orders(rebuilt, SETTINGS)
+        build_people(rebuilt, SETTINGS)
+        assert _rows(kept, PEOPLE) == _rows(rebuilt, PEOPLE)
+        referrers = {r[0] for r in kept.execute(
+            f"SELECT person_id FROM {PEOPLE} WHERE person_id LIKE 'r%'").fetchall()}
+        assert referrers == want
+    assert _last_build(kept, PEOPLE) == "update"
