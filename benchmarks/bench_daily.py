@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -142,6 +143,7 @@ def main() -> int:
                     rebuilt = Path(tmp) / "rebuilt" / "wh.duckdb"
                     shutil.copytree(wh.parent, rebuilt.parent)
                     _drop_state(rebuilt)
+                    os.sync()  # else the copy's writes are flushed during the timed day
                 wall, rss, out = _run(py, day, wh)
                 walls.append(wall)
                 mib.append(_sizes_mib(wh))

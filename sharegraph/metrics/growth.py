@@ -194,14 +194,16 @@ def build_concentration(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         agg AS (
             SELECT scope, merchant_id, any_value(n)::BIGINT AS credited_people,
                    sum(gmv)::DECIMAL(18,2) AS attributed_gmv,
-                   sum((2.0 * (n + 1 - rank_desc) - n - 1) * gmv::DOUBLE)
-                       / nullif(any_value(n) * sum(gmv::DOUBLE), 0) AS gini,
+                   -- sums of ¥ in DECIMAL, exact: a parallel sum of doubles depends on the
+                   -- order rows arrive in, and an updated table is stored in another order
+                   sum((2 * (n + 1 - rank_desc) - n - 1) * gmv)::DOUBLE
+                       / nullif(any_value(n) * sum(gmv)::DOUBLE, 0) AS gini,
                    ceil(0.01 * any_value(n))::BIGINT AS top1_people,
-                   coalesce(sum(gmv::DOUBLE) FILTER (WHERE rank_desc <= ceil(0.01 * n))
-                       / nullif(sum(gmv::DOUBLE), 0), 0) AS top1_share,
+                   coalesce((sum(gmv) FILTER (WHERE rank_desc <= ceil(0.01 * n)))::DOUBLE
+                       / nullif(sum(gmv)::DOUBLE, 0), 0) AS top1_share,
                    ceil(0.10 * any_value(n))::BIGINT AS top10_people,
-                   coalesce(sum(gmv::DOUBLE) FILTER (WHERE rank_desc <= ceil(0.10 * n))
-                       / nullif(sum(gmv::DOUBLE), 0), 0) AS top10_share,
+                   coalesce((sum(gmv) FILTER (WHERE rank_desc <= ceil(0.10 * n)))::DOUBLE
+                       / nullif(sum(gmv)::DOUBLE, 0), 0) AS top10_share,
                    arg_min(credited_id, rank_desc) AS top_person_id
             FROM ranked GROUP BY scope, merchant_id
         )
