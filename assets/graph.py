@@ -10,6 +10,7 @@ from assets.keys import (
     AGENT_UPLINE,
     ANOMALIES,
     ATTRIBUTED,
+    CLICK_EDGES,
     PEOPLE,
     REFERRAL_EDGES,
     SHARE_NODES,
@@ -19,6 +20,8 @@ from assets.resources import WarehouseResource
 from sharegraph.core import increments
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
+from sharegraph.graph.clicks import TABLE as CLICK_EDGES_TABLE
+from sharegraph.graph.clicks import refresh_click_edges
 from sharegraph.graph.people import PEOPLE as PEOPLE_TABLE
 from sharegraph.graph.people import REFERRAL_EDGES as REFERRAL_EDGES_TABLE
 from sharegraph.graph.people import refresh_people, refresh_referral_edges
@@ -73,6 +76,14 @@ def share_nodes(warehouse: WarehouseResource) -> dg.MaterializeResult:
         build = increments.last_builds(con).get(NODES)
     return dg.MaterializeResult(metadata={"rows": n, "build": build, "cascades": roots, "flagged": flagged},
                                 check_results=checks)
+
+
+@dg.asset(key=CLICK_EDGES, kinds={"duckdb"}, group_name="graph",
+          deps=[SHARE_NODES, STAGING["share_events"]])
+def click_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """One row per sharer and clicker: clicks on the sharer's shares."""
+    return table_result(warehouse, refresh_click_edges, lambda con: {
+        "build": increments.last_builds(con).get(CLICK_EDGES_TABLE)})
 
 
 def upline_forest_acyclic(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:

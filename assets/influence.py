@@ -10,6 +10,7 @@ from assets.keys import (
     AGENT_INFLUENCE,
     AGENT_UPLINE,
     ATTRIBUTED,
+    CLICK_EDGES,
     PEOPLE,
     REFERRAL_EDGES,
     SHARE_NODES,
@@ -26,7 +27,7 @@ def agent_influence_scores_finite(con: duckdb.DuckDBPyConnection) -> dg.AssetChe
 
 
 @dg.asset(key=AGENT_INFLUENCE, kinds={"duckdb"}, group_name="influence",
-          deps=[ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, AGENT_UPLINE,
+          deps=[ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, CLICK_EDGES, AGENT_UPLINE,
                 STAGING["share_events"]],
           check_specs=check_specs(AGENT_INFLUENCE, [agent_influence_scores_finite]))
 def agent_influence(warehouse: WarehouseResource) -> dg.MaterializeResult:

@@ -21,6 +21,7 @@ DAILY_EXPORTS = _key("raw", "daily_exports")
 # graph
 ATTRIBUTED = _key("graph", "attributed_orders")
 SHARE_NODES = _key("graph", "share_nodes")
+CLICK_EDGES = _key("graph", "click_edges")
 AGENT_UPLINE = _key("graph", "agent_upline")
 PEOPLE = _key("graph", "people")
 REFERRAL_EDGES = _key("graph", "referral_edges")

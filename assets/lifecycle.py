@@ -13,6 +13,7 @@ from assets.keys import (
     AGENT_UPLINE,
     ANOMALIES,
     ATTRIBUTED,
+    CLICK_EDGES,
     INTEGRITY_FLAGS,
     PEOPLE,
     REFERRAL_EDGES,
@@ -30,7 +31,7 @@ def agent_funnel_stages_nested(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckR
 
 
 @dg.asset(key=AGENT_FUNNEL, kinds={"duckdb"}, group_name="lifecycle",
-          deps=[ATTRIBUTED, SHARE_NODES, AGENT_UPLINE, STAGING["share_events"]],
+          deps=[ATTRIBUTED, SHARE_NODES, CLICK_EDGES, AGENT_UPLINE],
           check_specs=check_specs(AGENT_FUNNEL, [agent_funnel_stages_nested]))
 def agent_funnel(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per agent: joined -> first share -> first click -> first sale, churn."""

@@ -48,6 +48,7 @@ from sharegraph.core.kernels import break_cycles, pagerank, subtree_sums
 from sharegraph.core.warehouse import ensure_schema
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
+from sharegraph.graph.clicks import build_click_edges
 from sharegraph.graph.people import build_people, build_referral_edges
 from sharegraph.graph.shares import build_share_nodes
 from sharegraph.graph.upline import build_agent_upline
@@ -110,6 +111,7 @@ def stage_list(con: duckdb.DuckDBPyConnection, s: Settings) -> list[tuple[str, C
     return [
         ("attribution (graph.attributed_orders)", lambda: attribution.attribute_orders(con, s)),
         ("graph.share_nodes", lambda: build_share_nodes(con, s)),
+        ("graph.click_edges", lambda: build_click_edges(con, s)),
         ("graph.agent_upline", lambda: build_agent_upline(con, s)),
         ("graph.people", lambda: build_people(con, s)),
         ("graph.referral_edges", lambda: build_referral_edges(con, s)),

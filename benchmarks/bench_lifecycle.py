@@ -43,6 +43,7 @@ from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import connect, ensure_schema
 from sharegraph.graph import attribution
 from sharegraph.graph.anomalies import build_anomalies
+from sharegraph.graph.clicks import build_click_edges
 from sharegraph.graph.people import build_people, build_referral_edges
 from sharegraph.graph.shares import build_share_nodes
 from sharegraph.graph.upline import build_agent_upline
@@ -54,6 +55,7 @@ Stage = tuple[str, Callable[[duckdb.DuckDBPyConnection, Settings], object]]
 GRAPH_INFLUENCE: list[Stage] = [
     ("graph.attributed_orders", attribution.attribute_orders),
     ("graph.share_nodes", build_share_nodes),
+    ("graph.click_edges", build_click_edges),
     ("graph.agent_upline", build_agent_upline),
     ("graph.people", build_people),
     ("graph.referral_edges", build_referral_edges),

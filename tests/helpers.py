@@ -160,12 +160,14 @@ def build_graph(con: duckdb.DuckDBPyConnection) -> None:
     """Attribution and every graph.* table on the staging rows a test inserted."""
     from sharegraph.graph.anomalies import build_anomalies
     from sharegraph.graph.attribution import attribute_orders
+    from sharegraph.graph.clicks import build_click_edges
     from sharegraph.graph.people import build_people, build_referral_edges
     from sharegraph.graph.shares import build_share_nodes
     from sharegraph.graph.upline import build_agent_upline
 
     attribute_orders(con)
     build_share_nodes(con)
+    build_click_edges(con)
     build_agent_upline(con)
     build_people(con)
     build_referral_edges(con)
@@ -196,6 +198,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETT
     """Attribution and every graph/mart builder of the pipeline, on whatever staging holds."""
     from sharegraph.graph import attribution
     from sharegraph.graph.anomalies import build_anomalies
+    from sharegraph.graph.clicks import build_click_edges
     from sharegraph.graph.people import build_people, build_referral_edges
     from sharegraph.graph.shares import build_share_nodes
     from sharegraph.graph.upline import build_agent_upline
@@ -212,7 +215,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETT
     )
 
     attribution.attribute_orders(con, settings)
-    for build in (build_share_nodes, build_agent_upline, build_people,
+    for build in (build_share_nodes, build_click_edges, build_agent_upline, build_people,
                   build_referral_edges, build_anomalies, influence.build_agent_influence,
                   cascades.build_cascades, growth.build_kfactor, growth.build_concentration,
                   growth.build_channel_migration, growth.build_group_buys,

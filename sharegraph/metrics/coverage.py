@@ -109,6 +109,8 @@ DEPENDENCIES: dict[str, Needs] = {
                  "no_products": ("类目只来自订单自己的 category 列",
                                  "categories come from the orders' own category column only")}),
     "graph.share_nodes": Needs(("分享传播图", "the share cascade graph"), ("no_share_events",)),
+    "graph.click_edges": Needs(("点击关系", "who clicks whose shares"),
+                               ("no_share_events", "no_share_clicks")),
     "graph.agent_upline": Needs(("代理上下级树", "the agent upline tree"), ("no_agents",)),
     "graph.people": Needs(("人员表", "the people table"), ("no_orders",)),
     "graph.referral_edges": Needs(

@@ -240,11 +240,9 @@ def _ties_and_circles(con: duckdb.DuckDBPyConnection, n: int, parent: np.ndarray
     clk = _table(
         con,
         """
-        SELECT a.i AS sharer, b.i AS clicker, count(*)::DOUBLE AS clicks
-        FROM staging.share_events c JOIN graph.share_nodes s ON s.share_id = c.share_id
-        JOIN _pidx a ON a.person_id = s.actor_id JOIN _pidx b ON b.person_id = c.actor_id
-        WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
-        GROUP BY ALL
+        SELECT a.i AS sharer, b.i AS clicker, c.clicks::DOUBLE AS clicks
+        FROM graph.click_edges c
+        JOIN _pidx a ON a.person_id = c.sharer_id JOIN _pidx b ON b.person_id = c.clicker_id
         """,
     )
     clicks_received = np.bincount(clk.column("sharer").to_numpy(),

@@ -125,8 +125,9 @@ def build_agent_funnel(con: duckdb.DuckDBPyConnection, settings: Settings | None
     who shared are the agents (their first share is their join).
 
     Each source is read once: the agents' share nodes (first and last share, count, months),
-    the clicks on those shares, and the agents' credited paid lines (first and last sale,
-    orders, GMV, months); active months are the distinct months of both lists.
+    the clicks on their shares (graph.click_edges), and the agents' credited paid lines
+    (first and last sale, orders, GMV, months); active months are the distinct months of
+    both lists.
     """
     s = settings or Settings()
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
@@ -146,10 +147,9 @@ def build_agent_funnel(con: duckdb.DuckDBPyConnection, settings: Settings | None
                       max(shared_at) AS last_share_at,
                       list(DISTINCT date_trunc('month', shared_at)) AS months
                FROM sn GROUP BY 1),
-        ck AS (SELECT n.agent_id, min(e.occurred_at) AS first_click_at,
-                      count(*) AS clicks_received
-               FROM staging.share_events e JOIN sn n USING (share_id)
-               WHERE e.event_type = 'click' AND e.actor_id <> n.agent_id
+        ck AS (SELECT c.sharer_id AS agent_id, min(c.first_click_at) AS first_click_at,
+                      sum(c.clicks)::BIGINT AS clicks_received
+               FROM graph.click_edges c SEMI JOIN agents a ON a.agent_id = c.sharer_id
                GROUP BY 1),
         sl AS (SELECT a.credited_id AS agent_id, min(a.ordered_at) AS first_sale_at,
                       count(DISTINCT a.order_id) AS sales, sum(a.amount) AS gmv,

@@ -27,6 +27,9 @@ import pyarrow.compute as pc
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import literal, table_exists
 from sharegraph.core.warehouse import finish_table
+from sharegraph.graph.clicks import TABLE as CLICK_EDGES
+from sharegraph.graph.clicks import click_edges_sql
+from sharegraph.graph.shares import NODES
 from sharegraph.metrics import imm as imm_mod
 
 KAPPA = 20.0
@@ -68,7 +71,7 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
     upline = ("UNION SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
               if table_exists(con, "graph.agent_upline") else "")
     _stage_scope(con, category, merchant, before)
-    _stage_edges(con, upline)
+    _stage_edges(con, upline, unscoped=category is None and merchant is None and before is None)
     people = _person_counts(con)
     src, dst = _audience_edges(con)
     for t in ("_pl_shares", "_pl_clicks", "_pl_edges", "_pl_people"):
@@ -100,25 +103,23 @@ def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant:
         """)
 
 
-def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str) -> None:
-    """Temp tables ``_pl_shares`` (one row per share or re-share: its sharer), ``_pl_clicks``
-    (clicks on another person's share, counted per sharer and viewer: the one pass over the
-    click events) and ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks,
-    credited paid orders and, with ``upline``, agent upline edges."""
+def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str, unscoped: bool) -> None:
+    """Temp tables ``_pl_shares`` (one row per share or re-share event: its actor),
+    ``_pl_clicks`` (clicks on the shares in scope by others than their sharer, per sharer
+    and viewer: ``graph.click_edges`` itself when ``unscoped``, else its SQL on the scope)
+    and ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks, credited paid
+    orders and, with ``upline``, agent upline edges."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pl_shares AS
         SELECT share_id, actor_id AS sharer, category, product_id, occurred_at FROM _pl_ev
         WHERE event_type IN ('share', 'reshare')
         """)
-    con.execute(
-        """
+    in_scope = f"(SELECT * FROM {NODES} WHERE share_id IN (SELECT share_id FROM _pl_shares))"
+    clicks = CLICK_EDGES if unscoped else f"({click_edges_sql('_pl_ev', in_scope)})"
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _pl_clicks AS
-        SELECT s.sharer, c.actor_id AS viewer, count(*) AS n
-        FROM _pl_ev c JOIN _pl_shares s USING (share_id)
-        WHERE c.event_type = 'click' AND c.actor_id <> s.sharer
-        GROUP BY ALL
-        """)
+        SELECT sharer_id AS sharer, clicker_id AS viewer, clicks AS n FROM {clicks}""")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _pl_edges AS

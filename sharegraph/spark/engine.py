@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: the builders run on Spark after attribution, in dependency order: (table, module, function)
 DOWNSTREAM = (
     ("graph.share_nodes", "sharegraph.graph.shares", "build_share_nodes"),
+    ("graph.click_edges", "sharegraph.graph.clicks", "build_click_edges"),
     ("graph.agent_upline", "sharegraph.graph.upline", "build_agent_upline"),
     ("graph.people", "sharegraph.graph.people", "build_people"),
     ("graph.anomalies", "sharegraph.graph.anomalies", "build_anomalies"),

@@ -1,8 +1,8 @@
 """Tables kept up to date after each load equal a rebuild in full, exactly.
 
 ``graph.attributed_orders``, ``graph.referral_edges`` and ``graph.people`` are updated per
-customer (person), ``graph.share_nodes`` by appending new shares, ``marts.cascades`` per
-cascade, the affinity marts by per-customer counts (sharegraph/core/increments.py). The input
+customer (person), ``graph.share_nodes`` by appending new shares, ``graph.click_edges`` per
+sharer, ``marts.cascades`` per cascade, the affinity marts by per-customer counts (sharegraph/core/increments.py). The input
 is a generated world cut into export days either at random, so every day brings late rows
 (clicks before orders loaded days ago, second lines of old orders, children of shares that
 arrive later, an earlier share event that gives an old share another sharer, refunds of lines
@@ -25,6 +25,7 @@ from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import connect, ensure_schema
 from sharegraph.demo.generate import generate_world
+from sharegraph.graph import clicks
 from sharegraph.graph.attribution import (
     INPUTS,
     TABLE,
@@ -141,7 +142,8 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     for con in (kept, rebuilt):
         ensure_schema(con)
     how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], PEOPLE: [], NODES: [],
-                                 cascades.TABLE: [], CATEGORY: [], DIRECTIONAL: [], SPILLOVER: []}
+                                 clicks.TABLE: [], cascades.TABLE: [], CATEGORY: [],
+                                 DIRECTIONAL: [], SPILLOVER: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
@@ -150,6 +152,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         refresh_referral_edges(kept, SETTINGS)
         refresh_people(kept, SETTINGS)
         refresh_share_nodes(kept, SETTINGS)
+        clicks.refresh_click_edges(kept, SETTINGS)
         cascades.refresh_cascades(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
@@ -158,6 +161,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         build_referral_edges(rebuilt, SETTINGS)
         build_people(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
+        clicks.build_click_edges(rebuilt, SETTINGS)
         cascades.build_cascades(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
         affinity.build_directional_affinity(rebuilt, SETTINGS)
@@ -175,7 +179,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         assert how[NODES] == ["full", "update", "full", "full"]
     else:
         assert "full" in how[NODES][1:]
-    assert how[cascades.TABLE] == how[NODES]
+    assert how[cascades.TABLE] == how[clicks.TABLE] == how[NODES]
     # the affinity marts are updated per customer every day (day 3 brings refunds); the
     # spill-over mart reads share nodes' categories, so it follows them as cascades do
     assert how[CATEGORY] == how[DIRECTIONAL] == ["full"] + ["update"] * (DAYS - 1)
@@ -440,3 +444,48 @@ def test_people_follow_credit_that_comes_and_goes(tmp_path: Path) -> None:
             f"SELECT person_id FROM {PEOPLE} WHERE person_id LIKE 'r%'").fetchall()}
         assert referrers == want
     assert _last_build(kept, PEOPLE) == "update"
+
+
+def test_click_edges_follow_late_shares_and_new_sharers(tmp_path: Path) -> None:
+    """Clicks that arrive before the share they name count once the share arrives; an
+    earlier share event of an old share gives its clicks to another sharer (a rebuild).
+    Hand-made export: the counts below are read off the files, not computed by the pipeline."""
+    header = "event_id,event_type,share_id,parent_share_id,actor_id,occurred_at\n"
+    days = [
+        ["e1,share,s1,,ann,2026-03-01 10:00:00",
+         "e2,click,s1,,bob,2026-03-01 11:00:00",
+         "e3,click,s1,,ann,2026-03-01 11:30:00",  # ann's own share: not a click edge
+         "e4,click,s2,,cat,2026-03-01 12:00:00",  # s2 is not known yet
+         # shares nobody clicks, so that the next days are small deltas, not rebuilds
+         *(f"f{i},share,sf{i},,zed{i},2026-02-01 10:00:00" for i in range(40))],
+        ["e5,share,s2,,dan,2026-03-01 09:00:00",
+         "e6,click,s1,,bob,2026-03-02 08:00:00",
+         "e7,reshare,s3,s1,ann,2026-03-02 09:00:00",
+         "e8,click,s3,,eve,2026-03-02 10:00:00"],
+        ["e9,share,s1,,fay,2026-03-01 09:00:00"],  # earlier than e1: s1 is fay's share
+    ]
+    want = [
+        {("ann", "bob", 1, "2026-03-01 11:00:00", "2026-03-01 11:00:00")},
+        {("ann", "bob", 2, "2026-03-01 11:00:00", "2026-03-02 08:00:00"),
+         ("dan", "cat", 1, "2026-03-01 12:00:00", "2026-03-01 12:00:00"),
+         ("ann", "eve", 1, "2026-03-02 10:00:00", "2026-03-02 10:00:00")},
+        {("fay", "bob", 2, "2026-03-01 11:00:00", "2026-03-02 08:00:00"),
+         ("fay", "ann", 1, "2026-03-01 11:30:00", "2026-03-01 11:30:00"),
+         ("dan", "cat", 1, "2026-03-01 12:00:00", "2026-03-01 12:00:00"),
+         ("ann", "eve", 1, "2026-03-02 10:00:00", "2026-03-02 10:00:00")},
+    ]
+    kept = connect(tmp_path / "kept.duckdb")
+    ensure_schema(kept)
+    how = []
+    for d, (rows, expected) in enumerate(zip(days, want, strict=True)):
+        folder = tmp_path / f"day{d}"
+        folder.mkdir()
+        (folder / "share_events.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+        _load(kept, folder)
+        refresh_share_nodes(kept, SETTINGS)
+        clicks.refresh_click_edges(kept, SETTINGS)
+        got = kept.execute(f"""SELECT sharer_id, clicker_id, clicks, strftime(first_click_at, '%Y-%m-%d %H:%M:%S'),
+                                      strftime(last_click_at, '%Y-%m-%d %H:%M:%S') FROM {clicks.TABLE}""").fetchall()
+        assert set(got) == expected and len(got) == len(expected), f"day {d}"
+        how.append(_last_build(kept, clicks.TABLE))
+    assert how == ["full", "update", "full"]

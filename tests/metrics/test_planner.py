@@ -15,6 +15,8 @@ import pytest
 
 from sharegraph.core.config import Settings
 from sharegraph.demo.diffusion import generate_diffusion_world, true_graph
+from sharegraph.graph.clicks import build_click_edges
+from sharegraph.graph.shares import build_share_nodes
 from sharegraph.metrics import imm
 from sharegraph.metrics.planner import build_launch_plan, learn_model, plan_seeds
 from tests.helpers import attributed_world
@@ -27,6 +29,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, duckdb.DuckDB
     out = tmp_path_factory.mktemp("diffusion")
     generate_diffusion_world(out, seed=3, people=3000)
     con = attributed_world(out, Settings())
+    build_share_nodes(con)
+    build_click_edges(con)
     yield out, con
     con.close()
 
@@ -158,6 +162,8 @@ def test_cli_plan_json(tmp_path: Path) -> None:
     ensure_schema(con)
     load_inputs(con, world, Settings())
     attribute_orders(con)
+    build_share_nodes(con)
+    build_click_edges(con)
     con.close()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
