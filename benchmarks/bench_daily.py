@@ -43,9 +43,10 @@ TIMED = {"orders": "ordered_at", "share_events": "occurred_at"}
 
 def split_days(world: Path, out: Path, cut: float, days: int) -> list[Path]:
     """Write ``out/base`` and ``out/day01``..: the base up to the ``cut`` quantile of order
-    time, then ``days`` files of the tail at evenly spaced quantiles. Returns their folders."""
+    time, then ``days`` files of the tail at evenly spaced quantiles. Returns their folders.
+    A ragged line (an export-shaped world has one) is kept, padded with empty fields."""
     con = duckdb.connect()
-    orders = f"read_csv('{world / 'orders.csv'}', all_varchar = true)"
+    orders = f"read_csv('{world / 'orders.csv'}', all_varchar = true, null_padding = true)"
     qs = [cut + (1 - cut) * i / days for i in range(days)]
     bounds = [r for r in con.execute(
         f"SELECT unnest(quantile_disc(ordered_at, {qs})) FROM {orders}").fetchall()]
@@ -58,7 +59,7 @@ def split_days(world: Path, out: Path, cut: float, days: int) -> list[Path]:
                 continue
             where = " AND ".join([*([f"{col} > '{lo}'"] if lo else []),
                                   *([f"{col} <= '{hi}'"] if hi else [])]) or "true"
-            con.execute(f"COPY (SELECT * FROM read_csv('{world / name}.csv', all_varchar = true) "
+            con.execute(f"COPY (SELECT * FROM read_csv('{world / name}.csv', all_varchar = true, null_padding = true) "
                         f"WHERE {where}) TO '{part / name}.csv' (HEADER)")
     for f in world.glob("*.csv"):
         if f.stem not in TIMED and not f.stem.startswith("truth"):
