@@ -5,7 +5,7 @@ shares that sharer made (the sharer of a share as in ``graph.share_nodes``; clic
 own shares left out). Influence (circle ties, clicks received), the launch planner (the
 audience graph) and the agent funnel (clicks received, first click) all need these counts;
 at 10M orders the join of ~20M click events to their shares is seconds each time, so it is
-made once and, on a daily run, only the touched sharers' rows are counted again.
+made once and, on a daily run, only what is new is counted and added.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import duckdb
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import create_table_as, finish_table
-from sharegraph.graph.shares import NODES, NODES_INPUTS
+from sharegraph.graph.shares import NODES, NODES_INPUTS, SHARE_EVENTS
 
 TABLE = "graph.click_edges"
 INPUTS = ("share_events",)
@@ -26,7 +26,6 @@ CLICK_EDGES_DOC = {
     "clicker_id": "Who clicked them (share_events.actor_id of a click); never the sharer.",
     "clicks": "Click events by the clicker on the sharer's shares and re-shares.",
     "first_click_at": "The clicker's first click on one of them (local time).",
-    "last_click_at": "The clicker's last click on one of them (local time).",
 }
 
 
@@ -37,7 +36,7 @@ def click_edges_sql(events: str = "staging.share_events", shares: str = NODES) -
     runs it on its scope."""
     return f"""
         SELECT s.actor_id AS sharer_id, c.actor_id AS clicker_id, count(*)::BIGINT AS clicks,
-               min(c.occurred_at) AS first_click_at, max(c.occurred_at) AS last_click_at
+               min(c.occurred_at) AS first_click_at
         FROM {events} c JOIN {shares} s ON s.share_id = c.share_id
         WHERE c.event_type = 'click' AND c.actor_id <> s.actor_id
         GROUP BY ALL"""
@@ -52,18 +51,17 @@ def build_click_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None 
 
 
 def refresh_click_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
-    """Bring ``graph.click_edges`` up to date after a load, per sharer when it can.
+    """Bring ``graph.click_edges`` up to date after a load by adding what is new.
 
-    While ``graph.share_nodes`` has only been appended to, a share keeps its sharer, so a
-    sharer's rows change only when one of their shares is new or has a new click: every
-    event of a new batch names the share it belongs to, and the sharers of those shares
-    are counted again over all their clicks. A rebuilt share_nodes table (its rebuild id is
-    in the fingerprint) or a status change of a share event rebuilds in full. Equals
-    :func:`build_click_edges`.
+    While ``graph.share_nodes`` has only been appended to, a share keeps its sharer, so the
+    counts of before stay right and only grow: by the clicks of the new batches, and by the
+    earlier clicks on the shares first seen now (they named a share not known then). Those
+    clicks are counted alone and merged in (counts add up, first clicks take the earlier).
+    A rebuilt share_nodes table (its rebuild id is in the fingerprint) or a status change of
+    a share event rebuilds in full. Equals :func:`build_click_edges`.
     """
     up = increments.rebuild_id(con, NODES, NODES_INPUTS)
-    fp = increments.fingerprint(click_edges_sql(), _TOUCHED_SHARERS_VERSION,
-                                f"upstream rebuild {up}")
+    fp = increments.fingerprint(click_edges_sql(), _ADD_VERSION, f"upstream rebuild {up}")
     with increments.maintained(con, TABLE, fp, INPUTS) as build:
         delta = build.delta
         if delta and (up is None or delta.changes.get("share_events")):
@@ -71,21 +69,26 @@ def refresh_click_edges(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         if build.how == "full":
             return build_click_edges(con, settings)
         if delta:
+            new = delta.new_rows("share_events")
             con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE _ce_sharers AS
-                SELECT DISTINCT actor_id FROM {NODES}
-                WHERE share_id IN ({delta.new_keys("share_events", "share_id")})""")
-            con.execute(f"DELETE FROM {TABLE} WHERE sharer_id IN (SELECT actor_id FROM _ce_sharers)")
+                CREATE OR REPLACE TEMP TABLE _ce_new_shares AS
+                SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND {new}
+                EXCEPT SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND NOT {new}""")
+            clicks = (f"(SELECT * FROM staging.share_events WHERE {new} "
+                      f"OR share_id IN (SELECT share_id FROM _ce_new_shares))")
             con.execute(f"""
-                INSERT INTO {TABLE} {click_edges_sql(shares=f'''(
-                    SELECT share_id, actor_id FROM {NODES}
-                    WHERE actor_id IN (SELECT actor_id FROM _ce_sharers))''')}""")
-            con.execute("DROP TABLE _ce_sharers")
+                MERGE INTO {TABLE} t USING ({click_edges_sql(clicks)}) d
+                ON t.sharer_id = d.sharer_id AND t.clicker_id = d.clicker_id
+                WHEN MATCHED THEN UPDATE SET clicks = t.clicks + d.clicks,
+                     first_click_at = least(t.first_click_at, d.first_click_at)
+                WHEN NOT MATCHED THEN INSERT VALUES (d.sharer_id, d.clicker_id, d.clicks,
+                                                     d.first_click_at)""")
+            con.execute("DROP TABLE _ce_new_shares")
     return _finish(con)
 
 
-_TOUCHED_SHARERS_VERSION = "sharers of new events v1"
-"""Part of the fingerprint: change it when :func:`refresh_click_edges`'s touched set changes."""
+_ADD_VERSION = "add the clicks of new batches and on new shares v1"
+"""Part of the fingerprint: change it when :func:`refresh_click_edges` changes meaning."""
 
 
 def _finish(con: duckdb.DuckDBPyConnection) -> int:

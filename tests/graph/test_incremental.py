@@ -447,8 +447,9 @@ def test_people_follow_credit_that_comes_and_goes(tmp_path: Path) -> None:
 
 
 def test_click_edges_follow_late_shares_and_new_sharers(tmp_path: Path) -> None:
-    """Clicks that arrive before the share they name count once the share arrives; an
-    earlier share event of an old share gives its clicks to another sharer (a rebuild).
+    """Clicks that arrive before the share they name count once the share arrives, a late
+    click can be a first click; an earlier share event of an old share gives its clicks to
+    another sharer (a rebuild).
     Hand-made export: the counts below are read off the files, not computed by the pipeline."""
     header = "event_id,event_type,share_id,parent_share_id,actor_id,occurred_at\n"
     days = [
@@ -456,23 +457,28 @@ def test_click_edges_follow_late_shares_and_new_sharers(tmp_path: Path) -> None:
          "e2,click,s1,,bob,2026-03-01 11:00:00",
          "e3,click,s1,,ann,2026-03-01 11:30:00",  # ann's own share: not a click edge
          "e4,click,s2,,cat,2026-03-01 12:00:00",  # s2 is not known yet
+         "e12,click,s1,,gus,2026-03-01 12:00:00",
          # shares nobody clicks, so that the next days are small deltas, not rebuilds
          *(f"f{i},share,sf{i},,zed{i},2026-02-01 10:00:00" for i in range(40))],
         ["e5,share,s2,,dan,2026-03-01 09:00:00",
          "e6,click,s1,,bob,2026-03-02 08:00:00",
+         "e10,click,s1,,gus,2026-03-01 10:30:00",  # late: earlier than gus's first click
          "e7,reshare,s3,s1,ann,2026-03-02 09:00:00",
-         "e8,click,s3,,eve,2026-03-02 10:00:00"],
+         "e8,click,s3,,eve,2026-03-02 10:00:00",
+         "e13,share,s1,,ann,2026-03-03 09:00:00"],  # s1 posted again: still an old share
         ["e9,share,s1,,fay,2026-03-01 09:00:00"],  # earlier than e1: s1 is fay's share
     ]
     want = [
-        {("ann", "bob", 1, "2026-03-01 11:00:00", "2026-03-01 11:00:00")},
-        {("ann", "bob", 2, "2026-03-01 11:00:00", "2026-03-02 08:00:00"),
-         ("dan", "cat", 1, "2026-03-01 12:00:00", "2026-03-01 12:00:00"),
-         ("ann", "eve", 1, "2026-03-02 10:00:00", "2026-03-02 10:00:00")},
-        {("fay", "bob", 2, "2026-03-01 11:00:00", "2026-03-02 08:00:00"),
-         ("fay", "ann", 1, "2026-03-01 11:30:00", "2026-03-01 11:30:00"),
-         ("dan", "cat", 1, "2026-03-01 12:00:00", "2026-03-01 12:00:00"),
-         ("ann", "eve", 1, "2026-03-02 10:00:00", "2026-03-02 10:00:00")},
+        {("ann", "bob", 1, "2026-03-01 11:00:00"), ("ann", "gus", 1, "2026-03-01 12:00:00")},
+        {("ann", "bob", 2, "2026-03-01 11:00:00"),
+         ("ann", "gus", 2, "2026-03-01 10:30:00"),
+         ("dan", "cat", 1, "2026-03-01 12:00:00"),
+         ("ann", "eve", 1, "2026-03-02 10:00:00")},
+        {("fay", "bob", 2, "2026-03-01 11:00:00"),
+         ("fay", "gus", 2, "2026-03-01 10:30:00"),
+         ("fay", "ann", 1, "2026-03-01 11:30:00"),
+         ("dan", "cat", 1, "2026-03-01 12:00:00"),
+         ("ann", "eve", 1, "2026-03-02 10:00:00")},
     ]
     kept = connect(tmp_path / "kept.duckdb")
     ensure_schema(kept)
@@ -484,8 +490,9 @@ def test_click_edges_follow_late_shares_and_new_sharers(tmp_path: Path) -> None:
         _load(kept, folder)
         refresh_share_nodes(kept, SETTINGS)
         clicks.refresh_click_edges(kept, SETTINGS)
-        got = kept.execute(f"""SELECT sharer_id, clicker_id, clicks, strftime(first_click_at, '%Y-%m-%d %H:%M:%S'),
-                                      strftime(last_click_at, '%Y-%m-%d %H:%M:%S') FROM {clicks.TABLE}""").fetchall()
+        got = kept.execute(f"""SELECT sharer_id, clicker_id, clicks,
+                                      strftime(first_click_at, '%Y-%m-%d %H:%M:%S')
+                               FROM {clicks.TABLE}""").fetchall()
         assert set(got) == expected and len(got) == len(expected), f"day {d}"
         how.append(_last_build(kept, clicks.TABLE))
     assert how == ["full", "update", "full"]
