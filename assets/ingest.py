@@ -61,7 +61,7 @@ def ingest_inputs(context, warehouse: WarehouseResource):
                     (SELECT count(*) FROM quarantine.flagged_rows WHERE table_name = ?)""",
                 [name, name],
             ).fetchone(), strict=True)) for name in STAGING}
-        checks = _staging_checks(con, totals)
+        checks = _staging_checks(con, totals, [r.batch_id for r in results if not r.skipped])
     for name, key in STAGING.items():
         mine = [r for r in results if r.table == name]
         yield dg.MaterializeResult(asset_key=key, metadata={
@@ -75,9 +75,10 @@ def ingest_inputs(context, warehouse: WarehouseResource):
         }, check_results=checks[name])
 
 
-def _staging_checks(con: duckdb.DuckDBPyConnection, totals: dict[str, dict[str, int]]
-                    ) -> dict[str, list[dg.AssetCheckResult]]:
-    """Every staging table's check results (``CHECKS``), after the load."""
+def _staging_checks(con: duckdb.DuckDBPyConnection, totals: dict[str, dict[str, int]],
+                    batches: list[str]) -> dict[str, list[dg.AssetCheckResult]]:
+    """Every staging table's check results (``CHECKS``), after the load of ``batches``
+    (natural keys are checked for the keys those batches hold)."""
     failures = ingest.reconciliation_failures(con)
     batches = dict(con.execute(
         "SELECT table_name, count(*) FROM quarantine.batches GROUP BY 1").fetchall())
@@ -90,10 +91,11 @@ def _staging_checks(con: duckdb.DuckDBPyConnection, totals: dict[str, dict[str, 
             f"already {b[6]}; staging holds {b[7]}, rejected_rows {b[8]}" for b in bad[:5])
         results = [dg.AssetCheckResult(asset_key=key, check_name="reconciliation", passed=not bad,
                                        description=desc, metadata={"batches": n, "failing": len(bad)})]
-        dup = ingest.duplicate_keys(con, name)
+        dup = ingest.duplicate_keys(con, name, batches)
         results.append(dg.AssetCheckResult(
             asset_key=key, check_name="natural_key_unique", passed=dup == 0,
-            description=f"{dup} duplicated ({', '.join(TABLES[name].key)}) values in staging.{name}"))
+            description=f"{dup} duplicated ({', '.join(TABLES[name].key)}) values in staging.{name} "
+                        "among the keys this load's batches hold"))
         if TABLES[name].required:
             rows = totals[name]["rows"]
             results.append(dg.AssetCheckResult(asset_key=key, check_name="non_empty", passed=rows > 0,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sharegraph.core.contract import TABLES, Table
 from sharegraph.core.vocabulary import CHANNEL_CLASSES, SYNONYMS
-from sharegraph.ingest.load import FLAG_RULES, MINIMUMS, MUTABLE, ROW_RULES
+from sharegraph.ingest.flags import FLAG_RULES
+from sharegraph.ingest.load import MINIMUMS, MUTABLE, ROW_RULES
 from sharegraph.ingest.sources import LINE_RULES
 
 INTRO = """# Data contract (inputs)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +45,7 @@ from sharegraph.core.warehouse import (
     ensure_schema,
     fault_point,
 )
+from sharegraph.ingest.flags import FLAG_RULES, flag_references
 from sharegraph.ingest.sources import (
     LINE_REJECTS,
     HeaderMap,
@@ -116,19 +117,6 @@ MUTABLE: dict[str, tuple[str, ...]] = {"orders": ("status",), "group_buys": ("st
 #: status values a row should not leave; a move out of them is flagged (status_reversal)
 FINAL_STATUSES: dict[str, tuple[str, ...]] = {
     "orders": ("refunded", "cancelled"), "group_buys": ("filled", "failed")}
-
-#: rule names of quarantine.flagged_rows (rows loaded, but a reference looks wrong)
-FLAG_RULES: dict[str, str] = {
-    "unknown_share": "orders.share_id, or a click's share_id, has no share/reshare event in staging.share_events.",
-    "unknown_referrer": "orders.referrer_id is not a known person (customer, share actor, agent or group initiator).",
-    "self_referral": "orders.referrer_id equals the order's customer_id.",
-    "unknown_product": "orders.product_id is not in staging.products (only when products were given).",
-    "unknown_group": "orders.group_id is not in staging.group_buys (only when group buys were given).",
-    "unknown_parent_share": "share_events.parent_share_id has no share/reshare event.",
-    "unknown_upline": "agents.upline_id is not an agent.",
-    "self_upline": "agents.upline_id equals agent_id.",
-    "status_reversal": "A later export moved a status out of a final state (refunded/cancelled -> paid, filled/failed -> another state); the update was applied, review it.",
-}
 
 MONEY_RE = r"[+-]?(\d{1,16}(\.\d*)?|\.\d+)"
 #: money text with a currency sign and/or thousands separators that is cleaned to MONEY_RE
@@ -822,91 +810,6 @@ def load_inputs(con: duckdb.DuckDBPyConnection, input_dir: str | os.PathLike[str
     return results
 
 
-#: flag queries; _sg_share_ids (share/reshare ids) and _sg_people (the referrers that are
-#: known persons) are temp tables flag_references builds once
-FLAG_SQL: dict[str, str] = {
-    "unknown_share": """
-        SELECT 'orders' t, o.source_file, o.source_row, o.batch_id, 'share_id' c, o.share_id v
-        FROM staging.orders o ANTI JOIN _sg_share_ids i ON i.share_id = o.share_id
-        WHERE o.share_id IS NOT NULL
-        UNION ALL
-        SELECT 'share_events', e.source_file, e.source_row, e.batch_id, 'share_id', e.share_id
-        FROM staging.share_events e ANTI JOIN _sg_share_ids i ON i.share_id = e.share_id
-        WHERE e.event_type = 'click'""",
-    "unknown_referrer": """
-        SELECT 'orders', o.source_file, o.source_row, o.batch_id, 'referrer_id', o.referrer_id
-        FROM staging.orders o
-        WHERE o.referrer_id IS NOT NULL AND o.referrer_id NOT IN (
-            SELECT person_id FROM _sg_people)""",
-    "self_referral": """
-        SELECT 'orders', source_file, source_row, batch_id, 'referrer_id', referrer_id
-        FROM staging.orders WHERE referrer_id = customer_id""",
-    "unknown_product": """
-        SELECT 'orders', o.source_file, o.source_row, o.batch_id, 'product_id', o.product_id
-        FROM staging.orders o
-        WHERE EXISTS (SELECT 1 FROM staging.products)
-          AND o.product_id NOT IN (SELECT product_id FROM staging.products)""",
-    "unknown_group": """
-        SELECT 'orders', o.source_file, o.source_row, o.batch_id, 'group_id', o.group_id
-        FROM staging.orders o
-        WHERE o.group_id IS NOT NULL AND EXISTS (SELECT 1 FROM staging.group_buys)
-          AND o.group_id NOT IN (SELECT group_id FROM staging.group_buys)""",
-    "unknown_parent_share": """
-        SELECT 'share_events', e.source_file, e.source_row, e.batch_id, 'parent_share_id',
-               e.parent_share_id
-        FROM staging.share_events e ANTI JOIN _sg_share_ids i ON i.share_id = e.parent_share_id
-        WHERE e.parent_share_id IS NOT NULL""",
-    "unknown_upline": """
-        SELECT 'agents', source_file, source_row, batch_id, 'upline_id', upline_id
-        FROM staging.agents
-        WHERE upline_id IS NOT NULL AND upline_id NOT IN (SELECT agent_id FROM staging.agents)""",
-    "self_upline": """
-        SELECT 'agents', source_file, source_row, batch_id, 'upline_id', upline_id
-        FROM staging.agents WHERE upline_id = agent_id""",
-    "status_reversal": """
-        SELECT table_name, source_file, source_row, batch_id, column_name,
-               old_value || ' -> ' || new_value
-        FROM staging.status_history
-        WHERE column_name = 'status' AND (
-            (table_name = 'orders' AND old_value IN ('refunded', 'cancelled'))
-            OR (table_name = 'group_buys' AND old_value IN ('filled', 'failed')))""",
-}
-
-
-def flag_references(con: duckdb.DuckDBPyConnection) -> int:
-    """Recompute ``quarantine.flagged_rows``: loaded rows whose cross-table references look
-    wrong (FLAG_RULES). Flags never remove a row from staging. Returns the number of flags."""
-    ensure_schema(con)
-    con.execute(f"DELETE FROM quarantine.flagged_rows WHERE rule IN ({in_list(tuple(FLAG_SQL))})")
-    # the reference sets are built once (three rules look shares up, tens of millions of
-    # events). Lookups are anti/semi joins, which a repeated build key does not multiply, so
-    # the share ids need no DISTINCT (half the cost) and the staging columns (NOT NULL
-    # share_id) need no NOT IN null semantics
-    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_share_ids AS SELECT share_id
-        FROM staging.share_events WHERE event_type IN ('share', 'reshare')""")
-    # known persons among the (few distinct) referrers only: the referrers are the hash-join
-    # build side and the person columns (tens of millions of rows) just probe it
-    con.execute("""CREATE OR REPLACE TEMP TABLE _sg_people AS
-        WITH r AS (SELECT DISTINCT referrer_id AS p FROM staging.orders
-                   WHERE referrer_id IS NOT NULL)
-        SELECT r.p AS person_id FROM r SEMI JOIN (
-            SELECT customer_id AS id FROM staging.orders
-            UNION ALL SELECT actor_id FROM staging.share_events
-            UNION ALL SELECT agent_id FROM staging.agents
-            UNION ALL SELECT initiator_id FROM staging.group_buys) k ON k.id = r.p""")
-    for rule, sql in FLAG_SQL.items():
-        con.execute(
-            f"""INSERT INTO quarantine.flagged_rows
-            SELECT batch_id, t, source_file, source_row, c, {literal(rule)}, v, current_localtimestamp()
-            FROM ({sql}) AS f(t, source_file, source_row, batch_id, c, v)"""
-        )
-    con.execute("DROP TABLE _sg_share_ids")
-    con.execute("DROP TABLE _sg_people")
-    return con.execute(
-        f"SELECT count(*) FROM quarantine.flagged_rows WHERE rule IN ({in_list(tuple(FLAG_SQL))})"
-    ).fetchone()[0]
-
-
 def reconciliation_failures(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     """Batches whose books do not balance: the recorded identity fails, or staging /
     rejected_rows do not hold the recorded number of rows of the batch.
@@ -941,9 +844,17 @@ def reconciliation_failures(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     ).fetchall()
 
 
-def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """Number of natural-key values that occur more than once in ``staging.<table>``."""
+def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str,
+                   batches: Sequence[str] | None = None) -> int:
+    """Number of natural-key values that occur more than once in ``staging.<table>``; with
+    ``batches``, among the keys of those batches' rows only. A load can only add a duplicate
+    with a key of its own batches, and probing staging with those keys costs a scan where
+    grouping the whole table costs a sort (seconds at tens of millions of rows)."""
     key = ", ".join(ident(k) for k in TABLES[table].key)
+    rows = f"staging.{table}"
+    if batches is not None:
+        rows = (f"(SELECT * FROM staging.{table} SEMI JOIN (SELECT {key} FROM staging.{table} "
+                f"WHERE batch_id IN ({in_list(list(batches)) or 'NULL'})) USING ({key}))")
     return con.execute(
-        f"SELECT count(*) FROM (SELECT {key} FROM staging.{table} GROUP BY {key} HAVING count(*) > 1)"
+        f"SELECT count(*) FROM (SELECT {key} FROM {rows} GROUP BY {key} HAVING count(*) > 1)"
     ).fetchone()[0]
