@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.keys import AGENT_UPLINE, ATTRIBUTED, CLICK_EDGES, LAUNCH_PLAN, SHARE_NODES, STAGING
+from assets.keys import (
+    AGENT_UPLINE,
+    ATTRIBUTED,
+    CLICK_EDGES,
+    LAUNCH_PLAN,
+    REFERRAL_EDGES,
+    SHARE_NODES,
+    STAGING,
+)
 from assets.resources import WarehouseResource
 from sharegraph.metrics.planner import DEFAULT_K, build_launch_plan
 
 
 @dg.asset(key=LAUNCH_PLAN, kinds={"duckdb"}, group_name="planning",
-          deps=[ATTRIBUTED, AGENT_UPLINE, SHARE_NODES, CLICK_EDGES, STAGING["share_events"]])
+          deps=[ATTRIBUTED, AGENT_UPLINE, SHARE_NODES, CLICK_EDGES, REFERRAL_EDGES,
+                STAGING["share_events"]])
 def launch_plan(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """IMM seeds (k=DEFAULT_K) with marginal expected buyers and ¥, the set's reach and interval."""
     with warehouse.connect() as con:

@@ -29,6 +29,7 @@ from sharegraph.core.sql import literal, table_exists
 from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.clicks import TABLE as CLICK_EDGES
 from sharegraph.graph.clicks import click_edges_sql
+from sharegraph.graph.people import REFERRAL_EDGES
 from sharegraph.graph.shares import NODES
 from sharegraph.metrics import imm as imm_mod
 
@@ -70,13 +71,14 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
     graph.attributed_orders (only events and orders before ``before`` when given)."""
     upline = ("UNION SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
               if table_exists(con, "graph.agent_upline") else "")
+    unscoped = category is None and merchant is None and before is None
     _stage_scope(con, category, merchant, before)
-    _stage_edges(con, upline, unscoped=category is None and merchant is None and before is None)
+    _stage_edges(con, upline, unscoped)
     people = _person_counts(con)
     src, dst = _audience_edges(con)
-    for t in ("_pl_shares", "_pl_clicks", "_pl_edges", "_pl_people"):
+    for t in ("_pl_shares", "_pl_edges", "_pl_people", *(() if unscoped else ("_pl_clicks",))):
         con.execute(f"DROP TABLE {t}")
-    for v in ("_pl_ev", "_pl_od"):
+    for v in ("_pl_ev", "_pl_od", *(("_pl_clicks",) if unscoped else ())):
         con.execute(f"DROP VIEW {v}")
     return _fit(people, src, dst, kappa, {"category": category, "merchant": merchant, "before": before})
 
@@ -104,11 +106,13 @@ def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant:
 
 
 def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str, unscoped: bool) -> None:
-    """Temp tables ``_pl_shares`` (one row per share or re-share event: its actor),
+    """Temp table ``_pl_shares`` (one row per share or re-share event: its actor), and
     ``_pl_clicks`` (clicks on the shares in scope by others than their sharer, per sharer
-    and viewer: ``graph.click_edges`` itself when ``unscoped``, else its SQL on the scope)
-    and ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks, credited paid
-    orders and, with ``upline``, agent upline edges."""
+    and viewer) and ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks,
+    credited paid orders and, with ``upline``, agent upline edges. When ``unscoped`` the
+    clicks are a view of ``graph.click_edges`` and the credited pairs those of
+    ``graph.referral_edges`` where it exists (one row per merchant, credited person and
+    buyer of the paid, credited lines), not recomputed from the events and lines."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pl_shares AS
@@ -118,13 +122,16 @@ def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str, unscoped: bool) ->
     in_scope = f"(SELECT * FROM {NODES} WHERE share_id IN (SELECT share_id FROM _pl_shares))"
     clicks = CLICK_EDGES if unscoped else f"({click_edges_sql('_pl_ev', in_scope)})"
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _pl_clicks AS
+        CREATE OR REPLACE TEMP {"VIEW" if unscoped else "TABLE"} _pl_clicks AS
         SELECT sharer_id AS sharer, clicker_id AS viewer, clicks AS n FROM {clicks}""")
+    credited = (f"SELECT sharer_id, buyer_id FROM {REFERRAL_EDGES}"
+                if unscoped and table_exists(con, REFERRAL_EDGES) else
+                "SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _pl_edges AS
         SELECT sharer, viewer FROM _pl_clicks
-        UNION SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL
+        UNION {credited}
         {upline}
         """)
 

@@ -16,6 +16,7 @@ import pytest
 from sharegraph.core.config import Settings
 from sharegraph.demo.diffusion import generate_diffusion_world, true_graph
 from sharegraph.graph.clicks import build_click_edges
+from sharegraph.graph.people import build_referral_edges
 from sharegraph.graph.shares import build_share_nodes
 from sharegraph.metrics import imm
 from sharegraph.metrics.planner import build_launch_plan, learn_model, plan_seeds
@@ -31,6 +32,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, duckdb.DuckDB
     con = attributed_world(out, Settings())
     build_share_nodes(con)
     build_click_edges(con)
+    build_referral_edges(con)
     yield out, con
     con.close()
 
@@ -173,3 +175,24 @@ def test_cli_plan_json(tmp_path: Path) -> None:
     assert len(out["seeds"]) == 5 and out["method"].startswith("IMM")
     assert {"person_id", "marginal_buyers", "marginal_gmv"} <= set(out["seeds"][0])
     assert out["expected_buyers"] > 0 and out["expected_gmv"] > 0
+
+
+def test_credited_pairs_from_referral_edges_equal_those_of_the_lines(tmp_path: Path) -> None:
+    """The unscoped model takes its credited (sharer, buyer) pairs from graph.referral_edges;
+    without that table it finds them in the paid, credited lines: the same model. A demo
+    world, where referrers credit buyers who never clicked their shares."""
+    from sharegraph.demo.generate import generate_world
+    from tests.helpers import build_graph
+
+    generate_world(tmp_path / "w", seed=5, people=600, orders=3000)
+    (tmp_path / "w" / "truth_circles.csv").unlink()
+    con = attributed_world(tmp_path / "w", Settings())
+    build_graph(con)
+    assert con.execute("""SELECT count(*) FROM graph.referral_edges r ANTI JOIN graph.click_edges c
+                          ON c.sharer_id = r.sharer_id AND c.clicker_id = r.buyer_id""").fetchone()[0] > 0
+    from_edges = learn_model(con)
+    con.execute("ALTER TABLE graph.referral_edges RENAME TO referral_edges_aside")
+    from_lines = learn_model(con)
+    assert from_edges.ids == from_lines.ids and from_edges.people.equals(from_lines.people)
+    for part in ("src", "dst", "prob", "reshare", "value"):
+        assert np.array_equal(getattr(from_edges.graph, part), getattr(from_lines.graph, part)), part
