@@ -10,15 +10,17 @@ from assets.keys import (
     AGENT_UPLINE,
     ANOMALIES,
     ATTRIBUTED,
+    AUDIENCE_EDGES,
     CLICK_EDGES,
     PEOPLE,
+    PERSON_ACTIVITY,
     REFERRAL_EDGES,
     SHARE_NODES,
     STAGING,
 )
 from assets.resources import WarehouseResource
 from sharegraph.core import increments
-from sharegraph.graph import attribution
+from sharegraph.graph import attribution, audience
 from sharegraph.graph.anomalies import build_anomalies
 from sharegraph.graph.clicks import TABLE as CLICK_EDGES_TABLE
 from sharegraph.graph.clicks import refresh_click_edges
@@ -112,6 +114,26 @@ def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per merchant, sharer and buyer with credited orders and GMV (¥)."""
     return table_result(warehouse, refresh_referral_edges, lambda con: {
         "build": increments.last_builds(con).get(REFERRAL_EDGES_TABLE)})
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(AUDIENCE_EDGES, kinds={"duckdb"}, group_name="graph",
+                        deps=[CLICK_EDGES, REFERRAL_EDGES, AGENT_UPLINE],
+                        description="One row per sharer and viewer: who reaches whom (clicks, "
+                                    "credited purchases, agent upline)."),
+           dg.AssetSpec(PERSON_ACTIVITY, kinds={"duckdb"}, group_name="graph",
+                        deps=[AUDIENCE_EDGES, ATTRIBUTED, STAGING["share_events"]],
+                        description="One row per person in the audience graph: shares, clicks, "
+                                    "credited purchases, audience, re-shares, spend (¥).")],
+    name="audience")
+def audience_tables(warehouse: WarehouseResource):
+    """The launch planner's audience graph and per-person activity, kept per person."""
+    with warehouse.connect() as con:
+        n = audience.refresh_audience(con, warehouse.settings())
+        edges = con.execute(f"SELECT count(*) FROM {audience.EDGES}").fetchone()[0]
+        build = increments.last_builds(con).get(audience.ACTIVITY)
+    yield dg.MaterializeResult(asset_key=AUDIENCE_EDGES, metadata={"rows": edges, "build": build})
+    yield dg.MaterializeResult(asset_key=PERSON_ACTIVITY, metadata={"rows": n, "build": build})
 
 
 @dg.asset(key=ANOMALIES, kinds={"duckdb"}, group_name="graph",

@@ -26,6 +26,8 @@ AGENT_UPLINE = _key("graph", "agent_upline")
 PEOPLE = _key("graph", "people")
 REFERRAL_EDGES = _key("graph", "referral_edges")
 ANOMALIES = _key("graph", "anomalies")
+AUDIENCE_EDGES = _key("graph", "audience_edges")
+PERSON_ACTIVITY = _key("graph", "person_activity")
 
 # marts
 AGENT_INFLUENCE = _key("marts", "agent_influence")

@@ -12,9 +12,10 @@ import dagster as dg
 from assets.keys import (
     AGENT_UPLINE,
     ATTRIBUTED,
+    AUDIENCE_EDGES,
     CLICK_EDGES,
     LAUNCH_PLAN,
-    REFERRAL_EDGES,
+    PERSON_ACTIVITY,
     SHARE_NODES,
     STAGING,
 )
@@ -23,8 +24,8 @@ from sharegraph.metrics.planner import DEFAULT_K, build_launch_plan
 
 
 @dg.asset(key=LAUNCH_PLAN, kinds={"duckdb"}, group_name="planning",
-          deps=[ATTRIBUTED, AGENT_UPLINE, SHARE_NODES, CLICK_EDGES, REFERRAL_EDGES,
-                STAGING["share_events"]])
+          deps=[ATTRIBUTED, AGENT_UPLINE, SHARE_NODES, CLICK_EDGES, AUDIENCE_EDGES,
+                PERSON_ACTIVITY, STAGING["share_events"]])
 def launch_plan(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """IMM seeds (k=DEFAULT_K) with marginal expected buyers and ¥, the set's reach and interval."""
     with warehouse.connect() as con:

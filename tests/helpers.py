@@ -198,6 +198,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETT
     """Attribution and every graph/mart builder of the pipeline, on whatever staging holds."""
     from sharegraph.graph import attribution
     from sharegraph.graph.anomalies import build_anomalies
+    from sharegraph.graph.audience import build_audience
     from sharegraph.graph.clicks import build_click_edges
     from sharegraph.graph.people import build_people, build_referral_edges
     from sharegraph.graph.shares import build_share_nodes
@@ -216,7 +217,8 @@ def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETT
 
     attribution.attribute_orders(con, settings)
     for build in (build_share_nodes, build_click_edges, build_agent_upline, build_people,
-                  build_referral_edges, build_anomalies, influence.build_agent_influence,
+                  build_referral_edges, build_audience, build_anomalies,
+                  influence.build_agent_influence,
                   cascades.build_cascades, growth.build_kfactor, growth.build_concentration,
                   growth.build_channel_migration, growth.build_group_buys,
                   affinity.build_category_affinity, affinity.build_spillover_affinity,

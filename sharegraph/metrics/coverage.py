@@ -115,6 +115,9 @@ DEPENDENCIES: dict[str, Needs] = {
     "graph.people": Needs(("人员表", "the people table"), ("no_orders",)),
     "graph.referral_edges": Needs(
         ("推荐关系", "the referral graph"), ("no_orders", "no_paid_orders", "no_attributed_orders")),
+    "graph.audience_edges": Needs(("受众关系（谁触达谁）", "who reaches whom"), ("no_orders",)),
+    "graph.person_activity": Needs(("人员活动统计", "per-person activity"),
+                                   ("no_orders", f"{UPSTREAM}graph.audience_edges")),
     "graph.anomalies": Needs(("异常列表", "the anomaly list"), ("no_orders",), "nothing_found"),
     "marts.agent_influence": Needs(
         ("影响力分析", "influence analysis"), ("no_share_events", "no_attributed_orders"),

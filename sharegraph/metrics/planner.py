@@ -27,15 +27,13 @@ import pyarrow.compute as pc
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import literal, table_exists
 from sharegraph.core.warehouse import finish_table
-from sharegraph.graph.clicks import TABLE as CLICK_EDGES
+from sharegraph.graph import audience
 from sharegraph.graph.clicks import click_edges_sql
-from sharegraph.graph.people import REFERRAL_EDGES
 from sharegraph.graph.shares import NODES
 from sharegraph.metrics import imm as imm_mod
 
 KAPPA = 20.0
 """Beta prior strength (pseudo-trials) of the click, conversion and re-share rates."""
-RESHARE_WINDOW_DAYS = 7
 DEFAULT_K = 20
 """Seeds in the configured default plan (marts.launch_plan)."""
 SHARE_RULES = ("share_id", "last_click")
@@ -68,19 +66,27 @@ def _scope_sql(alias: str, category: str | None, merchant: str | None, before: s
 def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, merchant: str | None = None,
                 before: str | None = None, kappa: float = KAPPA) -> LearnedModel:
     """Estimate the per-person rates and the audience graph from staging.share_events and
-    graph.attributed_orders (only events and orders before ``before`` when given)."""
-    upline = ("UNION SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
-              if table_exists(con, "graph.agent_upline") else "")
-    unscoped = category is None and merchant is None and before is None
-    _stage_scope(con, category, merchant, before)
-    _stage_edges(con, upline, unscoped)
-    people = _person_counts(con)
-    src, dst = _audience_edges(con)
-    for t in ("_pl_shares", "_pl_edges", "_pl_people", *(() if unscoped else ("_pl_clicks",))):
-        con.execute(f"DROP TABLE {t}")
-    for v in ("_pl_ev", "_pl_od", *(("_pl_clicks",) if unscoped else ())):
-        con.execute(f"DROP VIEW {v}")
-    return _fit(people, src, dst, kappa, {"category": category, "merchant": merchant, "before": before})
+    graph.attributed_orders (only events and orders before ``before`` when given).
+
+    Unscoped, they are ``graph.person_activity`` and ``graph.audience_edges``, which the
+    pipeline keeps up to date; a scope (or a warehouse without them) computes the same with
+    their SQL (:mod:`sharegraph.graph.audience`) on its own events and lines."""
+    scope = {"category": category, "merchant": merchant, "before": before}
+    if not any(scope.values()) and table_exists(con, audience.ACTIVITY):
+        people_rel = audience.ACTIVITY
+        edges_rel = f"(SELECT sharer_id AS sharer, viewer_id AS viewer FROM {audience.EDGES})"
+    else:
+        _stage_scope(con, category, merchant, before)
+        _stage_model_inputs(con)
+        people_rel, edges_rel = "_pl_people", "_pl_edges"
+    people = con.sql(f"SELECT * FROM {people_rel} ORDER BY person_id").to_arrow_table()
+    src, dst = _audience_edges(con, people_rel, edges_rel)
+    if people_rel == "_pl_people":
+        for t in ("_pl_shares", "_pl_edges", "_pl_people"):
+            con.execute(f"DROP TABLE {t}")
+        for v in ("_pl_ev", "_pl_od"):
+            con.execute(f"DROP VIEW {v}")
+    return _fit(people, src, dst, kappa, scope)
 
 
 def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant: str | None,
@@ -105,14 +111,11 @@ def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant:
         """)
 
 
-def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str, unscoped: bool) -> None:
-    """Temp table ``_pl_shares`` (one row per share or re-share event: its actor), and
-    ``_pl_clicks`` (clicks on the shares in scope by others than their sharer, per sharer
-    and viewer) and ``_pl_edges(sharer, viewer)``: who reaches whom, once each: clicks,
-    credited paid orders and, with ``upline``, agent upline edges. When ``unscoped`` the
-    clicks are a view of ``graph.click_edges`` and the credited pairs those of
-    ``graph.referral_edges`` where it exists (one row per merchant, credited person and
-    buyer of the paid, credited lines), not recomputed from the events and lines."""
+def _stage_model_inputs(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp tables of the scope, as graph.audience_edges and graph.person_activity are of
+    everything: ``_pl_shares`` (one row per share or re-share event: its actor),
+    ``_pl_edges(sharer, viewer, clicks)`` (clicks on the shares in scope by others than
+    their sharer, credited paid orders, agent upline edges) and ``_pl_people``."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pl_shares AS
@@ -120,89 +123,25 @@ def _stage_edges(con: duckdb.DuckDBPyConnection, upline: str, unscoped: bool) ->
         WHERE event_type IN ('share', 'reshare')
         """)
     in_scope = f"(SELECT * FROM {NODES} WHERE share_id IN (SELECT share_id FROM _pl_shares))"
-    clicks = CLICK_EDGES if unscoped else f"({click_edges_sql('_pl_ev', in_scope)})"
-    con.execute(f"""
-        CREATE OR REPLACE TEMP {"VIEW" if unscoped else "TABLE"} _pl_clicks AS
-        SELECT sharer_id AS sharer, clicker_id AS viewer, clicks AS n FROM {clicks}""")
-    credited = (f"SELECT sharer_id, buyer_id FROM {REFERRAL_EDGES}"
-                if unscoped and table_exists(con, REFERRAL_EDGES) else
-                "SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _pl_edges AS
-        SELECT sharer, viewer FROM _pl_clicks
-        UNION {credited}
-        {upline}
-        """)
+    clicks = f"({click_edges_sql('_pl_ev', in_scope)}) AS k(sharer, viewer, n)"
+    upline = ("SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
+              if table_exists(con, "graph.agent_upline") else "")
+    credited = "SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pl_edges AS {audience.edges_sql(clicks, credited, upline)}")
+    con.execute("CREATE OR REPLACE TEMP TABLE _pl_people AS "
+                + audience.activity_sql("_pl_od", "_pl_shares", "_pl_edges"))
 
 
-def _person_counts(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """One row per person in the audience graph (``_pl_edges``), in person_id order: shares,
-    clicks and buys they led to, audience, share purchases and re-shares, orders, spend and
-    main category (the trials and successes ``_fit`` shrinks). Also kept as temp table
-    ``_pl_people`` for the edge numbering."""
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _pl_people AS
-        WITH buys AS (  -- one row per credited paid order
-            SELECT credited_id AS sharer, customer_id AS viewer, rule, any_value(category) AS category
-            FROM _pl_od WHERE credited_id IS NOT NULL GROUP BY order_id, credited_id, customer_id, rule
-        ),
-        sharer_stats AS (  -- _pl_edges holds each (sharer, viewer) once: audience = count(*)
-            SELECT x.sharer AS person_id, coalesce(sh.n, 0) AS shares, coalesce(cl.n, 0) AS clicks,
-                   coalesce(b.n, 0) AS buys, coalesce(b.referred, 0) AS referred, x.audience
-            FROM (SELECT sharer, count(*) AS audience FROM _pl_edges GROUP BY sharer) x
-            LEFT JOIN (SELECT sharer, count(*) AS n FROM _pl_shares GROUP BY sharer) sh USING (sharer)
-            LEFT JOIN (SELECT sharer, sum(n)::BIGINT AS n FROM _pl_clicks GROUP BY sharer) cl
-              USING (sharer)
-            LEFT JOIN (SELECT sharer, count(*) AS n, count(*) FILTER (WHERE rule = 'referrer') AS referred
-                       FROM buys GROUP BY sharer) b USING (sharer)
-        ),
-        bought AS (  -- one row per share-credited order of a buyer: did they re-share it?
-            SELECT o.customer_id AS person_id, o.order_id,
-                   bool_or(e.share_id IS NOT NULL) AS reshared
-            FROM _pl_od o LEFT JOIN _pl_shares e
-              ON e.sharer = o.customer_id
-             AND e.product_id = o.product_id AND e.occurred_at >= o.ordered_at
-             AND e.occurred_at <= o.ordered_at + INTERVAL {RESHARE_WINDOW_DAYS} DAY
-            WHERE o.rule IN ('share_id', 'last_click') GROUP BY ALL
-        ),
-        everyone AS (SELECT sharer AS person_id FROM _pl_edges UNION SELECT viewer FROM _pl_edges),
-        main_cat AS (  -- the most frequent category, ties by name (deterministic)
-            SELECT person_id, arg_min(category, (-n, category)) AS category FROM (
-                SELECT person_id, category, count(*) AS n FROM (
-                    SELECT sharer AS person_id, category FROM _pl_shares
-                    UNION ALL SELECT customer_id, category FROM _pl_od) GROUP BY ALL)
-            GROUP BY person_id
-        ),
-        spend AS (SELECT customer_id AS person_id, count(*) AS orders, sum(amount) AS spent
-                  FROM _pl_od GROUP BY ALL)
-        SELECT p.person_id, coalesce(m.category, '(none)') AS category,
-               coalesce(s.shares, 0) AS shares, coalesce(s.clicks, 0) AS clicks,
-               coalesce(s.buys, 0) AS buys, coalesce(s.referred, 0) AS referred,
-               coalesce(s.audience, 0) AS audience,
-               coalesce(b.n, 0) AS share_purchases, coalesce(b.k, 0) AS reshared,
-               coalesce(sp.orders, 0) AS orders, coalesce(CAST(sp.spent AS DOUBLE), 0) AS spent
-        FROM everyone p
-        LEFT JOIN sharer_stats s USING (person_id)
-        LEFT JOIN (SELECT person_id, count(*) AS n, count(*) FILTER (WHERE reshared) AS k
-                   FROM bought GROUP BY ALL) b USING (person_id)
-        LEFT JOIN main_cat m USING (person_id)
-        LEFT JOIN spend sp USING (person_id)
-        """
-    )
-    return con.sql("SELECT * FROM _pl_people ORDER BY person_id").to_arrow_table()
-
-
-def _audience_edges(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray]:
-    """``_pl_edges`` as (sharer, viewer) positions in person_id order (int32), sorted, so the
-    edge order is fixed: the same RR samples for the same seed."""
+def _audience_edges(con: duckdb.DuckDBPyConnection, people: str, edges: str
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``edges`` (sharer, viewer) as positions in person_id order of ``people`` (int32),
+    sorted, so the edge order is fixed: the same RR samples for the same seed."""
     tab = con.sql(
-        """
+        f"""
         WITH idx AS (SELECT person_id, (row_number() OVER (ORDER BY person_id) - 1)::INTEGER AS i
-                     FROM _pl_people)
+                     FROM {people})
         SELECT s.i AS src, v.i AS dst
-        FROM _pl_edges e JOIN idx s ON s.person_id = e.sharer JOIN idx v ON v.person_id = e.viewer
+        FROM {edges} e JOIN idx s ON s.person_id = e.sharer JOIN idx v ON v.person_id = e.viewer
         ORDER BY src, dst
         """
     ).to_arrow_table()

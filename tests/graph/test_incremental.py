@@ -1,7 +1,7 @@
 """Tables kept up to date after each load equal a rebuild in full, exactly.
 
-``graph.attributed_orders``, ``graph.referral_edges`` and ``graph.people`` are updated per
-customer (person), ``graph.share_nodes`` by appending new shares, ``graph.click_edges`` per
+``graph.attributed_orders``, ``graph.referral_edges``, ``graph.people`` and the audience
+(``graph.audience_edges``, ``graph.person_activity``) are updated per customer (person), ``graph.share_nodes`` by appending new shares, ``graph.click_edges`` per
 sharer, ``marts.cascades`` per cascade, the affinity marts by per-customer counts (sharegraph/core/increments.py). The input
 is a generated world cut into export days either at random, so every day brings late rows
 (clicks before orders loaded days ago, second lines of old orders, children of shares that
@@ -25,7 +25,7 @@ from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import connect, ensure_schema
 from sharegraph.demo.generate import generate_world
-from sharegraph.graph import clicks
+from sharegraph.graph import audience, clicks
 from sharegraph.graph.attribution import (
     INPUTS,
     TABLE,
@@ -143,7 +143,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         ensure_schema(con)
     how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], PEOPLE: [], NODES: [],
                                  clicks.TABLE: [], cascades.TABLE: [], CATEGORY: [],
-                                 DIRECTIONAL: [], SPILLOVER: []}
+                                 DIRECTIONAL: [], SPILLOVER: [], audience.ACTIVITY: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
@@ -153,6 +153,7 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         refresh_people(kept, SETTINGS)
         refresh_share_nodes(kept, SETTINGS)
         clicks.refresh_click_edges(kept, SETTINGS)
+        audience.refresh_audience(kept, SETTINGS)
         cascades.refresh_cascades(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
@@ -162,12 +163,14 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
         build_people(rebuilt, SETTINGS)
         build_share_nodes(rebuilt, SETTINGS)
         clicks.build_click_edges(rebuilt, SETTINGS)
+        audience.build_audience(rebuilt, SETTINGS)
         cascades.build_cascades(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
         affinity.build_directional_affinity(rebuilt, SETTINGS)
         affinity.build_spillover_affinity(rebuilt, SETTINGS)
-        for table in how:
+        for table in (*how, audience.EDGES):
             assert _rows(kept, table) == _rows(rebuilt, table), f"day {d}: {table} differs"
+        for table in how:
             how[table].append(_last_build(kept, table))
     # attribution is updated every day. Share nodes are appended to when no new event can
     # change an existing row: on day 1 cut by time; day 2 brings earlier events of old shares
@@ -184,6 +187,12 @@ def test_refresh_equals_rebuild(tmp_path: Path, seed: int, by_time: bool) -> Non
     # spill-over mart reads share nodes' categories, so it follows them as cascades do
     assert how[CATEGORY] == how[DIRECTIONAL] == ["full"] + ["update"] * (DAYS - 1)
     assert how[SPILLOVER] == how[NODES]
+    # the audience follows click edges and people: updated while neither was rebuilt
+    assert how[audience.ACTIVITY] == ["full"] + [
+        "update" if c == p == "update" else "full"
+        for c, p in zip(how[clicks.TABLE][1:], how[PEOPLE][1:], strict=True)]
+    if by_time:
+        assert how[audience.ACTIVITY][1] == "update"
     # the refunds arrived as status changes and are no longer credited
     refunded = kept.execute(f"""SELECT count(*) FROM {TABLE} a JOIN staging.status_history h
                                 ON h.natural_key = a.order_id || ',' || a.line_no
@@ -285,7 +294,7 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
     for con in (kept, rebuilt):
         ensure_schema(con)
     how: dict[str, list[str]] = {TABLE: [], REFERRAL_EDGES: [], PEOPLE: [], CATEGORY: [],
-                                 DIRECTIONAL: []}
+                                 DIRECTIONAL: [], audience.ACTIVITY: []}
     for d, folder in enumerate(days):
         for con in (kept, rebuilt):
             _load(con, folder)
@@ -293,15 +302,22 @@ def test_refresh_equals_rebuild_on_real_data(tmp_path: Path, name: str) -> None:
         refresh_attributed_orders(kept, SETTINGS)
         refresh_referral_edges(kept, SETTINGS)
         refresh_people(kept, SETTINGS)
+        refresh_share_nodes(kept, SETTINGS)
+        clicks.refresh_click_edges(kept, SETTINGS)
+        audience.refresh_audience(kept, SETTINGS)
         affinity.refresh_category_affinity(kept, SETTINGS)
         affinity.refresh_directional_affinity(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_referral_edges(rebuilt, SETTINGS)
         build_people(rebuilt, SETTINGS)
+        build_share_nodes(rebuilt, SETTINGS)
+        clicks.build_click_edges(rebuilt, SETTINGS)
+        audience.build_audience(rebuilt, SETTINGS)
         affinity.build_category_affinity(rebuilt, SETTINGS)
         affinity.build_directional_affinity(rebuilt, SETTINGS)
-        for table in how:
+        for table in (*how, audience.EDGES):
             assert _rows(kept, table) == _rows(rebuilt, table), f"{name} day {d}: {table} differs"
+        for table in how:
             how[table].append(_last_build(kept, table))
     for table in how:
         assert how[table] == ["full"] + ["update"] * (DAYS - 1), (table, how[table])
@@ -437,13 +453,24 @@ def test_people_follow_credit_that_comes_and_goes(tmp_path: Path) -> None:
             build_agent_upline(con, SETTINGS)
         refresh_attributed_orders(kept, SETTINGS)
         refresh_people(kept, SETTINGS)
+        for refresh in (refresh_referral_edges, refresh_share_nodes, clicks.refresh_click_edges,
+                        audience.refresh_audience):
+            refresh(kept, SETTINGS)
         attribute_orders(rebuilt, SETTINGS)
         build_people(rebuilt, SETTINGS)
-        assert _rows(kept, PEOPLE) == _rows(rebuilt, PEOPLE)
+        for build in (build_referral_edges, build_share_nodes, clicks.build_click_edges,
+                      audience.build_audience):
+            build(rebuilt, SETTINGS)
+        for table in (PEOPLE, audience.EDGES, audience.ACTIVITY):
+            assert _rows(kept, table) == _rows(rebuilt, table), table
         referrers = {r[0] for r in kept.execute(
             f"SELECT person_id FROM {PEOPLE} WHERE person_id LIKE 'r%'").fetchall()}
         assert referrers == want
-    assert _last_build(kept, PEOPLE) == "update"
+        # the launch planner's inputs: the referrer reaches its buyer and has one credited buy
+        assert set(kept.execute(f"""SELECT person_id, buys, referred, audience
+                                    FROM {audience.ACTIVITY} WHERE person_id LIKE 'r%'""").fetchall()
+                   ) == {(r, 1, 1, 1) for r in want}
+    assert _last_build(kept, PEOPLE) == _last_build(kept, audience.ACTIVITY) == "update"
 
 
 def test_click_edges_follow_late_shares_and_new_sharers(tmp_path: Path) -> None:
