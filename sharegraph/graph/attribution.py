@@ -102,7 +102,7 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
     s = settings or Settings()
     fp = increments.fingerprint(_attributed_orders_sql(s, "staging.orders"),
                                 last_click_ctes(int(s.attribution_window_days)), sharers_sql(),
-                                _TOUCHED_VERSION)
+                                TOUCHED_VERSION)
     with increments.maintained(con, TABLE, fp, INPUTS) as build:
         if build.delta is None:
             paid_lines.forget_changes(con)
@@ -196,7 +196,7 @@ def changes_match(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bo
     return increments.log_matches(con, CHANGES, delta.key(INPUTS))
 
 
-_TOUCHED_VERSION = "touched customers since v2"
+TOUCHED_VERSION = "touched customers since v2"
 """Part of the fingerprint: change it when :func:`_touched_customers_sql` changes meaning."""
 
 

@@ -169,8 +169,11 @@ def refresh_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None =
 
     A viewer's edges depend only on their click edges, the referral edges they buy on and
     their upline: after a load only the customers attribution rewrote and the clickers the
-    click edges added to can have other edges (the clickers of the new batches' clicks, and
-    of earlier clicks on shares with a new share event). Their edges are recomputed. A
+    click edges added to (those of the new batches' clicks, and of earlier clicks on shares
+    with a new share event) can have other edges. Attribution's log
+    (:data:`attribution.REWRITTEN`) holds both: its touched customers include every such
+    clicker, whose last click may have moved (its touched rule's version is in this
+    fingerprint). Their edges are recomputed. A
     person's activity depends on their edges as sharer and viewer, their paid lines, the
     lines credited to them and their share events, so the people recomputed are: those
     viewers, the sharers of their edges before and after, and the actors of new share
@@ -182,7 +185,8 @@ def refresh_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None =
           increments.rebuild_id(con, clicks.TABLE, clicks.INPUTS),
           increments.rebuild_id(con, REFERRAL_EDGES, attribution.INPUTS))
     fp = increments.fingerprint(_edges_of(), activity_sql(PAID_LINES, SHARES, _EDGES_AS_READ),
-                                _TOUCHED_VERSION, f"upstream rebuilds {up}")
+                                _TOUCHED_VERSION, attribution.TOUCHED_VERSION,
+                                f"upstream rebuilds {up}")
     with increments.maintained(con, ACTIVITY, fp, INPUTS) as build:
         delta = build.delta
         if delta and (None in up or delta.rows.get("agents") or delta.changes.get("agents")
@@ -201,12 +205,7 @@ _TOUCHED_VERSION = "audience: touched viewers and people v1"
 
 def _update(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
     new = delta.new_rows("share_events")
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _au_viewers AS
-        {attribution.REWRITTEN}
-        UNION SELECT actor_id FROM staging.share_events
-        WHERE event_type = 'click' AND actor_id IS NOT NULL AND ({new} OR share_id IN (
-            SELECT share_id FROM staging.share_events WHERE {SHARE_EVENTS} AND {new}))""")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _au_viewers AS {attribution.REWRITTEN}")
     viewers = "IN (SELECT customer_id FROM _au_viewers)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _au_people AS
