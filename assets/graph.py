@@ -118,7 +118,7 @@ def referral_edges(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.multi_asset(
     specs=[dg.AssetSpec(AUDIENCE_EDGES, kinds={"duckdb"}, group_name="graph",
-                        deps=[CLICK_EDGES, REFERRAL_EDGES, AGENT_UPLINE],
+                        deps=[CLICK_EDGES, ATTRIBUTED, AGENT_UPLINE],
                         description="One row per sharer and viewer: who reaches whom (clicks, "
                                     "credited purchases, agent upline)."),
            dg.AssetSpec(PERSON_ACTIVITY, kinds={"duckdb"}, group_name="graph",

@@ -17,7 +17,6 @@ from sharegraph.core import increments
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import create_table_as, finish_table
 from sharegraph.graph import attribution, clicks
-from sharegraph.graph.people import REFERRAL_EDGES
 from sharegraph.graph.shares import SHARE_EVENTS
 
 EDGES = "graph.audience_edges"
@@ -34,6 +33,8 @@ EDGES_DOC = {
     "viewer_id": "Who is reached: a clicker of the sharer's shares, a buyer credited to the "
                  "sharer, or a direct downline agent.",
     "clicks": "Clicks by the viewer on the sharer's shares (graph.click_edges; 0 when none).",
+    "buys": "The viewer's paid orders credited to the sharer (one per order and rule).",
+    "referred": "Of those, credited by the referrer rule.",
 }
 ACTIVITY_DOC = {
     "person_id": "Person in graph.audience_edges (as sharer or viewer).",
@@ -53,21 +54,30 @@ ACTIVITY_DOC = {
 }
 
 
-def edges_sql(clicks_rel: str, credited: str, upline: str) -> str:
-    """SQL of one row per (sharer, viewer, clicks) from ``clicks_rel`` (sharer, viewer, n),
-    the credited pairs ``credited`` (sharer, viewer) and ``upline`` (sharer, viewer; may
-    be empty). The one definition: the planner runs it on its scope."""
-    parts = [f"SELECT sharer, viewer, n FROM {clicks_rel}",
-             f"SELECT sharer, viewer, 0 FROM ({credited}) AS c(sharer, viewer)"]
+def edges_sql(clicks_rel: str, od: str, upline: str, viewers: str = "") -> str:
+    """SQL of one row per (sharer, viewer, clicks, buys, referred) from ``clicks_rel``
+    (sharer, viewer, n), the credited paid lines of ``od`` (one buy per order, credited
+    person and rule) and ``upline`` (sharer, viewer; may be empty), of the viewers whose id
+    matches ``viewers`` (``IN (...)``) when given. The one definition: the planner runs it
+    on its scope."""
+    buyer = f"AND customer_id {viewers}" if viewers else ""
+    parts = [f"SELECT sharer, viewer, n, 0, 0 FROM {clicks_rel}",
+             f"""SELECT credited_id, customer_id, 0, count(*),
+                        count(*) FILTER (WHERE rule = 'referrer')
+                 FROM (SELECT order_id, credited_id, customer_id, rule FROM {od}
+                       WHERE credited_id IS NOT NULL {buyer} GROUP BY ALL)
+                 GROUP BY credited_id, customer_id"""]
     if upline:
-        parts.append(f"SELECT sharer, viewer, 0 FROM ({upline}) AS u(sharer, viewer)")
+        parts.append(f"SELECT sharer, viewer, 0, 0, 0 FROM ({upline}) AS u(sharer, viewer)")
     return f"""
-        SELECT sharer, viewer, sum(n)::BIGINT AS clicks
-        FROM ({" UNION ALL ".join(parts)}) GROUP BY sharer, viewer"""
+        SELECT sharer, viewer, sum(n)::BIGINT AS clicks, sum(b)::BIGINT AS buys,
+               sum(r)::BIGINT AS referred
+        FROM ({" UNION ALL ".join(parts)}) AS e(sharer, viewer, n, b, r)
+        GROUP BY sharer, viewer"""
 
 
 def activity_sql(od: str, shares: str, edges: str, who: str = "") -> str:
-    """SQL of one row per person of ``edges`` (sharer, viewer, clicks) whose id matches
+    """SQL of one row per person of ``edges`` (:func:`edges_sql`) whose id matches
     ``who`` (``IN (...)``; everyone when empty), from their paid lines ``od`` (order_id,
     customer_id, credited_id, rule, ordered_at, product_id, category, amount) and share
     events ``shares`` (sharer, category, product_id, occurred_at). The one definition: the
@@ -76,20 +86,14 @@ def activity_sql(od: str, shares: str, edges: str, who: str = "") -> str:
         return f"{column} {who}" if who else "true"
 
     return f"""
-        WITH buys AS (  -- one row per credited paid order
-            SELECT credited_id AS sharer, rule
-            FROM {od} WHERE credited_id IS NOT NULL AND {only("credited_id")}
-            GROUP BY order_id, credited_id, customer_id, rule
-        ),
-        sharer_stats AS (  -- edges hold each (sharer, viewer) once: audience = count(*)
-            SELECT x.sharer AS person_id, coalesce(sh.n, 0) AS shares, x.clicks,
-                   coalesce(b.n, 0) AS buys, coalesce(b.referred, 0) AS referred, x.audience
-            FROM (SELECT sharer, count(*) AS audience, sum(clicks)::BIGINT AS clicks
+        WITH sharer_stats AS (  -- edges hold each (sharer, viewer) once: audience = count(*)
+            SELECT x.sharer AS person_id, coalesce(sh.n, 0) AS shares, x.clicks, x.buys,
+                   x.referred, x.audience
+            FROM (SELECT sharer, count(*) AS audience, sum(clicks)::BIGINT AS clicks,
+                         sum(buys)::BIGINT AS buys, sum(referred)::BIGINT AS referred
                   FROM {edges} WHERE {only("sharer")} GROUP BY sharer) x
             LEFT JOIN (SELECT sharer, count(*) AS n FROM {shares} WHERE {only("sharer")}
                        GROUP BY sharer) sh USING (sharer)
-            LEFT JOIN (SELECT sharer, count(*) AS n, count(*) FILTER (WHERE rule = 'referrer') AS referred
-                       FROM buys GROUP BY sharer) b USING (sharer)
         ),
         bought AS (  -- one row per share-credited order of a buyer: did they re-share it?
             SELECT o.customer_id AS person_id, o.order_id,
@@ -137,53 +141,50 @@ SHARES = f"""(SELECT actor_id AS sharer, category, product_id, occurred_at
 
 
 def _edges_of(viewers: str = "") -> str:
-    """:func:`edges_sql` over the warehouse: click edges, referral edges, the upline; of
-    the viewers matching ``viewers`` (``IN (...)``) when given."""
-    def only(column: str) -> str:
-        return f"WHERE {column} {viewers}" if viewers else ""
-
-    return edges_sql(
-        f"(SELECT sharer_id, clicker_id, clicks FROM {clicks.TABLE} {only('clicker_id')})"
-        " AS k(sharer, viewer, n)",
-        f"SELECT sharer_id, buyer_id FROM {REFERRAL_EDGES} {only('buyer_id')}",
-        f"SELECT upline_id, agent_id FROM {UPLINE} WHERE upline_id IS NOT NULL"
-        + (f" AND agent_id {viewers}" if viewers else ""))
+    """:func:`edges_sql` over the warehouse (click edges, paid lines, the upline), in the
+    table's columns; of the viewers matching ``viewers`` (``IN (...)``) when given."""
+    clickers = f"WHERE clicker_id {viewers}" if viewers else ""
+    agents = f" AND agent_id {viewers}" if viewers else ""
+    return f"""SELECT sharer AS sharer_id, viewer AS viewer_id, clicks, buys, referred FROM ({
+        edges_sql(f"(SELECT sharer_id, clicker_id, clicks FROM {clicks.TABLE} {clickers})"
+                  " AS k(sharer, viewer, n)", PAID_LINES,
+                  f"SELECT upline_id, agent_id FROM {UPLINE} WHERE upline_id IS NOT NULL{agents}",
+                  viewers)})"""
 
 
 def build_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.audience_edges`` and ``graph.person_activity`` in full; returns the
     activity's row count."""
     del settings  # no tunables
-    create_table_as(con, EDGES, f"SELECT sharer AS sharer_id, viewer AS viewer_id, clicks FROM ({_edges_of()})",
-                    ids=("sharer_id", "viewer_id"))
+    create_table_as(con, EDGES, _edges_of(), ids=("sharer_id", "viewer_id"))
     create_table_as(con, ACTIVITY, activity_sql(PAID_LINES, SHARES, _EDGES_AS_READ),
                     ids=("person_id",))
     return _finish(con)
 
 
-_EDGES_AS_READ = f"(SELECT sharer_id AS sharer, viewer_id AS viewer, clicks FROM {EDGES})"
+_EDGES_AS_READ = f"(SELECT sharer_id AS sharer, viewer_id AS viewer, clicks, buys, referred FROM {EDGES})"
 
 
 def refresh_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Bring both tables up to date after a load, per viewer and per person when they can.
 
-    A viewer's edges depend only on their click edges, the referral edges they buy on and
-    their upline: after a load only the customers attribution rewrote and the clickers the
+    A viewer's edges depend only on their click edges, their credited paid lines and their
+    upline: after a load only the customers attribution rewrote and the clickers the
     click edges added to (those of the new batches' clicks, and of earlier clicks on shares
     with a new share event) can have other edges. Attribution's log
     (:data:`attribution.REWRITTEN`) holds both: its touched customers include every such
     clicker, whose last click may have moved (its touched rule's version is in this
-    fingerprint). Their edges are recomputed. A
-    person's activity depends on their edges as sharer and viewer, their paid lines, the
+    fingerprint). Their edges are recomputed.
+
+    A person's activity depends on their edges as sharer and viewer, their paid lines, the
     lines credited to them and their share events, so the people recomputed are: those
     viewers, the sharers of their edges before and after, and the actors of new share
-    events (the rewritten customers' creditors are sharers of their edges). New agents, or
-    attribution, click edges or referral edges rebuilt, or a log of another update,
-    rebuild in full. Equals :func:`build_audience`.
+    events (a customer's creditors are sharers of the customer's edges, whose buys changed).
+    New agents, attribution or click edges rebuilt, or a log of another update, rebuild in
+    full. Equals :func:`build_audience`.
     """
     up = (increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS),
-          increments.rebuild_id(con, clicks.TABLE, clicks.INPUTS),
-          increments.rebuild_id(con, REFERRAL_EDGES, attribution.INPUTS))
+          increments.rebuild_id(con, clicks.TABLE, clicks.INPUTS))
     fp = increments.fingerprint(_edges_of(), activity_sql(PAID_LINES, SHARES, _EDGES_AS_READ),
                                 _TOUCHED_VERSION, attribution.TOUCHED_VERSION,
                                 f"upstream rebuilds {up}")
@@ -204,24 +205,28 @@ _TOUCHED_VERSION = "audience: touched viewers and people v1"
 
 
 def _update(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
-    new = delta.new_rows("share_events")
+    """Recompute the edges of attribution's rewritten customers, then the activity of the
+    people whose rows can differ: those customers, the sharers of their edges that changed
+    (added, gone, other counts) and the actors of new share events."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _au_viewers AS {attribution.REWRITTEN}")
     viewers = "IN (SELECT customer_id FROM _au_viewers)"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _au_was AS SELECT * FROM {EDGES} WHERE viewer_id {viewers}")
+    con.execute(f"DELETE FROM {EDGES} WHERE viewer_id {viewers}")
+    con.execute(f"INSERT INTO {EDGES} {_edges_of(viewers)}")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _au_people AS
+        WITH now AS (SELECT * FROM {EDGES} WHERE viewer_id {viewers}),
+        changed AS ((SELECT * FROM _au_was EXCEPT ALL SELECT * FROM now)
+                    UNION ALL (SELECT * FROM now EXCEPT ALL SELECT * FROM _au_was))
         SELECT customer_id AS person_id FROM _au_viewers
-        UNION SELECT sharer_id FROM {EDGES} WHERE viewer_id {viewers}
+        UNION SELECT sharer_id FROM changed
         UNION SELECT actor_id FROM staging.share_events
-        WHERE {SHARE_EVENTS} AND actor_id IS NOT NULL AND {new}""")
-    con.execute(f"DELETE FROM {EDGES} WHERE viewer_id {viewers}")
-    con.execute(f"INSERT INTO {EDGES} SELECT * FROM ({_edges_of(viewers)})")
-    con.execute(f"""INSERT INTO _au_people
-                    SELECT sharer_id FROM {EDGES} WHERE viewer_id {viewers}""")
+        WHERE {SHARE_EVENTS} AND actor_id IS NOT NULL AND {delta.new_rows("share_events")}""")
     people = "IN (SELECT person_id FROM _au_people)"
     con.execute(f"DELETE FROM {ACTIVITY} WHERE person_id {people}")
     con.execute(f"INSERT INTO {ACTIVITY} {activity_sql(PAID_LINES, SHARES, _EDGES_AS_READ, people)}")
-    con.execute("DROP TABLE _au_viewers")
-    con.execute("DROP TABLE _au_people")
+    for temp in ("_au_viewers", "_au_was", "_au_people"):
+        con.execute(f"DROP TABLE {temp}")
 
 
 def _finish(con: duckdb.DuckDBPyConnection) -> int:

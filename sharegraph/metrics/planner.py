@@ -114,8 +114,8 @@ def _stage_scope(con: duckdb.DuckDBPyConnection, category: str | None, merchant:
 def _stage_model_inputs(con: duckdb.DuckDBPyConnection) -> None:
     """Temp tables of the scope, as graph.audience_edges and graph.person_activity are of
     everything: ``_pl_shares`` (one row per share or re-share event: its actor),
-    ``_pl_edges(sharer, viewer, clicks)`` (clicks on the shares in scope by others than
-    their sharer, credited paid orders, agent upline edges) and ``_pl_people``."""
+    ``_pl_edges(sharer, viewer, clicks, buys, referred)`` (clicks on the shares in scope by
+    others than their sharer, credited paid orders, agent upline edges) and ``_pl_people``."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _pl_shares AS
@@ -126,8 +126,7 @@ def _stage_model_inputs(con: duckdb.DuckDBPyConnection) -> None:
     clicks = f"({click_edges_sql('_pl_ev', in_scope)}) AS k(sharer, viewer, n)"
     upline = ("SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
               if table_exists(con, "graph.agent_upline") else "")
-    credited = "SELECT credited_id, customer_id FROM _pl_od WHERE credited_id IS NOT NULL"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _pl_edges AS {audience.edges_sql(clicks, credited, upline)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pl_edges AS {audience.edges_sql(clicks, '_pl_od', upline)}")
     con.execute("CREATE OR REPLACE TEMP TABLE _pl_people AS "
                 + audience.activity_sql("_pl_od", "_pl_shares", "_pl_edges"))
 
