@@ -177,22 +177,25 @@ def test_cli_plan_json(tmp_path: Path) -> None:
     assert out["expected_buyers"] > 0 and out["expected_gmv"] > 0
 
 
-def test_credited_pairs_from_referral_edges_equal_those_of_the_lines(tmp_path: Path) -> None:
-    """The unscoped model takes its credited (sharer, buyer) pairs from graph.referral_edges;
-    without that table it finds them in the paid, credited lines: the same model. A demo
-    world, where referrers credit buyers who never clicked their shares."""
+def test_kept_inputs_equal_those_computed_from_lines_and_events(tmp_path: Path) -> None:
+    """The unscoped model reads graph.person_activity and graph.audience_edges; without them
+    it computes the same from the paid lines and share events, as a scope does: the same
+    model. A demo world, where referrers credit buyers who never clicked their shares."""
     from sharegraph.demo.generate import generate_world
+    from sharegraph.graph.audience import ACTIVITY, build_audience
     from tests.helpers import build_graph
 
     generate_world(tmp_path / "w", seed=5, people=600, orders=3000)
     (tmp_path / "w" / "truth_circles.csv").unlink()
     con = attributed_world(tmp_path / "w", Settings())
     build_graph(con)
+    build_audience(con)
     assert con.execute("""SELECT count(*) FROM graph.referral_edges r ANTI JOIN graph.click_edges c
                           ON c.sharer_id = r.sharer_id AND c.clicker_id = r.buyer_id""").fetchone()[0] > 0
-    from_edges = learn_model(con)
-    con.execute("ALTER TABLE graph.referral_edges RENAME TO referral_edges_aside")
-    from_lines = learn_model(con)
-    assert from_edges.ids == from_lines.ids and from_edges.people.equals(from_lines.people)
+    kept = learn_model(con)
+    con.execute(f"ALTER TABLE {ACTIVITY} RENAME TO person_activity_aside")
+    computed = learn_model(con)
+    assert kept.ids == computed.ids and kept.people.equals(computed.people)
     for part in ("src", "dst", "prob", "reshare", "value"):
-        assert np.array_equal(getattr(from_edges.graph, part), getattr(from_lines.graph, part)), part
+        assert np.array_equal(getattr(kept.graph, part), getattr(computed.graph, part)), part
+    assert kept.people["referred"].to_numpy().sum() > 0
