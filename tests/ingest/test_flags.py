@@ -36,6 +36,13 @@ def _from_scratch(con) -> set[tuple]:
     return _flags(con)
 
 
+def _batches(con, order: str, event: str, agent: str) -> tuple[str, str, str]:
+    """The load batches of an order, a share event and an agent."""
+    return tuple(con.execute(f"SELECT batch_id FROM staging.{t} WHERE {k} = ?", [v]).fetchone()[0]
+                 for t, k, v in (("orders", "order_id", order), ("share_events", "event_id", event),
+                                 ("agents", "agent_id", agent)))
+
+
 def _day(d: Path, orders: list[dict], events: list[dict], agents: list[dict] | None = None,
          groups: list[dict] | None = None) -> Path:
     d.mkdir(parents=True)
@@ -62,9 +69,7 @@ def test_flags_follow_each_day_as_a_recomputation_would(tmp_path: Path, con) -> 
         dict(EVENT, event_id="e11", share_id="s5"), dict(EVENT, event_id="e12", share_id="s6")],
         agents=[{"agent_id": "a1", "upline_id": "a-late"}])
     load_inputs(con, day1, SETTINGS)
-    b1 = con.execute("SELECT batch_id FROM staging.orders LIMIT 1").fetchone()[0]
-    e1 = con.execute("SELECT batch_id FROM staging.share_events LIMIT 1").fetchone()[0]
-    a1 = con.execute("SELECT batch_id FROM staging.agents LIMIT 1").fetchone()[0]
+    b1, e1, a1 = _batches(con, "f0", "e1", "a1")
     first = {
         ("orders", 41, "share_id", "unknown_share", "s-late", b1),
         ("orders", 42, "share_id", "unknown_share", "s-never", b1),
@@ -91,9 +96,7 @@ def test_flags_follow_each_day_as_a_recomputation_would(tmp_path: Path, con) -> 
         agents=[{"agent_id": "a-late", "upline_id": "a-late"}])
     load_inputs(con, day2, SETTINGS)
     assert increments.last_builds(con)[TABLE] == "update"
-    b2 = con.execute("SELECT batch_id FROM staging.orders WHERE order_id = 'by_r'").fetchone()[0]
-    e2 = con.execute("SELECT batch_id FROM staging.share_events WHERE event_id = 'e4'").fetchone()[0]
-    a2 = con.execute("SELECT batch_id FROM staging.agents WHERE agent_id = 'a-late'").fetchone()[0]
+    b2, e2, a2 = _batches(con, "by_r", "e4", "a-late")
     second = {
         ("orders", 42, "share_id", "unknown_share", "s-never", b1),
         ("share_events", 3, "parent_share_id", "unknown_parent_share", "s-parent", e1),
