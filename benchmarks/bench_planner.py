@@ -10,8 +10,10 @@ time, included in the process's peak RSS):
     certified (no cap on θ; the run fails loudly if the memory cap was hit): wall time of
     the reverse index, IMM, θ, the lower bound and the peak RSS.
 ``plan``
-    End to end on a warehouse: ``learn_model`` (DuckDB aggregates) and ``plan_seeds`` (IMM
-    with the fresh-set estimate) timed separately in one child, then the whole command
+    End to end on a warehouse: ``learn_model`` (reading ``graph.person_activity`` and
+    ``graph.audience_edges`` when the pipeline built them, else the DuckDB aggregates from
+    lines and events) and ``plan_seeds`` (IMM with the fresh-set estimate) timed separately
+    in one child, then the whole command
     ``sharegraph plan --warehouse W --k 50 --json`` as its own process (wall, peak RSS).
     The warehouse is opened read-only.
 ``celf``
