@@ -152,6 +152,10 @@ def _edges_of(viewers: str = "") -> str:
                   viewers)})"""
 
 
+_EDGES_AS_READ = f"(SELECT sharer_id AS sharer, viewer_id AS viewer, clicks, buys, referred FROM {EDGES})"
+"""The edges table in the columns :func:`activity_sql` reads."""
+
+
 def build_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Build ``graph.audience_edges`` and ``graph.person_activity`` in full; returns the
     activity's row count."""
@@ -160,9 +164,6 @@ def build_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     create_table_as(con, ACTIVITY, activity_sql(PAID_LINES, SHARES, _EDGES_AS_READ),
                     ids=("person_id",))
     return _finish(con)
-
-
-_EDGES_AS_READ = f"(SELECT sharer_id AS sharer, viewer_id AS viewer, clicks, buys, referred FROM {EDGES})"
 
 
 def refresh_audience(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:

@@ -103,11 +103,11 @@ def flag_references(con: duckdb.DuckDBPyConnection) -> int:
         delta = build.delta
         if delta is None or _switches_a_rule_on(con, delta):
             build.rebuilt()
-            _evaluate(con, {t: f"staging.{t}" for t in SUBJECTS})
+            _evaluate(con, {t: f"staging.{t}" for t in SUBJECTS}, narrow=False)
             con.execute(f"DELETE FROM {TABLE} WHERE rule IN ({_RULES})")
             con.execute(f"INSERT INTO {TABLE} SELECT *, current_localtimestamp() FROM _sg_eval")
         elif delta:
-            _evaluate(con, _subjects(con, delta))
+            _evaluate(con, _subjects(con, delta), narrow=True)
             same = """e.rule = f.rule AND e.table_name = f.table_name AND e.batch_id = f.batch_id
                       AND e.source_row = f.source_row
                       AND e.column_name IS NOT DISTINCT FROM f.column_name"""
@@ -149,12 +149,12 @@ def _subjects(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> dict[s
     return {t: f"_sg_{t}" for t in SUBJECTS}
 
 
-def _evaluate(con: duckdb.DuckDBPyConnection, subject: dict[str, str]) -> None:
+def _evaluate(con: duckdb.DuckDBPyConnection, subject: dict[str, str], narrow: bool) -> None:
     """Temp table ``_sg_eval``: every flag of the ``subject`` rows, in flagged_rows' columns
-    but the time. For a few rows the share ids are only those they name."""
+    but the time. ``narrow`` (a few rows): the share ids are only those they name."""
     # lookups are anti/semi joins, which a repeated build key does not multiply, so the share
     # ids need no DISTINCT (half the cost) and NOT NULL share ids no NOT IN null semantics
-    named = "" if subject["share_events"] == "staging.share_events" else f"""
+    named = "" if not narrow else f"""
         AND share_id IN (
             SELECT share_id FROM {subject["orders"]}
             UNION ALL SELECT share_id FROM {subject["share_events"]} WHERE event_type = 'click'

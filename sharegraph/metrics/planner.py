@@ -72,7 +72,8 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
     pipeline keeps up to date; a scope (or a warehouse without them) computes the same with
     their SQL (:mod:`sharegraph.graph.audience`) on its own events and lines."""
     scope = {"category": category, "merchant": merchant, "before": before}
-    if not any(scope.values()) and table_exists(con, audience.ACTIVITY):
+    scoped = any(scope.values()) or not table_exists(con, audience.ACTIVITY)
+    if not scoped:
         people_rel = audience.ACTIVITY
         edges_rel = f"(SELECT sharer_id AS sharer, viewer_id AS viewer FROM {audience.EDGES})"
     else:
@@ -81,7 +82,7 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
         people_rel, edges_rel = "_pl_people", "_pl_edges"
     people = con.sql(f"SELECT * FROM {people_rel} ORDER BY person_id").to_arrow_table()
     src, dst = _audience_edges(con, people_rel, edges_rel)
-    if people_rel == "_pl_people":
+    if scoped:
         for t in ("_pl_shares", "_pl_edges", "_pl_people"):
             con.execute(f"DROP TABLE {t}")
         for v in ("_pl_ev", "_pl_od"):
