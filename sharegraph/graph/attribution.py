@@ -16,6 +16,7 @@ share is the actor of its earliest share/reshare event, ties by event_id
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
@@ -35,6 +36,13 @@ graph.attributed_orders recomputes just them (the change log between the layers)
 
 REWRITTEN = f"SELECT customer_id FROM {CHANGES} WHERE customer_id IS NOT NULL"
 """SQL of the customers whose lines the last update rewrote (one row each)."""
+
+MOVED_CREDIT = "meta.attribution_moved_credit"
+"""The shares named by the credited paid lines the last update removed or wrote: a table
+of sales per share (marts.cascades) recomputes just theirs."""
+
+MOVED_SHARES = f"SELECT share_id FROM {MOVED_CREDIT} WHERE share_id IS NOT NULL"
+"""SQL of the shares of :data:`MOVED_CREDIT` (one row each)."""
 
 ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
@@ -106,7 +114,8 @@ def refresh_attributed_orders(con: duckdb.DuckDBPyConnection,
     with increments.maintained(con, TABLE, fp, INPUTS) as build:
         if build.delta is None:
             paid_lines.forget_changes(con)
-            con.execute(f"DROP TABLE IF EXISTS {CHANGES}")
+            for log in (CHANGES, MOVED_CREDIT):
+                con.execute(f"DROP TABLE IF EXISTS {log}")
             return attribute_orders(con, s)
         if build.delta:
             _update(con, s, build.delta)
@@ -164,10 +173,14 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
                 JOIN _attr_who w ON w.customer_id = p.customer_id
                 WHERE p.ordered_at < w.since AND coalesce(p.status, 'paid') = 'paid'))
         """)
-    con.execute(f"DELETE FROM {TABLE} a WHERE {rewritten.format(t='a')}")
-    con.execute(f"""INSERT INTO {TABLE}
-                    SELECT * FROM ({_attributed_orders_sql(s, "_attr_orders")}) q
-                    WHERE {rewritten.format(t="q")}""")
+    credit = "CASE WHEN is_paid AND credited_id IS NOT NULL THEN share_id END AS share_id"
+    gone = con.sql(f"DELETE FROM {TABLE} a WHERE {rewritten.format(t='a')} "
+                   f"RETURNING {credit}").to_arrow_table()
+    came = con.sql(f"""INSERT INTO {TABLE}
+                       SELECT * FROM ({_attributed_orders_sql(s, "_attr_orders")}) q
+                       WHERE {rewritten.format(t="q")}
+                       RETURNING {credit}""").to_arrow_table()
+    _log_moved_credit(con, delta, pa.concat_tables([gone, came]))
     _drop_stages(con)
     for temp in ("_attr_who", "_attr_orders", "_attr_events"):
         con.execute(f"DROP TABLE {temp}")
@@ -188,6 +201,35 @@ def _log_rewritten(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> N
                                "rebuilds in full.",
                       "customer_id": "A customer whose lines were rewritten (NULL on the one "
                                      "row that stands for the update itself)."})
+
+
+def _log_moved_credit(con: duckdb.DuckDBPyConnection, delta: increments.Delta,
+                      shares: pa.Table) -> None:
+    """Replace :data:`MOVED_CREDIT` with the shares of the credited paid lines the update
+    removed or wrote (``shares``: one ``share_id`` per line, NULL for the others)."""
+    con.register("_attr_moved", shares)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {MOVED_CREDIT} AS
+        SELECT {literal(delta.key(INPUTS))} AS delta,
+               NULL::VARCHAR AS share_id  -- the update itself, even when it moves nothing
+        UNION ALL SELECT DISTINCT {literal(delta.key(INPUTS))}, share_id FROM _attr_moved
+        WHERE share_id IS NOT NULL""")
+    con.unregister("_attr_moved")
+    comment_table(con, MOVED_CREDIT,
+                  "The shares whose credited paid lines the last update of "
+                  "graph.attributed_orders changed (docs/performance.md#daily-runs).", {
+                      "delta": "The load batches and status changes the update applied "
+                               "(increments.Delta.key): a table whose own delta is another "
+                               "rebuilds in full.",
+                      "share_id": "A share that a credited paid line named before or after "
+                                  "the update, among the lines it rewrote (NULL on the one row "
+                                  "that stands for the update itself)."})
+
+
+def moved_credit_matches(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bool:
+    """True when :data:`MOVED_CREDIT` holds exactly the update of ``delta``: a table of sales
+    per share may recompute just the :data:`MOVED_SHARES`."""
+    return increments.log_matches(con, MOVED_CREDIT, delta.key(INPUTS))
 
 
 def changes_match(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bool:

@@ -132,13 +132,10 @@ def _virality_table(con: duckdb.DuckDBPyConnection, roots: str = "") -> pa.Table
     return pa.table({"root_share_id": root_ids, "structural_virality": pa.array(nu)})
 
 
-def _cascade_parts(roots: str = "") -> str:
-    """CTEs per root_share_id (of the cascades whose root is in the relation ``roots``, when
-    given): ``shape`` (size, depth, max breadth; from ``levels``), ``extent`` (last share,
-    sharers), ``clicks``, and ``fresh``: those with structural virality (``_virality``), one
-    row per cascade in the order of :data:`PARTS`."""
-    nodes = (f"(SELECT * FROM graph.share_nodes WHERE root_share_id IN "
-             f"(SELECT root_share_id FROM {roots}))" if roots else "graph.share_nodes")
+def _cascade_parts(nodes: str) -> str:
+    """CTEs per root_share_id of the share nodes ``nodes`` (a relation): ``shape`` (size,
+    depth, max breadth; from ``levels``), ``extent`` (last share, sharers), ``clicks``, and
+    ``fresh``: those with structural virality (``_virality``), one row per cascade."""
     return f"""
         levels AS (
             SELECT root_share_id, depth, count(*) AS n
@@ -173,18 +170,21 @@ def _cascade_parts(roots: str = "") -> str:
         )"""
 
 
-PARTS = ("root_share_id", "last_shared_at", "size", "sharers", "depth", "max_breadth",
-         "structural_virality", "clicks", "clickers")
-"""Columns of a cascade that depend only on its own shares and their clicks."""
-
-_SALES = """
-        sales AS (  -- paid attributed orders, buyers and ¥ per cascade
-            SELECT n.root_share_id, count(DISTINCT a.order_id)::BIGINT AS orders,
-                   count(DISTINCT a.customer_id)::BIGINT AS buyers,
-                   sum(a.amount)::DECIMAL(18,2) AS gmv
-            FROM graph.attributed_orders a JOIN graph.share_nodes n ON n.share_id = a.share_id
-            WHERE a.is_paid AND a.credited_id IS NOT NULL
-            GROUP BY n.root_share_id
+def _sales_sql(nodes: str) -> str:
+    """CTE ``sales``: paid attributed orders, buyers and ¥ per cascade of the share nodes
+    ``nodes``. Distinct orders and buyers are counted by grouping twice (an order has one
+    buyer), which is cheaper than two count(DISTINCT) per cascade and counts the same."""
+    return f"""
+        sales AS (
+            SELECT root_share_id, sum(orders)::BIGINT AS orders, count(*)::BIGINT AS buyers,
+                   sum(gmv)::DECIMAL(18,2) AS gmv
+            FROM (SELECT root_share_id, customer_id, count(*) AS orders, sum(gmv) AS gmv
+                  FROM (SELECT n.root_share_id, a.customer_id, a.order_id, sum(a.amount) AS gmv
+                        FROM graph.attributed_orders a JOIN {nodes} n ON n.share_id = a.share_id
+                        WHERE a.is_paid AND a.credited_id IS NOT NULL
+                        GROUP BY ALL)
+                  GROUP BY ALL)
+            GROUP BY root_share_id
         )"""
 
 
@@ -216,7 +216,8 @@ def build_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     del settings  # no tunables: the definitions are fixed (docs/growth-metrics.md)
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.register("_virality", _virality_table(con))  # a NumPy result, also on Spark
-    con.execute(_cascades_sql(_cascade_parts(), "fresh"))
+    con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS {_cascades_sql()} "
+                "ORDER BY started_at, root_share_id")
     con.unregister("_virality")
     return _finish(con)
 
@@ -226,56 +227,61 @@ def refresh_cascades(con: duckdb.DuckDBPyConnection, settings: Settings | None =
 
     While ``graph.share_nodes`` has only been appended to since this table was built, a
     cascade's shape, extent, virality and clicks change only if one of its shares is new or
-    has a new event; those cascades are recomputed and the others keep theirs. Orders, ¥ and
-    the merchant are recomputed for all (they follow attribution, which may move any line).
+    has a new event, and its orders, buyers and ¥ only if attribution's update removed or
+    wrote a credited paid line naming one of its shares (attribution logs those shares,
+    :data:`attribution.MOVED_CREDIT`). Those cascades are recomputed and replace their rows;
+    the others keep theirs, but for the merchant, which follows every line of the product.
     The rebuild ids of share nodes and attribution are in the fingerprint: after either is
-    rebuilt (new code or settings, say, with no new batch) so is this. Equals
-    :func:`build_cascades`.
+    rebuilt (new code or settings, say, with no new batch) so is this; so is a log of another
+    update. Equals :func:`build_cascades` up to the order of the rows.
     """
     upstream = (increments.rebuild_id(con, NODES, NODES_INPUTS),
                 increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS))
-    fp = increments.fingerprint(_cascades_sql(_cascade_parts("_roots"), "fresh"),
-                                _UPDATE_VERSION, f"upstream rebuilds {upstream}")
+    fp = increments.fingerprint(_cascades_sql("_roots"), _UPDATE_VERSION,
+                                f"upstream rebuilds {upstream}")
     with increments.maintained(con, TABLE, fp, ("share_events", "orders", "products")) as build:
-        if build.delta is None or None in upstream:
-            if build.delta is not None:  # an upstream table built by other means: cannot tell
-                build.rebuilt()
+        if build.delta is not None and (None in upstream or (
+                build.delta and not attribution.moved_credit_matches(con, build.delta))):
+            build.rebuilt()  # upstream built by other means, or updated by another delta
+        if build.how == "full":
             return build_cascades(con, settings)
         if build.delta:
             _update(con, build.delta)
     return _finish(con)
 
 
-_UPDATE_VERSION = "cascades of new shares and clicks v1"
+_UPDATE_VERSION = "cascades of new shares, clicks and moved credit v2"
 """Part of the fingerprint: change it when :func:`_update` changes meaning."""
 
 
 def _update(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
-    """Recompute the cascades with a new share or event; keep the others' own columns."""
+    """Replace the rows of the cascades with a new share or event, or with moved credit;
+    then set every row's merchant from the product's lines now."""
     roots = f"""SELECT DISTINCT root_share_id FROM graph.share_nodes
                 WHERE share_id IN (SELECT share_id FROM staging.share_events
-                                   WHERE {delta.new_rows("share_events")})"""
+                                   WHERE {delta.new_rows("share_events")})
+                   OR share_id IN ({attribution.MOVED_SHARES})"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _roots AS {roots}")
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _kept AS
-            SELECT {", ".join(PARTS)} FROM {TABLE}
-            WHERE root_share_id NOT IN (SELECT root_share_id FROM _roots)""")
     con.register("_virality", _virality_table(con, roots))
-    con.execute(_cascades_sql(_cascade_parts("_roots") + ",\n        parts AS (SELECT * FROM "
-                              "fresh UNION ALL SELECT * FROM _kept)", "parts"))
+    con.execute(f"DELETE FROM {TABLE} WHERE root_share_id IN (SELECT root_share_id FROM _roots)")
+    con.execute(f"INSERT INTO {TABLE} {_cascades_sql('_roots')} ORDER BY started_at, root_share_id")
     con.unregister("_virality")
-    for temp in ("_roots", "_kept"):
-        con.execute(f"DROP TABLE {temp}")
+    con.execute(  # a product's merchant can move with any new line of it (products only grow)
+        f"""UPDATE {TABLE} c SET merchant_id = pm.merchant_id
+            FROM ({_PRODUCT_MERCHANT}) pm
+            WHERE pm.product_id = c.product_id AND c.merchant_id IS DISTINCT FROM pm.merchant_id""")
+    con.execute("DROP TABLE _roots")
 
 
-def _cascades_sql(parts_ctes: str, parts: str) -> str:
-    """CREATE OR REPLACE of the mart from the CTEs ``parts_ctes`` (relation ``parts`` holds
-    :data:`PARTS` per cascade), sales and the product's merchant."""
+def _cascades_sql(roots: str = "") -> str:
+    """SELECT of the mart's rows: of every cascade, or of those whose root is in the
+    relation ``roots`` when given."""
+    nodes = (f"(SELECT * FROM graph.share_nodes WHERE root_share_id IN "
+             f"(SELECT root_share_id FROM {roots}))" if roots else "graph.share_nodes")
     return f"""
-        CREATE OR REPLACE TABLE {TABLE} AS
         -- grain: one row per cascade = per root share (graph.share_nodes.depth = 0)
-        WITH {parts_ctes.strip()},
-        {_SALES.strip()},
+        WITH {_cascade_parts(nodes).strip()},
+        {_sales_sql(nodes).strip()},
         product_merchant AS ({_PRODUCT_MERCHANT.strip()})
         SELECT r.share_id AS root_share_id, r.actor_id AS root_actor_id, r.product_id,
                r.category, pm.merchant_id, r.channel, r.shared_at AS started_at,
@@ -284,12 +290,11 @@ def _cascades_sql(parts_ctes: str, parts: str) -> str:
                coalesce(o.orders, 0)::BIGINT AS orders,
                coalesce(o.buyers, 0)::BIGINT AS buyers,
                coalesce(o.gmv, 0)::DECIMAL(18,2) AS gmv
-        FROM graph.share_nodes r
-        JOIN {parts} x ON x.root_share_id = r.share_id
+        FROM {nodes} r
+        JOIN fresh x ON x.root_share_id = r.share_id
         LEFT JOIN sales o ON o.root_share_id = r.share_id
         LEFT JOIN product_merchant pm ON pm.product_id = r.product_id
         WHERE r.depth = 0
-        ORDER BY r.shared_at, r.share_id
         """
 
 

@@ -270,25 +270,33 @@ def build_channel_migration(
             FROM graph.attributed_orders WHERE is_paid GROUP BY customer_id
         ),
         repeat_lines AS (
-            SELECT a.customer_id, a.order_id, a.ordered_at, a.amount,
-                   {channel_class_sql('a.channel')} AS channel_group
+            SELECT a.customer_id, a.order_id, date_trunc('month', a.ordered_at)::DATE AS month,
+                   a.amount, {channel_class_sql('a.channel')} AS channel_group
             FROM graph.attributed_orders a JOIN firsts f USING (customer_id)
             WHERE a.is_paid AND a.ordered_at > f.first_paid_at
         ),
+        -- distinct orders and customers per month by grouping first: cheaper than four
+        -- count(DISTINCT) over every line, and the same counts
+        per_order AS (
+            SELECT month, order_id, bool_or(channel_group = 'social') AS social,
+                   bool_or(channel_group = 'platform') AS platform, sum(amount) AS gmv,
+                   sum(amount) FILTER (WHERE channel_group = 'social') AS social_gmv,
+                   sum(amount) FILTER (WHERE channel_group = 'platform') AS platform_gmv
+            FROM repeat_lines GROUP BY month, order_id
+        ),
+        customers AS (
+            SELECT month, count(*)::BIGINT AS repeat_customers
+            FROM (SELECT DISTINCT month, customer_id FROM repeat_lines) GROUP BY month
+        ),
         monthly AS (
-            SELECT date_trunc('month', ordered_at)::DATE AS month,
-                   count(DISTINCT customer_id)::BIGINT AS repeat_customers,
-                   count(DISTINCT order_id)::BIGINT AS repeat_orders,
-                   count(DISTINCT order_id) FILTER (WHERE channel_group = 'social')::BIGINT
-                       AS social_orders,
-                   count(DISTINCT order_id) FILTER (WHERE channel_group = 'platform')::BIGINT
-                       AS platform_orders,
-                   sum(amount)::DECIMAL(18,2) AS repeat_gmv,
-                   coalesce(sum(amount) FILTER (WHERE channel_group = 'social'), 0)::DECIMAL(18,2)
-                       AS social_gmv,
-                   coalesce(sum(amount) FILTER (WHERE channel_group = 'platform'), 0)::DECIMAL(18,2)
-                       AS platform_gmv
-            FROM repeat_lines GROUP BY month
+            SELECT month, repeat_customers, count(*)::BIGINT AS repeat_orders,
+                   count(*) FILTER (WHERE social)::BIGINT AS social_orders,
+                   count(*) FILTER (WHERE platform)::BIGINT AS platform_orders,
+                   sum(gmv)::DECIMAL(18,2) AS repeat_gmv,
+                   coalesce(sum(social_gmv), 0)::DECIMAL(18,2) AS social_gmv,
+                   coalesce(sum(platform_gmv), 0)::DECIMAL(18,2) AS platform_gmv
+            FROM per_order JOIN customers USING (month)
+            GROUP BY month, repeat_customers
         )
         SELECT month, repeat_customers, repeat_orders, social_orders, platform_orders,
                social_orders / nullif(social_orders + platform_orders, 0) AS social_order_share,
