@@ -25,8 +25,9 @@ SCHEMA_NOTES = {
     "marts": "Business tables for the growth team and merchants (influence, cascades, affinity, ...).",
     "meta": "Pipeline bookkeeping: what each incrementally maintained table was built from, "
             "and the state its next update starts from. After a daily update it also holds the "
-            "change logs between the layers, for that update only: meta.paid_line_changes and "
-            "meta.attribution_changes (docs/performance.md#daily-runs).",
+            "change logs between the layers, for that update only: meta.paid_line_changes, "
+            "meta.attribution_changes and meta.attribution_moved_credit "
+            "(docs/performance.md#daily-runs).",
 }
 
 HEADER = """# Warehouse tables

@@ -224,9 +224,15 @@ def _update(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
         UNION SELECT actor_id FROM staging.share_events
         WHERE {SHARE_EVENTS} AND actor_id IS NOT NULL AND {delta.new_rows("share_events")}""")
     people = "IN (SELECT person_id FROM _au_people)"
+    # their lines, shares and edges, each read once (activity_sql reads each several times)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _au_od AS SELECT * FROM {PAID_LINES} "
+                f"WHERE customer_id {people}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _au_sh AS SELECT * FROM {SHARES} WHERE sharer {people}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _au_edges AS SELECT * FROM {_EDGES_AS_READ} "
+                f"WHERE sharer {people} OR viewer {people}")
     con.execute(f"DELETE FROM {ACTIVITY} WHERE person_id {people}")
-    con.execute(f"INSERT INTO {ACTIVITY} {activity_sql(PAID_LINES, SHARES, _EDGES_AS_READ, people)}")
-    for temp in ("_au_viewers", "_au_was", "_au_people"):
+    con.execute(f"INSERT INTO {ACTIVITY} {activity_sql('_au_od', '_au_sh', '_au_edges', people)}")
+    for temp in ("_au_viewers", "_au_was", "_au_people", "_au_od", "_au_sh", "_au_edges"):
         con.execute(f"DROP TABLE {temp}")
 
 

@@ -753,15 +753,14 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
             return _spillover_counts(con, _clicks_sql(shares, prod, "true"),
                                      paid_lines_sql(con), settings)
         if which == "before":  # called first
-            _stage_spillover_touched(con, delta)
-        shares = f"""SELECT * FROM ({shares})
-                     WHERE share_id IN (SELECT share_id FROM _sp_touched_clicks)"""
+            _stage_spillover_touched(con, delta, shares)
+        shares = "SELECT * FROM _sp_touched_shares WHERE true"
         lines = f"""SELECT * FROM ({paid_lines.PAID_LINES})
                     WHERE customer_id IN (SELECT person FROM _sp_touched)"""
         if which == "after":
             sql = _spillover_counts(con, _clicks_sql(shares, prod, "true", "_sp_touched_clicks"),
                                     lines, settings)  # stages all it reads
-            for temp in ("_sp_touched", "_sp_new_shares", "_sp_touched_clicks"):
+            for temp in ("_sp_touched", "_sp_new_shares", "_sp_touched_clicks", "_sp_touched_shares"):
                 con.execute(f"DROP TABLE {temp}")
             return sql
         # as they were: clicks of the batches seen, no node for a share first seen now, no
@@ -783,10 +782,13 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
         upstream=(increments.rebuild_id(con, NODES, NODES_INPUTS),))
 
 
-def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> None:
+def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.Delta,
+                             shares: str) -> None:
     """Temp tables ``_sp_new_shares`` (shares first seen in the delta's batches),
-    ``_sp_touched`` (the people whose spill-over counts the delta can change) and
-    ``_sp_touched_clicks`` (their clicks, ``is_new`` when of the delta's batches)."""
+    ``_sp_touched`` (the people whose spill-over counts the delta can change),
+    ``_sp_touched_clicks`` (their clicks, ``is_new`` when of the delta's batches) and
+    ``_sp_touched_shares`` (the categories ``shares`` of the shares they clicked; both
+    counts read them, and the share nodes are grouped once)."""
     new_events = delta.new_rows("share_events")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _sp_new_shares AS
@@ -814,6 +816,9 @@ def _stage_spillover_touched(con: duckdb.DuckDBPyConnection, delta: increments.D
                {new_events} AS is_new
         FROM staging.share_events
         WHERE event_type = 'click' AND actor_id IN (SELECT person FROM _sp_touched)""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _sp_touched_shares AS
+        SELECT * FROM ({shares}) WHERE share_id IN (SELECT share_id FROM _sp_touched_clicks)""")
 
 
 def _clicks_sql(shares: str, products: str, where: str,
