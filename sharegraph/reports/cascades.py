@@ -56,10 +56,13 @@ _ORDER = "size DESC, structural_virality DESC, root_share_id"
 def cascade_table(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
     frame = query(
         con,
+        # ranks over the capped rows only: a window over every cascade sorts them all (1.2 s
+        # against 0.2 s at 3M cascades)
         f"""SELECT row_number() OVER (ORDER BY {_ORDER}) AS rank, root_actor_id AS root_actor,
                    category, product_id, channel, strftime(started_at, '%Y-%m-%d %H:%M') AS started_at,
                    size, depth, max_breadth, structural_virality, clicks, orders, gmv
-            FROM marts.cascades ORDER BY {_ORDER} LIMIT {int(settings.report_row_cap)}""",
+            FROM (FROM marts.cascades ORDER BY {_ORDER} LIMIT {int(settings.report_row_cap)})
+            ORDER BY {_ORDER}""",
     )
     total = query(con, "SELECT count(*) FROM marts.cascades")
     if frame is None or total is None:
