@@ -523,3 +523,43 @@ def test_click_edges_follow_late_shares_and_new_sharers(tmp_path: Path) -> None:
         assert set(got) == expected and len(got) == len(expected), f"day {d}"
         how.append(_last_build(kept, clicks.TABLE))
     assert how == ["full", "update", "full"]
+
+
+def test_cascades_follow_credit_a_late_click_moves(tmp_path: Path) -> None:
+    """A click delivered a day late, between a buyer's first click and his order, moves the
+    order's last-click credit from alice's cascade to bob's. alice's cascade has nothing new
+    that day: only attribution's log of moved credit can tell the update to recount it.
+    Hand-made export: the truth is read off the files, not computed by the pipeline."""
+    events = "event_id,event_type,share_id,actor_id,occurred_at,parent_share_id,product_id,category,channel\n"
+    orders = "order_id,line_no,customer_id,ordered_at,product_id,quantity,amount,channel,share_id,status\n"
+    files = [
+        {"share_events.csv": events
+         + "e1,share,S1,alice,2026-03-01 09:00:00,,p1,水果,moments\n"
+         + "e2,share,S2,bob,2026-03-01 09:30:00,,p1,水果,moments\n"
+         + "e3,reshare,S3,carol,2026-03-01 12:00:00,S1,p1,水果,moments\n"
+         + "e4,click,S1,dave,2026-03-02 10:00:00,,p1,水果,moments\n",
+         "orders.csv": orders
+         + "o1,1,dave,2026-03-03 10:00:00,p1,1,40.00,moments,,paid\n"
+         + "o2,1,erin,2026-03-03 11:00:00,p1,1,25.00,moments,S2,paid\n",
+         "products.csv": "product_id,category\np1,水果\n"},
+        {"share_events.csv": events + "e5,click,S2,dave,2026-03-02 20:00:00,,p1,水果,moments\n"},
+    ]
+    kept, rebuilt = connect(tmp_path / "kept.duckdb"), connect(tmp_path / "rebuilt.duckdb")
+    sales = f"SELECT root_share_id, orders, buyers, gmv FROM {cascades.TABLE} ORDER BY 1"
+    # (root, orders, buyers, ¥) after each day, counted by hand
+    want = [[("S1", 1, 1, 40), ("S2", 1, 1, 25)], [("S1", 0, 0, 0), ("S2", 2, 2, 65)]]
+    for d, (day, expected) in enumerate(zip(files, want, strict=True)):
+        folder = tmp_path / f"day{d}"
+        folder.mkdir()
+        for name, text in day.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        for con in (kept, rebuilt):
+            ensure_schema(con)
+            _load(con, folder)
+        for refresh in (refresh_attributed_orders, refresh_share_nodes, cascades.refresh_cascades):
+            refresh(kept, SETTINGS)
+        for build in (attribute_orders, build_share_nodes, cascades.build_cascades):
+            build(rebuilt, SETTINGS)
+        assert [(r, o, b, float(g)) for r, o, b, g in kept.execute(sales).fetchall()] == expected
+        assert _rows(kept, cascades.TABLE) == _rows(rebuilt, cascades.TABLE)
+        assert _last_build(kept, cascades.TABLE) == ("full", "update")[d]
