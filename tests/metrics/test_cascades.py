@@ -209,6 +209,25 @@ def test_cascade_clicks_orders_and_gmv(con: duckdb.DuckDBPyConnection) -> None:
     assert not ok and "not exactly when size = 1" in text
 
 
+def test_cascade_counts_an_order_once_whatever_its_lines_say(con: duckdb.DuckDBPyConnection) -> None:
+    """A dirty export can give one order number to lines of two buyers: the cascade counts one
+    order and two buyers (distinct order ids and customers, as counted by hand)."""
+    con.execute("""INSERT INTO graph.share_nodes VALUES
+        ('s1', 'alice', NULL, 's1', 0, '2025-03-01 09:00', 'p1', 'tea', 'moments')""")
+    con.execute("""
+        INSERT INTO graph.attributed_orders VALUES
+          ('o9', 1, 'x', 'm1', 'p1', 'tea', '2025-03-01 11:00', 10.00, 1, 'wechat', 'paid', true,
+           's1', 'alice', 'share_id', true, 0.5, 2),
+          ('o9', 2, 'y', 'm1', 'p1', 'tea', '2025-03-01 11:00', 20.00, 1, 'wechat', 'paid', true,
+           's1', 'alice', 'share_id', true, 1, 0),
+          ('o8', 1, 'x', 'm1', 'p1', 'tea', '2025-03-02 11:00', 5.00, 1, 'wechat', 'paid', true,
+           's1', 'alice', 'share_id', false, 0.25, 2)
+    """)
+    assert build_cascades(con) == 1
+    assert con.execute("SELECT orders, buyers, gmv FROM marts.cascades").fetchone() == (
+        2, 2, Decimal("35.00"))
+
+
 def test_empty_inputs(con: duckdb.DuckDBPyConnection) -> None:
     assert build_cascades(con) == 0
     assert check_cascade_shape(con)[0] and check_cascade_gmv(con)[0]
