@@ -38,11 +38,18 @@ REWRITTEN = f"SELECT customer_id FROM {CHANGES} WHERE customer_id IS NOT NULL"
 """SQL of the customers whose lines the last update rewrote (one row each)."""
 
 MOVED_CREDIT = "meta.attribution_moved_credit"
-"""The shares named by the credited paid lines the last update removed or wrote: a table
-of sales per share (marts.cascades) recomputes just theirs."""
+"""The credited paid lines the last update removed or wrote, as (share, credited person,
+buyer): a table of credit per share, per credited person or per buyer recomputes just
+theirs (marts.cascades, graph.people, graph.referral_edges)."""
 
-MOVED_SHARES = f"SELECT share_id FROM {MOVED_CREDIT} WHERE share_id IS NOT NULL"
+MOVED_SHARES = f"SELECT DISTINCT share_id FROM {MOVED_CREDIT} WHERE share_id IS NOT NULL"
 """SQL of the shares of :data:`MOVED_CREDIT` (one row each)."""
+
+MOVED_CREDITED = f"SELECT DISTINCT credited_id FROM {MOVED_CREDIT} WHERE credited_id IS NOT NULL"
+"""SQL of the credited people of :data:`MOVED_CREDIT` (one row each)."""
+
+MOVED_BUYERS = f"SELECT DISTINCT customer_id FROM {MOVED_CREDIT} WHERE customer_id IS NOT NULL"
+"""SQL of the buyers of :data:`MOVED_CREDIT` (one row each)."""
 
 ATTRIBUTED_ORDERS_DOC = {
     "order_id": "Order number (staging.orders).",
@@ -173,7 +180,7 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
                 JOIN _attr_who w ON w.customer_id = p.customer_id
                 WHERE p.ordered_at < w.since AND coalesce(p.status, 'paid') = 'paid'))
         """)
-    credit = "CASE WHEN is_paid AND credited_id IS NOT NULL THEN share_id END AS share_id"
+    credit = "share_id, credited_id, customer_id, is_paid AND credited_id IS NOT NULL AS moved"
     gone = con.sql(f"DELETE FROM {TABLE} a USING _attr_who w WHERE {rewritten.format(t='a')} "
                    f"RETURNING {credit}").to_arrow_table()
     came = con.sql(f"""INSERT INTO {TABLE}
@@ -204,31 +211,35 @@ def _log_rewritten(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> N
 
 
 def _log_moved_credit(con: duckdb.DuckDBPyConnection, delta: increments.Delta,
-                      shares: pa.Table) -> None:
-    """Replace :data:`MOVED_CREDIT` with the shares of the credited paid lines the update
-    removed or wrote (``shares``: one ``share_id`` per line, NULL for the others)."""
-    con.register("_attr_moved", shares)
+                      lines: pa.Table) -> None:
+    """Replace :data:`MOVED_CREDIT` with the credited paid lines the update removed or wrote
+    (``lines``: share_id, credited_id, customer_id and ``moved`` of every line it removed or
+    wrote; ``moved`` marks the credited paid ones)."""
+    con.register("_attr_moved", lines)
     con.execute(f"""
         CREATE OR REPLACE TABLE {MOVED_CREDIT} AS
-        SELECT {literal(delta.key(INPUTS))} AS delta,
-               NULL::VARCHAR AS share_id  -- the update itself, even when it moves nothing
-        UNION ALL SELECT DISTINCT {literal(delta.key(INPUTS))}, share_id FROM _attr_moved
-        WHERE share_id IS NOT NULL""")
+        SELECT {literal(delta.key(INPUTS))} AS delta, NULL::VARCHAR AS share_id,
+               NULL::VARCHAR AS credited_id, NULL::VARCHAR AS customer_id
+               -- the update itself, even when it moves nothing
+        UNION ALL SELECT DISTINCT {literal(delta.key(INPUTS))}, share_id, credited_id, customer_id
+        FROM _attr_moved WHERE moved""")
     con.unregister("_attr_moved")
+    line = "(NULL on the one row that stands for the update itself)"
     comment_table(con, MOVED_CREDIT,
-                  "The shares whose credited paid lines the last update of "
-                  "graph.attributed_orders changed (docs/performance.md#daily-runs).", {
+                  "The credited paid lines the last update of graph.attributed_orders removed or "
+                  "wrote, one row per (share, credited person, buyer) "
+                  "(docs/performance.md#daily-runs).", {
                       "delta": "The load batches and status changes the update applied "
                                "(increments.Delta.key): a table whose own delta is another "
                                "rebuilds in full.",
-                      "share_id": "A share that a credited paid line named before or after "
-                                  "the update, among the lines it rewrote (NULL on the one row "
-                                  "that stands for the update itself)."})
+                      "share_id": f"The share the line named, if any {line}.",
+                      "credited_id": f"The person credited {line}.",
+                      "customer_id": f"The buyer {line}."})
 
 
 def moved_credit_matches(con: duckdb.DuckDBPyConnection, delta: increments.Delta) -> bool:
-    """True when :data:`MOVED_CREDIT` holds exactly the update of ``delta``: a table of sales
-    per share may recompute just the :data:`MOVED_SHARES`."""
+    """True when :data:`MOVED_CREDIT` holds exactly the update of ``delta``: a table of credit
+    per share, credited person or buyer may recompute just theirs."""
     return increments.log_matches(con, MOVED_CREDIT, delta.key(INPUTS))
 
 

@@ -62,8 +62,9 @@ def refresh_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     A person's own columns depend only on their lines in graph.attributed_orders, their
     share events, their agent row, and (for their row to exist at all) on anyone's line
     crediting them. So after a load only these rows can change: the customers attribution
-    rewrote (:data:`attribution.REWRITTEN`), the people their lines credit now, the actors of
-    new share events, and the people seen only as credited (they may have lost it). Those
+    rewrote (:data:`attribution.REWRITTEN`), the people credited by a line it removed or
+    wrote (:data:`attribution.MOVED_CREDITED`: a line it did not touch credits as before), the
+    actors of new share events, and the people seen only as credited (they may have lost it). Those
     are recomputed with the same SQL; the forest is resolved again for everyone, since a new
     acquirer moves a whole subtree. New agents, a rebuilt attribution or a log of another
     update rebuild in full. Equals :func:`build_people`.
@@ -74,7 +75,8 @@ def refresh_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     with increments.maintained(con, PEOPLE, fp, PEOPLE_INPUTS) as build:
         delta = build.delta
         if delta and not (up and not delta.rows.get("agents") and not delta.changes.get("agents")
-                          and attribution.changes_match(con, delta)):
+                          and attribution.changes_match(con, delta)
+                          and attribution.moved_credit_matches(con, delta)):
             build.rebuilt()
         if build.how == "full":
             return build_people(con, settings)
@@ -82,8 +84,7 @@ def refresh_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE _people_touched AS
                 SELECT customer_id AS person_id FROM ({attribution.REWRITTEN})
-                UNION SELECT credited_id FROM {attribution.TABLE}
-                WHERE credited_id IS NOT NULL AND customer_id IN ({attribution.REWRITTEN})
+                UNION {attribution.MOVED_CREDITED}
                 UNION SELECT actor_id FROM staging.share_events
                 WHERE actor_id IS NOT NULL AND {delta.new_rows("share_events")}
                 UNION SELECT person_id FROM {PEOPLE}  -- seen only as credited
@@ -99,7 +100,7 @@ def refresh_people(con: duckdb.DuckDBPyConnection, settings: Settings | None = N
     return _finish_people(con)
 
 
-_TOUCHED_PEOPLE_VERSION = "touched people v1"
+_TOUCHED_PEOPLE_VERSION = "touched people v2: credited by moved lines"
 """Part of the fingerprint: change it when :func:`refresh_people`'s touched set changes meaning."""
 
 
@@ -227,20 +228,21 @@ def build_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | No
 def refresh_referral_edges(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:
     """Bring ``graph.referral_edges`` up to date after a load, per buyer when it can.
 
-    An edge sums one buyer's credited paid lines, so only the buyers whose lines attribution
-    rewrote (:data:`attribution.REWRITTEN`) can have other edges: theirs are recomputed with
-    the same SQL. Rebuilt in full when attribution was, or when the log is of another update.
+    An edge sums one buyer's credited paid lines, so only the buyers of the credited paid
+    lines attribution's update removed or wrote (:data:`attribution.MOVED_BUYERS`) can have
+    other edges: theirs are recomputed with the same SQL. Rebuilt in full when attribution
+    was, or when the log is of another update.
     Equals :func:`build_referral_edges`.
     """
     up = increments.rebuild_id(con, attribution.TABLE, attribution.INPUTS)
     fp = increments.fingerprint(_referral_edges_sql("true"), f"upstream rebuild {up}")
     with increments.maintained(con, REFERRAL_EDGES, fp, attribution.INPUTS) as build:
-        if build.delta and not (up and attribution.changes_match(con, build.delta)):
+        if build.delta and not (up and attribution.moved_credit_matches(con, build.delta)):
             build.rebuilt()
         if build.how == "full":
             return build_referral_edges(con, settings)
         if build.delta:
-            who = f"IN ({attribution.REWRITTEN})"
+            who = f"IN ({attribution.MOVED_BUYERS})"
             con.execute(f"DELETE FROM {REFERRAL_EDGES} WHERE buyer_id {who}")
             con.execute(f"INSERT INTO {REFERRAL_EDGES} {_referral_edges_sql(f'customer_id {who}')}")
     return _finish_referral_edges(con)
