@@ -145,7 +145,8 @@ def _update(con: duckdb.DuckDBPyConnection, s: Settings, delta: increments.Delta
     window = int(s.attribution_window_days)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _attr_who AS {_touched_customers_sql(delta)}")
     _log_rewritten(con, delta)
-    # joins, not a correlated EXISTS: at 10M orders 2.5x faster (_attr_who: one row per customer)
+    # joins, not a correlated EXISTS: 1.7x (orders) to 2.7x (delete) faster at 10M orders
+    # (_attr_who: one row per customer)
     rewritten = "w.customer_id = {t}.customer_id AND {t}.ordered_at >= w.since"
     con.execute(
         f"""
