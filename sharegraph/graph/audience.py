@@ -21,6 +21,8 @@ from sharegraph.graph.shares import SHARE_EVENTS
 
 EDGES = "graph.audience_edges"
 UPLINE = "graph.agent_upline"
+UPLINE_EDGES = f"SELECT upline_id, agent_id FROM {UPLINE} WHERE upline_id IS NOT NULL"
+"""The agent upline as (sharer, viewer) edges: an upline reaches its direct downline."""
 ACTIVITY = "graph.person_activity"
 INPUTS = (*attribution.INPUTS, "agents")
 """Staging tables the two tables read, through attribution, click edges and the upline."""
@@ -148,7 +150,7 @@ def _edges_of(viewers: str = "") -> str:
     return f"""SELECT sharer AS sharer_id, viewer AS viewer_id, clicks, buys, referred FROM ({
         edges_sql(f"(SELECT sharer_id, clicker_id, clicks FROM {clicks.TABLE} {clickers})"
                   " AS k(sharer, viewer, n)", PAID_LINES,
-                  f"SELECT upline_id, agent_id FROM {UPLINE} WHERE upline_id IS NOT NULL{agents}",
+                  f"{UPLINE_EDGES}{agents}",
                   viewers)})"""
 
 

@@ -754,7 +754,7 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
                                      paid_lines_sql(con), settings)
         if which == "before":  # called first
             _stage_spillover_touched(con, delta, shares)
-        shares = "SELECT * FROM _sp_touched_shares WHERE true"
+        shares = "SELECT * FROM _sp_touched_shares"
         lines = f"""SELECT * FROM ({paid_lines.PAID_LINES})
                     WHERE customer_id IN (SELECT person FROM _sp_touched)"""
         if which == "after":
@@ -765,7 +765,7 @@ def refresh_spillover_affinity(con: duckdb.DuckDBPyConnection, settings: Setting
             return sql
         # as they were: clicks of the batches seen, no node for a share first seen now, no
         # row for a new product, the logged paid lines of the customers attribution touched
-        shares += " AND share_id NOT IN (SELECT share_id FROM _sp_new_shares)"
+        shares += " WHERE share_id NOT IN (SELECT share_id FROM _sp_new_shares)"
         prod = f"""(SELECT product_id, any_value(category) AS category FROM staging.products
                     WHERE NOT ({delta.new_rows("products")}) GROUP BY product_id)"""
         lines = (f"SELECT * FROM ({paid_lines.BEFORE}) UNION ALL {lines} "

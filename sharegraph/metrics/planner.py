@@ -125,8 +125,7 @@ def _stage_model_inputs(con: duckdb.DuckDBPyConnection) -> None:
         """)
     in_scope = f"(SELECT * FROM {NODES} WHERE share_id IN (SELECT share_id FROM _pl_shares))"
     clicks = f"({click_edges_sql('_pl_ev', in_scope)}) AS k(sharer, viewer, n)"
-    upline = ("SELECT upline_id, agent_id FROM graph.agent_upline WHERE upline_id IS NOT NULL"
-              if table_exists(con, "graph.agent_upline") else "")
+    upline = audience.UPLINE_EDGES if table_exists(con, audience.UPLINE) else ""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _pl_edges AS {audience.edges_sql(clicks, '_pl_od', upline)}")
     con.execute("CREATE OR REPLACE TEMP TABLE _pl_people AS "
                 + audience.activity_sql("_pl_od", "_pl_shares", "_pl_edges"))
