@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -26,7 +26,7 @@ ANOMALIES_DOC = {
 }
 
 
-def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
+def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Strongly connected components of size > 1 in the sharer -> buyer graph (SciPy).
 
     Writes temp table ``_rids(id, i)``, a dense numbering of graph.people (every sharer and
@@ -47,13 +47,13 @@ def _referral_cycles(con: duckdb.DuckDBPyConnection) -> pa.Table:
     ).fetchnumpy()
     n_ids = con.execute("SELECT count(*) FROM _rids").fetchall()[0][0]
     if n_ids == 0:
-        return pa.table({"i": pa.array([], pa.int64()), "comp": pa.array([], pa.int64())})
+        return pl.DataFrame({"i": [], "comp": []}, schema={"i": pl.Int64, "comp": pl.Int64})
     s, d = edges["s"].astype(np.int64), edges["d"].astype(np.int64)
     m = coo_matrix((np.ones(s.size), (s, d)), shape=(n_ids, n_ids)).tocsr()
     _, comp = connected_components(m, directed=True, connection="strong")
     sizes = np.bincount(comp)
     member = np.flatnonzero(sizes[comp] > 1)
-    return pa.table({"i": member.astype(np.int64), "comp": comp[member].astype(np.int64)})
+    return pl.DataFrame({"i": member.astype(np.int64), "comp": comp[member].astype(np.int64)})
 
 
 def build_anomalies(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:

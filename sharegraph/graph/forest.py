@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 
 from sharegraph.core.kernels import break_cycles
 
@@ -41,12 +41,11 @@ def resolve_forest(
         FROM idx a LEFT JOIN idx b ON b.node_id = a.parent_id
         """
     )
-    cols = con.sql("SELECT i, p, flag = 'self_loop' AS sl FROM _nodes ORDER BY i").to_arrow_table()
-    parent = cols.column("p").to_numpy().astype(np.int64)
-    self_loop = cols.column("sl").fill_null(False).to_numpy(zero_copy_only=False)
-    parent[self_loop] = -1
+    cols = con.sql("SELECT p, coalesce(flag = 'self_loop', false) AS sl FROM _nodes ORDER BY i").fetchnumpy()
+    parent = cols["p"].astype(np.int64)
+    parent[cols["sl"]] = -1
     forest = break_cycles(parent)
-    con.register("_forest", pa.table({  # the kernel's arrays (a Spark DataFrame on Spark)
+    con.register("_forest", pl.DataFrame({  # the kernel's arrays (a Spark DataFrame on Spark)
         "i": np.arange(parent.size, dtype=np.int64),
         "ep": forest.parent,
         "root": forest.root,

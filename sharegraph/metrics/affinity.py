@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
@@ -433,8 +433,8 @@ def _test_pairs(con: duckdb.DuckDBPyConnection) -> None:
         SELECT row_number() OVER () - 1 AS tid, n_ab, n_total, n_a, n_b
         FROM (SELECT DISTINCT n_ab, n_total, n_a, n_b FROM _aff_counts)""").fetchnumpy()
     pv_tup = hypergeom_pvalue(tup["n_ab"], tup["n_total"], tup["n_a"], tup["n_b"])
-    con.register("_aff_tuples", pa.table({k: np.asarray(tup[k]) for k in
-                                          ("tid", "n_ab", "n_total", "n_a", "n_b")}))
+    con.register("_aff_tuples", pl.DataFrame({k: np.asarray(tup[k]) for k in
+                                              ("tid", "n_ab", "n_total", "n_a", "n_b")}))
     arr = con.execute("""
         SELECT c.fam, c.cat_a, c.cat_b, c.n_a, c.n_b, c.n_ab, c.n_total, c.m, t.tid
         FROM _aff_counts c JOIN _aff_tuples t USING (n_ab, n_total, n_a, n_b)""").fetchnumpy()
@@ -463,15 +463,15 @@ def _register_ordered_pairs(con: duckdb.DuckDBPyConnection, arr: dict[str, np.nd
     order = np.lexsort((both["cat_b"], both["cat_a"], both["fam"]))
     # codes are dense: category code c is row c of _aff_cat; merchant code m (>= 1) is row m
     # of _aff_mer and family // 2 = 0 is the 'all' scope
-    names = pa.array(con.execute("SELECT category FROM _aff_cat ORDER BY cat").fetchnumpy()["category"])
-    scopes = pa.array([ALL_SCOPE] + list(con.execute(
-        "SELECT merchant_id FROM _aff_mer ORDER BY mid").fetchnumpy()["merchant_id"]))
+    names = con.sql("SELECT category FROM _aff_cat ORDER BY cat").pl().to_series()
+    scopes = pl.concat([pl.Series([ALL_SCOPE], dtype=pl.String), con.sql(
+        "SELECT merchant_id::VARCHAR FROM _aff_mer ORDER BY mid").pl().to_series()])
     fam = both["fam"][order]
-    con.register("_aff_tests", pa.table({
+    con.register("_aff_tests", pl.DataFrame({
         "fam": fam,
-        "scope": scopes.take(pa.array(fam // 2)),
-        "category_a": names.take(pa.array(both["cat_a"][order])),
-        "category_b": names.take(pa.array(both["cat_b"][order])),
+        "scope": scopes.gather(fam // 2),
+        "category_a": names.gather(both["cat_a"][order]),
+        "category_b": names.gather(both["cat_b"][order]),
         **{k: both[k][order] for k in ("n_a", "n_b", "n_ab", "n_total")},
         "p_value": np.concatenate([pv, pv])[order], "q_value": np.concatenate([qv, qv])[order],
     }))
@@ -539,8 +539,8 @@ def _finish_binomial_mart(con: duckdb.DuckDBPyConnection, table: str, staged: st
     pv = binom_pvalue(arr["k"], arr["n"], arr["p0"])
     fam = np.asarray(arr["fam"]).astype(str)
     qv = bh_qvalues(pv, fam, arr["m"])
-    con.register("_rate_tests", pa.table({"rid": np.asarray(arr["rid"]), "p_value": pv,
-                                          "q_value": qv}))
+    con.register("_rate_tests", pl.DataFrame({"rid": np.asarray(arr["rid"]), "p_value": pv,
+                                              "q_value": qv}))
     con.execute(f"""
         CREATE OR REPLACE TABLE {table} AS
         SELECT s.* EXCLUDE (m, rid), t.p_value, t.q_value,

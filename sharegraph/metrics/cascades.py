@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 
 from sharegraph.core import increments
 from sharegraph.core.config import Settings
@@ -87,7 +87,7 @@ def structural_virality(
     return np.divide(wiener, pairs, out=np.zeros(n_trees), where=pairs > 0)
 
 
-def _virality_table(con: duckdb.DuckDBPyConnection, roots: str = "") -> pa.Table:
+def _virality_table(con: duckdb.DuckDBPyConnection, roots: str = "") -> pl.DataFrame:
     """Structural virality per root_share_id of every cascade with more than one node (of
     those whose root is one of the query ``roots``, when given: over persistent tables,
     since the cursor does not see this connection's temp tables)."""
@@ -111,10 +111,10 @@ def _virality_table(con: duckdb.DuckDBPyConnection, roots: str = "") -> pa.Table
         LEFT JOIN n p ON p.share_id = c.parent_share_id AND c.depth > 0
         LEFT JOIN n r ON r.share_id = c.root_share_id
         """
-    ).to_arrow_table()
-    if nodes.num_rows == 0:
-        return pa.table({"root_share_id": pa.array([], pa.string()),
-                         "structural_virality": pa.array([], pa.float64())})
+    ).pl()
+    if nodes.height == 0:
+        return pl.DataFrame({"root_share_id": [], "structural_virality": []},
+                            schema={"root_share_id": pl.String, "structural_virality": pl.Float64})
     idx = nodes["idx"].to_numpy()
     parent = np.empty(idx.size, dtype=np.int64)
     depth = np.empty(idx.size, dtype=np.int64)
@@ -128,8 +128,8 @@ def _virality_table(con: duckdb.DuckDBPyConnection, roots: str = "") -> pa.Table
     nu = structural_virality(parent, depth, tree, roots.size)
     position = np.empty(idx.size, dtype=np.int64)
     position[idx] = np.arange(idx.size)
-    root_ids = nodes["root_share_id"].take(pa.array(position[roots]))
-    return pa.table({"root_share_id": root_ids, "structural_virality": pa.array(nu)})
+    return pl.DataFrame({"root_share_id": nodes["root_share_id"].gather(position[roots]),
+                         "structural_virality": nu})
 
 
 def _cascade_parts(nodes: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
-import pyarrow as pa
+import polars as pl
 
 from sharegraph.core.config import Settings
 from sharegraph.core.warehouse import finish_table
@@ -206,28 +206,25 @@ def _existing(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def _map_relations(con: duckdb.DuckDBPyConnection) -> None:
-    """Register the dependency map, the causes and the subjects as small Arrow relations."""
+    """Register the dependency map, the causes and the subjects as small polars frames."""
     causes = {code: (f.zh, f.en) for code, f in FACTS.items()} | OTHER_REASONS
     needs = [(t, i, n) for t, d in DEPENDENCIES.items() for i, n in enumerate(d.needs)]
     caveats = [(t, i, c, zh, en) for t, d in DEPENDENCIES.items()
                for i, (c, (zh, en)) in enumerate(d.caveats.items())]
-    con.register("_tn_causes", pa.table({
-        "code": list(causes), "zh": [v[0] for v in causes.values()], "en": [v[1] for v in causes.values()]}))
-    con.register("_tn_tables", pa.table({
+    text, pos = pl.String, pl.Int32
+    con.register("_tn_causes", pl.DataFrame(
+        {"code": list(causes), "zh": [v[0] for v in causes.values()],
+         "en": [v[1] for v in causes.values()]}, schema={"code": text, "zh": text, "en": text}))
+    con.register("_tn_tables", pl.DataFrame({
         "table_name": list(DEPENDENCIES),
         "subject_zh": [d.subject[0] for d in DEPENDENCIES.values()],
         "subject_en": [d.subject[1] for d in DEPENDENCIES.values()],
         "otherwise": [d.otherwise for d in DEPENDENCIES.values()]}))
-    con.register("_tn_needs", pa.table({
-        "table_name": pa.array([r[0] for r in needs], pa.string()),
-        "pos": pa.array([r[1] for r in needs], pa.int32()),
-        "need": pa.array([r[2] for r in needs], pa.string())}))
-    con.register("_tn_caveats", pa.table({
-        "table_name": pa.array([r[0] for r in caveats], pa.string()),
-        "pos": pa.array([r[1] for r in caveats], pa.int32()),
-        "code": pa.array([r[2] for r in caveats], pa.string()),
-        "zh": pa.array([r[3] for r in caveats], pa.string()),
-        "en": pa.array([r[4] for r in caveats], pa.string())}))
+    con.register("_tn_needs", pl.DataFrame(
+        needs, schema={"table_name": text, "pos": pos, "need": text}, orient="row"))
+    con.register("_tn_caveats", pl.DataFrame(
+        caveats, schema={"table_name": text, "pos": pos, "code": text, "zh": text, "en": text},
+        orient="row"))
 
 
 def build_table_notes(con: duckdb.DuckDBPyConnection, settings: Settings | None = None) -> int:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import break_cycles, pagerank, subtree_aggregates
@@ -23,11 +23,13 @@ from sharegraph.metrics.circles import Circles, person_circles
 
 log = logging.getLogger(__name__)
 
-def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    return con.sql(sql).to_arrow_table()
+def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """A query's columns, read as NumPy arrays by the kernels (polars, not pyarrow, converts:
+    pyarrow's conversions import pandas, 0.2 s of a small run)."""
+    return con.sql(sql).pl()
 
 
-def _people_index(con: duckdb.DuckDBPyConnection) -> pa.Table:
+def _people_index(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """graph.people as arrays indexed by ``i`` (dense, in person_id order), built once.
 
     Writes temp table ``_pidx(person_id, i, ...)`` (the one string -> int32 dictionary
@@ -181,21 +183,21 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
 
     One int32 person dictionary (``_pidx``, person_id order) for the whole stage; per-person
     metrics are NumPy arrays indexed by it (downstream sums, PageRank, circles, ranks) and go
-    back to DuckDB as one registered Arrow table in a single CREATE TABLE AS joined on ints.
+    back to DuckDB as one registered polars frame in a single CREATE TABLE AS joined on ints.
     The single-threaded kernels (downstream sums, PageRank) run in a worker thread while
     DuckDB reads the click, re-share and share tables and circles are found.
     """
     s = settings or Settings()
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     ppl = _people_index(con)
-    n = ppl.num_rows
-    parent = ppl.column("p").to_numpy().astype(np.int64)
-    gmv = ppl.column("gmv").to_numpy()
-    is_agent = ppl.column("is_agent").to_numpy(zero_copy_only=False)
+    n = ppl.height
+    parent = ppl["p"].to_numpy().astype(np.int64)
+    gmv = ppl["gmv"].to_numpy()
+    is_agent = ppl["is_agent"].to_numpy()
     ref = _referral_arrays(con)
     with ThreadPoolExecutor(1) as pool:
         ds_job = pool.submit(downstream, parent, gmv, float(s.downstream_decay),
-                             ppl.column("cost").to_numpy())
+                             ppl["cost"].to_numpy())
         pr_job = pool.submit(_pagerank_over_graph, ref["buyer"], ref["sharer"], ref["gmv"], n,
                              float(s.pagerank_alpha))
         direct_buyers = np.bincount(ref["sharer"], minlength=n)  # edges: distinct (sharer, buyer)
@@ -204,8 +206,8 @@ def build_agent_influence(con: duckdb.DuckDBPyConnection, settings: Settings | N
         shares = _share_stats(con)
         ds, pr = ds_job.result(), pr_job.result()
     shared = np.zeros(n, dtype=bool)
-    shared[shares.column("i").to_numpy()] = True
-    kept = np.flatnonzero(is_agent | shared | ppl.column("credited").to_numpy(zero_copy_only=False))
+    shared[shares["i"].to_numpy()] = True
+    kept = np.flatnonzero(is_agent | shared | ppl["credited"].to_numpy())
     metrics = _metrics_table(kept, np.round(gmv + ds["gmv_decayed"], 2), ds, pr, circle,
                              direct_buyers, clicks_received)
     return _write_mart(con, metrics, shares, s)
@@ -224,7 +226,7 @@ def _referral_arrays(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
         GROUP BY ALL
         """,
     )
-    return {name: e.column(name).to_numpy() for name in ("buyer", "sharer", "gmv", "orders")}
+    return {name: e[name].to_numpy() for name in ("buyer", "sharer", "gmv", "orders")}
 
 
 def _ties_and_circles(con: duckdb.DuckDBPyConnection, n: int, parent: np.ndarray,
@@ -245,8 +247,8 @@ def _ties_and_circles(con: duckdb.DuckDBPyConnection, n: int, parent: np.ndarray
         JOIN _pidx a ON a.person_id = c.sharer_id JOIN _pidx b ON b.person_id = c.clicker_id
         """,
     )
-    clicks_received = np.bincount(clk.column("sharer").to_numpy(),
-                                  weights=clk.column("clicks").to_numpy(),
+    clicks_received = np.bincount(clk["sharer"].to_numpy(),
+                                  weights=clk["clicks"].to_numpy(),
                                   minlength=n).astype(np.int64)
     rsh = _table(
         con,
@@ -259,17 +261,17 @@ def _ties_and_circles(con: duckdb.DuckDBPyConnection, n: int, parent: np.ndarray
         """,
     )
     up_child = np.flatnonzero(is_agent & (parent >= 0)).astype(np.int32)
-    src = np.concatenate([ref["sharer"], clk.column("sharer").to_numpy(),
-                          rsh.column("parent").to_numpy(), parent[up_child].astype(np.int32)])
-    dst = np.concatenate([ref["buyer"], clk.column("clicker").to_numpy(),
-                          rsh.column("child").to_numpy(), up_child])
-    weight = np.concatenate([ref["orders"], clk.column("clicks").to_numpy(),
-                             rsh.column("reshares").to_numpy(), np.ones(up_child.size)])
+    src = np.concatenate([ref["sharer"], clk["sharer"].to_numpy(),
+                          rsh["parent"].to_numpy(), parent[up_child].astype(np.int32)])
+    dst = np.concatenate([ref["buyer"], clk["clicker"].to_numpy(),
+                          rsh["child"].to_numpy(), up_child])
+    weight = np.concatenate([ref["orders"], clk["clicks"].to_numpy(),
+                             rsh["reshares"].to_numpy(), np.ones(up_child.size)])
     del clk, rsh
     return clicks_received, person_circles(n, src, dst, weight)
 
 
-def _share_stats(con: duckdb.DuckDBPyConnection) -> pa.Table:
+def _share_stats(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per person ``i`` who shared: shares made and the size / depth of the cascades rooted."""
     return _table(
         con,
@@ -295,7 +297,7 @@ def _share_stats(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 def _metrics_table(kept: np.ndarray, influence_gmv: np.ndarray, ds: dict[str, np.ndarray],
                    pr: np.ndarray, circle: Circles, direct_buyers: np.ndarray,
-                   clicks_received: np.ndarray) -> pa.Table:
+                   clicks_received: np.ndarray) -> pl.DataFrame:
     """The array metrics of the mart's rows ``kept``, with their ranks and the top 1%.
 
     Ranks are over the mart's rows, ties by person_id (= by index); the top 1% is at least
@@ -311,7 +313,7 @@ def _metrics_table(kept: np.ndarray, influence_gmv: np.ndarray, ds: dict[str, np
     top = np.zeros(n, dtype=bool)
     top[kept[np.lexsort((kept, -influence_gmv[kept]))[:int(np.ceil(0.01 * kept.size))]]] = True
     top &= influence_gmv > 0
-    return pa.table({
+    return pl.DataFrame({
         "i": kept.astype(np.int32), "direct_buyers": direct_buyers[kept],
         "reach": ds["reach"][kept], "generations": ds["generations"][kept],
         "ds_gmv": np.round(ds["gmv_decayed"][kept], 2),
@@ -324,7 +326,7 @@ def _metrics_table(kept: np.ndarray, influence_gmv: np.ndarray, ds: dict[str, np
     })
 
 
-def _write_mart(con: duckdb.DuckDBPyConnection, metrics: pa.Table, shares: pa.Table,
+def _write_mart(con: duckdb.DuckDBPyConnection, metrics: pl.DataFrame, shares: pl.DataFrame,
                 s: Settings) -> int:
     """Write ``marts.agent_influence`` from the array metrics, ``_direct`` and share stats;
     returns its row count (one row per kept person)."""

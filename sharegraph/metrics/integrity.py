@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
-import pyarrow as pa
+import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -147,7 +147,7 @@ def _rings(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
         size = np.bincount(c)
         member = np.flatnonzero((size[c] >= 2) & (size[c] <= int(s.ring_max_size)))
         comp = c[member].astype(np.int64)
-    con.register("_ig_members", pa.table({"i": member.astype(np.int64), "comp": comp}))
+    con.register("_ig_members", pl.DataFrame({"i": member.astype(np.int64), "comp": comp}))
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _ig_ring AS
         SELECT ids.id AS person_id, min(ids.id) OVER (PARTITION BY r.comp) AS ring_id,
@@ -241,18 +241,17 @@ def _refund_tests(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
                        median(mh.m_hours) AS merchant_hours
                 FROM _ig_refund_base b JOIN mh USING (merchant_id) GROUP BY 1)
         SELECT per.claimant, per.n, per.k, per.expected, hrs.hours, hrs.merchant_hours
-        FROM per LEFT JOIN hrs USING (claimant)""").to_arrow_table()
+        FROM per LEFT JOIN hrs USING (claimant)""").pl()
     n = counts["n"].to_numpy().astype(np.int64)
     k = counts["k"].to_numpy().astype(np.int64)
-    p0 = np.clip(counts["expected"].to_numpy().astype(float) / np.maximum(n, 1), 1e-9, 1.0)
+    p0 = np.clip(counts["expected"].cast(pl.Float64).to_numpy() / np.maximum(n, 1), 1e-9, 1.0)
     p = binom_pvalue(k, n, p0)
     q = bh_qvalues(p)
-    tests = counts.append_column("p0", pa.array(p0)).append_column("q_value", pa.array(q))
-    con.register("_ig_refund_arrow", tests)
+    con.register("_ig_refund_tests", counts.with_columns(p0=p0, q_value=q))
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE _ig_refund AS SELECT * FROM _ig_refund_arrow")
+        con.execute("CREATE OR REPLACE TEMP TABLE _ig_refund AS SELECT * FROM _ig_refund_tests")
     finally:
-        con.unregister("_ig_refund_arrow")
+        con.unregister("_ig_refund_tests")
 
 
 def _refund_abuse(s: Settings) -> str:

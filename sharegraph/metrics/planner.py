@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+import polars as pl
 
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import literal, table_exists
@@ -45,7 +44,7 @@ class LearnedModel:
 
     ids: list[str]
     graph: imm_mod.DiffusionGraph
-    people: pa.Table
+    people: pl.DataFrame
     scope: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -80,7 +79,7 @@ def learn_model(con: duckdb.DuckDBPyConnection, category: str | None = None, mer
         _stage_scope(con, category, merchant, before)
         _stage_model_inputs(con)
         people_rel, edges_rel = "_pl_people", "_pl_edges"
-    people = con.sql(f"SELECT * FROM {people_rel} ORDER BY person_id").to_arrow_table()
+    people = con.sql(f"SELECT * FROM {people_rel} ORDER BY person_id").pl()
     src, dst = _audience_edges(con, people_rel, edges_rel)
     if scoped:
         for t in ("_pl_shares", "_pl_edges", "_pl_people"):
@@ -143,7 +142,7 @@ def _audience_edges(con: duckdb.DuckDBPyConnection, people: str, edges: str
         FROM {edges} e JOIN idx s ON s.person_id = e.sharer JOIN idx v ON v.person_id = e.viewer
         ORDER BY src, dst
         """
-    ).to_arrow_table()
+    ).pl()
     return (tab["src"].to_numpy().astype(np.int32, copy=False),
             tab["dst"].to_numpy().astype(np.int32, copy=False))
 
@@ -158,14 +157,14 @@ def _shrink(succ: np.ndarray, trials: np.ndarray, group: np.ndarray, kappa: floa
     return (succ + kappa * prior[group]) / (trials + kappa)
 
 
-def _fit(people: pa.Table, src: np.ndarray, dst: np.ndarray, kappa: float,
+def _fit(people: pl.DataFrame, src: np.ndarray, dst: np.ndarray, kappa: float,
          scope: dict[str, str | None]) -> LearnedModel:
-    ids = people["person_id"].to_pylist()
+    ids = people["person_id"].to_list()
     n = len(ids)
-    col = {c: people[c].to_numpy(zero_copy_only=False).astype(np.float64)
+    col = {c: people[c].cast(pl.Float64).to_numpy()
            for c in ("shares", "clicks", "buys", "referred", "audience", "share_purchases",
                      "reshared", "orders", "spent")}
-    group = pc.dictionary_encode(people["category"].combine_chunks()).indices.to_numpy(zero_copy_only=False)
+    group = people["category"].cast(pl.Categorical).to_physical().to_numpy()  # any dense-ish codes
     exposures = np.maximum(col["shares"] * col["audience"], col["clicks"])
     click = _shrink(col["clicks"], exposures, group, kappa)
     trials = np.maximum(col["clicks"] + col["referred"], col["buys"])
@@ -175,10 +174,8 @@ def _fit(people: pa.Table, src: np.ndarray, dst: np.ndarray, kappa: float,
     value = (col["spent"] + 5.0 * mean_value) / (col["orders"] + 5.0)
     prob = np.clip(click[src] * convert[src], 0, 1)
     g = imm_mod.DiffusionGraph(n, src, dst, prob, reshare, value)
-    table = people.append_column("click_rate", pa.array(click)) \
-        .append_column("conversion_rate", pa.array(convert)) \
-        .append_column("reshare_rate", pa.array(reshare)) \
-        .append_column("order_value", pa.array(value))
+    table = people.with_columns(click_rate=click, conversion_rate=convert, reshare_rate=reshare,
+                                order_value=value)
     return LearnedModel(ids, g, table, scope)
 
 
@@ -247,11 +244,10 @@ def build_launch_plan(con: duckdb.DuckDBPyConnection, settings: Settings | None 
             rows = [{"rank": i + 1, **s, "expected_buyers": p.expected_buyers, "buyers_low": p.buyers_low,
                      "buyers_high": p.buyers_high, "expected_gmv": p.expected_gmv, "method": p.method}
                     for i, s in enumerate(p.seeds)]
-    schema = pa.schema([("rank", pa.int32()), ("person_id", pa.string()), ("marginal_buyers", pa.float64()),
-                        ("marginal_gmv", pa.float64()), ("expected_buyers", pa.float64()),
-                        ("buyers_low", pa.float64()), ("buyers_high", pa.float64()),
-                        ("expected_gmv", pa.float64()), ("method", pa.string())])
-    con.register("_plan_rows", pa.Table.from_pylist(rows, schema=schema))
+    schema = {"rank": pl.Int32, "person_id": pl.String, "marginal_buyers": pl.Float64,
+              "marginal_gmv": pl.Float64, "expected_buyers": pl.Float64, "buyers_low": pl.Float64,
+              "buyers_high": pl.Float64, "expected_gmv": pl.Float64, "method": pl.String}
+    con.register("_plan_rows", pl.DataFrame(rows, schema=schema))
     con.execute("CREATE SCHEMA IF NOT EXISTS marts")
     con.execute("CREATE OR REPLACE TABLE marts.launch_plan AS SELECT * FROM _plan_rows")
     con.unregister("_plan_rows")

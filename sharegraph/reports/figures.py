@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
@@ -445,23 +444,32 @@ def monthly_series(frame: pl.DataFrame | None, titles: tuple[str, str], axis: tu
 
 def tree_layout(frame: pl.DataFrame) -> pl.DataFrame:
     """x = generation, y = tidy position: leaves in depth-first order at 0, 1, 2, …, each
-    parent at the mean of its children. Expects node, parent (NULL for the root)."""
-    g = nx.DiGraph()
+    parent at the mean of its children. Expects node, parent (NULL for the root).
+    A walk of a few hundred drawn nodes, in plain Python (NetworkX cost 0.07 s to import)."""
     nodes = frame.get_column("node").cast(pl.String).to_list()
-    g.add_nodes_from(nodes)
     edges = frame.filter(pl.col("parent").is_not_null() & pl.col("parent").is_in(nodes))
-    g.add_edges_from(zip(edges.get_column("parent").cast(pl.String).to_list(),
-                         edges.get_column("node").cast(pl.String).to_list(), strict=True))
+    children: dict[str, dict[str, None]] = {n: {} for n in nodes}  # ordered sets
+    for parent, child in zip(edges.get_column("parent").cast(pl.String).to_list(),
+                             edges.get_column("node").cast(pl.String).to_list(), strict=True):
+        children[parent][child] = None
+    has_parent = {c for kids in children.values() for c in kids}
     y: dict[str, float] = {}
     next_leaf = 0.0
-    roots = sorted(n for n in g.nodes if g.in_degree(n) == 0)
-    for root in roots:
-        for n in nx.dfs_postorder_nodes(g, root):
-            children = list(g.successors(n))
-            if children:
-                y[n] = float(np.mean([y[c] for c in children]))
+    for root in sorted(n for n in children if n not in has_parent):
+        seen = {root}
+        stack = [(root, iter(children[root]))]
+        while stack:  # depth first; a node is placed after all its children
+            node, pending = stack[-1]
+            child = next((c for c in pending if c not in seen), None)
+            if child is not None:
+                seen.add(child)
+                stack.append((child, iter(children[child])))
+                continue
+            stack.pop()
+            if children[node]:
+                y[node] = float(np.mean([y[c] for c in children[node]]))
             else:
-                y[n] = next_leaf
+                y[node] = next_leaf
                 next_leaf += 1.0
     return frame.with_columns(
         pl.col("node").cast(pl.String).replace_strict(y, default=None, return_dtype=pl.Float64).alias("y")
