@@ -22,7 +22,7 @@ from sharegraph.core.config import Settings
 from sharegraph.core.sql import table_exists
 from sharegraph.reports.data import query
 from sharegraph.reports.pseudonym import pseudonymize
-from sharegraph.reports.xlsx import Sheet, write_workbook
+from sharegraph.reports.xlsx import Sheet, write_workbooks
 
 #: rows per exported table at most: the downloads are the pages' tables in a sheet, not a dump
 #: of the warehouse (writing 200k-row sheets made the reports stage minutes long at 1M
@@ -133,18 +133,23 @@ def _frames(con: duckdb.DuckDBPyConnection, exports: list[Export], key: str) -> 
         yield e, pseudonymize(frame, [c for c in PERSON_COLUMNS if c in frame.columns], key), kinds
 
 
-def _workbook(path: Path, tables: list[Table], lang: str) -> None:
-    sheets = []
-    for e, frame, kinds in tables:
-        names = {c: (ZH.get(c, c) if lang == "zh" else c) for c in frame.columns}
-        seen: dict[str, int] = {}
-        for c, n in names.items():  # keep headers unique after translation
-            seen[n] = seen.get(n, 0) + 1
-            names[c] = n if seen[n] == 1 else f"{n} ({c})"
-        formats = {names[c]: MONEY_FORMAT if k == "money" else RATIO_FORMAT
-                   for c, k in kinds.items() if k}
-        sheets.append(Sheet(e.name[:31], frame.rename(names), formats))
-    write_workbook(path, sheets)
+def _headers(columns: list[str], lang: str) -> list[str]:
+    """A sheet's header row in ``lang``: zh names where known, kept unique after translation."""
+    names = [ZH.get(c, c) if lang == "zh" else c for c in columns]
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        seen[n] = seen.get(n, 0) + 1
+        names[i] = n if seen[n] == 1 else f"{n} ({columns[i]})"
+    return names
+
+
+def _workbooks(paths: dict[str, Path], tables: list[Table]) -> None:
+    """The tables as one workbook per language (``paths``: language -> file)."""
+    sheets = [Sheet(e.name[:31], frame, {c: MONEY_FORMAT if k == "money" else RATIO_FORMAT
+                                         for c, k in kinds.items() if k})
+              for e, frame, kinds in tables]
+    write_workbooks(sheets, {path: [_headers(s.frame.columns, lang) for s in sheets]
+                             for lang, path in paths.items()})
 
 
 def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: Path) -> list[Path]:
@@ -161,8 +166,8 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, out_dir: P
             path.write_bytes(b"\xef\xbb\xbf" + frame.write_csv().encode("utf-8"))
             written.append(path)
         if tables:
-            for lang in ("zh", "en"):
-                written.append(root / lang / f"{page}.xlsx")
-                _workbook(written[-1], tables, lang)
+            books = {lang: root / lang / f"{page}.xlsx" for lang in ("zh", "en")}
+            _workbooks(books, tables)
+            written.extend(books.values())
     return written
 
