@@ -170,20 +170,37 @@ def bilingual_layout(
     for attr, values in (traces_zh or {}).items():
         for trace, value in zip(fig.data, values, strict=True):
             trace[attr] = value
-    fig.update_layout(
-        meta={"i18n": {
-            "zh": {"layout": zh, "traces": traces_zh or {}},
-            "en": {"layout": en, "traces": traces_en or {}},
-        }},
-        separators=SEPARATORS,
-        font={"family": _FONT, "size": 13},
-        margin={"l": 60, "r": 20, "t": TOP_MARGIN, "b": 50},
-        # The title sits just above the plot area and the top band stays free for Plotly's
-        # mode bar, so the bar never covers a title, whatever the width (phones included).
-        title={"x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
-               "yanchor": "bottom", "pad": {"b": 10}, "automargin": True},
-    )
+    fig.update_layout(meta={"i18n": {
+        "zh": {"layout": zh, "traces": traces_zh or {}},
+        "en": {"layout": en, "traces": traces_en or {}},
+    }})
+    for key, value in _HOUSE_LAYOUT.items():  # merged as update_layout would
+        current = fig.layout[key]
+        fig.layout[key] = (type(current)(_merged(current.to_plotly_json(), value), _validate=False)
+                           if isinstance(value, dict) else value)
     return fig
+
+
+_HOUSE_LAYOUT = go.Layout(
+    separators=SEPARATORS,
+    font={"family": _FONT, "size": 13},
+    margin={"l": 60, "r": 20, "t": TOP_MARGIN, "b": 50},
+    # The title sits just above the plot area and the top band stays free for Plotly's
+    # mode bar, so the bar never covers a title, whatever the width (phones included).
+    title={"x": 0, "xref": "paper", "xanchor": "left", "y": 1, "yref": "paper",
+           "yanchor": "bottom", "pad": {"b": 10}, "automargin": True},
+).to_plotly_json()
+"""The layout every bilingual figure gets. Plotly validates it once, here: validating it again
+for every figure through ``update_layout`` cost ~3 ms a figure, a tenth of the reports."""
+
+
+def _merged(current: dict[str, object], update: dict[str, object]) -> dict[str, object]:
+    """``update`` over ``current``, nested dicts merged key by key (``update_layout``'s rule)."""
+    out = dict(current)
+    for key, value in update.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(value, dict) and isinstance(old, dict) else value
+    return out
 
 
 @functools.cache
