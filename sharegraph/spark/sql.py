@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pyarrow as pa
 
 from sharegraph.core.warehouse import SCHEMAS
@@ -316,6 +317,9 @@ class Result:
 
     to_arrow_table = arrow
 
+    def pl(self) -> pl.DataFrame:
+        return pl.from_arrow(self.arrow())
+
     def fetchnumpy(self) -> dict[str, object]:
         table = self.arrow()
         return {name: table.column(name).to_numpy() for name in table.column_names}
@@ -357,13 +361,15 @@ class SparkCon:
     """Engine-specific pieces: ``CREATE ... TABLE <name> AS`` of a builder runs this SQL
     (DuckDB dialect, translated like any other) instead of the builder's query."""
 
-    def register(self, qualified: str, df: DataFrame | pa.Table, *,
+    def register(self, qualified: str, df: DataFrame | pl.DataFrame | pa.Table, *,
                  checkpoint: bool = True) -> DataFrame:
         """Make ``df`` the table ``qualified`` (a warehouse name or a temp name).
 
-        An Arrow table is what a builder computed on the driver (a NumPy kernel's output,
-        ``con.register`` as on DuckDB): it becomes a Spark DataFrame.
+        A polars frame or an Arrow table is what a builder computed on the driver (a NumPy
+        kernel's output, ``con.register`` as on DuckDB): it becomes a Spark DataFrame.
         """
+        if isinstance(df, pl.DataFrame):
+            df = df.to_arrow(compat_level=pl.CompatLevel.oldest())  # no string views for Spark
         if isinstance(df, pa.Table):
             df = self.spark.createDataFrame(df)
         if checkpoint:
