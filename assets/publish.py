@@ -45,10 +45,9 @@ def _table_counts(path: Path) -> dict[str, int]:
         con.close()
 
 
-def published_matches_working(paths: wh.WarehousePaths) -> dg.AssetCheckResult:
+def published_matches_working(got: dict[str, int], paths: wh.WarehousePaths) -> dg.AssetCheckResult:
     """The snapshot opens read-only and has the working file's tables and row counts."""
-    got = _table_counts(paths.published)
-    want = _table_counts(paths.working)
+    want = _table_counts(paths.working)  # ``got``: the snapshot's, read back after the rename
     diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
     return dg.AssetCheckResult(
         check_name="published_matches_working",
@@ -88,6 +87,6 @@ def build_publish_assets(upstream: Iterable[dg.AssetKey]) -> dg.AssetsDefinition
             "tables": len(counts),
             **{f"rows.{name}": n for name, n in counts.items()
                if name.split(".")[0] in ("staging", "graph", "marts")},
-        }, check_results=[published_matches_working(warehouse.paths)])
+        }, check_results=[published_matches_working(counts, warehouse.paths)])
 
     return published
