@@ -12,6 +12,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'
+	# bytecode for the project's own modules: pip compiles site-packages, not an editable
+	# install, and where PYTHONDONTWRITEBYTECODE is set every run would compile them again
+	$(BIN)/python -m compileall -q sharegraph assets pipelines >/dev/null
 	touch $@
 
 # pyspark (~490 MB) only for the tests and --engine spark, never for `make demo`
