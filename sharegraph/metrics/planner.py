@@ -164,7 +164,7 @@ def _fit(people: pl.DataFrame, src: np.ndarray, dst: np.ndarray, kappa: float,
     col = {c: people[c].cast(pl.Float64).to_numpy()
            for c in ("shares", "clicks", "buys", "referred", "audience", "share_purchases",
                      "reshared", "orders", "spent")}
-    group = people["category"].cast(pl.Categorical).to_physical().to_numpy()  # any dense-ish codes
+    group = people["category"].cast(pl.Categorical).to_physical().to_numpy()  # a code per category
     exposures = np.maximum(col["shares"] * col["audience"], col["clicks"])
     click = _shrink(col["clicks"], exposures, group, kappa)
     trials = np.maximum(col["clicks"] + col["referred"], col["buys"])

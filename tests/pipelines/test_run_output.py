@@ -161,6 +161,23 @@ def test_the_run_record_reads_back_through_dagsters_own_storage(good_run: dict) 
         assert materialized is not None and materialized.run_id == run.run_id
         checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         assert len(checks) == 30 and all(e.dagster_event.event_specific_data.passed for e in checks)
+        # the fresh instance was stamped with the migration scripts read once: every storage
+        # is at Dagster's head revision, as Dagster's own classes see it
+        for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
+            db_revision, head = storage.alembic_version()
+            assert db_revision == head, type(storage).__name__
+
+
+def test_opening_the_run_instance_leaves_alembic_as_it_was(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    from pipelines.run import ensure_dagster_home
+    from pipelines.run_instance import open_run_instance
+
+    before = ScriptDirectory.__dict__["from_config"]
+    with open_run_instance(ensure_dagster_home(tmp_path / "dagster")) as instance:
+        assert instance.get_runs() == []
+    assert ScriptDirectory.__dict__["from_config"] is before
 
 
 def test_a_failed_run_starts_with_one_sentence(world: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sharegraph.reports.xlsx import MAX_CELL_CHARS, Sheet, write_workbook
+from sharegraph.reports.xlsx import MAX_CELL_CHARS, Sheet, write_workbook, write_workbooks
 
 TRICKY = pl.DataFrame({
     "text": ["a&b<c>\"'", None, '=HYPERLINK("http://x.invalid")', "  lead and trail  ",
@@ -128,3 +128,20 @@ def test_any_text_and_numbers_round_trip(tmp_path: Path, rows: list[tuple]) -> N
     want = [(s or None, i, f) for s, i, f in frame.iter_rows()]
     got = [(s or None, i, f) for s, i, f in got[1:]]
     assert got + [(None, None, None)] * (len(want) - len(got)) == want
+
+
+def test_copies_differ_only_in_their_headers(tmp_path: Path) -> None:
+    """One workbook per language from the same sheets: the rows, formats and widths are the
+    frame's in both; only the header row is each copy's own (and widens its columns)."""
+    zh = ["文本", "整数", "比率", "金额（¥）", "标志", "时间", "日期", "小整数"]
+    sheets = [Sheet("tricky", TRICKY, FORMATS), Sheet("small", TRICKY.head(2).select("int"))]
+    zh_path, en_path = write_workbooks(sheets, {tmp_path / "zh.xlsx": [zh, ["整数"]],
+                                                tmp_path / "en.xlsx": [TRICKY.columns, ["int"]]})
+    for sheet, header in (("tricky", zh), ("small", ["整数"])):
+        zh_rows, en_rows = _read(zh_path, sheet), _read(en_path, sheet)
+        assert list(zh_rows[0]) == header and zh_rows[1:] == en_rows[1:]
+    assert en_path.read_bytes() == write_workbook(tmp_path / "one.xlsx", sheets).read_bytes()
+    book = openpyxl.load_workbook(zh_path)["tricky"]
+    assert book["D2"].number_format == FORMATS["money"]
+    with pytest.raises(ValueError, match="one header per column"):
+        write_workbooks(sheets, {tmp_path / "bad.xlsx": [zh[:-1], ["整数"]]})
