@@ -8,11 +8,15 @@ one engine per file keeps its connection in its pool until the instance is dispo
 commits use ``synchronous = NORMAL``, which SQLite documents as corruption-safe in WAL mode:
 a power cut can lose the last events of the run log, never the warehouse (DuckDB syncs its
 own commits). ``dagster dev`` and the daemon read the same files with Dagster's own classes.
+The event log also keeps the schema facts it has seen, and a fresh instance reads Dagster's
+migration scripts once (docs/performance.md, session 11).
 
 Only this process's instance uses these classes (:func:`open_run_instance`); the project's
-``dagster.yaml`` is left as it is. They override private methods of dagster 1.13's SQLite
-storages (``_connect``, ``connect``), pinned by ``pyproject.toml``; a test reads a run back
-through Dagster's own classes (``tests/pipelines/test_run_output.py``).
+``dagster.yaml`` is left as it is. They override methods of dagster 1.13's SQLite storages
+(``_connect``, ``connect``, ``has_table``, ``has_asset_key_col``, ``has_secondary_index``) and,
+while the instance opens, alembic's ``ScriptDirectory.from_config``; dagster is pinned by
+``pyproject.toml``. Tests read a run back through Dagster's own classes and check the
+storages' revisions (``tests/pipelines/test_run_output.py``).
 """
 
 from __future__ import annotations
@@ -149,7 +153,7 @@ def _revisions_read_once() -> Iterator[None]:
     def from_config(config: Any) -> ScriptDirectory:
         location = config.get_alembic_option("script_location")
         if location not in read:
-            read[location] = original.__func__(ScriptDirectory, config)
+            read[location] = original.__get__(None, ScriptDirectory)(config)
         return read[location]
 
     ScriptDirectory.from_config = staticmethod(from_config)
