@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from sharegraph.core.config import Settings
+from sharegraph.core.sql import table_exists
 from sharegraph.metrics.growth import K_WINDOW_DAYS
 from sharegraph.metrics.headline import COMPLETE_COHORT_DAYS
 from sharegraph.reports import figures
@@ -132,14 +133,19 @@ def concentration_label(con: duckdb.DuckDBPyConnection) -> tuple[float | None, t
     return (float(r["gini"]) if r["gini"] is not None else None), label
 
 
+#: the paid GMV of every credited person: grouped from the attributed lines, or read from the
+#: influence mart, which has one row per credited person (``direct_orders > 0``) with that sum
+#: as ``direct_gmv`` (the same values; the mart reads in 5 ms what grouping 11M lines took 0.5 s)
+LORENZ_FROM_LINES = """SELECT sum(amount)::DOUBLE AS gmv FROM graph.attributed_orders
+                       WHERE is_paid AND credited_id IS NOT NULL GROUP BY credited_id"""
+LORENZ_FROM_MART = "SELECT direct_gmv::DOUBLE AS gmv FROM marts.agent_influence WHERE direct_orders > 0"
+
+
 def lorenz(con: duckdb.DuckDBPyConnection, gini_credited: float | None) -> figures.Block:
     """Attributed GMV per credited person (¥), all of them: the population of headline
     ``gini_credited`` (agents and customers who referred a sale), whose value is annotated."""
-    frame = query(
-        con,
-        """SELECT sum(amount)::DOUBLE AS gmv FROM graph.attributed_orders
-           WHERE is_paid AND credited_id IS NOT NULL GROUP BY credited_id""",
-    )
+    frame = query(con, LORENZ_FROM_MART if table_exists(con, "marts.agent_influence")
+                  else LORENZ_FROM_LINES)
     _, label = concentration_label(con)
     return figures.lorenz_curve(frame, gini_credited, label)
 
