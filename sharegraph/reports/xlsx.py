@@ -83,7 +83,7 @@ def write_workbooks(sheets: Sequence[Sheet], headers: Mapping[Path, Sequence[Seq
                 z.writestr(info, text, compresslevel=1)
 
     # one thread per copy: deflate, most of a copy's time, releases the GIL
-    with ThreadPoolExecutor(len(headers)) as pool:
+    with ThreadPoolExecutor(max(1, len(headers))) as pool:  # none: nothing to write
         list(pool.map(write, headers))
     return list(headers)
 
