@@ -231,6 +231,18 @@ def _stage_uplift_sums(con: duckdb.DuckDBPyConnection, pairs: str, out: str,
         con.execute(f"DROP TABLE IF EXISTS {temp}")
 
 
+def _may_have_candidates(con: duckdb.DuckDBPyConnection, src: str) -> bool:
+    """False when every merchant with paid lines has paid lines in every category that has
+    any: then no merchant lacks a category and every list is empty (a one-shop export, or
+    shops selling the whole catalogue), and profiling the customers (seconds at 10M lines)
+    is skipped. True otherwise: some merchant may lack a category."""
+    return bool(con.execute(f"""
+        WITH paid AS (SELECT DISTINCT merchant_id, category FROM ({src}))
+        SELECT count(*) < count(DISTINCT merchant_id) * count(DISTINCT category)
+               OR count(*) FILTER (WHERE merchant_id IS NULL OR category IS NULL) > 0
+        FROM paid""").fetchone()[0])
+
+
 def needed_z(con: duckdb.DuckDBPyConnection, settings: Settings, src: str) -> float:
     """z a pair's log lift must reach to be significant: the one-sided normal quantile of the
     Benjamini-Hochberg threshold fdr_alpha (R + 1) / m, where m = k(k-1)/2 pairs are tested
@@ -385,6 +397,8 @@ def build_expansion_recommendations(con: duckdb.DuckDBPyConnection, settings: Se
     """
     src = paid_lines_sql(con)
     z = needed_z(con, settings, src)
+    if not _may_have_candidates(con, src):  # the same statements over no lines: same columns
+        src = f"SELECT * FROM ({src}) WHERE false"
     alpha, min_n = float(settings.fdr_alpha), int(settings.min_pair_customers)
     for table, where in (("_exp_uplift", "is_significant"), ("_exp_obs", "lift > 1")):
         con.execute(f"""

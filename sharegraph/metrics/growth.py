@@ -15,6 +15,7 @@ from sharegraph.core.config import Settings
 from sharegraph.core.contract import ENUMERATED, PLATFORM_CHANNELS, SOCIAL_CHANNELS
 from sharegraph.core.vocabulary import Vocabulary
 from sharegraph.core.warehouse import finish_table
+from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.graph.products import product_lookup_sql
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,8 @@ def build_concentration(con: duckdb.DuckDBPyConnection, settings: Settings | Non
         ranked AS (
             SELECT *, row_number() OVER w AS rank_desc, count(*) OVER (PARTITION BY scope, merchant_id) AS n
             FROM people
-            WINDOW w AS (PARTITION BY scope, merchant_id ORDER BY gmv DESC, credited_id)
+            -- ties need no order: tied people hold the same ¥, so every sum below is the same
+            WINDOW w AS (PARTITION BY scope, merchant_id ORDER BY gmv DESC)
         ),
         agg AS (
             SELECT scope, merchant_id, any_value(n)::BIGINT AS credited_people,
@@ -204,7 +206,7 @@ def build_concentration(con: duckdb.DuckDBPyConnection, settings: Settings | Non
                    ceil(0.10 * any_value(n))::BIGINT AS top10_people,
                    coalesce((sum(gmv) FILTER (WHERE rank_desc <= ceil(0.10 * n)))::DOUBLE
                        / nullif(sum(gmv)::DOUBLE, 0), 0) AS top10_share,
-                   arg_min(credited_id, rank_desc) AS top_person_id
+                   arg_min(credited_id, (-gmv, credited_id)) AS top_person_id
             FROM ranked GROUP BY scope, merchant_id
         )
         SELECT scope, merchant_id, credited_people, attributed_gmv,
@@ -271,18 +273,25 @@ def build_channel_migration(
         ),
         repeat_lines AS (
             SELECT a.customer_id, a.order_id, date_trunc('month', a.ordered_at)::DATE AS month,
-                   a.amount, {channel_class_sql('a.channel')} AS channel_group
+                   a.amount, {channel_class_sql('a.channel')} AS channel_group,
+                   {IN_MULTI_LINE_ORDER.replace('order_id IN', 'a.order_id IN')} AS multi
             FROM graph.attributed_orders a JOIN firsts f USING (customer_id)
             WHERE a.is_paid AND a.ordered_at > f.first_paid_at
         ),
         -- distinct orders and customers per month by grouping first: cheaper than four
-        -- count(DISTINCT) over every line, and the same counts
+        -- count(DISTINCT) over every line, and the same counts. An order with only line 1 is
+        -- one line (IN_MULTI_LINE_ORDER): only the others are grouped by order.
         per_order AS (
-            SELECT month, order_id, bool_or(channel_group = 'social') AS social,
-                   bool_or(channel_group = 'platform') AS platform, sum(amount) AS gmv,
-                   sum(amount) FILTER (WHERE channel_group = 'social') AS social_gmv,
-                   sum(amount) FILTER (WHERE channel_group = 'platform') AS platform_gmv
-            FROM repeat_lines GROUP BY month, order_id
+            SELECT month, channel_group = 'social' AS social,
+                   channel_group = 'platform' AS platform, amount AS gmv,
+                   CASE WHEN channel_group = 'social' THEN amount END AS social_gmv,
+                   CASE WHEN channel_group = 'platform' THEN amount END AS platform_gmv
+            FROM repeat_lines WHERE NOT multi
+            UNION ALL
+            SELECT month, bool_or(channel_group = 'social'), bool_or(channel_group = 'platform'),
+                   sum(amount), sum(amount) FILTER (WHERE channel_group = 'social'),
+                   sum(amount) FILTER (WHERE channel_group = 'platform')
+            FROM repeat_lines WHERE multi GROUP BY month, order_id
         ),
         customers AS (
             SELECT month, count(*)::BIGINT AS repeat_customers

@@ -13,6 +13,7 @@ import duckdb
 from sharegraph.core.config import Settings
 from sharegraph.core.sql import literal
 from sharegraph.core.warehouse import finish_table
+from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
 from sharegraph.metrics.growth import K_WINDOW_DAYS, channel_class_sql
 
 TABLE = "marts.headline_metrics"
@@ -89,7 +90,11 @@ def _metrics_sql() -> str:
     return f"""
     SELECT 'paid_gmv', 'all', sum(amount)::DOUBLE, NULL FROM {paid}
     UNION ALL SELECT 'paid_gmv', merchant_id, sum(amount)::DOUBLE, NULL FROM {paid} GROUP BY 2
-    UNION ALL SELECT 'paid_orders', 'all', count(DISTINCT order_id), NULL FROM {paid}
+    -- distinct orders without count(DISTINCT) over every line: an order with only line 1 is
+    -- one line (IN_MULTI_LINE_ORDER)
+    UNION ALL SELECT 'paid_orders', 'all', count(*) FILTER (WHERE NOT multi)
+        + count(DISTINCT order_id) FILTER (WHERE multi), NULL
+        FROM (SELECT order_id, {IN_MULTI_LINE_ORDER} AS multi FROM {paid})
     UNION ALL SELECT 'customers', 'all', count(DISTINCT customer_id), NULL FROM {paid}
     UNION ALL SELECT 'attributed_gmv', 'all',
         coalesce(sum(amount) FILTER (WHERE credited_id IS NOT NULL), 0)::DOUBLE, NULL FROM {paid}
@@ -150,8 +155,9 @@ def _trend_sql() -> str:
         FROM lines GROUP BY GROUPING SETS ((date_trunc('month', ordered_at)), ())
     ) UNPIVOT (value FOR metric IN (platform AS 'paid_gmv_platform', social AS 'paid_gmv_social',
                                     other AS 'paid_gmv_other'))
-    UNION ALL SELECT 'paid_gmv', strftime(date_trunc('month', ordered_at), '%Y-%m'), sum(amount)::DOUBLE
-        FROM lines GROUP BY 2
+    UNION ALL SELECT 'paid_gmv', strftime(month, '%Y-%m'), gmv FROM (  -- the text per month only
+        SELECT date_trunc('month', ordered_at) AS month, sum(amount)::DOUBLE AS gmv
+        FROM lines GROUP BY 1)
     UNION ALL SELECT 'active_agents', coalesce(strftime(date_trunc('month', act_at), '%Y-%m'), 'all'),
         count(DISTINCT agent_id)::DOUBLE FROM acts GROUP BY GROUPING SETS ((date_trunc('month', act_at)), ())
     UNION ALL SELECT 'new_customers_via_shares',

@@ -124,6 +124,37 @@ def test_empty_warehouse_gives_empty_marts():
     assert expansion_problems(con)["already_sold"] == 0
 
 
+def _full_line_world(drop: tuple[str, str] | None = None) -> duckdb.DuckDBPyConnection:
+    """Two merchants each selling categories a, b, c (except the pair ``drop``)."""
+    rows: list[dict] = []
+    for merchant in ("m1", "m2"):
+        for i in range(40):
+            for category in ("a", "b", "c")[: 1 + i % 3]:
+                if (merchant, category) != drop:
+                    rows.append(_order(len(rows), f"{merchant}-{i}", category, merchant=merchant,
+                                       days=i % 7))
+    con = duckdb.connect()
+    ensure_schema(con)
+    insert_staging(con, "orders", rows)
+    build_category_affinity(con, SETTINGS)
+    return con
+
+
+def test_merchants_selling_every_category_get_no_candidates(monkeypatch):
+    con = _full_line_world()
+    assert build_expansion_recommendations(con, SETTINGS) == 0
+    fast = con.execute("DESCRIBE marts.expansion_recommendations").fetchall()
+    # the profiling path, forced, finds no candidate either and gives the same columns
+    monkeypatch.setattr("sharegraph.metrics.expansion._may_have_candidates", lambda *_: True)
+    assert build_expansion_recommendations(con, SETTINGS) == 0
+    assert con.execute("DESCRIBE marts.expansion_recommendations").fetchall() == fast
+    # one merchant without one category: that category is its one candidate
+    con = _full_line_world(drop=("m2", "c"))
+    assert build_expansion_recommendations(con, SETTINGS) == 1
+    assert con.execute("SELECT merchant_id, category FROM marts.expansion_recommendations"
+                       ).fetchall() == [("m2", "c")]
+
+
 def test_world_expected_expansion_in_top_three(request):
     pytest.importorskip("sharegraph.demo.generate")  # the generator lands in parallel
     world, truth = request.getfixturevalue("small_world"), request.getfixturevalue("small_truth")

@@ -92,8 +92,9 @@ def test_gini_all_equal_and_one_holds_all(con: duckdb.DuckDBPyConnection) -> Non
     rows = {r[0]: r[1:] for r in con.execute(
         "SELECT merchant_id, credited_people, gini, top1_share, top10_share, label, label_zh, "
         "top_person_id FROM marts.concentration WHERE scope = 'merchant'").fetchall()}
-    people, gini, top1, top10, label, label_zh, _ = rows["equal"]
+    people, gini, top1, top10, label, label_zh, top = rows["equal"]
     assert people == 10 and gini == pytest.approx(0, abs=1e-12)
+    assert top == "p0"  # ten tied at the top: the smallest id
     assert top1 == pytest.approx(0.1) and top10 == pytest.approx(0.1)
     assert (label, label_zh) == ("peer-driven", "素人驱动")
     people, gini, top1, top10, label, label_zh, top = rows["kol"]

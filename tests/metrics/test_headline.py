@@ -135,3 +135,27 @@ def test_nothing_credited_is_a_zero_share_not_unknown(tmp_path: Path) -> None:
     assert _mart(con)["attributed_share"] == (0.0, None)
     assert _mart(con)["paid_gmv"] == (300.0, None)
     con.close()
+
+
+def test_paid_orders_count_orders_of_several_lines_once(tmp_path: Path) -> None:
+    """Distinct paid orders, written out by hand: two-line orders count once, an order whose
+    only paid line is line 2 counts, a refunded order does not."""
+    from sharegraph.core.warehouse import ensure_schema
+    from tests.helpers import build_marts, insert_staging, order_line
+
+    lines = [
+        order_line(0, "a", "food"),                                   # o0: one line
+        order_line(1, "a", "tea", order_id="o0", line_no=2),          # o0: its second line
+        order_line(2, "b", "food", order_id="o2"),                    # o2: line 1 refunded,
+        order_line(3, "b", "tea", order_id="o2", line_no=2),          #     line 2 paid
+        order_line(4, "c", "food", order_id="o4", status="refunded"),  # o4: refunded
+        order_line(5, "d", "tea", order_id="o5", line_no=3),          # o5: only a line 3
+        order_line(6, "e", "food"),                                   # o6
+    ]
+    lines[2]["status"] = "refunded"
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    ensure_schema(con)
+    insert_staging(con, "orders", lines)
+    build_marts(con)
+    assert _mart(con)["paid_orders"] == (4.0, None)  # o0, o2, o5, o6
+    con.close()
