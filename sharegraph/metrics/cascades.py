@@ -146,17 +146,21 @@ def _cascade_parts(nodes: str) -> str:
                    max(n)::BIGINT AS max_breadth
             FROM levels GROUP BY root_share_id
         ),
+        -- distinct sharers and clickers by grouping per (cascade, person) first: cheaper than
+        -- count(DISTINCT) per cascade; count(actor_id) leaves out a NULL actor as DISTINCT does
         extent AS (
-            SELECT root_share_id, max(shared_at) AS last_shared_at,
-                   count(DISTINCT actor_id)::BIGINT AS sharers
-            FROM {nodes} GROUP BY root_share_id
+            SELECT root_share_id, max(last_shared_at) AS last_shared_at,
+                   count(actor_id)::BIGINT AS sharers
+            FROM (SELECT root_share_id, actor_id, max(shared_at) AS last_shared_at
+                  FROM {nodes} GROUP BY ALL)
+            GROUP BY root_share_id
         ),
         clicks AS (
-            SELECT n.root_share_id, count(*)::BIGINT AS clicks,
-                   count(DISTINCT e.actor_id)::BIGINT AS clickers
-            FROM staging.share_events e JOIN {nodes} n ON n.share_id = e.share_id
-            WHERE e.event_type = 'click'
-            GROUP BY n.root_share_id
+            SELECT root_share_id, sum(n)::BIGINT AS clicks, count(actor_id)::BIGINT AS clickers
+            FROM (SELECT n.root_share_id, e.actor_id, count(*) AS n
+                  FROM staging.share_events e JOIN {nodes} n ON n.share_id = e.share_id
+                  WHERE e.event_type = 'click' GROUP BY ALL)
+            GROUP BY root_share_id
         ),
         fresh AS (
             SELECT s.root_share_id, e.last_shared_at, s.size, e.sharers, s.depth, s.max_breadth,
