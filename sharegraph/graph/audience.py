@@ -61,21 +61,33 @@ def edges_sql(clicks_rel: str, od: str, upline: str, viewers: str = "") -> str:
     (sharer, viewer, n), the credited paid lines of ``od`` (one buy per order, credited
     person and rule) and ``upline`` (sharer, viewer; may be empty), of the viewers whose id
     matches ``viewers`` (``IN (...)``) when given. The one definition: the planner runs it
-    on its scope."""
+    on its scope.
+
+    Each part holds a pair at most once (clicks are grouped per pair, the buys below, the
+    upline has one row per agent), so the parts are joined on the pair rather than stacked
+    and grouped: at 10M orders grouping 21M rows into 17M pairs took 6 s, the joins 3.4 s.
+    No part has a NULL sharer or viewer (a click's two people differ, credited lines have a
+    credited person and a customer, the upline edges an upline), so plain equality joins.
+    """
     buyer = f"AND customer_id {viewers}" if viewers else ""
-    parts = [f"SELECT sharer, viewer, n, 0, 0 FROM {clicks_rel}",
-             f"""SELECT credited_id, customer_id, 0, count(*),
-                        count(*) FILTER (WHERE rule = 'referrer')
-                 FROM (SELECT order_id, credited_id, customer_id, rule FROM {od}
-                       WHERE credited_id IS NOT NULL {buyer} GROUP BY ALL)
-                 GROUP BY credited_id, customer_id"""]
+    buys = f"""(SELECT credited_id AS sharer, customer_id AS viewer, count(*) AS b,
+                       count(*) FILTER (WHERE rule = 'referrer') AS r
+                FROM (SELECT order_id, credited_id, customer_id, rule FROM {od}
+                      WHERE credited_id IS NOT NULL {buyer} GROUP BY ALL)
+                GROUP BY credited_id, customer_id)"""
+    pairs = f"""(SELECT coalesce(k.sharer, b.sharer) AS sharer,
+                        coalesce(k.viewer, b.viewer) AS viewer, k.n, b.b, b.r
+                 FROM (SELECT sharer, viewer, n FROM {clicks_rel}) k FULL JOIN {buys} b
+                   ON k.sharer = b.sharer AND k.viewer = b.viewer)"""
     if upline:
-        parts.append(f"SELECT sharer, viewer, 0, 0, 0 FROM ({upline}) AS u(sharer, viewer)")
+        pairs = f"""(SELECT coalesce(e.sharer, u.sharer) AS sharer,
+                            coalesce(e.viewer, u.viewer) AS viewer, e.n, e.b, e.r
+                     FROM {pairs} e FULL JOIN ({upline}) AS u(sharer, viewer)
+                       ON e.sharer = u.sharer AND e.viewer = u.viewer)"""
     return f"""
-        SELECT sharer, viewer, sum(n)::BIGINT AS clicks, sum(b)::BIGINT AS buys,
-               sum(r)::BIGINT AS referred
-        FROM ({" UNION ALL ".join(parts)}) AS e(sharer, viewer, n, b, r)
-        GROUP BY sharer, viewer"""
+        SELECT sharer, viewer, coalesce(n, 0)::BIGINT AS clicks, coalesce(b, 0)::BIGINT AS buys,
+               coalesce(r, 0)::BIGINT AS referred
+        FROM {pairs}"""
 
 
 def activity_sql(od: str, shares: str, edges: str, who: str = "") -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import networkx as nx
 import numpy as np
+import polars as pl
 import pytest
 
 from sharegraph.core.config import Settings
@@ -199,3 +200,39 @@ def test_kept_inputs_equal_those_computed_from_lines_and_events(tmp_path: Path) 
     for part in ("src", "dst", "prob", "reshare", "value"):
         assert np.array_equal(getattr(kept.graph, part), getattr(computed.graph, part)), part
     assert kept.people["referred"].to_numpy().sum() > 0
+
+
+def test_audience_edges_equal_a_plain_grouping(tmp_path: Path) -> None:
+    """graph.audience_edges against polars: every click edge, credited paid order (one buy per
+    order, credited person and rule) and upline edge, stacked and summed per (sharer, viewer)."""
+    from sharegraph.demo.generate import generate_world
+    from sharegraph.graph.audience import EDGES, build_audience
+    from tests.helpers import build_graph
+
+    generate_world(tmp_path / "w", seed=13, people=500, orders=2500)
+    (tmp_path / "w" / "truth_circles.csv").unlink()
+    con = attributed_world(tmp_path / "w", Settings())
+    build_graph(con)
+    build_audience(con)
+    clicks = con.sql("SELECT sharer_id, clicker_id AS viewer_id, clicks FROM graph.click_edges").pl()
+    lines = con.sql("""SELECT DISTINCT order_id, credited_id AS sharer_id, customer_id AS viewer_id,
+                              rule FROM graph.attributed_orders
+                       WHERE is_paid AND credited_id IS NOT NULL""").pl()
+    upline = con.sql("""SELECT upline_id AS sharer_id, agent_id AS viewer_id
+                        FROM graph.agent_upline WHERE upline_id IS NOT NULL""").pl()
+    zero = pl.lit(0, pl.Int64)
+    stacked = pl.concat([
+        clicks.with_columns(buys=zero, referred=zero),
+        lines.select("sharer_id", "viewer_id", clicks=zero, buys=pl.lit(1, pl.Int64),
+                     referred=(pl.col("rule") == "referrer").cast(pl.Int64)),
+        upline.with_columns(clicks=zero, buys=zero, referred=zero),
+    ], how="diagonal_relaxed")
+    want = stacked.group_by("sharer_id", "viewer_id").agg(pl.col("clicks", "buys", "referred").sum())
+    got = con.sql(f"SELECT sharer_id, viewer_id, clicks, buys, referred FROM {EDGES}").pl()
+    key = ["sharer_id", "viewer_id"]
+    assert got.height == want.height and got.select(key).is_duplicated().sum() == 0
+    assert got.sort(key).equals(want.select(got.columns).sort(key))
+    # all three kinds of pair occur, alone and together
+    both = got.filter((pl.col("clicks") > 0) & (pl.col("buys") > 0)).height
+    only_upline = got.filter((pl.col("clicks") == 0) & (pl.col("buys") == 0)).height
+    assert both > 0 and only_upline > 0 and got.filter(pl.col("clicks") == 0).height > only_upline
