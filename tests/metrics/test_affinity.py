@@ -275,6 +275,7 @@ def test_directional_counts_by_hand():
         _order(9, "c4", "b", days=31),                                   # 31 d after first a
         _order(10, "c5", "c", days=0), _order(11, "c5", "b", days=1),
         _order(12, "c6", "a", days=0), _order(13, "c6", "b", days=0),   # same instant: no
+        _order(14, "c1", "a", days=0), _order(15, "c1", "b", days=5),   # c1 again: no change
     ]
     insert_staging(con, "orders", rows)
     build_directional_affinity(con, Settings(affinity_window_days=30, min_pair_customers=1))
@@ -309,7 +310,7 @@ def test_spillover_counts_by_hand():
     con = _con()
     insert_staging(con, "share_events", _share_events([
         ("u1", "skirt", 0), ("u2", "skirt", 0), ("u3", "skirt", 0), ("u4", "shoes", 0),
-        ("u5", "shoes", 0), ("u6", "shoes", 10),
+        ("u5", "shoes", 0), ("u6", "shoes", 10), ("u1", "skirt", 0),  # u1 twice: no change
     ]))
     insert_staging(con, "orders", [
         _order(1, "u1", "mask", days=2), _order(2, "u2", "mask", days=6.5),
@@ -317,6 +318,7 @@ def test_spillover_counts_by_hand():
         _order(4, "u4", "mask", days=1), _order(5, "u5", "skirt", days=3),
         _order(6, "u6", "mask", days=1),                  # before the click
         _order(7, "stranger", "mask", days=1),            # never clicked
+        _order(8, "u1", "mask", days=2),                  # a second order, same instant
     ])
     build_spillover_affinity(con, Settings(spillover_window_days=7, min_pair_customers=1))
     sp = con.execute("SELECT * FROM marts.spillover_affinity").df()
