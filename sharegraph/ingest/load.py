@@ -852,12 +852,17 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, table: str,
     """Number of natural-key values that occur more than once in ``staging.<table>``; with
     ``batches``, among the keys of those batches' rows only. A load can only add a duplicate
     with a key of its own batches, and probing staging with those keys costs a scan where
-    grouping the whole table costs a sort (seconds at tens of millions of rows)."""
+    the whole table costs a sort of its key hashes (seconds at tens of millions of rows)."""
     key = ", ".join(ident(k) for k in TABLES[table].key)
     rows = f"staging.{table}"
     if batches is not None:
         rows = (f"(SELECT * FROM staging.{table} SEMI JOIN (SELECT {key} FROM staging.{table} "
                 f"WHERE batch_id IN ({in_list(list(batches)) or 'NULL'})) USING ({key}))")
-    return con.execute(
-        f"SELECT count(*) FROM (SELECT {key} FROM {rows} GROUP BY {key} HAVING count(*) > 1)"
-    ).fetchone()[0]
+    # candidates first: key hashes equal to the one before them in hash order (a sort, 2x
+    # faster than grouping 23M mostly distinct keys); then the real keys of those only
+    return con.execute(f"""
+        WITH r AS (SELECT {key} FROM {rows}),
+        candidate AS (SELECT kh FROM (SELECT kh, lag(kh) OVER (ORDER BY kh) AS prev
+                                      FROM (SELECT hash({key}) AS kh FROM r)) WHERE kh = prev)
+        SELECT count(*) FROM (SELECT {key} FROM r WHERE hash({key}) IN (SELECT kh FROM candidate)
+                              GROUP BY {key} HAVING count(*) > 1)""").fetchone()[0]
