@@ -274,7 +274,7 @@ def build_channel_migration(
         repeat_lines AS (
             SELECT a.customer_id, a.order_id, date_trunc('month', a.ordered_at)::DATE AS month,
                    a.amount, {channel_class_sql('a.channel')} AS channel_group,
-                   {IN_MULTI_LINE_ORDER.replace('order_id IN', 'a.order_id IN')} AS multi
+                   {IN_MULTI_LINE_ORDER} AS multi
             FROM graph.attributed_orders a JOIN firsts f USING (customer_id)
             WHERE a.is_paid AND a.ordered_at > f.first_paid_at
         ),
