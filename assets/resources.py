@@ -106,14 +106,8 @@ class WarehouseResource(dg.ConfigurableResource):
                 yield con
             return
         if self._con is None:
-            con = warehouse.connect(self.paths.working, timezone=self.settings().timezone,
-                                    memory_limit=self.settings().memory_limit)
-            try:
-                warehouse.ensure_schema(con)
-            except BaseException:
-                con.close()
-                raise
-            self._con = con
+            self._con = warehouse.open_working(self.paths, timezone=self.settings().timezone,
+                                               memory_limit=self.settings().memory_limit)
         con = self._con
         self._depth += 1
         try:

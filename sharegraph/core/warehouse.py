@@ -298,13 +298,46 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
     comment_table(con, "staging.channels", CHANNELS_TEXT, CHANNELS_COMMENTS)
 
 
-@contextmanager
-def working(paths: WarehousePaths, timezone: str = "Asia/Shanghai",
-            memory_limit: str = "") -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-write connection to the working file with the schema in place."""
+def restore_working(paths: WarehousePaths) -> bool:
+    """Copy the published snapshot to the working file when only the snapshot exists.
+
+    The working file is where every run continues from. Without this, a lost working file
+    (deleted to save space, or a warehouse moved by copying the published file alone) would
+    start an empty one, and the next publish would replace the snapshot's history with the
+    new batches only. The copy goes through a temporary name, so a crash leaves no partial
+    working file. Returns True when it copied.
+    """
+    if paths.working.exists() or not paths.published.is_file():
+        return False
+    tmp = paths.working.with_name(f".{paths.working.name}.restoring")
+    shutil.copyfile(paths.published, tmp)
+    os.chmod(tmp, 0o644)  # the snapshot is read-only (0444); the working file is written
+    os.replace(tmp, paths.working)
+    log.warning("%s: no working file; continuing from the published snapshot %s",
+                paths.working, paths.published)
+    return True
+
+
+def open_working(paths: WarehousePaths, timezone: str = "Asia/Shanghai",
+                 memory_limit: str = "") -> duckdb.DuckDBPyConnection:
+    """A read-write connection to the working file (restored from the snapshot when lost,
+    :func:`restore_working`) with the schema in place."""
+    restore_working(paths)
     con = connect(paths.working, timezone=timezone, memory_limit=memory_limit)
     try:
         ensure_schema(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+@contextmanager
+def working(paths: WarehousePaths, timezone: str = "Asia/Shanghai",
+            memory_limit: str = "") -> Iterator[duckdb.DuckDBPyConnection]:
+    """:func:`open_working`, closed at the end of the block."""
+    con = open_working(paths, timezone=timezone, memory_limit=memory_limit)
+    try:
         yield con
     finally:
         con.close()

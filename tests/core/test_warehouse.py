@@ -58,6 +58,24 @@ def test_publish_without_working_file_fails_clearly(tmp_path: Path) -> None:
     assert not paths.published.exists()
 
 
+def test_a_lost_working_file_is_restored_from_the_snapshot(tmp_path: Path) -> None:
+    """Without its working file a run goes on from the published snapshot, never from an
+    empty file whose publish would drop the snapshot's history."""
+    paths = wh.WarehousePaths.of(tmp_path / "wh.duckdb")
+    make_working(paths, 1000)
+    wh.publish(paths)
+    paths.working.unlink()
+    with wh.working(paths) as con:
+        con.execute("INSERT INTO marts.t SELECT range + 1000, 'new' FROM range(5)")
+    assert stat.S_IMODE(paths.working.stat().st_mode) & 0o200  # the restored copy is writable
+    assert not stat.S_IMODE(paths.published.stat().st_mode) & 0o222  # the snapshot is not
+    work = wh.connect(paths.working, read_only=True)
+    assert work.execute("SELECT count(*) FROM marts.t").fetchall() == [(1005,)]
+    work.close()
+    assert wh.restore_working(paths) is False  # an existing working file is never replaced
+    assert not list(tmp_path.glob(".*restoring"))
+
+
 def test_stale_temporary_copy_is_replaced(tmp_path: Path) -> None:
     """A publish killed after the copy leaves .wh.duckdb.publishing; the next one overwrites it."""
     paths = wh.WarehousePaths.of(tmp_path / "wh.duckdb")

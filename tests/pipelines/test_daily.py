@@ -26,13 +26,16 @@ def test_new_day_loads_and_downstream_recomputes(pipeline_run: dict, tmp_path: P
     built = Path(pipeline_run["warehouse"])
     wh = WarehouseResource(warehouse=str(tmp_path / "wh.duckdb"), input_dir=str(tmp_path / "none"),
                            reports_dir=str(tmp_path / "reports"))
-    shutil.copyfile(built.with_name(f"{built.stem}.working.duckdb"), wh.paths.working)
+    # the published snapshot alone, as when a warehouse is moved by copying its file: the
+    # run restores the working file from it (warehouse.restore_working), history included
+    shutil.copyfile(built, wh.paths.published)
+    os.chmod(wh.paths.published, 0o444)
     inbox = InboxResource(inbox_dir=str(tmp_path / "inbox"), archive_dir=str(tmp_path / "archive"),
                           rejected_dir=str(tmp_path / "rejected"), settle_seconds=0)
     inbox.inbox.mkdir()
     day = export_day()
     cols = ", ".join(ORDERS.column_names)
-    con = duckdb.connect(str(wh.paths.working))
+    con = duckdb.connect(str(wh.paths.published), read_only=True)
     before = con.execute("SELECT count(*), sum(amount) FILTER (WHERE status = 'paid') "
                          "FROM staging.orders").fetchall()[0]
     # 40 new order lines (30 of the export day, 10 late ones from 11 days earlier) plus 10
@@ -45,6 +48,7 @@ def test_new_day_loads_and_downstream_recomputes(pipeline_run: dict, tmp_path: P
     added_paid = con.execute(f"SELECT sum(amount) FILTER (WHERE status = 'paid') FROM ({new})").fetchall()[0][0]
     con.execute(f"COPY (SELECT * FROM ({new}) UNION ALL {old}) TO '{inbox.inbox / f'orders_{day}.csv'}' (HEADER)")
     con.close()
+    assert not wh.paths.working.exists()
 
     instance = dg.DagsterInstance.ephemeral()
     assets_, checks = load_pipeline()
