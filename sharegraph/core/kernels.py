@@ -213,11 +213,19 @@ def pagerank(
     inv = np.zeros(n)
     inv[~dangling] = 1.0 / out[~dangling]
     mt = (sp.diags(inv) @ m).T.tocsr()  # column-stochastic transpose: x_new = mt @ x
+    dangling = np.flatnonzero(dangling)
     x = np.full(n, 1.0 / n)
+    change = np.empty(n)
     for _ in range(max_iter):
-        prev = x
-        x = alpha * (mt @ prev + prev[dangling].sum() / n) + (1.0 - alpha) / n
-        if np.abs(x - prev).sum() < tol:
+        # x_new = alpha * (mt @ x + dangling mass / n) + (1 - alpha) / n, in place: ~15%
+        # fewer passes over the vectors than the expression, the same floating-point steps
+        new = mt @ x
+        new += x.take(dangling).sum() / n
+        new *= alpha
+        new += (1.0 - alpha) / n
+        np.subtract(new, x, out=change)
+        x = new
+        if np.abs(change, out=change).sum() < tol:
             return x
     raise RuntimeError(f"pagerank did not converge in {max_iter} iterations")
 
@@ -255,14 +263,23 @@ def _class_blocks(c: int, cls: np.ndarray, src: np.ndarray, dst: np.ndarray, w: 
     rows = np.flatnonzero(cls == c)
     pos = np.zeros(cls.size, dtype=src.dtype)
     pos[rows] = np.arange(rows.size, dtype=src.dtype)
-    out, into = cls[src] == c, cls[dst] == c
+    out, into = np.flatnonzero(cls[src] == c), np.flatnonzero(cls[dst] == c)  # masks once
     adj = sp.csr_matrix(
         (np.concatenate([w[out], w[into]]),
-         (np.concatenate([pos[src[out]], pos[dst[into]]]), np.concatenate([dst[out], src[into]]))),
+         (pos[np.concatenate([src[out], dst[into]])], np.concatenate([dst[out], src[into]]))),
         shape=(rows.size, cls.size))
     cuts = np.linspace(0, rows.size, LPA_BLOCKS + 1).astype(np.int64)
     return [_Block(rows[a:b], sub, np.diff(sub.indptr), k[rows[a:b]], k[rows[a:b]] * scale)
-            for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a for sub in [adj[a:b]]]
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a
+            for sub in [_row_view(adj, int(a), int(b))]]
+
+
+def _row_view(adj: sp.csr_matrix, a: int, b: int) -> sp.csr_matrix:
+    """Rows ``a:b`` of ``adj`` sharing its data and indices: ``adj[a:b]`` copies them (0.8 s
+    per update class of a 2M-node graph). Nothing writes to a block's matrix."""
+    lo, hi = adj.indptr[a], adj.indptr[b]
+    return sp.csr_matrix((adj.data[lo:hi], adj.indices[lo:hi], adj.indptr[a:b + 1] - lo),
+                         shape=(b - a, adj.shape[1]), copy=False)
 
 
 def _best_moves(b: _Block, labels: np.ndarray, tot: np.ndarray,
