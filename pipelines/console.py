@@ -26,7 +26,12 @@ import duckdb
 
 from sharegraph.core import paths
 from sharegraph.core.config import Settings
-from sharegraph.core.warehouse import WarehouseError, WarehousePaths, check_writable
+from sharegraph.core.warehouse import (
+    WarehouseError,
+    WarehousePaths,
+    check_writable,
+    restore_working,
+)
 
 #: stages (asset groups) in data-flow order; groups not listed follow in the order they ran
 STAGE_ORDER = ("ingest", "graph", "marts", "influence", "affinity", "reports", "publish")
@@ -537,6 +542,9 @@ def run_and_report(
         if settings_overrides:
             settings = settings.with_values(dict(settings_overrides), source="command line")
         check_writable(WarehousePaths.of(warehouse))
+        if restore_working(WarehousePaths.of(warehouse)):
+            say(f"note: {warehouse.name} had no working file beside it: this run continues from "
+                "the published snapshot (copied as the working file)")
     except (WarehouseError, ValueError, OSError) as exc:
         say(f"error: {reason_from_exception(exc, input_dir)}; the published warehouse is unchanged.")
         return 1

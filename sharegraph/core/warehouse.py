@@ -313,8 +313,6 @@ def restore_working(paths: WarehousePaths) -> bool:
     shutil.copyfile(paths.published, tmp)
     os.chmod(tmp, 0o644)  # the snapshot is read-only (0444); the working file is written
     os.replace(tmp, paths.working)
-    log.warning("%s: no working file; continuing from the published snapshot %s",
-                paths.working, paths.published)
     return True
 
 
@@ -322,7 +320,9 @@ def open_working(paths: WarehousePaths, timezone: str = "Asia/Shanghai",
                  memory_limit: str = "") -> duckdb.DuckDBPyConnection:
     """A read-write connection to the working file (restored from the snapshot when lost,
     :func:`restore_working`) with the schema in place."""
-    restore_working(paths)
+    if restore_working(paths):
+        log.warning("%s: no working file; continuing from the published snapshot %s",
+                    paths.working, paths.published)
     con = connect(paths.working, timezone=timezone, memory_limit=memory_limit)
     try:
         ensure_schema(con)

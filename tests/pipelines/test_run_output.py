@@ -103,6 +103,24 @@ def test_the_report_says_how_maintained_tables_were_brought_up_to_date(
     assert line.strip() == "maintained tables: already current: " + ", ".join(sorted(maintained)), line
 
 
+def test_a_warehouse_moved_without_its_working_file_keeps_its_history(
+        good_run: dict, world: Path, tmp_path: Path) -> None:
+    """Only the published file copied elsewhere: the run says it continues from the snapshot,
+    finds every file already loaded, and publishes the same rows, not an empty history."""
+    published = good_run["elsewhere"] / "wh.duckdb"
+    moved = tmp_path / "moved" / "wh.duckdb"
+    moved.parent.mkdir()
+    shutil.copyfile(published, moved)
+    again = sharegraph("run", "--input", str(world), "--warehouse", str(moved), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continues from the published snapshot" in again.stderr, again.stderr[-3000:]
+    assert "maintained tables: already current:" in again.stderr, again.stderr[-3000:]
+    counts = "SELECT (SELECT count(*) FROM staging.orders), (SELECT count(*) FROM staging.share_events)"
+    with duckdb.connect(str(published), read_only=True) as before, \
+            duckdb.connect(str(moved), read_only=True) as after:
+        assert after.execute(counts).fetchall() == before.execute(counts).fetchall()
+
+
 def test_the_per_file_table_matches_the_warehouse(good_run: dict, world: Path) -> None:
     published = good_run["elsewhere"] / "wh.duckdb"
     con = duckdb.connect(str(published), read_only=True)
