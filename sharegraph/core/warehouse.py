@@ -175,11 +175,40 @@ def connect(path: str | os.PathLike[str], *, read_only: bool = False, timezone: 
             raise WarehouseError(f"cannot create the directory of {path}: {exc.strerror or exc}") from None
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = ?", [timezone])  # bound, never pasted into the SQL text
+    _apply_memory_limit(con, memory_limit)
+    return con
+
+
+def _apply_memory_limit(con: duckdb.DuckDBPyConnection, memory_limit: str) -> None:
+    """The setting ``memory_limit`` (empty: DuckDB's default), never above DuckDB's default."""
     if memory_limit:
         default = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-        if size_bytes(memory_limit) < size_bytes(default):  # never above DuckDB's own default
+        if size_bytes(memory_limit) < size_bytes(default):
             con.execute("SET memory_limit = ?", [memory_limit])
-    return con
+
+
+@contextmanager
+def memory_limit_at_most(con: duckdb.DuckDBPyConnection, limit: str,
+                         configured: str = "") -> Iterator[None]:
+    """Lower DuckDB's ``memory_limit`` to ``limit`` for the block (never raise it), then set
+    it back as :func:`connect` set it from ``configured`` (the setting; DuckDB shows the
+    current limit rounded, so it cannot be read back exactly). Why: while NumPy kernels hold
+    large arrays beside DuckDB, the buffer pool's cached blocks are what can give way; DuckDB
+    evicts them to meet the lower limit."""
+    now = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    lowered = False
+    if size_bytes(limit) < size_bytes(now):
+        try:
+            con.execute("SET memory_limit = ?", [limit])
+            lowered = True
+        except duckdb.Error as exc:  # more than ``limit`` pinned right now: keep the limit
+            log.info("memory limit stays %s: %s", now, exc)
+    try:
+        yield
+    finally:
+        if lowered:
+            con.execute("RESET memory_limit")
+            _apply_memory_limit(con, configured)
 
 
 _UNITS = {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

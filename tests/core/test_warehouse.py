@@ -187,3 +187,21 @@ def test_the_memory_limit_setting_reaches_the_runs_connection(tmp_path: Path) ->
     assert wh.size_bytes("5GB") == 5e9 and wh.size_bytes("19.0 GiB") == 19 * 2**30
     with pytest.raises(ValueError, match="memory_limit '80%' is not a size"):
         Settings().with_values({"memory_limit": "80%"})
+
+
+def test_memory_limit_at_most_lowers_for_the_block_and_restores(tmp_path: Path) -> None:
+    con = wh.connect(tmp_path / "m.duckdb", memory_limit="3GB")
+
+    def limit() -> float:
+        return wh.size_bytes(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
+    before = limit()
+    with wh.memory_limit_at_most(con, "1GB", "3GB"):
+        assert limit() < 1.01e9
+    assert limit() == before
+    with wh.memory_limit_at_most(con, "8GB", "3GB"):  # never raised
+        assert limit() == before
+    with pytest.raises(duckdb.Error), wh.memory_limit_at_most(con, "1GB", "3GB"):
+        con.execute("SELECT * FROM no_such_table")
+    assert limit() == before  # restored after an error too
+    con.close()
