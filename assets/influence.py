@@ -7,12 +7,14 @@ simulate``), not an asset: its schemes are an analyst's input, not a pipeline se
 
 Why one step: the two read the same graph and neither reads the other, and the plan is mostly
 one NumPy thread (sampling reverse-reachable sets) while the influence kernels leave a core
-idle part of the time. Side by side on a second DuckDB cursor they took 41.2 s at 10M orders
-instead of 49.7 s one after the other (in one process; in whole runs the step took 41.6 s on a
-full build and 44.2 s on a 1% day, against 47.3 s and 47.9 s for the two steps before). Each is still its own asset, selectable alone; both
+idle part of the time. Side by side on a second DuckDB cursor, at 10M orders in one process,
+alternating: 43.2 and 41.3 s against 47.9 and 43.6 s one after the other (whole runs,
+docs/performance.md "Session 13": the step 41.6 s on a full build and 44.2 s on a 1% day,
+against 47.3 s and 47.9 s for the two steps). Each is still its own asset, selectable alone; both
 are in the ``influence`` group, the stage whose time the step's is.
 """
 
+# no ``from __future__ import annotations``: Dagster reads the ``context`` annotation
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
