@@ -70,8 +70,9 @@ def influence_and_launch_plan(context: dg.AssetExecutionContext,
     """The selected ones of the two; the plan in a worker thread on its own cursor."""
     wanted = context.selected_asset_keys
     settings = warehouse.settings()
-    with warehouse.connect() as con, memory_limit_at_most(con, SIDE_BY_SIDE_MEMORY, settings.memory_limit), \
-            con.cursor() as cur, ThreadPoolExecutor(1) as pool:
+    both = {AGENT_INFLUENCE, LAUNCH_PLAN} <= wanted
+    with warehouse.connect() as con, con.cursor() as cur, ThreadPoolExecutor(1) as pool, \
+            memory_limit_at_most(con, SIDE_BY_SIDE_MEMORY if both else "", settings.memory_limit):
         plan = pool.submit(build_launch_plan, cur, settings, DEFAULT_K) if LAUNCH_PLAN in wanted else None
         if AGENT_INFLUENCE in wanted:
             n = influence.build_agent_influence(con, settings)
