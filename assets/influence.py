@@ -17,6 +17,7 @@ are in the ``influence`` group, the stage whose time the step's is.
 # no ``from __future__ import annotations``: Dagster reads the ``context`` annotation
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import dagster as dg
 import duckdb
@@ -72,7 +73,8 @@ def influence_and_launch_plan(context: dg.AssetExecutionContext,
     settings = warehouse.settings()
     both = {AGENT_INFLUENCE, LAUNCH_PLAN} <= wanted
     with warehouse.connect() as con, con.cursor() as cur, ThreadPoolExecutor(1) as pool, \
-            memory_limit_at_most(con, SIDE_BY_SIDE_MEMORY if both else "", settings.memory_limit):
+            (memory_limit_at_most(con, SIDE_BY_SIDE_MEMORY, settings.memory_limit) if both
+             else nullcontext()):
         plan = pool.submit(build_launch_plan, cur, settings, DEFAULT_K) if LAUNCH_PLAN in wanted else None
         if AGENT_INFLUENCE in wanted:
             n = influence.build_agent_influence(con, settings)

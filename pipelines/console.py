@@ -541,8 +541,9 @@ def run_and_report(
         settings = Settings.load(config_file)
         if settings_overrides:
             settings = settings.with_values(dict(settings_overrides), source="command line")
-        check_writable(WarehousePaths.of(warehouse))
-        if restore_working(WarehousePaths.of(warehouse)):
+        where = WarehousePaths.of(warehouse)
+        check_writable(where)
+        if restore_working(where):
             say(f"note: {warehouse.name} had no working file beside it: this run continues from "
                 "the published snapshot (copied as the working file)")
     except (WarehouseError, ValueError, OSError) as exc:

@@ -213,7 +213,7 @@ def pagerank(
     inv = np.zeros(n)
     inv[~dangling] = 1.0 / out[~dangling]
     mt = (sp.diags(inv) @ m).T.tocsr()  # column-stochastic transpose: x_new = mt @ x
-    dangling = np.flatnonzero(dangling)
+    dangling_nodes = np.flatnonzero(dangling)
     x = np.full(n, 1.0 / n)
     change = np.empty(n)
     for _ in range(max_iter):
@@ -221,7 +221,7 @@ def pagerank(
         # floating-point steps as the expression, fewer temporary vectors (104 iterations on
         # 1.9M nodes: 3.6 s instead of 4.1 s)
         new = mt @ x
-        new += x.take(dangling).sum() / n
+        new += x.take(dangling_nodes).sum() / n
         new *= alpha
         new += (1.0 - alpha) / n
         np.subtract(new, x, out=change)

@@ -189,15 +189,15 @@ def _apply_memory_limit(con: duckdb.DuckDBPyConnection, memory_limit: str) -> No
 
 @contextmanager
 def memory_limit_at_most(con: duckdb.DuckDBPyConnection, limit: str,
-                         configured: str = "") -> Iterator[None]:
-    """Lower DuckDB's ``memory_limit`` to ``limit`` (empty: no change) for the block (never
-    raise it), then set it back as :func:`connect` set it from ``configured`` (the setting;
-    DuckDB shows the current limit rounded, so it cannot be read back exactly). Why: while NumPy kernels hold
+                         configured: str) -> Iterator[None]:
+    """Lower DuckDB's ``memory_limit`` to ``limit`` for the block (never raise it), then set
+    it back as :func:`connect` set it from ``configured`` (the run's setting; DuckDB shows the
+    current limit rounded, so it cannot be read back exactly). Why: while NumPy kernels hold
     large arrays beside DuckDB, the buffer pool's cached blocks are what can give way; DuckDB
     evicts them to meet the lower limit."""
     now = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     lowered = False
-    if limit and size_bytes(limit) < size_bytes(now):
+    if size_bytes(limit) < size_bytes(now):
         try:
             con.execute("SET memory_limit = ?", [limit])
             lowered = True
