@@ -13,6 +13,7 @@ from assets.keys import (
     GROUP_BUY_SUMMARY,
     GROUP_BUYS,
     KFACTOR,
+    PEOPLE,
     SHARE_NODES,
     STAGING,
 )
@@ -26,7 +27,7 @@ def kfactor_cohorts_partition(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckRe
 
 
 @dg.asset(key=KFACTOR, kinds={"duckdb"}, group_name="marts",
-          deps=[ATTRIBUTED, SHARE_NODES],
+          deps=[ATTRIBUTED, PEOPLE, SHARE_NODES],
           check_specs=check_specs(KFACTOR, [kfactor_cohorts_partition]))
 def kfactor(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per weekly cohort of new customers plus an overall row: viral coefficient K."""
@@ -59,7 +60,7 @@ def concentration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=meta, check_results=checks)
 
 
-@dg.asset(key=CHANNEL_MIGRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED])
+@dg.asset(key=CHANNEL_MIGRATION, kinds={"duckdb"}, group_name="marts", deps=[ATTRIBUTED, PEOPLE])
 def channel_migration(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """One row per month: repeat customers' paid orders on social vs platform channels."""
     with warehouse.connect() as con:

@@ -78,10 +78,10 @@ def build_kfactor(con: duckdb.DuckDBPyConnection, settings: Settings | None = No
         f"""
         CREATE OR REPLACE TABLE marts.kfactor AS
         -- grain: one row per weekly cohort (scope 'week') plus one row scope 'overall'
-        WITH members AS (
-            SELECT customer_id AS person_id, min(ordered_at) AS first_paid_at,
-                   date_trunc('week', min(ordered_at))::DATE AS cohort_week
-            FROM graph.attributed_orders WHERE is_paid GROUP BY customer_id
+        WITH members AS (  -- graph.people keeps each customer's first paid line
+            SELECT person_id, first_paid_order_at AS first_paid_at,
+                   date_trunc('week', first_paid_order_at)::DATE AS cohort_week
+            FROM graph.people WHERE first_paid_order_at IS NOT NULL
         ),
         acquired AS (  -- one row per new customer and the person credited for their first order
             SELECT DISTINCT customer_id, credited_id, ordered_at
@@ -267,9 +267,9 @@ def build_channel_migration(
         f"""
         CREATE OR REPLACE TABLE marts.channel_migration AS
         -- grain: one row per calendar month with repeat paid orders
-        WITH firsts AS (
-            SELECT customer_id, min(ordered_at) AS first_paid_at
-            FROM graph.attributed_orders WHERE is_paid GROUP BY customer_id
+        WITH firsts AS (  -- graph.people keeps each customer's first paid line
+            SELECT person_id AS customer_id, first_paid_order_at AS first_paid_at
+            FROM graph.people WHERE first_paid_order_at IS NOT NULL
         ),
         repeat_lines AS (
             SELECT a.customer_id, a.order_id, date_trunc('month', a.ordered_at)::DATE AS month,

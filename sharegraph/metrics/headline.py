@@ -95,7 +95,8 @@ def _metrics_sql() -> str:
     UNION ALL SELECT 'paid_orders', 'all', count(*) FILTER (WHERE NOT multi)
         + count(DISTINCT order_id) FILTER (WHERE multi), NULL
         FROM (SELECT order_id, {IN_MULTI_LINE_ORDER} AS multi FROM {paid})
-    UNION ALL SELECT 'customers', 'all', count(DISTINCT customer_id), NULL FROM {paid}
+    UNION ALL SELECT 'customers', 'all', count(*), NULL FROM graph.people  -- who paid once
+        WHERE first_paid_order_at IS NOT NULL
     UNION ALL SELECT 'attributed_gmv', 'all',
         coalesce(sum(amount) FILTER (WHERE credited_id IS NOT NULL), 0)::DOUBLE, NULL FROM {paid}
     UNION ALL SELECT 'attributed_share', scope, a / nullif(p, 0), NULL FROM (

@@ -12,6 +12,8 @@ import polars as pl
 import pytest
 from helpers import graph_contract_db, insert_staging
 
+from sharegraph.graph.people import build_people
+from sharegraph.graph.upline import build_agent_upline
 from sharegraph.metrics.growth import (
     KOL_GINI,
     KOL_TOP1_SHARE,
@@ -32,6 +34,7 @@ HAS_WORLD = importlib.util.find_spec("sharegraph.demo.generate") is not None
 def con() -> duckdb.DuckDBPyConnection:
     """graph.* tables of exactly the shared contract's shape, built by hand for unit tests."""
     c = graph_contract_db()
+    build_people_of(c)
     yield c
     c.close()
 
@@ -58,6 +61,14 @@ def add_orders(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> None:
                0, 0
         FROM frame
     """)
+    build_people_of(con)
+
+
+def build_people_of(con: duckdb.DuckDBPyConnection) -> None:
+    """graph.people of the lines so far: k-factor and channel migration read each customer's
+    first paid order from it."""
+    build_agent_upline(con)
+    build_people(con)
 
 
 def add_shares(con: duckdb.DuckDBPyConnection, actors: list[str], at: datetime) -> None:
