@@ -28,6 +28,7 @@ from assets.keys import (
     AGENT_UPLINE,
     ATTRIBUTED,
     AUDIENCE_EDGES,
+    CASCADES,
     CLICK_EDGES,
     LAUNCH_PLAN,
     PEOPLE,
@@ -56,7 +57,7 @@ def agent_influence_scores_finite(con: duckdb.DuckDBPyConnection) -> dg.AssetChe
 @dg.multi_asset(
     specs=[dg.AssetSpec(AGENT_INFLUENCE, kinds={"duckdb"}, group_name="influence",
                         deps=[ATTRIBUTED, PEOPLE, REFERRAL_EDGES, SHARE_NODES, CLICK_EDGES,
-                              AGENT_UPLINE, STAGING["share_events"]],
+                              AGENT_UPLINE, CASCADES, STAGING["share_events"]],
                         description="One row per sharer / credited person / agent: influence "
                                     "metrics (docs/influence.md)."),
            dg.AssetSpec(LAUNCH_PLAN, kinds={"duckdb"}, group_name="influence",

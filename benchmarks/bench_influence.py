@@ -53,6 +53,7 @@ from sharegraph.graph.people import build_people, build_referral_edges
 from sharegraph.graph.shares import build_share_nodes
 from sharegraph.graph.upline import build_agent_upline
 from sharegraph.metrics import influence
+from sharegraph.metrics.cascades import build_cascades
 
 
 def peak_rss_gib() -> float:
@@ -116,6 +117,8 @@ def stage_list(con: duckdb.DuckDBPyConnection, s: Settings) -> list[tuple[str, C
         ("graph.people", lambda: build_people(con, s)),
         ("graph.referral_edges", lambda: build_referral_edges(con, s)),
         ("graph.anomalies", lambda: build_anomalies(con, s)),
+        # agent_influence reads each cascade's size and depth from marts.cascades
+        ("marts.cascades", lambda: build_cascades(con, s)),
         ("marts.agent_influence", lambda: influence.build_agent_influence(con, s)),
     ]
 

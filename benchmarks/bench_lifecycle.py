@@ -49,6 +49,7 @@ from sharegraph.graph.shares import build_share_nodes
 from sharegraph.graph.upline import build_agent_upline
 from sharegraph.ingest import load as ingest
 from sharegraph.metrics import influence, integrity, lifecycle
+from sharegraph.metrics.cascades import build_cascades
 
 Stage = tuple[str, Callable[[duckdb.DuckDBPyConnection, Settings], object]]
 
@@ -60,6 +61,7 @@ GRAPH_INFLUENCE: list[Stage] = [
     ("graph.people", build_people),
     ("graph.referral_edges", build_referral_edges),
     ("graph.anomalies", build_anomalies),
+    ("marts.cascades", build_cascades),
     ("marts.agent_influence", influence.build_agent_influence),
 ]
 MARTS: list[Stage] = [

@@ -218,8 +218,8 @@ def build_marts(con: duckdb.DuckDBPyConnection, settings: Settings = REPORT_SETT
     attribution.attribute_orders(con, settings)
     for build in (build_share_nodes, build_click_edges, build_agent_upline, build_people,
                   build_referral_edges, build_audience, build_anomalies,
-                  influence.build_agent_influence,
-                  cascades.build_cascades, growth.build_kfactor, growth.build_concentration,
+                  cascades.build_cascades, influence.build_agent_influence,
+                  growth.build_kfactor, growth.build_concentration,
                   growth.build_channel_migration, growth.build_group_buys,
                   affinity.build_category_affinity, affinity.build_spillover_affinity,
                   expansion.build_expansion_recommendations, expansion.build_weak_categories,

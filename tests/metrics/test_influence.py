@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sharegraph.core.config import Settings
 from sharegraph.core.kernels import break_cycles, label_propagation, pagerank, subtree_sums
 from sharegraph.core.warehouse import ensure_schema
+from sharegraph.metrics.cascades import build_cascades
 from sharegraph.metrics.influence import build_agent_influence, downstream, scores_finite
 from tests.helpers import build_graph, insert_staging
 
@@ -175,6 +176,7 @@ def _world(con: duckdb.DuckDBPyConnection, seed: int, n_people: int = 40, n_orde
 
 def _build(con: duckdb.DuckDBPyConnection, s: Settings | None = None) -> int:
     build_graph(con)
+    build_cascades(con)  # the cascade sizes and depths are read from marts.cascades
     return build_agent_influence(con, s or Settings())
 
 
