@@ -78,7 +78,7 @@ def build_kfactor(con: duckdb.DuckDBPyConnection, settings: Settings | None = No
         f"""
         CREATE OR REPLACE TABLE marts.kfactor AS
         -- grain: one row per weekly cohort (scope 'week') plus one row scope 'overall'
-        WITH members AS (  -- graph.people keeps each customer's first paid line
+        WITH members AS (  -- graph.people keeps each customer's first paid order
             SELECT person_id, first_paid_order_at AS first_paid_at,
                    date_trunc('week', first_paid_order_at)::DATE AS cohort_week
             FROM graph.people WHERE first_paid_order_at IS NOT NULL
@@ -267,7 +267,7 @@ def build_channel_migration(
         f"""
         CREATE OR REPLACE TABLE marts.channel_migration AS
         -- grain: one row per calendar month with repeat paid orders
-        WITH firsts AS (  -- graph.people keeps each customer's first paid line
+        WITH firsts AS (  -- graph.people keeps each customer's first paid order
             SELECT person_id AS customer_id, first_paid_order_at AS first_paid_at
             FROM graph.people WHERE first_paid_order_at IS NOT NULL
         ),
