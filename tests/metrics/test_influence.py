@@ -261,6 +261,34 @@ def test_counts_multi_line_orders_and_clicks() -> None:
                        "WHERE is_customer ORDER BY 1").fetchall() == [("B", 2, 30.0), ("C", 1, 10.0)]
 
 
+def test_cascades_rooted_per_sharer() -> None:
+    """shares_made, cascades_rooted and the rooted cascades' size and depth, worked out by
+    hand on two re-share trees and a lone share (marts.cascades is where they are read)."""
+    con = duckdb.connect()
+    ensure_schema(con)
+
+    def share(sid: str, actor: str, hour: int, parent: str | None = None) -> dict:
+        return dict(event_id=sid, event_type="reshare" if parent else "share", share_id=sid,
+                    actor_id=actor, occurred_at=T0 + timedelta(hours=hour), parent_share_id=parent)
+
+    insert_staging(con, "share_events", [
+        share("s1", "A", 0), share("s2", "B", 1, "s1"), share("s3", "C", 2, "s2"),
+        share("s4", "D", 3, "s1"),                  # A's tree: 4 shares, 2 generations deep
+        share("s5", "A", 4),                        # A's lone share
+        share("s6", "B", 5), share("s7", "C", 6, "s6"),  # B's tree: 2 shares, 1 deep
+        dict(event_id="k1", event_type="click", share_id="s3", actor_id="E",
+             occurred_at=T0 + timedelta(hours=7))])  # a click is not a share
+    _build(con)
+    got = {r[0]: r[1:] for r in con.execute(
+        "SELECT person_id, shares_made, cascades_rooted, max_cascade_size, mean_cascade_size, "
+        "max_cascade_depth, mean_cascade_depth FROM marts.agent_influence").fetchall()}
+    assert got["A"] == (2, 2, 4, 2.5, 2, 1.0)
+    assert got["B"] == (2, 1, 2, 2.0, 1, 1.0)
+    assert got["C"] == (2, 0, None, None, None, None)
+    assert got["D"] == (1, 0, None, None, None, None)
+    assert "E" not in got  # only clicked: no share, no credit, not an agent
+
+
 def test_bad_graph_input_stays_finite() -> None:
     con = duckdb.connect()
     ensure_schema(con)
