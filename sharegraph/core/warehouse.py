@@ -327,6 +327,14 @@ def _comment_base_tables(con: duckdb.DuckDBPyConnection) -> None:
     comment_table(con, "staging.channels", CHANNELS_TEXT, CHANNELS_COMMENTS)
 
 
+def _copy_synced(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` and fsync it, so a rename that follows never exposes a file whose
+    data a crash could still lose."""
+    shutil.copyfile(src, dst)
+    with open(dst, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 def restore_working(paths: WarehousePaths) -> bool:
     """Copy the published snapshot to the working file when only the snapshot exists.
 
@@ -339,7 +347,7 @@ def restore_working(paths: WarehousePaths) -> bool:
     if paths.working.exists() or not paths.published.is_file():
         return False
     tmp = paths.working.with_name(f".{paths.working.name}.restoring")
-    shutil.copyfile(paths.published, tmp)
+    _copy_synced(paths.published, tmp)
     os.chmod(tmp, 0o644)  # the snapshot is read-only (0444); the working file is written
     os.replace(tmp, paths.working)
     return True
@@ -463,9 +471,7 @@ def publish(paths: WarehousePaths) -> Path:
         con.execute("CHECKPOINT")
         expected = table_counts(con)
         tmp.unlink(missing_ok=True)  # left by a publish that was killed
-        shutil.copyfile(paths.working, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _copy_synced(paths.working, tmp)
         fault_point("publish-copy")
         check = duckdb.connect(str(tmp), read_only=True)
         try:

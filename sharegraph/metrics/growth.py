@@ -37,6 +37,10 @@ KOL_TOP1_SHARE = 0.5
 """KOL-driven when the top 1% of credited people bring at least this share of attributed GMV..."""
 KOL_GINI = 0.8
 """...or when the Gini coefficient of attributed GMV across credited people is at least this."""
+FIRST_PAID = """(SELECT person_id AS customer_id, first_paid_order_at AS first_paid_at
+                 FROM graph.people WHERE first_paid_order_at IS NOT NULL)"""
+"""One row per customer who paid: the time of their first paid order, which graph.people keeps
+per person (cheaper than grouping every paid line again)."""
 
 
 # --------------------------------------------------------------------------------- k-factor
@@ -78,10 +82,10 @@ def build_kfactor(con: duckdb.DuckDBPyConnection, settings: Settings | None = No
         f"""
         CREATE OR REPLACE TABLE marts.kfactor AS
         -- grain: one row per weekly cohort (scope 'week') plus one row scope 'overall'
-        WITH members AS (  -- graph.people keeps each customer's first paid order
-            SELECT person_id, first_paid_order_at AS first_paid_at,
-                   date_trunc('week', first_paid_order_at)::DATE AS cohort_week
-            FROM graph.people WHERE first_paid_order_at IS NOT NULL
+        WITH members AS (
+            SELECT customer_id AS person_id, first_paid_at,
+                   date_trunc('week', first_paid_at)::DATE AS cohort_week
+            FROM {FIRST_PAID}
         ),
         acquired AS (  -- one row per new customer and the person credited for their first order
             SELECT DISTINCT customer_id, credited_id, ordered_at
@@ -267,10 +271,7 @@ def build_channel_migration(
         f"""
         CREATE OR REPLACE TABLE marts.channel_migration AS
         -- grain: one row per calendar month with repeat paid orders
-        WITH firsts AS (  -- graph.people keeps each customer's first paid order
-            SELECT person_id AS customer_id, first_paid_order_at AS first_paid_at
-            FROM graph.people WHERE first_paid_order_at IS NOT NULL
-        ),
+        WITH firsts AS (SELECT customer_id, first_paid_at FROM {FIRST_PAID}),
         repeat_lines AS (
             SELECT a.customer_id, a.order_id, date_trunc('month', a.ordered_at)::DATE AS month,
                    a.amount, {channel_class_sql('a.channel')} AS channel_group,

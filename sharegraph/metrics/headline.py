@@ -14,7 +14,7 @@ from sharegraph.core.config import Settings
 from sharegraph.core.sql import literal
 from sharegraph.core.warehouse import finish_table
 from sharegraph.graph.attribution import IN_MULTI_LINE_ORDER
-from sharegraph.metrics.growth import K_WINDOW_DAYS, channel_class_sql
+from sharegraph.metrics.growth import FIRST_PAID, K_WINDOW_DAYS, channel_class_sql
 
 TABLE = "marts.headline_metrics"
 
@@ -95,8 +95,7 @@ def _metrics_sql() -> str:
     UNION ALL SELECT 'paid_orders', 'all', count(*) FILTER (WHERE NOT multi)
         + count(DISTINCT order_id) FILTER (WHERE multi), NULL
         FROM (SELECT order_id, {IN_MULTI_LINE_ORDER} AS multi FROM {paid})
-    UNION ALL SELECT 'customers', 'all', count(*), NULL FROM graph.people  -- who paid once
-        WHERE first_paid_order_at IS NOT NULL
+    UNION ALL SELECT 'customers', 'all', count(*), NULL FROM {FIRST_PAID}
     UNION ALL SELECT 'attributed_gmv', 'all',
         coalesce(sum(amount) FILTER (WHERE credited_id IS NOT NULL), 0)::DOUBLE, NULL FROM {paid}
     UNION ALL SELECT 'attributed_share', scope, a / nullif(p, 0), NULL FROM (
